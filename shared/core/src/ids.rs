@@ -1,0 +1,146 @@
+//! Prefixed resource identifiers (`job_…`, `ten_…`): a readable prefix, then 32 lowercase hex digits
+//! of a UUIDv7, so ids sort by creation time and a wrong kind of id is refused before any store access.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Why a string is not a valid identifier of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{value}` is not a valid {kind} id: expected `{prefix}_` followed by 32 lowercase hex digits"
+)]
+pub struct InvalidId {
+    /// The kind of id expected, e.g. `job`.
+    pub kind: &'static str,
+    /// The expected prefix.
+    pub prefix: &'static str,
+    /// The refused value, cut to a safe length for messages.
+    pub value: String,
+}
+
+const HEX_LEN: usize = 32;
+
+fn validate(prefix: &'static str, kind: &'static str, s: &str) -> Result<(), InvalidId> {
+    let ok = s
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|hex| {
+            hex.len() == HEX_LEN
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidId {
+            kind,
+            prefix,
+            value: s.chars().take(64).collect(),
+        })
+    }
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new, time-ordered id.
+            pub fn generate() -> Self {
+                Self(format!("{}_{}", $prefix, uuid::Uuid::now_v7().simple()))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                validate($prefix, $kind, s)?;
+                Ok(Self(s.to_owned()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                raw.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A job travelling through the jobs queue.
+    JobId,
+    "job",
+    "job"
+);
+prefixed_id!(
+    /// A tenant: a SaaS company using Tributary.
+    TenantId,
+    "ten",
+    "tenant"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back() {
+        let id = JobId::generate();
+        assert_eq!(id.as_str().parse::<JobId>().unwrap(), id);
+        assert!(id.as_str().starts_with("job_"));
+    }
+
+    #[test]
+    fn ids_of_another_kind_are_refused() {
+        let tenant = TenantId::generate();
+        let err = tenant.as_str().parse::<JobId>().unwrap_err();
+        assert_eq!(err.kind, "job");
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        for bad in [
+            "",
+            "job_",
+            "job_0190D6D8A0F47C0E9B6C7D2F1A3B4C5D",
+            "job_0190d6d8a0f47c0e9b6c7d2f1a3b4c5",
+            "job_0190d6d8a0f47c0e9b6c7d2f1a3b4c5dz",
+            "job-0190d6d8a0f47c0e9b6c7d2f1a3b4c5d",
+            "../job_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d",
+        ] {
+            assert!(bad.parse::<JobId>().is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn ids_deserialize_with_validation() {
+        let ok: JobId = serde_json::from_str("\"job_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d\"").unwrap();
+        assert_eq!(ok.as_str(), "job_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d");
+        assert!(serde_json::from_str::<JobId>("\"job_x\"").is_err());
+    }
+}

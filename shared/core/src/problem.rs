@@ -1,0 +1,290 @@
+//! API errors and their RFC 9457 `application/problem+json` rendering.
+//!
+//! Every 4xx carries a stable machine-readable `code` and a `detail` that tells the caller what to do
+//! next. A 5xx body is opaque: the cause is logged by the caller, never sent.
+
+use serde::Serialize;
+
+/// The media type of problem documents.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// One invalid field of a request, located by a JSON Pointer (RFC 6901) into the body or by the name of
+/// a query or path parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Where: `/body/name`, `query.limit`, `path.id`.
+    pub pointer: String,
+    /// What is wrong there.
+    pub detail: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// A URI naming the problem type; stable.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// A short summary of the problem type.
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What happened in this occurrence and what to do about it.
+    pub detail: String,
+    /// The stable machine-readable code (also the last segment of `type`).
+    pub code: &'static str,
+    /// The request path this occurrence is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Field-level errors, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Seconds to wait before retrying, for rate limiting (also sent as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+/// Everything the API can answer with other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No route matches the path.
+    #[error("no route for {path}")]
+    RouteNotFound {
+        /// The requested path.
+        path: String,
+    },
+    /// The path exists but not with this method.
+    #[error("method {method} not allowed")]
+    MethodNotAllowed {
+        /// The requested method.
+        method: String,
+        /// The methods the path supports, for the `Allow` header.
+        allowed: Vec<&'static str>,
+    },
+    /// The object does not exist, or belongs to another tenant: the answer is the same.
+    #[error("{resource} not found")]
+    NotFound {
+        /// The kind of object, e.g. `connection`.
+        resource: &'static str,
+    },
+    /// The request carries no usable identity (the authorizer context is missing or malformed).
+    #[error("unauthenticated")]
+    Unauthenticated,
+    /// The caller lacks a scope the route requires.
+    #[error("missing scope {scope}")]
+    MissingScope {
+        /// The scope that is required.
+        scope: &'static str,
+    },
+    /// The request is malformed or fails validation.
+    #[error("validation failed: {detail}")]
+    Validation {
+        /// A summary.
+        detail: String,
+        /// The individual problems.
+        errors: Vec<FieldError>,
+    },
+    /// The request conflicts with the current state.
+    #[error("conflict: {detail}")]
+    Conflict {
+        /// What conflicts and how to resolve it.
+        detail: String,
+    },
+    /// The body is larger than the route accepts.
+    #[error("payload too large")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body is not JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// Too many requests; retry after the given number of seconds.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// A dependency is down; retry later. The cause is logged, not returned.
+    #[error("service unavailable")]
+    Unavailable,
+    /// A bug or an unexpected failure. The cause is logged, not returned.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::RouteNotFound { .. } | ApiError::NotFound { .. } => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::Unauthenticated => 401,
+            ApiError::MissingScope { .. } => 403,
+            ApiError::Validation { .. } => 400,
+            ApiError::Conflict { .. } => 409,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::UnsupportedMediaType => 415,
+            ApiError::RateLimited { .. } => 429,
+            ApiError::Unavailable => 503,
+            ApiError::Internal => 500,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::RouteNotFound { .. } => "route_not_found",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::MissingScope { .. } => "missing_scope",
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable => "service_unavailable",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::RouteNotFound { .. } | ApiError::NotFound { .. } => "Not Found",
+            ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
+            ApiError::Unauthenticated => "Unauthorized",
+            ApiError::MissingScope { .. } => "Forbidden",
+            ApiError::Validation { .. } => "Bad Request",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::PayloadTooLarge { .. } => "Content Too Large",
+            ApiError::UnsupportedMediaType => "Unsupported Media Type",
+            ApiError::RateLimited { .. } => "Too Many Requests",
+            ApiError::Unavailable => "Service Unavailable",
+            ApiError::Internal => "Internal Server Error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::RouteNotFound { path } => format!(
+                "No route matches `{}`. Check the path against the API reference at /docs.",
+                truncate(path, 200)
+            ),
+            ApiError::MethodNotAllowed { method, allowed } => format!(
+                "`{}` is not supported here; use one of: {}.",
+                truncate(method, 16),
+                allowed.join(", ")
+            ),
+            ApiError::NotFound { resource } => format!(
+                "No {resource} with this id exists for your tenant. Check the id, or list {resource}s to find it."
+            ),
+            ApiError::Unauthenticated => {
+                "The request carries no valid credential. Send `Authorization: Bearer <api key or token>`.".to_owned()
+            }
+            ApiError::MissingScope { scope } => format!(
+                "This route requires the `{scope}` scope. Use a credential that has it, or ask an admin to grant it."
+            ),
+            ApiError::Validation { detail, .. } => detail.clone(),
+            ApiError::Conflict { detail } => detail.clone(),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("The request body exceeds {limit} bytes. Send a smaller body.")
+            }
+            ApiError::UnsupportedMediaType => {
+                "Send the body as JSON with `Content-Type: application/json`.".to_owned()
+            }
+            ApiError::RateLimited { retry_after_secs } => format!(
+                "Your tenant's request rate limit is exhausted. Retry after {retry_after_secs} seconds."
+            ),
+            ApiError::Unavailable => {
+                "A dependency is temporarily unavailable. Retry with backoff.".to_owned()
+            }
+            ApiError::Internal => {
+                "An unexpected error occurred. It has been logged; retry later.".to_owned()
+            }
+        }
+    }
+
+    /// The problem document for this error, about the request path `instance`.
+    pub fn to_problem(&self, instance: Option<&str>) -> Problem {
+        let code = self.code();
+        Problem {
+            type_uri: format!("urn:tributary:problem:{code}"),
+            title: self.title(),
+            status: self.status(),
+            detail: self.detail(),
+            code,
+            instance: instance.map(|p| truncate(p, 200).to_owned()),
+            errors: match self {
+                ApiError::Validation { errors, .. } => errors.clone(),
+                _ => Vec::new(),
+            },
+            retry_after: match self {
+                ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            },
+        }
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_renders_rfc9457_fields() {
+        let p = ApiError::NotFound {
+            resource: "connection",
+        }
+        .to_problem(Some("/v1/connections/conn_1"));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["type"], "urn:tributary:problem:not_found");
+        assert_eq!(json["status"], 404);
+        assert_eq!(json["code"], "not_found");
+        assert_eq!(json["title"], "Not Found");
+        assert_eq!(json["instance"], "/v1/connections/conn_1");
+        assert!(json.get("errors").is_none());
+    }
+
+    #[test]
+    fn server_errors_say_nothing_internal() {
+        let p = ApiError::Internal.to_problem(None);
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.to_lowercase().contains("dynamo"));
+        assert!(p.instance.is_none());
+    }
+
+    #[test]
+    fn missing_scope_names_the_scope() {
+        let p = ApiError::MissingScope {
+            scope: "connections:read",
+        }
+        .to_problem(None);
+        assert_eq!(p.status, 403);
+        assert!(p.detail.contains("`connections:read`"));
+    }
+
+    #[test]
+    fn long_paths_are_cut_in_details() {
+        let long = "/v1/".to_owned() + &"é".repeat(500);
+        let p = ApiError::RouteNotFound { path: long.clone() }.to_problem(Some(&long));
+        assert!(p.instance.unwrap().chars().count() <= 200);
+        assert!(p.detail.chars().count() < 300);
+    }
+
+    #[test]
+    fn rate_limited_carries_retry_after() {
+        let p = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .to_problem(None);
+        assert_eq!(p.retry_after, Some(7));
+        assert_eq!(p.status, 429);
+    }
+}

@@ -1,0 +1,73 @@
+//! Time as the domain sees it: milliseconds since the Unix epoch, from a clock that tests can control.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Milliseconds since the Unix epoch (UTC).
+pub type EpochMillis = i64;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync {
+    /// The current time in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> EpochMillis;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> EpochMillis {
+        let now = time::OffsetDateTime::now_utc();
+        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+}
+
+/// A clock that stands still until told to move (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `ms`.
+    pub fn at(ms: EpochMillis) -> Self {
+        Self(AtomicI64::new(ms))
+    }
+
+    /// Moves the clock forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> EpochMillis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Formats epoch milliseconds as RFC 3339 (UTC), or `None` when out of range.
+pub fn rfc3339(ms: EpochMillis) -> Option<String> {
+    let nanos = i128::from(ms) * 1_000_000;
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc_with_millis() {
+        assert_eq!(
+            rfc3339(1_764_000_000_123).as_deref(),
+            Some("2025-11-24T16:00:00.123Z")
+        );
+    }
+
+    #[test]
+    fn manual_clock_advances() {
+        let c = ManualClock::at(10);
+        c.advance(5);
+        assert_eq!(c.now_ms(), 15);
+    }
+}
