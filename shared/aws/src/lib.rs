@@ -1,0 +1,14 @@
+//! AWS adapters for the Tributary ports: DynamoDB for state, SQS for coordination, Secrets Manager for
+//! platform secrets. Clients are built once per execution environment from [`sdk::load`], which honours
+//! `AWS_ENDPOINT_URL`, so the same code runs against AWS and the local emulator.
+
+pub mod backoff;
+pub mod dynamo;
+mod errors;
+pub mod sdk;
+pub mod secrets;
+pub mod sqs;
+
+pub use dynamo::DynamoTable;
+pub use secrets::CachedSecrets;
+pub use sqs::SqsQueue;
