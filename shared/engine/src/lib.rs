@@ -1,0 +1,11 @@
+//! Tributary's connector engine: declarative provider specs, safe templating, the guarded HTTP
+//! client, pagination, streams, actions, webhook verification and the embedded provider catalog.
+//!
+//! The crate has no AWS dependency; the sync worker and the API drive it through
+//! [`Engine`](crate::engine::Engine).
+
+pub mod connector;
+pub mod cursor;
+pub mod selector;
+pub mod spec;
+pub mod template;

@@ -1,0 +1,275 @@
+//! Auth modes: API key, HTTP Basic, OAuth 2.0 authorization code and client credentials.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::FieldSpec;
+
+/// One way to authenticate; a provider lists the ones it supports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthMode {
+    /// A static key or token placed in a header or query parameter.
+    ApiKey(ApiKeyAuth),
+    /// HTTP Basic with templated username and password.
+    Basic(BasicAuth),
+    /// OAuth 2.0 authorization code grant, optionally with PKCE.
+    #[serde(rename = "oauth2_authorization_code")]
+    OAuth2AuthorizationCode(OAuth2AuthorizationCode),
+    /// OAuth 2.0 client credentials grant.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials(OAuth2ClientCredentials),
+}
+
+impl AuthMode {
+    /// The `type` tag as written in YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthMode::ApiKey(_) => "api_key",
+            AuthMode::Basic(_) => "basic",
+            AuthMode::OAuth2AuthorizationCode(_) => "oauth2_authorization_code",
+            AuthMode::OAuth2ClientCredentials(_) => "oauth2_client_credentials",
+        }
+    }
+
+    /// Credential fields this mode reads from `{credentials.*}`. OAuth modes yield the token
+    /// fields the engine stores after the grant (`access_token`, and `refresh_token` when issued)
+    /// plus the ones the spec declares.
+    pub fn credential_names(&self) -> Vec<String> {
+        match self {
+            AuthMode::ApiKey(a) => a.credentials.iter().map(|f| f.name.clone()).collect(),
+            AuthMode::Basic(b) => b.credentials.iter().map(|f| f.name.clone()).collect(),
+            AuthMode::OAuth2AuthorizationCode(o) => {
+                let mut v = vec!["access_token".to_owned(), "refresh_token".to_owned()];
+                v.extend(o.extra_credentials.iter().map(|f| f.name.clone()));
+                v
+            }
+            AuthMode::OAuth2ClientCredentials(o) => {
+                let mut v = vec![
+                    "client_id".to_owned(),
+                    "client_secret".to_owned(),
+                    "access_token".to_owned(),
+                ];
+                v.extend(o.extra_credentials.iter().map(|f| f.name.clone()));
+                v
+            }
+        }
+    }
+
+    /// Credential fields shown in a form for this mode.
+    pub fn credential_fields(&self) -> &[FieldSpec] {
+        match self {
+            AuthMode::ApiKey(a) => &a.credentials,
+            AuthMode::Basic(b) => &b.credentials,
+            AuthMode::OAuth2AuthorizationCode(o) => &o.extra_credentials,
+            AuthMode::OAuth2ClientCredentials(o) => &o.extra_credentials,
+        }
+    }
+}
+
+/// Where an API key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyLocation {
+    /// A request header.
+    Header,
+    /// A query parameter.
+    Query,
+}
+
+/// A static key or token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyAuth {
+    /// Credential fields the user supplies.
+    pub credentials: Vec<FieldSpec>,
+    /// Header or query parameter.
+    #[serde(rename = "in")]
+    pub location: ApiKeyLocation,
+    /// Header or parameter name (e.g. `Authorization`).
+    pub name: String,
+    /// Templated value (e.g. `Bearer {credentials.api_key}`).
+    pub value: String,
+}
+
+/// HTTP Basic auth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// Credential fields the user supplies.
+    pub credentials: Vec<FieldSpec>,
+    /// Templated username (e.g. `{credentials.email}/token` for Zendesk).
+    pub username: String,
+    /// Templated password; may be empty (Stripe sends the key as username).
+    #[serde(default)]
+    pub password: String,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAuthMethod {
+    /// `client_id` and `client_secret` in the form body.
+    #[default]
+    ClientSecretPost,
+    /// HTTP Basic with `client_id:client_secret`.
+    ClientSecretBasic,
+}
+
+/// Names of the fields in the token endpoint's JSON response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenResponseFields {
+    /// Access token path (default `access_token`).
+    #[serde(default = "d_access_token")]
+    pub access_token: String,
+    /// Refresh token path (default `refresh_token`).
+    #[serde(default = "d_refresh_token")]
+    pub refresh_token: String,
+    /// Lifetime in seconds path (default `expires_in`).
+    #[serde(default = "d_expires_in")]
+    pub expires_in: String,
+    /// Granted scopes path (default `scope`).
+    #[serde(default = "d_scope")]
+    pub scope: String,
+    /// Extra values to keep as connection configuration, by name → response path
+    /// (e.g. Salesforce `instance_url`).
+    #[serde(default)]
+    pub connection_config: BTreeMap<String, String>,
+}
+
+fn d_access_token() -> String {
+    "access_token".into()
+}
+fn d_refresh_token() -> String {
+    "refresh_token".into()
+}
+fn d_expires_in() -> String {
+    "expires_in".into()
+}
+fn d_scope() -> String {
+    "scope".into()
+}
+
+impl Default for TokenResponseFields {
+    fn default() -> Self {
+        Self {
+            access_token: d_access_token(),
+            refresh_token: d_refresh_token(),
+            expires_in: d_expires_in(),
+            scope: d_scope(),
+            connection_config: BTreeMap::new(),
+        }
+    }
+}
+
+/// How an obtained token is put on requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyToken {
+    /// Header or query parameter.
+    #[serde(rename = "in")]
+    pub location: ApiKeyLocation,
+    /// Header or parameter name.
+    pub name: String,
+    /// Templated value.
+    pub value: String,
+}
+
+impl Default for ApplyToken {
+    fn default() -> Self {
+        Self {
+            location: ApiKeyLocation::Header,
+            name: "Authorization".into(),
+            value: "Bearer {credentials.access_token}".into(),
+        }
+    }
+}
+
+/// OAuth 2.0 authorization code grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2AuthorizationCode {
+    /// Authorization endpoint (templated from connection configuration).
+    pub authorization_url: String,
+    /// Token endpoint (templated from connection configuration).
+    pub token_url: String,
+    /// Whether to send a PKCE S256 challenge.
+    #[serde(default)]
+    pub pkce: bool,
+    /// Default scopes requested.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Separator between scopes (default a space; some providers use `,`).
+    #[serde(default = "d_space")]
+    pub scope_separator: String,
+    /// Name of the scope parameter (default `scope`; Slack uses `user_scope` for user tokens).
+    #[serde(default = "d_scope")]
+    pub scope_param: String,
+    /// Client authentication at the token endpoint.
+    #[serde(default)]
+    pub token_auth_method: TokenAuthMethod,
+    /// Extra parameters on the authorization URL (e.g. `access_type: offline`).
+    #[serde(default)]
+    pub authorization_params: BTreeMap<String, String>,
+    /// Extra parameters on token requests.
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+    /// Where fields are in the token response.
+    #[serde(default)]
+    pub token_response: TokenResponseFields,
+    /// Whether each refresh returns a new refresh token and revokes the old one
+    /// (Salesforce, Xero): the refresher must store it atomically and never reuse the old one.
+    #[serde(default)]
+    pub refresh_token_rotates: bool,
+    /// Whether the provider issues refresh tokens at all.
+    #[serde(default = "super::default_true")]
+    pub refreshable: bool,
+    /// Refresh this many seconds before expiry (default 900).
+    #[serde(default = "d_margin")]
+    pub refresh_margin_seconds: u64,
+    /// How the access token is put on requests (default `Authorization: Bearer …`).
+    #[serde(default)]
+    pub apply: ApplyToken,
+    /// Extra credential fields kept with the token.
+    #[serde(default)]
+    pub extra_credentials: Vec<FieldSpec>,
+}
+
+/// OAuth 2.0 client credentials grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2ClientCredentials {
+    /// Token endpoint (templated from connection configuration).
+    pub token_url: String,
+    /// Scopes requested.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Separator between scopes.
+    #[serde(default = "d_space")]
+    pub scope_separator: String,
+    /// Client authentication at the token endpoint.
+    #[serde(default)]
+    pub token_auth_method: TokenAuthMethod,
+    /// Extra parameters on token requests (e.g. `audience`).
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+    /// Where fields are in the token response.
+    #[serde(default)]
+    pub token_response: TokenResponseFields,
+    /// How the access token is put on requests.
+    #[serde(default)]
+    pub apply: ApplyToken,
+    /// Extra credential fields.
+    #[serde(default)]
+    pub extra_credentials: Vec<FieldSpec>,
+}
+
+fn d_space() -> String {
+    " ".into()
+}
+fn d_margin() -> u64 {
+    900
+}

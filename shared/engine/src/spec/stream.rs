@@ -1,0 +1,144 @@
+//! Streams (readable collections) and actions (writes and RPCs).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Pagination, RequestTemplate};
+
+/// Full refresh or incremental.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Read everything on every run.
+    #[default]
+    FullRefresh,
+    /// Read what changed since the saved cursor.
+    Incremental,
+}
+
+/// A readable collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    /// Name, unique within the provider (e.g. `customers`).
+    pub name: String,
+    /// What the records are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The first-page request.
+    pub request: RequestTemplate,
+    /// Selector of the record array in the body (`""` for a body that is the array).
+    pub records: String,
+    /// Selectors of the fields that identify a record.
+    pub primary_key: Vec<String>,
+    /// Pagination; defaults to the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
+    /// Sync mode (default full refresh).
+    #[serde(default)]
+    pub sync: SyncMode,
+    /// Incremental settings; required when `sync: incremental`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+    /// A code connector that reads this stream instead of the declarative engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<CodeConnectorRef>,
+}
+
+/// Format of an incremental cursor value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CursorFormat {
+    /// RFC 3339 timestamp (`2024-05-01T12:00:00Z`).
+    #[default]
+    Rfc3339,
+    /// Unix seconds (number or numeric string).
+    UnixSeconds,
+    /// Unix milliseconds (HubSpot `hs_lastmodifieddate` filters).
+    UnixMillis,
+}
+
+/// How the cursor is sent as a query parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalParam {
+    /// Parameter name (e.g. `created[gte]`, `updated_since`).
+    pub name: String,
+    /// Template of the value (default `{cursor}`), e.g. `updated>={cursor}` in a search query.
+    #[serde(default = "d_cursor_tpl")]
+    pub value: String,
+}
+
+fn d_cursor_tpl() -> String {
+    "{cursor}".into()
+}
+
+/// Incremental settings. The saved cursor minus `lookback_seconds` is available to templates as
+/// `{cursor}`; without saved state it is `start` (default the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    /// Selector of the record field that orders changes (e.g. `updated_at`).
+    pub cursor_field: String,
+    /// Format of that field and of `{cursor}`.
+    #[serde(default)]
+    pub format: CursorFormat,
+    /// A query parameter that carries the cursor; alternatively reference `{cursor}` in the
+    /// request's query or body templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<IncrementalParam>,
+    /// Re-read this many seconds before the saved cursor, for late-arriving changes.
+    #[serde(default)]
+    pub lookback_seconds: u64,
+    /// Cursor used when there is no saved state, in `format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+}
+
+/// Selects a Rust connector registered in the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeConnectorRef {
+    /// Registered connector kind (e.g. `salesforce_soql`, `graphql_cursor`).
+    pub kind: String,
+    /// Options the connector parses itself.
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
+
+/// How an action body is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`, nested objects as `a[b]=c` (Stripe).
+    Form,
+}
+
+/// A write or RPC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// Name, unique within the provider (e.g. `create_customer`).
+    pub name: String,
+    /// What it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The request; its body template reads `{input.*}`.
+    pub request: RequestTemplate,
+    /// Body encoding.
+    #[serde(default)]
+    pub encoding: BodyEncoding,
+    /// JSON Schema the input must satisfy before anything is sent.
+    pub input_schema: serde_json::Value,
+    /// Selector of the output in the response body (`""` for the whole body).
+    #[serde(default)]
+    pub output: String,
+    /// Extra per-action headers such as an idempotency key template.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}

@@ -1,0 +1,776 @@
+//! Loading a spec from YAML and the semantic checks, with errors located by file and line.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+
+use serde_json::Value;
+
+use super::{
+    AuthMode, NextUrlSource, Pagination, ProviderSpec, RequestTemplate, SPEC_VERSION, SyncMode,
+    ValueSource,
+};
+use crate::selector::Selector;
+use crate::template::{Template, Var, json_tree_strings};
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecErrorKind {
+    /// YAML syntax or a shape serde rejected (unknown field, wrong type, missing field).
+    Syntax,
+    /// A rule of the format that the types alone do not enforce.
+    Semantic,
+}
+
+/// One error in one spec file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    /// Kind.
+    pub kind: SpecErrorKind,
+    /// File (or other source name) the spec came from.
+    pub file: String,
+    /// Provider id when it could be read.
+    pub spec_id: Option<String>,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// Field path such as `streams[0].request.query.limit`.
+    pub field: String,
+    /// What to fix.
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(id) = &self.spec_id {
+            write!(f, "[{id}] ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All errors found in one spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses and validates a spec. `file` names the source in error messages.
+pub fn load(text: &str, file: &str) -> Result<ProviderSpec, SpecErrors> {
+    let spec: ProviderSpec = serde_norway::from_str(text).map_err(|e| {
+        let loc = e.location();
+        SpecErrors(vec![SpecError {
+            kind: SpecErrorKind::Syntax,
+            file: file.to_owned(),
+            spec_id: None,
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            field: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let mut v = Validator {
+        text,
+        file,
+        spec_id: spec.id.clone(),
+        errors: Vec::new(),
+    };
+    v.check(&spec);
+    if v.errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(SpecErrors(v.errors))
+    }
+}
+
+/// A path step used to locate a field in the YAML text.
+#[derive(Debug, Clone)]
+enum P {
+    K(&'static str),
+    S(String),
+    I(usize),
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    spec_id: String,
+    errors: Vec<SpecError>,
+}
+
+/// Which placeholder scopes a template may use.
+#[derive(Clone, Copy)]
+struct Scopes<'s> {
+    config: &'s BTreeSet<String>,
+    credentials: Option<&'s BTreeSet<String>>,
+    input: Option<&'s Value>,
+    cursor: bool,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: &[P], message: impl Into<String>) {
+        let field = path_string(path);
+        self.errors.push(SpecError {
+            kind: SpecErrorKind::Semantic,
+            file: self.file.to_owned(),
+            spec_id: Some(self.spec_id.clone()),
+            line: locate(self.text, path),
+            column: None,
+            field,
+            message: message.into(),
+        });
+    }
+
+    fn selector(&mut self, path: &[P], text: &str) {
+        if let Err(e) = Selector::parse(text) {
+            self.err(path, e.to_string());
+        }
+    }
+
+    fn template(&mut self, path: &[P], text: &str, scopes: Scopes<'_>) {
+        let tpl = match Template::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(path, format!("template `{text}`: {e}"));
+                return;
+            }
+        };
+        for var in tpl.vars() {
+            let problem = match var {
+                Var::Config(n) if !scopes.config.contains(n) => Some(format!(
+                    "`{{{var}}}` is not a declared connection_config field"
+                )),
+                Var::Credential(n) => match scopes.credentials {
+                    None => Some(format!("`{{{var}}}`: credentials are not available here")),
+                    Some(c) if !c.contains(n) => Some(format!(
+                        "`{{{var}}}` is not a credential of the auth mode(s)"
+                    )),
+                    _ => None,
+                },
+                Var::Either(n) => {
+                    let in_config = scopes.config.contains(n);
+                    let in_creds = scopes.credentials.is_some_and(|c| c.contains(n));
+                    (!in_config && !in_creds).then(|| {
+                        format!("`{{{n}}}` is neither a connection_config field nor an available credential")
+                    })
+                }
+                Var::Input(sel) => match scopes.input {
+                    None => Some(format!("`{{{var}}}`: action input is not available here")),
+                    Some(schema) => {
+                        let first = sel.steps().first();
+                        let props = schema.get("properties").and_then(Value::as_object);
+                        match (first, props) {
+                            (Some(f), Some(p)) if !p.contains_key(f) => {
+                                Some(format!("`{{{var}}}` is not a property of input_schema"))
+                            }
+                            _ => None,
+                        }
+                    }
+                },
+                Var::Cursor if !scopes.cursor => {
+                    Some("`{cursor}` is only available in incremental streams".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(p) = problem {
+                self.err(path, format!("template `{text}`: {p}"));
+            }
+        }
+    }
+
+    fn request(&mut self, path: &[P], req: &RequestTemplate, scopes: Scopes<'_>) {
+        let mut p = path.to_vec();
+        p.push(P::K("path"));
+        if !req.path.starts_with('/') && !req.path.is_empty() {
+            self.err(&p, "a path starts with `/`");
+        }
+        self.template(&p, &req.path, scopes);
+        p.pop();
+        for (name, map) in [("query", &req.query), ("headers", &req.headers)] {
+            for (k, t) in map {
+                let q = [path, &[P::K(name), P::S(k.clone())]].concat();
+                self.template(&q, t, scopes);
+            }
+        }
+        if let Some(body) = &req.body {
+            let mut strings = Vec::new();
+            json_tree_strings(body, &mut strings);
+            let q = [path, &[P::K("body")]].concat();
+            for s in strings {
+                self.template(&q, s, scopes);
+            }
+        }
+    }
+
+    fn pagination(&mut self, path: &[P], pag: &Pagination) {
+        let sel = |v: &mut Self, name: &'static str, s: &str| {
+            v.selector(&[path, &[P::K(name)]].concat(), s);
+        };
+        match pag {
+            Pagination::None => {}
+            Pagination::Cursor(c) => {
+                sel(self, "cursor_path", &c.cursor_path);
+                if let Some(h) = &c.has_more_path {
+                    sel(self, "has_more_path", h);
+                }
+                if let Some(s) = &c.stop_when {
+                    sel(self, "stop_when", &s.path);
+                }
+            }
+            Pagination::NextUrl(n) => {
+                if let NextUrlSource::Body { path: p } = &n.source {
+                    sel(self, "source", p);
+                }
+            }
+            Pagination::Offset(o) => {
+                if o.page_size.value == 0 {
+                    self.err(
+                        &[path, &[P::K("page_size")]].concat(),
+                        "page size must be positive",
+                    );
+                }
+                for (name, s) in [
+                    ("total_path", &o.total_path),
+                    ("has_more_path", &o.has_more_path),
+                ] {
+                    if let Some(s) = s {
+                        sel(self, name, s);
+                    }
+                }
+                if let Some(s) = &o.stop_when {
+                    sel(self, "stop_when", &s.path);
+                }
+            }
+            Pagination::PageNumber(pn) => {
+                for (name, s) in [
+                    ("total_pages_path", &pn.total_pages_path),
+                    ("has_more_path", &pn.has_more_path),
+                ] {
+                    if let Some(s) = s {
+                        sel(self, name, s);
+                    }
+                }
+                if let Some(s) = &pn.stop_when {
+                    sel(self, "stop_when", &s.path);
+                }
+            }
+            Pagination::LastId(l) => {
+                sel(self, "id_path", &l.id_path);
+                sel(self, "has_more_path", &l.has_more_path);
+            }
+        }
+    }
+
+    fn value_source(&mut self, path: &[P], src: &ValueSource) {
+        if let ValueSource::Body { path: p } = src {
+            self.selector(path, p);
+        }
+    }
+
+    fn check(&mut self, spec: &ProviderSpec) {
+        if spec.spec_version != SPEC_VERSION {
+            self.err(
+                &[P::K("spec_version")],
+                format!(
+                    "unsupported spec_version {}; this engine reads {SPEC_VERSION}",
+                    spec.spec_version
+                ),
+            );
+        }
+        let id_ok = !spec.id.is_empty()
+            && spec
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !id_ok {
+            self.err(
+                &[P::K("id")],
+                "id must be lowercase letters, digits, `-` or `_`",
+            );
+        }
+
+        let mut config = BTreeSet::new();
+        for (i, f) in spec.connection_config.iter().enumerate() {
+            if !config.insert(f.name.clone()) {
+                self.err(
+                    &[P::K("connection_config"), P::I(i)],
+                    format!("duplicate field `{}`", f.name),
+                );
+            }
+            if let Some(p) = &f.pattern
+                && let Err(e) = regex::Regex::new(p)
+            {
+                self.err(
+                    &[P::K("connection_config"), P::I(i), P::K("pattern")],
+                    format!("invalid regex: {e}"),
+                );
+            }
+        }
+        let config_only = Scopes {
+            config: &config,
+            credentials: None,
+            input: None,
+            cursor: false,
+        };
+
+        self.template(&[P::K("base_url")], &spec.base_url, config_only);
+        // A base URL either is literal https or starts with a placeholder (an instance URL,
+        // which the field's `pattern` should constrain).
+        if !(spec.base_url.starts_with("https://") || spec.base_url.starts_with('{')) {
+            self.err(&[P::K("base_url")], "base_url must be an https:// URL");
+        }
+
+        if spec.auth.is_empty() {
+            self.err(&[P::K("auth")], "at least one auth mode is required");
+        }
+        let mut all_creds = BTreeSet::new();
+        for (i, mode) in spec.auth.iter().enumerate() {
+            let creds: BTreeSet<String> = mode.credential_names().into_iter().collect();
+            all_creds.extend(creds.iter().cloned());
+            let base = [P::K("auth"), P::I(i)];
+            let scopes = Scopes {
+                config: &config,
+                credentials: Some(&creds),
+                input: None,
+                cursor: false,
+            };
+            let mut seen = HashSet::new();
+            for f in mode.credential_fields() {
+                if !seen.insert(&f.name) {
+                    self.err(&base, format!("duplicate credential `{}`", f.name));
+                }
+            }
+            match mode {
+                AuthMode::ApiKey(a) => {
+                    self.template(&[&base[..], &[P::K("value")]].concat(), &a.value, scopes);
+                }
+                AuthMode::Basic(b) => {
+                    self.template(
+                        &[&base[..], &[P::K("username")]].concat(),
+                        &b.username,
+                        scopes,
+                    );
+                    self.template(
+                        &[&base[..], &[P::K("password")]].concat(),
+                        &b.password,
+                        scopes,
+                    );
+                }
+                AuthMode::OAuth2AuthorizationCode(o) => {
+                    self.template(
+                        &[&base[..], &[P::K("authorization_url")]].concat(),
+                        &o.authorization_url,
+                        config_only,
+                    );
+                    self.template(
+                        &[&base[..], &[P::K("token_url")]].concat(),
+                        &o.token_url,
+                        config_only,
+                    );
+                    self.template(
+                        &[&base[..], &[P::K("apply"), P::K("value")]].concat(),
+                        &o.apply.value,
+                        scopes,
+                    );
+                }
+                AuthMode::OAuth2ClientCredentials(o) => {
+                    self.template(
+                        &[&base[..], &[P::K("token_url")]].concat(),
+                        &o.token_url,
+                        config_only,
+                    );
+                    self.template(
+                        &[&base[..], &[P::K("apply"), P::K("value")]].concat(),
+                        &o.apply.value,
+                        scopes,
+                    );
+                }
+            }
+        }
+        let shared = Scopes {
+            config: &config,
+            credentials: Some(&all_creds),
+            input: None,
+            cursor: false,
+        };
+        for (k, t) in &spec.headers {
+            self.template(&[P::K("headers"), P::S(k.clone())], t, shared);
+        }
+        for (k, t) in &spec.query {
+            self.template(&[P::K("query"), P::S(k.clone())], t, shared);
+        }
+        if let Some(v) = &spec.verify {
+            self.request(&[P::K("verify")], &v.request, shared);
+        }
+        for (i, rule) in spec.errors.iter().enumerate() {
+            if rule.status.is_none() && rule.header.is_none() && rule.body.is_none() {
+                self.err(
+                    &[P::K("errors"), P::I(i)],
+                    "a rule needs at least one of status, header, body",
+                );
+            }
+            if let Some(b) = &rule.body {
+                self.selector(
+                    &[P::K("errors"), P::I(i), P::K("body"), P::K("path")],
+                    &b.path,
+                );
+            }
+            if let Some(m) = &rule.message_path {
+                self.selector(&[P::K("errors"), P::I(i), P::K("message_path")], m);
+            }
+        }
+        if let Some(p) = &spec.pagination {
+            self.pagination(&[P::K("pagination")], p);
+        }
+
+        let mut names = HashSet::new();
+        for (i, s) in spec.streams.iter().enumerate() {
+            let base = [P::K("streams"), P::I(i)];
+            if !names.insert(&s.name) {
+                self.err(
+                    &[&base[..], &[P::K("name")]].concat(),
+                    format!("duplicate stream `{}`", s.name),
+                );
+            }
+            let incremental = s.sync == SyncMode::Incremental;
+            let scopes = Scopes {
+                config: &config,
+                credentials: Some(&all_creds),
+                input: None,
+                cursor: incremental,
+            };
+            self.request(
+                &[&base[..], &[P::K("request")]].concat(),
+                &s.request,
+                scopes,
+            );
+            self.selector(&[&base[..], &[P::K("records")]].concat(), &s.records);
+            if s.primary_key.is_empty() {
+                self.err(
+                    &[&base[..], &[P::K("primary_key")]].concat(),
+                    "at least one primary key field is required",
+                );
+            }
+            for k in &s.primary_key {
+                self.selector(&[&base[..], &[P::K("primary_key")]].concat(), k);
+            }
+            if let Some(p) = &s.pagination {
+                self.pagination(&[&base[..], &[P::K("pagination")]].concat(), p);
+            }
+            match (incremental, &s.incremental) {
+                (true, None) => self.err(
+                    &[&base[..], &[P::K("sync")]].concat(),
+                    "`sync: incremental` needs an `incremental` block",
+                ),
+                (false, Some(_)) => self.err(
+                    &[&base[..], &[P::K("incremental")]].concat(),
+                    "`incremental` is set but `sync` is not `incremental`",
+                ),
+                (true, Some(inc)) => {
+                    self.selector(
+                        &[&base[..], &[P::K("incremental"), P::K("cursor_field")]].concat(),
+                        &inc.cursor_field,
+                    );
+                    if let Some(param) = &inc.param {
+                        self.template(
+                            &[
+                                &base[..],
+                                &[P::K("incremental"), P::K("param"), P::K("value")],
+                            ]
+                            .concat(),
+                            &param.value,
+                            scopes,
+                        );
+                    }
+                    if let Some(start) = &inc.start
+                        && crate::cursor::CursorValue::parse(start, inc.format).is_none()
+                    {
+                        self.err(
+                            &[&base[..], &[P::K("incremental"), P::K("start")]].concat(),
+                            format!("`{start}` is not a {:?} cursor", inc.format),
+                        );
+                    }
+                }
+                (false, None) => {}
+            }
+            if let Some(c) = &s.connector
+                && let Err(e) = crate::connector::validate_ref(c)
+            {
+                self.err(&[&base[..], &[P::K("connector")]].concat(), e);
+            }
+        }
+
+        let mut names = HashSet::new();
+        for (i, a) in spec.actions.iter().enumerate() {
+            let base = [P::K("actions"), P::I(i)];
+            if !names.insert(&a.name) {
+                self.err(
+                    &[&base[..], &[P::K("name")]].concat(),
+                    format!("duplicate action `{}`", a.name),
+                );
+            }
+            if let Err(e) = jsonschema::validator_for(&a.input_schema) {
+                self.err(
+                    &[&base[..], &[P::K("input_schema")]].concat(),
+                    format!("invalid JSON Schema: {e}"),
+                );
+            }
+            let scopes = Scopes {
+                config: &config,
+                credentials: Some(&all_creds),
+                input: Some(&a.input_schema),
+                cursor: false,
+            };
+            self.request(
+                &[&base[..], &[P::K("request")]].concat(),
+                &a.request,
+                scopes,
+            );
+            for (k, t) in &a.headers {
+                self.template(
+                    &[&base[..], &[P::K("headers"), P::S(k.clone())]].concat(),
+                    t,
+                    scopes,
+                );
+            }
+            self.selector(&[&base[..], &[P::K("output")]].concat(), &a.output);
+        }
+
+        if let Some(w) = &spec.webhooks {
+            let base = [P::K("webhooks")];
+            let sp = &w.signed_payload;
+            if !sp.contains("{body}") {
+                self.err(
+                    &[P::K("webhooks"), P::K("signed_payload")],
+                    "signed_payload must include `{body}`",
+                );
+            }
+            let uses_ts = sp.contains("{timestamp}");
+            let has_ts = w.timestamp_header.is_some()
+                || matches!(w.format, super::SignatureFormat::KeyValue { .. });
+            if uses_ts && !has_ts {
+                self.err(
+                    &[P::K("webhooks"), P::K("signed_payload")],
+                    "`{timestamp}` is signed but no timestamp source is set",
+                );
+            }
+            let rest = sp.replace("{body}", "").replace("{timestamp}", "");
+            if rest.contains('{') || rest.contains('}') {
+                self.err(
+                    &[P::K("webhooks"), P::K("signed_payload")],
+                    "signed_payload may only use `{timestamp}` and `{body}`",
+                );
+            }
+            self.value_source(&[&base[..], &[P::K("event_id")]].concat(), &w.event_id);
+            if let Some(c) = &w.connection_key {
+                self.value_source(&[&base[..], &[P::K("connection_key")]].concat(), c);
+            }
+            if let Some(c) = &w.event_type {
+                self.value_source(&[&base[..], &[P::K("event_type")]].concat(), c);
+            }
+        }
+    }
+}
+
+fn path_string(path: &[P]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            P::K(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            P::S(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            P::I(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+struct Line<'a> {
+    indent: usize,
+    dash: bool,
+    key_indent: usize,
+    key: Option<&'a str>,
+    blank: bool,
+}
+
+fn scan(text: &str) -> Vec<Line<'_>> {
+    text.lines()
+        .map(|raw| {
+            let trimmed = raw.trim_start_matches(' ');
+            let indent = raw.len() - trimmed.len();
+            let blank = trimmed.is_empty() || trimmed.starts_with('#');
+            let (dash, body, key_indent) = match trimmed.strip_prefix("- ") {
+                Some(b) => {
+                    let b2 = b.trim_start_matches(' ');
+                    (true, b2, indent + 2 + (b.len() - b2.len()))
+                }
+                None => (trimmed == "-", trimmed, indent),
+            };
+            let key = body.split_once(':').and_then(|(k, _)| {
+                let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
+                (!k.is_empty() && !k.contains(' ') || k.contains('[')).then_some(k)
+            });
+            Line {
+                indent,
+                dash,
+                key_indent,
+                key,
+                blank,
+            }
+        })
+        .collect()
+}
+
+/// Best-effort line of a field in block-style YAML; falls back to the nearest located parent.
+fn locate(text: &str, path: &[P]) -> Option<usize> {
+    let lines = scan(text);
+    let mut from = 0usize;
+    let mut parent: isize = -1;
+    let mut inclusive_dash = false;
+    let mut found: Option<usize> = None;
+    for step in path {
+        let result = match step {
+            P::K(_) | P::S(_) => {
+                let want = match step {
+                    P::K(k) => *k,
+                    P::S(s) => s.as_str(),
+                    P::I(_) => "",
+                };
+                let mut level: Option<usize> = None;
+                let mut hit = None;
+                for (i, l) in lines.iter().enumerate().skip(from) {
+                    if l.blank {
+                        continue;
+                    }
+                    let first = inclusive_dash && i == from;
+                    let ind = if first { l.key_indent } else { l.indent };
+                    if !first && (ind as isize) <= parent {
+                        break;
+                    }
+                    let lvl = *level.get_or_insert(l.key_indent);
+                    if l.key_indent == lvl
+                        && l.key == Some(want)
+                        && (first || !l.dash || l.indent as isize > parent)
+                    {
+                        hit = Some(i);
+                        break;
+                    }
+                }
+                hit.map(|i| (i, i + 1, lines[i].key_indent as isize, false))
+            }
+            P::I(n) => {
+                let mut count = 0;
+                let mut level: Option<usize> = None;
+                let mut hit = None;
+                for (i, l) in lines.iter().enumerate().skip(from) {
+                    if l.blank {
+                        continue;
+                    }
+                    if (l.indent as isize) < parent || (!l.dash && (l.indent as isize) <= parent) {
+                        break;
+                    }
+                    if l.dash {
+                        let lvl = *level.get_or_insert(l.indent);
+                        if l.indent == lvl {
+                            if count == *n {
+                                hit = Some(i);
+                                break;
+                            }
+                            count += 1;
+                        }
+                    }
+                }
+                hit.map(|i| (i, i, lines[i].indent as isize, true))
+            }
+        };
+        match result {
+            Some((line, next_from, next_parent, incl)) => {
+                found = Some(line + 1);
+                from = next_from;
+                parent = next_parent;
+                inclusive_dash = incl;
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "\
+id: x
+streams:
+  - name: a
+    request:
+      path: /a
+  - name: b
+    request:
+      path: /b
+      query:
+        limit: '{nope}'
+";
+
+    #[test]
+    fn locates_nested_fields_in_lists() {
+        let p = [
+            P::K("streams"),
+            P::I(1),
+            P::K("request"),
+            P::K("query"),
+            P::S("limit".into()),
+        ];
+        assert_eq!(locate(YAML, &p), Some(10));
+        assert_eq!(
+            locate(YAML, &[P::K("streams"), P::I(1), P::K("name")]),
+            Some(6)
+        );
+        assert_eq!(
+            locate(
+                YAML,
+                &[P::K("streams"), P::I(0), P::K("request"), P::K("path")]
+            ),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn unknown_field_falls_back_to_parent_line() {
+        assert_eq!(
+            locate(YAML, &[P::K("streams"), P::I(1), P::K("missing")]),
+            Some(6)
+        );
+    }
+}
