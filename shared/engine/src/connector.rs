@@ -1,10 +1,76 @@
 //! Code connectors: Rust implementations for streams a declarative spec cannot express
-//! (GraphQL connections, query languages). A stream selects one with `connector: {kind, options}`.
+//! (GraphQL connections, query languages). A stream selects one with `connector: {kind, options}`;
+//! the engine still supplies auth, the egress guard, retries and classification.
 
+use futures::stream::BoxStream;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::spec::CodeConnectorRef;
+use crate::client::{Classifier, HttpClient};
+use crate::connection::Bound;
+use crate::error::{EngineError, ErrorClass};
+use crate::page::Record;
+use crate::read::{Page, ReadOptions};
+use crate::selector::Selector;
+use crate::spec::{BodyEncoding, CodeConnectorRef, Stream};
+
+/// A stream reader written in Rust.
+pub trait CodeConnector: Send + Sync {
+    /// The `kind` a spec uses to select it.
+    fn kind(&self) -> &'static str;
+
+    /// Checks a stream's `options` at validation time.
+    fn validate_options(&self, options: &Value) -> Result<(), String>;
+
+    /// Reads the stream page by page.
+    fn read<'a>(
+        &'a self,
+        client: &'a HttpClient,
+        bound: Bound<'a>,
+        stream: &'a Stream,
+        options: &'a Value,
+        opts: ReadOptions,
+    ) -> Result<BoxStream<'a, Result<Page, EngineError>>, EngineError>;
+}
+
+/// Every registered connector.
+pub fn registry() -> &'static [&'static dyn CodeConnector] {
+    &[&GraphqlCursor]
+}
+
+/// The connector registered as `kind`.
+pub fn find(kind: &str) -> Option<&'static dyn CodeConnector> {
+    registry().iter().copied().find(|c| c.kind() == kind)
+}
+
+/// Checks that a stream's connector reference names a registered kind with valid options.
+pub fn validate_ref(r: &CodeConnectorRef) -> Result<(), String> {
+    match find(&r.kind) {
+        Some(c) => c.validate_options(&r.options),
+        None => {
+            let known: Vec<&str> = registry().iter().map(|c| c.kind()).collect();
+            Err(format!(
+                "unknown connector kind `{}` (known: {})",
+                r.kind,
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+pub(crate) fn read<'a>(
+    client: &'a HttpClient,
+    bound: Bound<'a>,
+    stream: &'a Stream,
+    r: &'a CodeConnectorRef,
+    opts: ReadOptions,
+) -> Result<BoxStream<'a, Result<Page, EngineError>>, EngineError> {
+    let c = find(&r.kind).ok_or_else(|| EngineError::Spec {
+        spec: bound.spec.id.clone(),
+        message: format!("unknown connector kind `{}`", r.kind),
+    })?;
+    c.read(client, bound, stream, &r.options, opts)
+}
 
 /// Options of the `graphql_cursor` connector: a Relay-style connection read with `first`/`after`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -27,20 +93,166 @@ fn d_page() -> u32 {
     50
 }
 
-/// Checks that a stream's connector reference names a registered kind with valid options.
-pub fn validate_ref(r: &CodeConnectorRef) -> Result<(), String> {
-    match r.kind.as_str() {
-        "graphql_cursor" => {
-            let o: GraphqlCursorOptions = serde_json::from_value(r.options.clone())
-                .map_err(|e| format!("graphql_cursor options: {e}"))?;
-            if !o.query.contains("$after") || !o.query.contains("$first") {
-                return Err("graphql_cursor query must declare `$first` and `$after`".into());
-            }
-            crate::selector::Selector::parse(&o.connection_path).map_err(|e| e.to_string())?;
-            Ok(())
+/// Reads a GraphQL connection (Shopify Admin, GitHub v4): POSTs the query with `first`/`after`,
+/// takes `edges[].node` (or `nodes`), follows `pageInfo.endCursor` while `hasNextPage`, and turns
+/// a `200` carrying `errors` without data into a classified error (`THROTTLED` → rate limited).
+#[derive(Debug, Clone, Copy)]
+pub struct GraphqlCursor;
+
+impl GraphqlCursor {
+    fn options(options: &Value) -> Result<GraphqlCursorOptions, String> {
+        let o: GraphqlCursorOptions = serde_json::from_value(options.clone())
+            .map_err(|e| format!("graphql_cursor options: {e}"))?;
+        if !o.query.contains("$after") || !o.query.contains("$first") {
+            return Err("graphql_cursor query must declare `$first` and `$after`".into());
         }
-        other => Err(format!(
-            "unknown connector kind `{other}` (known: graphql_cursor)"
-        )),
+        Selector::parse(&o.connection_path).map_err(|e| e.to_string())?;
+        if o.page_size == 0 {
+            return Err("graphql_cursor page_size must be positive".into());
+        }
+        Ok(o)
+    }
+}
+
+fn gql_error(body: &Value) -> Option<EngineError> {
+    let errors = body.get("errors")?.as_array()?;
+    if errors.is_empty() {
+        return None;
+    }
+    let has_data = body.get("data").is_some_and(|d| !d.is_null());
+    let throttled = errors.iter().any(|e| {
+        e.pointer("/extensions/code").and_then(Value::as_str) == Some("THROTTLED")
+            || e.get("type").and_then(Value::as_str) == Some("RATE_LIMITED")
+    });
+    if has_data && !throttled {
+        return None;
+    }
+    let message = errors
+        .iter()
+        .filter_map(|e| e.get("message").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(EngineError::Connector {
+        kind: "graphql_cursor".into(),
+        class: if throttled {
+            ErrorClass::RateLimited
+        } else {
+            ErrorClass::Permanent
+        },
+        message,
+    })
+}
+
+impl CodeConnector for GraphqlCursor {
+    fn kind(&self) -> &'static str {
+        "graphql_cursor"
+    }
+
+    fn validate_options(&self, options: &Value) -> Result<(), String> {
+        Self::options(options).map(|_| ())
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a HttpClient,
+        bound: Bound<'a>,
+        stream: &'a Stream,
+        options: &'a Value,
+        opts: ReadOptions,
+    ) -> Result<BoxStream<'a, Result<Page, EngineError>>, EngineError> {
+        let o = Self::options(options).map_err(|message| EngineError::Spec {
+            spec: bound.spec.id.clone(),
+            message,
+        })?;
+        let conn_sel = Selector::parse(&o.connection_path).map_err(|e| EngineError::Spec {
+            spec: bound.spec.id.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Box::pin(async_stream::try_stream! {
+            let cls = Classifier { rules: &bound.spec.errors, hints: &bound.spec.rate_limit };
+            let ctx = bound.context(None, None);
+            let field = format!("streams[{}].request", stream.name);
+            let mut after: Option<String> = None;
+            let mut number = 0u64;
+            let mut emitted = 0u64;
+            loop {
+                let mut vars = o.variables.clone();
+                vars.insert("first".into(), json!(o.page_size));
+                vars.insert("after".into(), after.clone().map_or(Value::Null, Value::String));
+                let body = vec![("query".to_owned(), Value::String(o.query.clone())), ("variables".to_owned(), Value::Object(vars))];
+                let mut req = bound.render(&field, &stream.request, &ctx, &[], &body, BodyEncoding::Json)?;
+                req.idempotent = true;
+                let resp = client.send(&req, cls).await?;
+                let doc: Value = serde_json::from_slice(&resp.body).map_err(|e| EngineError::Malformed {
+                    url: resp.url.path().to_owned(),
+                    message: e.to_string(),
+                })?;
+                if let Some(e) = gql_error(&doc) {
+                    Err(e)?;
+                }
+                let Some(conn) = conn_sel.get(&doc) else {
+                    Err(EngineError::Malformed { url: resp.url.path().to_owned(), message: format!("no connection at `{}`", o.connection_path) })?;
+                    break;
+                };
+                let nodes: Vec<&Value> = match (conn.get("edges"), conn.get("nodes")) {
+                    (Some(Value::Array(edges)), _) => edges.iter().filter_map(|e| e.get("node")).collect(),
+                    (_, Some(Value::Array(nodes))) => nodes.iter().collect(),
+                    _ => Vec::new(),
+                };
+                let mut records = nodes.into_iter().map(Record::from_value).collect::<Result<Vec<_>, _>>().map_err(|e| EngineError::Malformed {
+                    url: resp.url.path().to_owned(),
+                    message: e.to_string(),
+                })?;
+                number += 1;
+                let has_next = conn.pointer("/pageInfo/hasNextPage").and_then(Value::as_bool) == Some(true);
+                after = conn.pointer("/pageInfo/endCursor").and_then(Value::as_str).map(str::to_owned);
+                let mut last = !has_next || after.is_none() || records.is_empty();
+                if let Some(max) = opts.max_records {
+                    let room = max.saturating_sub(emitted) as usize;
+                    if records.len() >= room {
+                        records.truncate(room);
+                        last = true;
+                    }
+                }
+                emitted += records.len() as u64;
+                yield Page { number, records, last, checkpoint: None };
+                if last {
+                    break;
+                }
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttled_graphql_errors_are_rate_limited() {
+        let body =
+            json!({"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]});
+        assert_eq!(gql_error(&body).unwrap().class(), ErrorClass::RateLimited);
+        let ok = json!({"data": {"products": {"edges": []}}});
+        assert!(gql_error(&ok).is_none());
+    }
+
+    #[test]
+    fn options_must_declare_cursor_variables() {
+        let bad = json!({"query": "{ products { edges { node { id } } } }", "connection_path": "data.products"});
+        assert!(
+            validate_ref(&CodeConnectorRef {
+                kind: "graphql_cursor".into(),
+                options: bad
+            })
+            .is_err()
+        );
+        assert!(
+            validate_ref(&CodeConnectorRef {
+                kind: "nope".into(),
+                options: Value::Null
+            })
+            .is_err()
+        );
     }
 }

@@ -4,8 +4,16 @@
 //! The crate has no AWS dependency; the sync worker and the API drive it through
 //! [`Engine`](crate::engine::Engine).
 
+pub mod action;
+pub mod client;
+pub mod connection;
 pub mod connector;
 pub mod cursor;
+pub mod egress;
+pub mod engine;
+pub mod error;
+pub mod page;
+pub mod read;
 pub mod selector;
 pub mod spec;
 pub mod template;

@@ -1,0 +1,98 @@
+//! The engine facade: one HTTP client, shared by every read, action and verification.
+
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use crate::client::{Classifier, HttpClient, HttpConfig};
+use crate::connection::{Bound, Connection};
+use crate::error::EngineError;
+use crate::read::{Page, ReadOptions, read_declarative};
+use crate::spec::ProviderSpec;
+
+/// Reads streams, runs actions and verifies credentials. Build once per process.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    client: HttpClient,
+}
+
+impl Engine {
+    /// Builds the engine and its HTTP client.
+    pub fn new(cfg: HttpConfig) -> Result<Self, EngineError> {
+        Ok(Self {
+            client: HttpClient::new(cfg)?,
+        })
+    }
+
+    /// The HTTP client (for its counters).
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// Reads `stream` page by page. Streams with a `connector` are read by that code connector.
+    pub fn read<'a>(
+        &'a self,
+        spec: &'a ProviderSpec,
+        stream: &str,
+        conn: &'a Connection,
+        opts: ReadOptions,
+    ) -> Result<BoxStream<'a, Result<Page, EngineError>>, EngineError> {
+        let s = spec.stream(stream).ok_or_else(|| EngineError::Spec {
+            spec: spec.id.clone(),
+            message: format!("no stream `{stream}`"),
+        })?;
+        let bound = Bound::new(spec, conn)?;
+        match &s.connector {
+            Some(c) => crate::connector::read(&self.client, bound, s, c, opts),
+            None => Ok(read_declarative(&self.client, bound, s, opts)),
+        }
+    }
+
+    /// Runs `action` with `input`.
+    pub async fn action(
+        &self,
+        spec: &ProviderSpec,
+        action: &str,
+        conn: &Connection,
+        input: &Value,
+    ) -> Result<Value, EngineError> {
+        let a = spec.action(action).ok_or_else(|| EngineError::Spec {
+            spec: spec.id.clone(),
+            message: format!("no action `{action}`"),
+        })?;
+        let bound = Bound::new(spec, conn)?;
+        crate::action::run_action(&self.client, &bound, a, input).await
+    }
+
+    /// Sends the spec's verification request; `Ok` when the credentials work.
+    pub async fn verify(&self, spec: &ProviderSpec, conn: &Connection) -> Result<(), EngineError> {
+        let v = spec.verify.as_ref().ok_or_else(|| EngineError::Spec {
+            spec: spec.id.clone(),
+            message: "the spec has no verify request".into(),
+        })?;
+        let bound = Bound::new(spec, conn)?;
+        let ctx = bound.context(None, None);
+        let mut req = bound.render(
+            "verify",
+            &v.request,
+            &ctx,
+            &[],
+            &[],
+            crate::spec::BodyEncoding::Json,
+        )?;
+        req.idempotent = true;
+        let cls = Classifier {
+            rules: &spec.errors,
+            hints: &spec.rate_limit,
+        };
+        let resp = self.client.send(&req, cls).await?;
+        if !v.expect_status.is_empty() && !v.expect_status.contains(&resp.status.as_u16()) {
+            return Err(EngineError::Upstream {
+                class: crate::error::ErrorClass::Auth,
+                status: resp.status.as_u16(),
+                message: Some("unexpected status for the verification request".into()),
+                retry_after: None,
+            });
+        }
+        Ok(())
+    }
+}

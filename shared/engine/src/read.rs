@@ -1,0 +1,360 @@
+//! Reading a stream page by page as an async stream, with bounded memory: one page is in memory
+//! at a time and nothing collects the dataset.
+
+use futures::stream::BoxStream;
+use serde_json::Value;
+use url::Url;
+
+use crate::client::{Classifier, HttpClient, Response};
+use crate::connection::Bound;
+use crate::cursor::{CursorValue, StreamState};
+use crate::error::EngineError;
+use crate::page::{Record, parse_page};
+use crate::selector::Selector;
+use crate::spec::{
+    BodyEncoding, Incremental, NextUrlSource, PageSize, Pagination, ParamLocation, StopWhen,
+    Stream, SyncMode,
+};
+use crate::template::Template;
+
+/// Options of one read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Stop after this many records.
+    pub max_records: Option<u64>,
+    /// Saved checkpoint of an incremental stream.
+    pub state: Option<StreamState>,
+}
+
+/// One page of records.
+#[derive(Debug)]
+pub struct Page {
+    /// 1-based page number within this read.
+    pub number: u64,
+    /// The records.
+    pub records: Vec<Record>,
+    /// Whether this is the last page of the read.
+    pub last: bool,
+    /// The new checkpoint, set on the last page of an incremental pass that read everything.
+    /// It is not advanced mid-pass: many APIs list newest first, so a cursor saved after page one
+    /// would skip the older pages of an interrupted run.
+    pub checkpoint: Option<StreamState>,
+}
+
+/// Where the next request goes.
+enum Next {
+    Params(Vec<(String, String)>, Vec<(String, Value)>),
+    Url(Url),
+    Done,
+}
+
+fn malformed(resp: &Response, message: impl Into<String>) -> EngineError {
+    let mut u = resp.url.clone();
+    u.set_query(None);
+    EngineError::Malformed {
+        url: u.to_string(),
+        message: message.into(),
+    }
+}
+
+fn sel(spec: &str, s: &str) -> Result<Selector, EngineError> {
+    Selector::parse(s).map_err(|e| EngineError::Spec {
+        spec: spec.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The `{cursor}` value for this run: saved cursor minus lookback, else `start`, else the epoch.
+pub fn cursor_for_run(inc: &Incremental, state: Option<&StreamState>) -> String {
+    let saved = state
+        .and_then(|s| s.cursor.as_deref())
+        .and_then(|c| CursorValue::parse(c, inc.format))
+        .map(|c| c.minus_seconds(inc.lookback_seconds));
+    let start = inc
+        .start
+        .as_deref()
+        .and_then(|s| CursorValue::parse(s, inc.format));
+    saved
+        .or(start)
+        .unwrap_or_else(CursorValue::epoch)
+        .format(inc.format)
+}
+
+fn add_size(p: Option<&PageSize>, q: &mut Vec<(String, String)>, b: &mut Vec<(String, Value)>) {
+    if let Some(p) = p {
+        match p.location {
+            ParamLocation::Query => q.push((p.param.clone(), p.value.to_string())),
+            ParamLocation::Body => b.push((p.param.clone(), Value::from(p.value))),
+        }
+    }
+}
+
+fn is_true(meta: &Value, path: &Option<String>) -> Option<bool> {
+    let p = path.as_deref()?;
+    Some(Selector::parse(p).ok().and_then(|s| s.get(meta).cloned()) == Some(Value::Bool(true)))
+}
+
+fn stop_matches(meta: &Value, stop: &Option<StopWhen>) -> bool {
+    stop.as_ref().is_some_and(|s| {
+        Selector::parse(&s.path)
+            .ok()
+            .and_then(|sel| sel.get(meta).cloned())
+            .is_some_and(|v| v == s.equals)
+    })
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header.
+pub fn link_next(header: &str) -> Option<&str> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then_some(target)
+    })
+}
+
+/// Reads `stream` through the declarative engine.
+pub fn read_declarative<'a>(
+    client: &'a HttpClient,
+    bound: Bound<'a>,
+    stream: &'a Stream,
+    opts: ReadOptions,
+) -> BoxStream<'a, Result<Page, EngineError>> {
+    Box::pin(async_stream::try_stream! {
+        let spec = bound.spec;
+        let field = format!("streams[{}].request", stream.name);
+        let pagination = spec.pagination_for(stream).cloned().unwrap_or(Pagination::None);
+        let records_sel = sel(&spec.id, &stream.records)?;
+        let cls = Classifier { rules: &spec.errors, hints: &spec.rate_limit };
+        let max_record = client.config().max_record_bytes;
+
+        let inc = match stream.sync {
+            SyncMode::Incremental => stream.incremental.as_ref(),
+            SyncMode::FullRefresh => None,
+        };
+        let cursor_text = inc.map(|i| cursor_for_run(i, opts.state.as_ref()));
+        let cursor_sel = match inc {
+            Some(i) => Some(sel(&spec.id, &i.cursor_field)?),
+            None => None,
+        };
+        let ctx = bound.context(None, cursor_text.as_deref());
+
+        let mut base_q: Vec<(String, String)> = Vec::new();
+        let mut base_b: Vec<(String, Value)> = Vec::new();
+        if let Some(p) = inc.and_then(|i| i.param.as_ref()) {
+            let v = Template::parse(&p.value).and_then(|t| t.render(&ctx)).map_err(|e| EngineError::Template {
+                spec: spec.id.clone(),
+                field: format!("streams[{}].incremental.param", stream.name),
+                source: e,
+            })?;
+            base_q.push((p.name.clone(), v));
+        }
+        let (mut offset, mut page_no) = (0u64, 0u64);
+        let mut first_q = base_q.clone();
+        let mut first_b = base_b.clone();
+        match &pagination {
+            Pagination::None => {}
+            Pagination::Cursor(c) => add_size(c.page_size.as_ref(), &mut first_q, &mut first_b),
+            Pagination::NextUrl(n) => add_size(n.page_size.as_ref(), &mut first_q, &mut first_b),
+            Pagination::LastId(l) => add_size(l.page_size.as_ref(), &mut first_q, &mut first_b),
+            Pagination::Offset(o) => {
+                offset = o.start;
+                add_size(Some(&o.page_size), &mut first_q, &mut first_b);
+                first_q.push((o.offset_param.clone(), offset.to_string()));
+            }
+            Pagination::PageNumber(p) => {
+                page_no = p.start;
+                add_size(p.page_size.as_ref(), &mut first_q, &mut first_b);
+                first_q.push((p.page_param.clone(), page_no.to_string()));
+            }
+        }
+        // Parameters repeated on every page: the page size and the incremental parameter.
+        let mut size_q = base_q.clone();
+        add_size(page_size_of(&pagination), &mut size_q, &mut base_b);
+        let base_q = size_q;
+
+        let mut next = Next::Params(first_q, first_b);
+        let mut number = 0u64;
+        let mut emitted = 0u64;
+        let mut best: Option<CursorValue> = None;
+        loop {
+            let req = match &next {
+                Next::Done => break,
+                Next::Params(q, b) => bound.render(&field, &stream.request, &ctx, q, b, BodyEncoding::Json)?,
+                Next::Url(u) => {
+                    let mut r = bound.render(&field, &stream.request, &ctx, &[], &base_b, BodyEncoding::Json)?;
+                    if u.origin() != bound.base_url.origin() {
+                        Err(EngineError::Spec {
+                            spec: spec.id.clone(),
+                            message: format!("next page URL points to another origin ({}); refusing to send credentials there", u.origin().ascii_serialization()),
+                        })?;
+                    }
+                    r.url = u.clone();
+                    r
+                }
+            };
+            // Reads are safe to repeat even when sent as POST (search endpoints).
+            let mut req = req;
+            req.idempotent = true;
+            let resp = client.send(&req, cls).await?;
+            let parsed = parse_page(&resp.body, &records_sel).map_err(|e| malformed(&resp, e.to_string()))?;
+            let Some(mut records) = parsed.records else {
+                Err(malformed(&resp, format!("no record array at `{}`", stream.records)))?;
+                break;
+            };
+            let meta = parsed.meta;
+            number += 1;
+            let count = records.len() as u64;
+            if let Some(big) = records.iter().find(|r| r.len() > max_record) {
+                Err(EngineError::RecordTooLarge { stream: stream.name.clone(), size: big.len(), limit: max_record })?;
+            }
+            if let (Some(i), Some(cs)) = (inc, &cursor_sel) {
+                for r in &records {
+                    let v = r.to_value().map_err(|e| malformed(&resp, e.to_string()))?;
+                    if let Some(c) = cs.get(&v).and_then(|f| CursorValue::from_json(f, i.format)) {
+                        best = Some(best.map_or(c, |b: CursorValue| b.max(c)));
+                    }
+                }
+            }
+
+            next = if count == 0 {
+                Next::Done
+            } else {
+                match &pagination {
+                    Pagination::None => Next::Done,
+                    Pagination::Cursor(c) => {
+                        let cur = Selector::parse(&c.cursor_path).ok().and_then(|s| s.get_text(&meta));
+                        match cur {
+                            Some(cur) if is_true(&meta, &c.has_more_path) != Some(false) && !stop_matches(&meta, &c.stop_when) => {
+                                let (mut q, mut b) = (base_q.clone(), base_b.clone());
+                                match c.location {
+                                    ParamLocation::Query => q.push((c.param.clone(), cur)),
+                                    ParamLocation::Body => b.push((c.param.clone(), Value::String(cur))),
+                                }
+                                Next::Params(q, b)
+                            }
+                            _ => Next::Done,
+                        }
+                    }
+                    Pagination::NextUrl(n) => {
+                        let raw = match &n.source {
+                            NextUrlSource::LinkHeader => resp
+                                .headers
+                                .get_all(http::header::LINK)
+                                .iter()
+                                .filter_map(|v| v.to_str().ok())
+                                .find_map(link_next)
+                                .map(str::to_owned),
+                            NextUrlSource::Body { path } => Selector::parse(path).ok().and_then(|s| s.get_text(&meta)),
+                        };
+                        match raw {
+                            Some(r) => Next::Url(bound.base_url.join(&r).map_err(|e| malformed(&resp, format!("next URL `{r}`: {e}")))?),
+                            None => Next::Done,
+                        }
+                    }
+                    Pagination::Offset(o) => {
+                        offset += count;
+                        let total = o.total_path.as_deref().and_then(|p| Selector::parse(p).ok()).and_then(|s| s.get(&meta).and_then(Value::as_u64));
+                        let explicit = o.total_path.is_some() || o.has_more_path.is_some() || o.stop_when.is_some();
+                        let done = total.is_some_and(|t| offset >= t)
+                            || is_true(&meta, &o.has_more_path) == Some(false)
+                            || stop_matches(&meta, &o.stop_when)
+                            || (!explicit && count < u64::from(o.page_size.value));
+                        if done {
+                            Next::Done
+                        } else {
+                            let mut q = base_q.clone();
+                            q.push((o.offset_param.clone(), offset.to_string()));
+                            Next::Params(q, base_b.clone())
+                        }
+                    }
+                    Pagination::PageNumber(p) => {
+                        let total = p.total_pages_path.as_deref().and_then(|t| Selector::parse(t).ok()).and_then(|s| s.get(&meta).and_then(Value::as_u64));
+                        let explicit = p.total_pages_path.is_some() || p.has_more_path.is_some() || p.stop_when.is_some();
+                        let short = p.page_size.as_ref().is_some_and(|s| count < u64::from(s.value));
+                        let done = total.is_some_and(|t| page_no >= t)
+                            || is_true(&meta, &p.has_more_path) == Some(false)
+                            || stop_matches(&meta, &p.stop_when)
+                            || (!explicit && short);
+                        if done {
+                            Next::Done
+                        } else {
+                            page_no += 1;
+                            let mut q = base_q.clone();
+                            q.push((p.page_param.clone(), page_no.to_string()));
+                            Next::Params(q, base_b.clone())
+                        }
+                    }
+                    Pagination::LastId(l) => {
+                        let more = is_true(&meta, &Some(l.has_more_path.clone())) == Some(true);
+                        let last_id = records.last().and_then(|r| r.to_value().ok()).and_then(|v| Selector::parse(&l.id_path).ok().and_then(|s| s.get_text(&v)));
+                        match (more, last_id) {
+                            (true, Some(id)) => {
+                                let mut q = base_q.clone();
+                                q.push((l.param.clone(), id));
+                                Next::Params(q, base_b.clone())
+                            }
+                            (true, None) => Err(malformed(&resp, format!("last record has no `{}`", l.id_path)))?,
+                            _ => Next::Done,
+                        }
+                    }
+                }
+            };
+
+            let mut truncated = false;
+            if let Some(max) = opts.max_records {
+                let room = max.saturating_sub(emitted);
+                if count >= room {
+                    records.truncate(room as usize);
+                    truncated = !(matches!(next, Next::Done) && count == room);
+                    next = Next::Done;
+                }
+            }
+            emitted += records.len() as u64;
+            let last = matches!(next, Next::Done);
+            let checkpoint = match (inc, last && !truncated) {
+                (Some(i), true) => {
+                    let prev = opts.state.as_ref().and_then(|s| s.cursor.as_deref()).and_then(|c| CursorValue::parse(c, i.format));
+                    let newest = match (best, prev) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                    Some(StreamState { cursor: newest.map(|c| c.format(i.format)) })
+                }
+                _ => None,
+            };
+            yield Page { number, records, last, checkpoint };
+        }
+    })
+}
+
+fn page_size_of(p: &Pagination) -> Option<&PageSize> {
+    match p {
+        Pagination::None => None,
+        Pagination::Cursor(c) => c.page_size.as_ref(),
+        Pagination::NextUrl(_) => None,
+        Pagination::LastId(l) => l.page_size.as_ref(),
+        Pagination::Offset(o) => Some(&o.page_size),
+        Pagination::PageNumber(p) => p.page_size.as_ref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_next_is_found_among_relations() {
+        let h = r#"<https://api.github.com/repos/a/b/issues?page=1>; rel="prev", <https://api.github.com/repos/a/b/issues?page=3>; rel="next", <https://api.github.com/repos/a/b/issues?page=9>; rel="last""#;
+        assert_eq!(
+            link_next(h),
+            Some("https://api.github.com/repos/a/b/issues?page=3")
+        );
+        assert_eq!(link_next(r#"<https://x/?page=1>; rel="first""#), None);
+    }
+}
