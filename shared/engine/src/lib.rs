@@ -5,6 +5,7 @@
 //! [`Engine`](crate::engine::Engine).
 
 pub mod action;
+pub mod catalog;
 pub mod client;
 pub mod connection;
 pub mod connector;
@@ -17,3 +18,14 @@ pub mod read;
 pub mod selector;
 pub mod spec;
 pub mod template;
+pub mod webhook;
+
+pub use client::{HttpClient, HttpConfig};
+pub use connection::Connection;
+pub use cursor::StreamState;
+pub use egress::EgressPolicy;
+pub use engine::Engine;
+pub use error::{EngineError, ErrorClass};
+pub use page::Record;
+pub use read::{Page, ReadOptions};
+pub use spec::ProviderSpec;
