@@ -1,0 +1,181 @@
+//! moto server, the local AWS (DynamoDB, SQS, Secrets Manager), as a child process on loopback.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+
+use crate::error::Error;
+use crate::process::{self, Group, Output};
+use crate::workspace;
+
+/// The region everything local lives in.
+pub const REGION: &str = "us-east-1";
+/// The account id moto uses.
+pub const ACCOUNT_ID: &str = "123456789012";
+/// The dummy access key id handed to every local client.
+pub const ACCESS_KEY_ID: &str = "testing";
+/// The dummy secret access key handed to every local client.
+pub const SECRET_ACCESS_KEY: &str = "testing";
+/// The environment variable that overrides where `moto_server` is found.
+pub const MOTO_SERVER_ENV: &str = "TRIBUTARY_MOTO_SERVER";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const PORT_ATTEMPTS: usize = 3;
+
+/// How to start moto.
+#[derive(Debug, Clone, Default)]
+pub struct MotoOptions {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Where moto's output goes; by default a file under the system temp directory.
+    pub log_file: Option<PathBuf>,
+    /// Echo moto's output to stderr with this prefix.
+    pub echo: Option<String>,
+}
+
+/// A running moto server, stopped (with its whole process group) when dropped.
+#[derive(Debug)]
+pub struct MotoServer {
+    group: Option<Group>,
+    port: u16,
+    endpoint_url: String,
+    log_file: PathBuf,
+}
+
+impl MotoServer {
+    /// Starts moto on a free loopback port and waits until it answers.
+    pub async fn start() -> Result<Self, Error> {
+        Self::start_with(MotoOptions::default()).await
+    }
+
+    /// Starts moto as `options` say and waits until it answers.
+    pub async fn start_with(options: MotoOptions) -> Result<Self, Error> {
+        let binary = moto_server_path();
+        if !binary.exists() {
+            return Err(Error::ToolMissing {
+                tool: "moto_server",
+                path: binary,
+                env: MOTO_SERVER_ENV,
+            });
+        }
+        let mut last_error = None;
+        // A free port can be taken by someone else between our probe and moto's bind: retry then.
+        let attempts = if options.port == 0 { PORT_ATTEMPTS } else { 1 };
+        for _ in 0..attempts {
+            let port = match options.port {
+                0 => process::free_port()?,
+                fixed => fixed,
+            };
+            match Self::start_on(&binary, port, &options).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::InvalidOption("no attempt to start moto".into())))
+    }
+
+    async fn start_on(binary: &Path, port: u16, options: &MotoOptions) -> Result<Self, Error> {
+        let log_file = options.log_file.clone().unwrap_or_else(|| {
+            workspace::scratch_dir()
+                .join("moto")
+                .join(format!("moto-{port}.log"))
+        });
+        let mut command = tokio::process::Command::new(binary);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut group = Group::spawn(
+            format!("moto server on port {port}"),
+            command,
+            &Output {
+                file: log_file.clone(),
+                echo: options.echo.clone(),
+            },
+        )
+        .await?;
+        let endpoint_url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::InvalidOption(e.to_string()))?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = group.try_exit_status() {
+                return Err(Error::NotReady {
+                    what: group.what().to_owned(),
+                    reason: format!("exited with {status}: {}", process::tail(&log_file, 5)),
+                    log: log_file,
+                });
+            }
+            let probe = client.get(format!("{endpoint_url}/")).send().await;
+            if probe.is_ok() {
+                break;
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(Error::NotReady {
+                    what: group.what().to_owned(),
+                    reason: format!("no answer within {} s", READY_TIMEOUT.as_secs()),
+                    log: log_file,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::debug!(%endpoint_url, "moto is ready");
+        Ok(Self {
+            group: Some(group),
+            port,
+            endpoint_url,
+            log_file,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: what `AWS_ENDPOINT_URL` should be.
+    pub fn endpoint_url(&self) -> &str {
+        &self.endpoint_url
+    }
+
+    /// The port moto listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where moto's output goes.
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// An SDK configuration for this server: its endpoint, [`REGION`] and dummy credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        sdk_config(&self.endpoint_url).await
+    }
+
+    /// Stops moto now (dropping it does the same, without waiting).
+    pub async fn stop(mut self) {
+        if let Some(group) = self.group.take() {
+            group.stop(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// An SDK configuration for a local endpoint: [`REGION`] and dummy credentials.
+pub async fn sdk_config(endpoint_url: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint_url)
+        .credentials_provider(Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "tributary-local",
+        ))
+        .load()
+        .await
+}
+
+/// `$TRIBUTARY_MOTO_SERVER`, or `moto_server` in the venv `make tools` installs.
+pub fn moto_server_path() -> PathBuf {
+    std::env::var_os(MOTO_SERVER_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace::root().join(".tributary/tools/moto/bin/moto_server"))
+}
