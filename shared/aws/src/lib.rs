@@ -10,5 +10,6 @@ pub mod secrets;
 pub mod sqs;
 
 pub use dynamo::DynamoTable;
+pub use sdk::Clients;
 pub use secrets::CachedSecrets;
 pub use sqs::SqsQueue;

@@ -22,3 +22,46 @@ pub async fn load() -> SdkConfig {
         .load()
         .await
 }
+
+/// The service clients every function shares, built once from one [`SdkConfig`]. Clients are cheap to
+/// clone (they share their connection pool).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// Secrets Manager.
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl Clients {
+    /// Builds the clients from `config`.
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
+        }
+    }
+
+    /// Loads the configuration from the environment and builds the clients.
+    pub async fn from_env() -> Self {
+        Self::new(&load().await)
+    }
+
+    /// The DynamoDB table `name`.
+    pub fn table(&self, name: impl Into<String>) -> crate::DynamoTable {
+        crate::DynamoTable::new(self.dynamodb.clone(), name)
+    }
+
+    /// The SQS queue at `url`.
+    pub fn queue(&self, url: impl Into<String>) -> crate::SqsQueue {
+        crate::SqsQueue::new(self.sqs.clone(), url)
+    }
+
+    /// A Secrets Manager reader caching values for `ttl`.
+    pub fn secrets(&self, ttl: Duration) -> crate::CachedSecrets {
+        crate::CachedSecrets::new(self.secrets.clone(), ttl)
+    }
+}

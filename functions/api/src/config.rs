@@ -1,0 +1,51 @@
+//! The API's configuration, read once at cold start.
+
+use std::time::Duration;
+
+use tributary_core::config::{ConfigError, Env};
+
+/// The API's settings (set by `infra/template.yaml`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TRIBUTARY_STAGE`: the deployment stage, reported by health.
+    pub stage: String,
+    /// `CONTROL_TABLE`: the control-plane table.
+    pub control_table: String,
+    /// `JOBS_QUEUE_URL`: the jobs queue.
+    pub jobs_queue_url: String,
+    /// `JOBS_DLQ_URL`: the jobs queue's dead-letter queue.
+    pub jobs_dlq_url: String,
+    /// `CANARY_STALE_AFTER_SECONDS`: canary age beyond which health reports `degraded`
+    /// (default 180, three schedule ticks).
+    pub canary_stale_after: Duration,
+    /// `HEALTH_PROBE_TIMEOUT_MS`: how long health waits for each dependency (default 1500).
+    pub probe_timeout: Duration,
+}
+
+impl Config {
+    /// Reads and validates the configuration.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let probe_ms: u64 = env.parsed_or("HEALTH_PROBE_TIMEOUT_MS", 1500)?;
+        if !(100..=10_000).contains(&probe_ms) {
+            return Err(ConfigError::Invalid {
+                name: "HEALTH_PROBE_TIMEOUT_MS",
+                reason: "must be between 100 and 10000 milliseconds".into(),
+            });
+        }
+        Ok(Self {
+            stage: env
+                .optional("TRIBUTARY_STAGE")
+                .unwrap_or_else(|| "dev".into()),
+            control_table: env.required("CONTROL_TABLE", "the control-plane DynamoDB table")?,
+            jobs_queue_url: env.required("JOBS_QUEUE_URL", "the jobs queue URL")?,
+            jobs_dlq_url: env.required("JOBS_DLQ_URL", "the jobs dead-letter queue URL")?,
+            canary_stale_after: env.seconds_or(
+                "CANARY_STALE_AFTER_SECONDS",
+                Duration::from_secs(180),
+                Duration::from_secs(5),
+                Duration::from_secs(86_400),
+            )?,
+            probe_timeout: Duration::from_millis(probe_ms),
+        })
+    }
+}

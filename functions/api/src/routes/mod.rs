@@ -1,0 +1,4 @@
+//! The API's routes, one module each.
+
+pub mod health;
+pub mod me;

@@ -1,0 +1,26 @@
+//! The monitor Lambda: invoked by the schedule in `infra/template.yaml`.
+
+mod config;
+mod handler;
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, run, service_fn};
+use tributary_aws::Clients;
+use tributary_core::config::Env;
+use tributary_core::time::SystemClock;
+
+use crate::config::Config;
+use crate::handler::{Deps, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env(&Env::from_process())?;
+    let clients = Clients::from_env().await;
+    let deps = Deps {
+        queue: clients.queue(&config.jobs_queue_url),
+        clock: Arc::new(SystemClock),
+    };
+    run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await
+}
