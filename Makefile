@@ -1,0 +1,88 @@
+# Tributary: the two commands are `make dev` (run everything locally) and `make test` (what CI runs).
+# Tools are pinned in infra/local/tools/*.txt and installed into .tributary/tools/<tool>/ (git-ignored).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(CURDIR)
+TOOLS := $(ROOT)/.tributary/tools
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+CARGO ?= cargo
+FUNCTIONS := tributary-api tributary-auth tributary-connector tributary-monitor
+FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
+# Extra arguments for tributary-local, e.g. `make dev DEV_ARGS="--schedule-every 10s --log-format Text"`.
+DEV_ARGS ?=
+
+SAM := $(TOOLS)/sam/bin/sam
+CFN_LINT := $(TOOLS)/sam/bin/cfn-lint
+TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS)/sam/.installed
+
+export SAM_CLI_TELEMETRY := 0
+export CARGO_TERM_COLOR ?= auto
+
+.PHONY: help tools build dev test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build bench clean-tools
+
+help:
+	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
+	@echo "make test         fmt, clippy, build, cargo test (unit, adapters on moto, e2e), SAM lint, sam build"
+	@echo "make tools        install the pinned tools into .tributary/tools (idempotent)"
+	@echo "make build        build the functions and tributary-local (debug)"
+	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
+	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda)"
+	@echo "make bench        the connector engine benchmarks"
+
+tools: $(TOOL_STAMPS)
+
+# One venv per tool: their dependency sets stay independent. The stamp is newer than the pin file
+# once installed, so a second run does nothing.
+$(TOOLS)/%/.installed: infra/local/tools/%.txt
+	@echo "installing $* from $<"
+	rm -rf "$(TOOLS)/$*"
+	"$(PYTHON)" -m venv "$(TOOLS)/$*"
+	"$(TOOLS)/$*/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$<"
+	touch "$@"
+
+build:
+	$(CARGO) build -p tributary-local $(FUNCTION_PACKAGES)
+
+dev: tools build
+	exec "$(ROOT)/target/debug/tributary-local" --mode watch $(DEV_ARGS)
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+sam-validate: $(TOOLS)/sam/.installed
+	"$(SAM)" validate --lint
+
+cfn-lint: $(TOOLS)/sam/.installed
+	"$(CFN_LINT)" infra/template.yaml
+
+lint: fmt-check clippy sam-validate cfn-lint
+
+# The end-to-end test runs the debug binaries of the functions: build them first.
+cargo-test: tools build
+	$(CARGO) test --workspace
+
+sam-build: $(TOOLS)/sam/.installed $(TOOLS)/cargo-lambda/.installed
+	PATH="$(TOOLS)/cargo-lambda/bin:$(TOOLS)/sam/bin:$$PATH" bash infra/sam-build.sh
+
+test: tools
+	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory clippy
+	$(MAKE) --no-print-directory cargo-test
+	$(MAKE) --no-print-directory sam-validate
+	$(MAKE) --no-print-directory cfn-lint
+	$(MAKE) --no-print-directory sam-build
+
+bench:
+	$(CARGO) bench -p tributary-engine
+
+clean-tools:
+	rm -rf "$(TOOLS)"
