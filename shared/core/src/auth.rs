@@ -7,9 +7,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::ids::TenantId;
-
-/// The scope that grants everything.
-pub const ADMIN_SCOPE: &str = "admin";
+use crate::scope::{Scope, parse_known};
 
 /// The principal name of the deployment's admin API key.
 pub const ADMIN_KEY_PRINCIPAL: &str = "admin-key";
@@ -22,7 +20,7 @@ pub struct Principal {
     /// The tenant every read and write is scoped to; `None` for the deployment admin.
     pub tenant_id: Option<TenantId>,
     /// Granted scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
 }
 
 /// Why an authorizer context could not be turned into a principal.
@@ -42,13 +40,15 @@ impl Principal {
         Self {
             principal: ADMIN_KEY_PRINCIPAL.to_owned(),
             tenant_id: None,
-            scopes: vec![ADMIN_SCOPE.to_owned()],
+            scopes: vec![Scope::Admin],
         }
     }
 
     /// Whether the caller holds `scope` (the admin scope holds every scope).
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope || s == ADMIN_SCOPE)
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| *s == scope || *s == Scope::Admin)
     }
 
     /// The authorizer context to return from the authorizer: flat string values, as HTTP API simple
@@ -63,7 +63,14 @@ impl Principal {
                     .map(ToString::to_string)
                     .unwrap_or_default(),
             ),
-            ("scopes", self.scopes.join(" ")),
+            (
+                "scopes",
+                self.scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
         ])
     }
 
@@ -80,11 +87,7 @@ impl Principal {
             None | Some("") => None,
             Some(raw) => Some(raw.parse().map_err(|_| ContextError::BadTenant)?),
         };
-        let scopes = text("scopes")
-            .ok_or(ContextError::Missing("scopes"))?
-            .split_ascii_whitespace()
-            .map(str::to_owned)
-            .collect();
+        let scopes = parse_known(text("scopes").ok_or(ContextError::Missing("scopes"))?);
         Ok(Self {
             principal: principal.to_owned(),
             tenant_id,
@@ -120,7 +123,7 @@ mod tests {
         let p = Principal {
             principal: "key_1".into(),
             tenant_id: Some(TenantId::generate()),
-            scopes: vec!["connections:read".into(), "syncs:write".into()],
+            scopes: vec![Scope::ConnectionsRead, Scope::SyncsWrite],
         };
         let ctx: HashMap<String, serde_json::Value> = p
             .to_context()
@@ -139,7 +142,7 @@ mod tests {
             .collect();
         let p = Principal::from_context(&ctx).unwrap();
         assert!(p.tenant_id.is_none());
-        assert!(p.has_scope("connections:write"));
+        assert!(p.has_scope(Scope::ConnectionsWrite));
     }
 
     #[test]
@@ -161,11 +164,11 @@ mod tests {
         let p = Principal {
             principal: "k".into(),
             tenant_id: None,
-            scopes: vec!["connections:read".into()],
+            scopes: vec![Scope::ConnectionsRead],
         };
-        assert!(p.has_scope("connections:read"));
-        assert!(!p.has_scope("connections:write"));
-        assert!(!p.has_scope("connections"));
+        assert!(p.has_scope(Scope::ConnectionsRead));
+        assert!(!p.has_scope(Scope::ConnectionsWrite));
+        assert!(!p.has_scope(Scope::Admin));
     }
 
     #[test]

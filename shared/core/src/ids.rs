@@ -103,6 +103,24 @@ prefixed_id!(
     "ten",
     "tenant"
 );
+prefixed_id!(
+    /// A tenant API key (the public part of the key, used for lookup).
+    ApiKeyId,
+    "key",
+    "API key"
+);
+prefixed_id!(
+    /// A tenant's registered OIDC issuer.
+    IssuerId,
+    "iss",
+    "issuer"
+);
+prefixed_id!(
+    /// An audit event.
+    AuditEventId,
+    "evt",
+    "audit event"
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,11 @@ use serde::Serialize;
 
 use crate::canary::CanaryObservation;
 use crate::error::PortError;
-use crate::ids::JobId;
+use crate::ids::{ApiKeyId, IssuerId, JobId, TenantId};
 use crate::job::JobEnvelope;
+use crate::pagination::{Page, PageRequest};
+use crate::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant};
+use crate::time::EpochMillis;
 
 /// Sends jobs to the jobs queue.
 pub trait JobQueue: Send + Sync {
@@ -86,4 +89,95 @@ pub trait JobLedger: Send + Sync {
 pub trait SecretSource: Send + Sync {
     /// The current value of the secret `id`.
     fn secret(&self, id: &str) -> impl Future<Output = Result<SecretString, PortError>> + Send;
+}
+
+/// Stores tenants.
+pub trait TenantStore: Send + Sync {
+    /// Creates a tenant; [`PortError::Conflict`] when the id exists.
+    fn create_tenant(&self, tenant: &Tenant) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant, if it exists.
+    fn get_tenant(
+        &self,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Option<Tenant>, PortError>> + Send;
+    /// Tenants in id order.
+    fn list_tenants(
+        &self,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Tenant>, PortError>> + Send;
+    /// Replaces an existing tenant; `false` when it does not exist.
+    fn update_tenant(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Deletes a tenant; `false` when it did not exist. Its credentials stop working because the
+    /// authorizer requires an active tenant.
+    fn delete_tenant(&self, id: &TenantId) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
+/// Stores API keys, registered issuers and the audit trail. Every change to a credential is written
+/// atomically with its audit event.
+pub trait CredentialStore: Send + Sync {
+    /// Stores a new key.
+    fn create_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The key with this id, whatever its tenant (the authorizer's lookup).
+    fn get_key(
+        &self,
+        id: &ApiKeyId,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, PortError>> + Send;
+    /// The tenant's keys, newest last.
+    fn list_keys(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<ApiKeyRecord>, PortError>> + Send;
+    /// Revokes the tenant's key; `None` when the tenant has no such key. Revoking twice keeps the
+    /// first revocation time.
+    fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+        at_ms: EpochMillis,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, PortError>> + Send;
+    /// Registers an issuer.
+    fn create_issuer(
+        &self,
+        issuer: &OidcIssuer,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's issuer.
+    fn get_issuer(
+        &self,
+        tenant: &TenantId,
+        id: &IssuerId,
+    ) -> impl Future<Output = Result<Option<OidcIssuer>, PortError>> + Send;
+    /// The tenant's issuers.
+    fn list_issuers(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<OidcIssuer>, PortError>> + Send;
+    /// Removes the tenant's issuer; `false` when it does not exist.
+    fn delete_issuer(
+        &self,
+        tenant: &TenantId,
+        id: &IssuerId,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Every registration of this exact `iss` value, across tenants (the authorizer's lookup).
+    fn issuers_by_url(
+        &self,
+        issuer: &str,
+    ) -> impl Future<Output = Result<Vec<OidcIssuer>, PortError>> + Send;
+    /// The tenant's audit events, oldest first.
+    fn list_audit(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<AuditEvent>, PortError>> + Send;
 }
