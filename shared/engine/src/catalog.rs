@@ -3,7 +3,10 @@
 use crate::spec::{ProviderSpec, SpecErrors, load};
 
 /// Every catalog file: (file name, YAML text).
-pub const FILES: &[(&str, &str)] = &[("stripe.yaml", include_str!("../catalog/stripe.yaml"))];
+pub const FILES: &[(&str, &str)] = &[
+    ("stripe.yaml", include_str!("../catalog/stripe.yaml")),
+    ("hubspot.yaml", include_str!("../catalog/hubspot.yaml")),
+];
 
 /// Parses the whole embedded catalog.
 pub fn load_all() -> Result<Vec<ProviderSpec>, SpecErrors> {

@@ -1,0 +1,7 @@
+//! Provider catalog tests: each provider's spec against a local mock that reproduces the
+//! provider's documented request and response shapes, so a wrong header, cursor path or page
+//! parameter in a spec fails here.
+
+mod support;
+
+mod hubspot;

@@ -1,0 +1,162 @@
+//! Shared harness for the provider tests: the embedded spec, an engine allowed to reach the
+//! loopback mock, connections pointed at the mock, and helpers to drain a stream.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use secrecy::SecretString;
+use serde_json::Value;
+use sha2::Sha256;
+use tributary_engine::connection::Bound;
+use tributary_engine::{
+    Connection, EgressPolicy, Engine, EngineError, HttpConfig, ProviderSpec, ReadOptions,
+};
+use wiremock::MockServer;
+
+/// The catalog spec with this id, as embedded in the binary.
+pub fn spec(id: &str) -> ProviderSpec {
+    match tributary_engine::catalog::get(id) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => panic!("{id}: {e}"),
+        None => panic!("{id} is not in catalog::FILES"),
+    }
+}
+
+/// An engine that may reach the loopback mock. Backoff is near zero, so a test that sees a
+/// retry wait of about a second knows the provider's own delay header was honoured.
+pub fn engine() -> Engine {
+    let egress = EgressPolicy::with_allowlist(["127.0.0.1", "::1"]).expect("allowlist");
+    Engine::new(HttpConfig {
+        egress,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        max_inline_wait: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        ..HttpConfig::default()
+    })
+    .expect("engine")
+}
+
+/// A connection with the given configuration and credentials.
+pub fn conn(config: &[(&str, &str)], credentials: &[(&str, &str)]) -> Connection {
+    Connection {
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        credentials: credentials
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), SecretString::from((*v).to_owned())))
+            .collect(),
+        ..Connection::default()
+    }
+}
+
+/// `conn` with its base URL replaced by the mock server's URI plus `path`.
+pub fn mocked(
+    server: &MockServer,
+    path: &str,
+    config: &[(&str, &str)],
+    credentials: &[(&str, &str)],
+) -> Connection {
+    Connection {
+        base_url: Some(format!("{}{path}", server.uri())),
+        ..conn(config, credentials)
+    }
+}
+
+/// The base URL the spec renders for a real (unmocked) connection.
+pub fn real_base_url(spec: &ProviderSpec, conn: &Connection) -> String {
+    Bound::new(spec, conn)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .base_url
+        .to_string()
+}
+
+/// What a full read returned.
+#[derive(Debug)]
+pub struct ReadResult {
+    /// Every record, in order.
+    pub records: Vec<Value>,
+    /// Pages yielded.
+    pub pages: u64,
+    /// Retries the client made.
+    pub retries: u64,
+}
+
+impl ReadResult {
+    /// The string values at `field` of each record.
+    pub fn ids(&self, field: &str) -> Vec<String> {
+        self.records
+            .iter()
+            .map(|r| match &r[field] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+}
+
+/// Reads `stream` to the end.
+pub async fn read_all(
+    engine: &Engine,
+    spec: &ProviderSpec,
+    stream: &str,
+    conn: &Connection,
+) -> Result<ReadResult, EngineError> {
+    let before = engine
+        .client()
+        .stats()
+        .retries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut pages = engine.read(spec, stream, conn, ReadOptions::default())?;
+    let mut out = ReadResult {
+        records: Vec::new(),
+        pages: 0,
+        retries: 0,
+    };
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        out.pages += 1;
+        for r in page.records {
+            out.records.push(r.to_value().expect("record is JSON"));
+        }
+    }
+    out.retries = engine
+        .client()
+        .stats()
+        .retries
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    Ok(out)
+}
+
+/// Lowercase hex HMAC-SHA256.
+pub fn hmac_hex(secret: &str, data: &[u8]) -> String {
+    hex::encode(hmac_raw(secret, data))
+}
+
+/// Standard base64 HMAC-SHA256.
+pub fn hmac_base64(secret: &str, data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(hmac_raw(secret, data))
+}
+
+fn hmac_raw(secret: &str, data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Headers from name/value pairs.
+pub fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+            http::HeaderValue::from_str(v).expect("header value"),
+        );
+    }
+    h
+}
