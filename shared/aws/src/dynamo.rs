@@ -58,6 +58,11 @@ impl DynamoTable {
         &self.name
     }
 
+    /// The DynamoDB client.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Puts many items with as few `BatchWriteItem` calls as the limits allow. When several items share
     /// a key, the last one wins (DynamoDB refuses duplicate keys within one request). Unprocessed items
     /// are retried with jittered backoff; if some remain after the retries, the call fails with
@@ -98,7 +103,7 @@ impl DynamoTable {
             .unwrap_or_default())
     }
 
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, PortError> {
+    pub(crate) async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, PortError> {
         let out = self
             .client
             .get_item()

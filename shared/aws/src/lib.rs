@@ -8,6 +8,7 @@ mod errors;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;
+pub mod tenancy;
 
 pub use dynamo::DynamoTable;
 pub use sdk::Clients;
