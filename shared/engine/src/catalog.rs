@@ -6,6 +6,7 @@ use crate::spec::{ProviderSpec, SpecErrors, load};
 pub const FILES: &[(&str, &str)] = &[
     ("stripe.yaml", include_str!("../catalog/stripe.yaml")),
     ("hubspot.yaml", include_str!("../catalog/hubspot.yaml")),
+    ("github.yaml", include_str!("../catalog/github.yaml")),
 ];
 
 /// Parses the whole embedded catalog.
