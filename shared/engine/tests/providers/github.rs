@@ -32,12 +32,18 @@ async fn github_repositories_follow_link_header_and_wait_for_rate_limit_reset() 
         .respond_with(
             ResponseTemplate::new(200)
                 .insert_header("link", next.as_str())
-                .set_body_json(json!([{"id": 1, "full_name": "o/a"}, {"id": 2, "full_name": "o/b"}])),
+                .set_body_json(
+                    json!([{"id": 1, "full_name": "o/a"}, {"id": 2, "full_name": "o/b"}]),
+                ),
         )
         .expect(1)
         .mount(&server)
         .await;
-    let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 2;
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
     Mock::given(method("GET"))
         .and(path("/user/repos"))
         .and(query_param("page", "2"))
@@ -54,7 +60,10 @@ async fn github_repositories_follow_link_header_and_wait_for_rate_limit_reset() 
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    let prev = format!("<{}/user/repos?sort=updated&per_page=100&page=1>; rel=\"prev\"", server.uri());
+    let prev = format!(
+        "<{}/user/repos?sort=updated&per_page=100&page=1>; rel=\"prev\"",
+        server.uri()
+    );
     Mock::given(method("GET"))
         .and(path("/user/repos"))
         .and(header("authorization", "Bearer ghp_testtoken"))
@@ -71,9 +80,14 @@ async fn github_repositories_follow_link_header_and_wait_for_rate_limit_reset() 
 
     let spec = spec("github");
     let started = Instant::now();
-    let got = read_all(&engine(), &spec, "repositories", &mocked(&server, "", &[], TOKEN))
-        .await
-        .unwrap();
+    let got = read_all(
+        &engine(),
+        &spec,
+        "repositories",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(got.ids("id"), ["1", "2", "3"]);
     assert_eq!(got.pages, 2);
@@ -91,7 +105,9 @@ async fn github_create_issue_posts_json_to_repo_path() {
         .and(path("/repos/octo-org/hello-world/issues"))
         .and(header("authorization", "Bearer ghp_testtoken"))
         .and(header("x-github-api-version", "2022-11-28"))
-        .and(body_json(json!({"title": "Found a bug", "labels": ["bug"]})))
+        .and(body_json(
+            json!({"title": "Found a bug", "labels": ["bug"]}),
+        ))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "id": 1, "number": 1347, "title": "Found a bug", "state": "open"
         })))
@@ -127,7 +143,10 @@ fn github_webhook_verifies_sha256_signature_and_reads_delivery_id() {
 
     let got = webhook::verify(hooks, &secret, &h, body, OffsetDateTime::now_utc()).unwrap();
 
-    assert_eq!(got.event_id.as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+    assert_eq!(
+        got.event_id.as_deref(),
+        Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    );
     assert_eq!(got.event_type.as_deref(), Some("issues"));
     assert_eq!(got.connection_key.as_deref(), Some("42"));
     let tampered = br#"{"action":"opened","installation":{"id":43},"issue":{"number":1}}"#;

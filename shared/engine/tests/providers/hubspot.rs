@@ -58,9 +58,14 @@ async fn hubspot_contacts_follow_after_cursor_across_pages() {
         .await;
 
     let spec = spec("hubspot");
-    let got = read_all(&engine(), &spec, "contacts", &mocked(&server, "", &[], TOKEN))
-        .await
-        .unwrap();
+    let got = read_all(
+        &engine(),
+        &spec,
+        "contacts",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(got.ids("id"), ["51", "52", "53"]);
     assert_eq!(got.pages, 2);

@@ -4,5 +4,5 @@
 
 mod support;
 
-mod hubspot;
 mod github;
+mod hubspot;
