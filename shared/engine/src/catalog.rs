@@ -7,6 +7,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("stripe.yaml", include_str!("../catalog/stripe.yaml")),
     ("hubspot.yaml", include_str!("../catalog/hubspot.yaml")),
     ("github.yaml", include_str!("../catalog/github.yaml")),
+    ("slack.yaml", include_str!("../catalog/slack.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -6,3 +6,4 @@ mod support;
 
 mod github;
 mod hubspot;
+mod slack;

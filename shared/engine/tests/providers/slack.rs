@@ -1,0 +1,137 @@
+//! Slack Web API: Bearer bot token, `cursor` from `response_metadata.next_cursor`, 429 with
+//! `Retry-After`, errors disguised as `200 {"ok": false}`, `v0` signed events.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::json;
+use time::OffsetDateTime;
+use tributary_engine::{ErrorClass, webhook};
+use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{engine, headers, hmac_hex, mocked, read_all, spec};
+
+const TOKEN: &[(&str, &str)] = &[("bot_token", "xoxb-1-abc")];
+
+#[tokio::test]
+async fn slack_channels_follow_next_cursor_and_honour_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/conversations.list"))
+        .and(header("authorization", "Bearer xoxb-1-abc"))
+        .and(query_param("limit", "200"))
+        .and(query_param("types", "public_channel,private_channel"))
+        .and(query_param_is_missing("cursor"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true,
+            "channels": [{"id": "C012AB3CD", "name": "general"}, {"id": "C061EG9T2", "name": "random"}],
+            "response_metadata": {"next_cursor": "dGVhbTpDMDYxRkE1UEI="}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/conversations.list"))
+        .and(query_param("cursor", "dGVhbTpDMDYxRkE1UEI="))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_json(json!({"ok": false, "error": "ratelimited"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/conversations.list"))
+        .and(header("authorization", "Bearer xoxb-1-abc"))
+        .and(query_param("limit", "200"))
+        .and(query_param("cursor", "dGVhbTpDMDYxRkE1UEI="))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true,
+            "channels": [{"id": "C0G9QF9GW", "name": "projects"}],
+            "response_metadata": {"next_cursor": ""}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let spec = spec("slack");
+    let started = Instant::now();
+    let got = read_all(&engine(), &spec, "channels", &mocked(&server, "", &[], TOKEN))
+        .await
+        .unwrap();
+
+    assert_eq!(got.ids("id"), ["C012AB3CD", "C061EG9T2", "C0G9QF9GW"]);
+    assert_eq!(got.pages, 2);
+    assert_eq!(got.retries, 1);
+    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After: 1 honoured");
+}
+
+#[tokio::test]
+async fn slack_ok_false_with_invalid_auth_is_an_auth_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/users.list"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "invalid_auth"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let err = read_all(&engine(), &spec("slack"), "users", &mocked(&server, "", &[], TOKEN))
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.class(), ErrorClass::Auth, "{err}");
+}
+
+#[tokio::test]
+async fn slack_post_message_sends_json_with_bearer_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .and(header("authorization", "Bearer xoxb-1-abc"))
+        .and(header("content-type", "application/json"))
+        .and(body_json(json!({"channel": "C012AB3CD", "text": "Hello", "thread_ts": "1503435956.000247"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "channel": "C012AB3CD", "ts": "1503435957.000001",
+            "message": {"text": "Hello", "type": "message"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = engine()
+        .action(
+            &spec("slack"),
+            "post_message",
+            &mocked(&server, "", &[], TOKEN),
+            &json!({"channel": "C012AB3CD", "text": "Hello", "thread_ts": "1503435956.000247"}),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(out["ts"], "1503435957.000001");
+}
+
+#[test]
+fn slack_event_signature_covers_version_timestamp_and_body() {
+    let spec = spec("slack");
+    let hooks = spec.webhooks.as_ref().expect("slack has webhooks");
+    let now = OffsetDateTime::now_utc();
+    let ts = now.unix_timestamp().to_string();
+    let body = br#"{"token":"x","team_id":"T0001","event_id":"Ev0PV52K21","event":{"type":"app_mention"}}"#;
+    let mut signed = format!("v0:{ts}:").into_bytes();
+    signed.extend_from_slice(body);
+    let sig = format!("v0={}", hmac_hex("8f742231b10e8888abcd99yyyzzz85a5", &signed));
+    let h = headers(&[("X-Slack-Signature", sig.as_str()), ("X-Slack-Request-Timestamp", ts.as_str())]);
+    let secret = SecretString::from("8f742231b10e8888abcd99yyyzzz85a5".to_owned());
+
+    let got = webhook::verify(hooks, &secret, &h, body, now).unwrap();
+
+    assert_eq!(got.event_id.as_deref(), Some("Ev0PV52K21"));
+    assert_eq!(got.event_type.as_deref(), Some("app_mention"));
+    assert_eq!(got.connection_key.as_deref(), Some("T0001"));
+}
