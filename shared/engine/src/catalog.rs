@@ -8,6 +8,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("hubspot.yaml", include_str!("../catalog/hubspot.yaml")),
     ("github.yaml", include_str!("../catalog/github.yaml")),
     ("slack.yaml", include_str!("../catalog/slack.yaml")),
+    ("salesforce.yaml", include_str!("../catalog/salesforce.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -6,4 +6,5 @@ mod support;
 
 mod github;
 mod hubspot;
+mod salesforce;
 mod slack;

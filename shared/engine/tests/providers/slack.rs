@@ -58,14 +58,22 @@ async fn slack_channels_follow_next_cursor_and_honour_retry_after() {
 
     let spec = spec("slack");
     let started = Instant::now();
-    let got = read_all(&engine(), &spec, "channels", &mocked(&server, "", &[], TOKEN))
-        .await
-        .unwrap();
+    let got = read_all(
+        &engine(),
+        &spec,
+        "channels",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(got.ids("id"), ["C012AB3CD", "C061EG9T2", "C0G9QF9GW"]);
     assert_eq!(got.pages, 2);
     assert_eq!(got.retries, 1);
-    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After: 1 honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After: 1 honoured"
+    );
 }
 
 #[tokio::test]
@@ -80,9 +88,14 @@ async fn slack_ok_false_with_invalid_auth_is_an_auth_error() {
         .mount(&server)
         .await;
 
-    let err = read_all(&engine(), &spec("slack"), "users", &mocked(&server, "", &[], TOKEN))
-        .await
-        .unwrap_err();
+    let err = read_all(
+        &engine(),
+        &spec("slack"),
+        "users",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap_err();
 
     assert_eq!(err.class(), ErrorClass::Auth, "{err}");
 }
@@ -94,7 +107,9 @@ async fn slack_post_message_sends_json_with_bearer_token() {
         .and(path("/chat.postMessage"))
         .and(header("authorization", "Bearer xoxb-1-abc"))
         .and(header("content-type", "application/json"))
-        .and(body_json(json!({"channel": "C012AB3CD", "text": "Hello", "thread_ts": "1503435956.000247"})))
+        .and(body_json(
+            json!({"channel": "C012AB3CD", "text": "Hello", "thread_ts": "1503435956.000247"}),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ok": true, "channel": "C012AB3CD", "ts": "1503435957.000001",
             "message": {"text": "Hello", "type": "message"}
@@ -125,8 +140,14 @@ fn slack_event_signature_covers_version_timestamp_and_body() {
     let body = br#"{"token":"x","team_id":"T0001","event_id":"Ev0PV52K21","event":{"type":"app_mention"}}"#;
     let mut signed = format!("v0:{ts}:").into_bytes();
     signed.extend_from_slice(body);
-    let sig = format!("v0={}", hmac_hex("8f742231b10e8888abcd99yyyzzz85a5", &signed));
-    let h = headers(&[("X-Slack-Signature", sig.as_str()), ("X-Slack-Request-Timestamp", ts.as_str())]);
+    let sig = format!(
+        "v0={}",
+        hmac_hex("8f742231b10e8888abcd99yyyzzz85a5", &signed)
+    );
+    let h = headers(&[
+        ("X-Slack-Signature", sig.as_str()),
+        ("X-Slack-Request-Timestamp", ts.as_str()),
+    ]);
     let secret = SecretString::from("8f742231b10e8888abcd99yyyzzz85a5".to_owned());
 
     let got = webhook::verify(hooks, &secret, &h, body, now).unwrap();
