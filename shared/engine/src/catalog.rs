@@ -9,6 +9,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("github.yaml", include_str!("../catalog/github.yaml")),
     ("slack.yaml", include_str!("../catalog/slack.yaml")),
     ("salesforce.yaml", include_str!("../catalog/salesforce.yaml")),
+    ("shopify.yaml", include_str!("../catalog/shopify.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -7,4 +7,5 @@ mod support;
 mod github;
 mod hubspot;
 mod salesforce;
+mod shopify;
 mod slack;
