@@ -80,8 +80,9 @@ fn decode<T: DeserializeOwned>(item: &Item, operation: &'static str) -> Result<T
     })
 }
 
-fn put(item: Item, condition: Option<&str>) -> Result<TransactWriteItem, PortError> {
+fn put(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, PortError> {
     let put = Put::builder()
+        .table_name(table)
         .set_item(Some(item))
         .set_condition_expression(condition.map(str::to_owned))
         .build()
@@ -89,8 +90,9 @@ fn put(item: Item, condition: Option<&str>) -> Result<TransactWriteItem, PortErr
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-fn delete(pk: String, sk: String) -> Result<TransactWriteItem, PortError> {
+fn delete(table: &str, pk: String, sk: String) -> Result<TransactWriteItem, PortError> {
     let delete = Delete::builder()
+        .table_name(table)
         .key(PK, s(pk))
         .key(SK, s(sk))
         .build()
@@ -281,9 +283,9 @@ impl CredentialStore for DynamoTable {
     async fn create_key(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> Result<(), PortError> {
         let (lookup, listed) = key_items(key)?;
         self.transact(vec![
-            put(lookup, Some("attribute_not_exists(pk)"))?,
-            put(listed, Some("attribute_not_exists(pk)"))?,
-            put(audit_item(audit)?, None)?,
+            put(self.name(), lookup, Some("attribute_not_exists(pk)"))?,
+            put(self.name(), listed, Some("attribute_not_exists(pk)"))?,
+            put(self.name(), audit_item(audit)?, None)?,
         ])
         .await
     }
@@ -322,9 +324,9 @@ impl CredentialStore for DynamoTable {
         key.revoked_at_ms = Some(at_ms);
         let (lookup, listed) = key_items(&key)?;
         self.transact(vec![
-            put(lookup, Some("attribute_exists(pk)"))?,
-            put(listed, Some("attribute_exists(pk)"))?,
-            put(audit_item(audit)?, None)?,
+            put(self.name(), lookup, Some("attribute_exists(pk)"))?,
+            put(self.name(), listed, Some("attribute_exists(pk)"))?,
+            put(self.name(), audit_item(audit)?, None)?,
         ])
         .await?;
         Ok(Some(key))
@@ -337,6 +339,7 @@ impl CredentialStore for DynamoTable {
     ) -> Result<(), PortError> {
         self.transact(vec![
             put(
+                self.name(),
                 item(
                     tenant_pk(&issuer.tenant_id),
                     format!("ISSUER#{}", issuer.id),
@@ -345,6 +348,7 @@ impl CredentialStore for DynamoTable {
                 Some("attribute_not_exists(pk)"),
             )?,
             put(
+                self.name(),
                 item(
                     issuer_url_pk(&issuer.issuer),
                     format!("{}#{}", issuer.tenant_id, issuer.id),
@@ -352,7 +356,7 @@ impl CredentialStore for DynamoTable {
                 )?,
                 Some("attribute_not_exists(pk)"),
             )?,
-            put(audit_item(audit)?, None)?,
+            put(self.name(), audit_item(audit)?, None)?,
         ])
         .await
     }
@@ -384,9 +388,13 @@ impl CredentialStore for DynamoTable {
             return Ok(false);
         };
         self.transact(vec![
-            delete(tenant_pk(tenant), format!("ISSUER#{id}"))?,
-            delete(issuer_url_pk(&issuer.issuer), format!("{tenant}#{id}"))?,
-            put(audit_item(audit)?, None)?,
+            delete(self.name(), tenant_pk(tenant), format!("ISSUER#{id}"))?,
+            delete(
+                self.name(),
+                issuer_url_pk(&issuer.issuer),
+                format!("{tenant}#{id}"),
+            )?,
+            put(self.name(), audit_item(audit)?, None)?,
         ])
         .await?;
         Ok(true)
@@ -398,7 +406,9 @@ impl CredentialStore for DynamoTable {
             limit: 100,
             after: None,
         };
-        let found: Page<OidcIssuer> = self.query_docs(&issuer_url_pk(issuer), "", &page).await?;
+        let found: Page<OidcIssuer> = self
+            .query_docs(&issuer_url_pk(issuer), TenantId::PREFIX, &page)
+            .await?;
         Ok(found
             .items
             .into_iter()

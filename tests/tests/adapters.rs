@@ -1,0 +1,433 @@
+//! The AWS adapters against moto, on resources created from `infra/template.yaml`.
+//!
+//! Moto is more lenient than AWS (it accepts oversized batches and duplicate keys), so the batch
+//! limits are proven by the adapters' unit tests; these tests prove the adapters' effects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use secrecy::ExposeSecret;
+use tributary_aws::Clients;
+use tributary_aws::dynamo::Item;
+use tributary_core::canary::CanaryObservation;
+use tributary_core::ids::{ApiKeyId, AuditEventId, IssuerId, JobId, TenantId};
+use tributary_core::job::{JobEnvelope, JobKind};
+use tributary_core::pagination::PageRequest;
+use tributary_core::ports::{
+    CanaryStore, CredentialStore, JobLedger, JobQueue, QueueStats, SecretSource, TenantStore,
+};
+use tributary_core::scope::Scope;
+use tributary_core::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant, TenantStatus};
+use tributary_local::{MotoServer, ProvisionOptions, Provisioned, Template, provision, workspace};
+
+struct Env {
+    _moto: MotoServer,
+    clients: Clients,
+    provisioned: Provisioned,
+}
+
+async fn env() -> Env {
+    let moto = MotoServer::start().await.expect("moto starts");
+    let sdk = moto.sdk_config().await;
+    let template = Template::load(&workspace::template_path()).expect("template loads");
+    let provisioned = provision(
+        &template,
+        &sdk,
+        &ProvisionOptions {
+            stack_name: "adapters".into(),
+            parameters: BTreeMap::new(),
+            secret_values: BTreeMap::from([("AdminApiKeySecret".into(), "s3cret-admin".into())]),
+        },
+    )
+    .await
+    .expect("resources are created from the template");
+    Env {
+        _moto: moto,
+        clients: Clients::new(&sdk),
+        provisioned,
+    }
+}
+
+impl Env {
+    fn control(&self) -> tributary_aws::DynamoTable {
+        self.clients.table(&self.provisioned.tables["ControlTable"])
+    }
+    fn jobs(&self) -> tributary_aws::SqsQueue {
+        self.clients
+            .queue(&self.provisioned.queues["JobsQueue"].url)
+    }
+}
+
+fn canary(enqueued_at_ms: i64) -> CanaryObservation {
+    CanaryObservation {
+        job_id: JobId::generate(),
+        enqueued_at_ms,
+        processed_at_ms: enqueued_at_ms + 100,
+    }
+}
+
+#[tokio::test]
+async fn canary_store_keeps_the_newest_observation() {
+    let env = env().await;
+    let table = env.control();
+    assert_eq!(table.latest().await.unwrap(), None);
+
+    let newer = canary(2_000);
+    table.record(&newer).await.unwrap();
+    // A redelivered, older canary must not move the observation backwards.
+    table.record(&canary(1_000)).await.unwrap();
+    assert_eq!(table.latest().await.unwrap(), Some(newer));
+
+    let newest = canary(3_000);
+    table.record(&newest).await.unwrap();
+    assert_eq!(table.latest().await.unwrap(), Some(newest));
+}
+
+#[tokio::test]
+async fn job_ledger_remembers_completed_jobs() {
+    let env = env().await;
+    let table = env.control();
+    let id = JobId::generate();
+    assert!(!table.is_done(&id).await.unwrap());
+    table
+        .mark_done(&id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(table.is_done(&id).await.unwrap());
+    assert!(!table.is_done(&JobId::generate()).await.unwrap());
+}
+
+#[tokio::test]
+async fn batch_put_writes_every_item_and_the_last_write_per_key_wins() {
+    let env = env().await;
+    let table = env.clients.table(&env.provisioned.tables["RecordsTable"]);
+    let items: Vec<Item> = (0..60)
+        .map(|i| {
+            HashMap::from([
+                ("pk".to_owned(), AttributeValue::S("BATCH".into())),
+                ("sk".to_owned(), AttributeValue::S(format!("{:03}", i % 53))),
+                ("v".to_owned(), AttributeValue::N(i.to_string())),
+            ])
+        })
+        .collect();
+    table.batch_put(items).await.unwrap();
+
+    let out = env
+        .clients
+        .dynamodb
+        .query()
+        .table_name(table.name())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S("BATCH".into()))
+        .send()
+        .await
+        .unwrap();
+    let items = out.items.unwrap();
+    assert_eq!(items.len(), 53);
+    let zero = items
+        .iter()
+        .find(|i| i["sk"] == AttributeValue::S("000".into()))
+        .unwrap();
+    assert_eq!(zero["v"], AttributeValue::N("53".into()));
+}
+
+#[tokio::test]
+async fn jobs_queue_sends_batches_reports_depth_and_reschedules() {
+    let env = env().await;
+    let queue = env.jobs();
+    let jobs: Vec<JobEnvelope> = (0..23)
+        .map(|i| JobEnvelope::new(JobKind::Canary { enqueued_at_ms: i }))
+        .collect();
+    queue.send_batch(&jobs).await.unwrap();
+    queue
+        .send(
+            &JobEnvelope::new(JobKind::Canary { enqueued_at_ms: 99 }),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!(depth.visible + depth.in_flight + depth.delayed, 24);
+
+    // Receive one, make it visible again at once, and see it counted as visible again.
+    let received = env
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(queue.url())
+        .max_number_of_messages(1)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages.unwrap()[0];
+    let body = message.body.as_deref().unwrap();
+    assert!(JobEnvelope::parse(body).is_ok());
+    assert_eq!(queue.depth().await.unwrap().in_flight, 1);
+    queue
+        .retry_after(message.receipt_handle.as_deref().unwrap(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(queue.depth().await.unwrap().in_flight, 0);
+}
+
+#[tokio::test]
+async fn secrets_are_read_and_cached() {
+    let env = env().await;
+    let secrets = env.clients.secrets(Duration::from_secs(60));
+    let id = &env.provisioned.secrets["AdminApiKeySecret"];
+    assert_eq!(
+        secrets.secret(id).await.unwrap().expose_secret(),
+        "s3cret-admin"
+    );
+    // Rotate behind the cache's back: the cached value stays until the TTL passes.
+    env.clients
+        .secrets
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string("rotated")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets.secret(id).await.unwrap().expose_secret(),
+        "s3cret-admin"
+    );
+    let fresh = env.clients.secrets(Duration::from_secs(60));
+    assert_eq!(fresh.secret(id).await.unwrap().expose_secret(), "rotated");
+    assert!(matches!(
+        secrets.secret("no-such-secret").await,
+        Err(tributary_core::PortError::NotFound { .. })
+    ));
+}
+
+fn tenant(name: &str) -> Tenant {
+    Tenant {
+        id: TenantId::generate(),
+        name: name.into(),
+        status: TenantStatus::Active,
+        rate_limit_per_minute: 600,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+fn audit(tenant: &TenantId, action: &str, target: &str) -> AuditEvent {
+    AuditEvent {
+        id: AuditEventId::generate(),
+        tenant_id: tenant.clone(),
+        at_ms: 5,
+        actor: "admin-key".into(),
+        action: action.into(),
+        target: target.into(),
+    }
+}
+
+fn key(tenant: &TenantId) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: ApiKeyId::generate(),
+        tenant_id: tenant.clone(),
+        name: "ci".into(),
+        scopes: vec![Scope::ConnectionsRead],
+        secret_hash: "00".repeat(32),
+        created_at_ms: 1,
+        expires_at_ms: None,
+        revoked_at_ms: None,
+        created_by: "admin-key".into(),
+    }
+}
+
+#[tokio::test]
+async fn tenants_are_created_listed_in_pages_updated_and_deleted() {
+    let env = env().await;
+    let table = env.control();
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let t = tenant(&format!("t{i}"));
+        table.create_tenant(&t).await.unwrap();
+        created.push(t);
+    }
+    assert!(matches!(
+        table.create_tenant(&created[0]).await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+
+    let mut seen = Vec::new();
+    let mut page = PageRequest {
+        limit: 2,
+        after: None,
+    };
+    loop {
+        let got = table.list_tenants(&page).await.unwrap();
+        assert!(got.items.len() <= 2);
+        seen.extend(got.items);
+        match got.next_after {
+            Some(after) => page.after = Some(after),
+            None => break,
+        }
+    }
+    created.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(seen, created);
+
+    let mut disabled = created[1].clone();
+    disabled.status = TenantStatus::Disabled;
+    assert!(table.update_tenant(&disabled).await.unwrap());
+    assert_eq!(
+        table
+            .get_tenant(&disabled.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        TenantStatus::Disabled
+    );
+    assert!(!table.update_tenant(&tenant("ghost")).await.unwrap());
+
+    assert!(table.delete_tenant(&created[2].id).await.unwrap());
+    assert!(!table.delete_tenant(&created[2].id).await.unwrap());
+    assert_eq!(table.get_tenant(&created[2].id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn keys_are_scoped_to_their_tenant_and_revocation_is_audited() {
+    let env = env().await;
+    let table = env.control();
+    let a = tenant("a");
+    let b = tenant("b");
+    let key_a = key(&a.id);
+    table
+        .create_key(&key_a, &audit(&a.id, "api_key.created", key_a.id.as_str()))
+        .await
+        .unwrap();
+
+    assert_eq!(table.get_key(&key_a.id).await.unwrap(), Some(key_a.clone()));
+    assert_eq!(
+        table
+            .list_keys(&a.id, &PageRequest::default())
+            .await
+            .unwrap()
+            .items,
+        vec![key_a.clone()]
+    );
+    assert!(
+        table
+            .list_keys(&b.id, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Tenant B cannot revoke tenant A's key.
+    let denied = table
+        .revoke_key(&b.id, &key_a.id, 9, &audit(&b.id, "api_key.revoked", "x"))
+        .await
+        .unwrap();
+    assert_eq!(denied, None);
+    assert_eq!(
+        table
+            .get_key(&key_a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at_ms,
+        None
+    );
+
+    let revoked = table
+        .revoke_key(
+            &a.id,
+            &key_a.id,
+            9,
+            &audit(&a.id, "api_key.revoked", key_a.id.as_str()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(9));
+    assert_eq!(
+        table
+            .get_key(&key_a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at_ms,
+        Some(9)
+    );
+    let events = table
+        .list_audit(&a.id, &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        vec!["api_key.created", "api_key.revoked"]
+    );
+    assert!(
+        table
+            .list_audit(&b.id, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn issuers_are_found_by_url_across_tenants_and_deleted_per_tenant() {
+    let env = env().await;
+    let table = env.control();
+    let a = tenant("a");
+    let b = tenant("b");
+    let issuer = |t: &Tenant, url: &str| OidcIssuer {
+        id: IssuerId::generate(),
+        tenant_id: t.id.clone(),
+        issuer: url.into(),
+        audience: "tributary".into(),
+        jwks_uri: None,
+        scopes_claim: "scope".into(),
+        created_at_ms: 1,
+    };
+    let ia = issuer(&a, "https://idp.example.com/");
+    let ib = issuer(&b, "https://idp.example.com/");
+    let other = issuer(&b, "https://other.example.com/");
+    for i in [&ia, &ib, &other] {
+        table
+            .create_issuer(i, &audit(&i.tenant_id, "issuer.created", i.id.as_str()))
+            .await
+            .unwrap();
+    }
+    let mut found = table
+        .issuers_by_url("https://idp.example.com/")
+        .await
+        .unwrap();
+    found.sort_by(|x, y| x.id.cmp(&y.id));
+    let mut expected = vec![ia.clone(), ib.clone()];
+    expected.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(found, expected);
+
+    assert_eq!(table.get_issuer(&b.id, &ia.id).await.unwrap(), None);
+    assert!(
+        !table
+            .delete_issuer(&b.id, &ia.id, &audit(&b.id, "issuer.deleted", "x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        table
+            .delete_issuer(
+                &a.id,
+                &ia.id,
+                &audit(&a.id, "issuer.deleted", ia.id.as_str())
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        table
+            .issuers_by_url("https://idp.example.com/")
+            .await
+            .unwrap(),
+        vec![ib]
+    );
+}
