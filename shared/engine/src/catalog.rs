@@ -10,6 +10,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("slack.yaml", include_str!("../catalog/slack.yaml")),
     ("salesforce.yaml", include_str!("../catalog/salesforce.yaml")),
     ("shopify.yaml", include_str!("../catalog/shopify.yaml")),
+    ("zendesk.yaml", include_str!("../catalog/zendesk.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -9,3 +9,4 @@ mod hubspot;
 mod salesforce;
 mod shopify;
 mod slack;
+mod zendesk;
