@@ -11,6 +11,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("salesforce.yaml", include_str!("../catalog/salesforce.yaml")),
     ("shopify.yaml", include_str!("../catalog/shopify.yaml")),
     ("zendesk.yaml", include_str!("../catalog/zendesk.yaml")),
+    ("jira.yaml", include_str!("../catalog/jira.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

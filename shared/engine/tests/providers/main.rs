@@ -6,6 +6,7 @@ mod support;
 
 mod github;
 mod hubspot;
+mod jira;
 mod salesforce;
 mod shopify;
 mod slack;
