@@ -1,24 +1,41 @@
 //! The REQUEST authorizer (HTTP API payload 2.0, simple responses).
 //!
 //! It reads the event as untyped JSON so that no input, however malformed, makes it fail: bad input is
-//! denied. Only an infrastructure failure (the secret store not answering) is an error, which API Gateway
-//! turns into a 500 rather than a misleading 403.
+//! denied. Only an infrastructure failure (the secret store or the control table not answering) is an
+//! error, which API Gateway turns into a 500 rather than a misleading 403.
+//!
+//! The credential's shape picks the check: `trb_live_…` is a tenant API key, three base64url segments
+//! a JWT, anything else is compared with the deployment admin key — which is read from the secret
+//! store only then, as the read costs money and latency.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use lambda_runtime::LambdaEvent;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 use tributary_core::auth::{Principal, bearer_token, secrets_equal};
-use tributary_core::ports::SecretSource;
+use tributary_core::ports::{CredentialStore, SecretSource, TenantStore};
+use tributary_core::time::Clock;
+
+use crate::apikey;
+use crate::denial::{Denial, Verdict};
+use crate::jwks::FetchJson;
+use crate::jwt::{JwtVerifier, looks_like_jwt};
 
 /// What the handler needs.
-pub struct Deps<S> {
+pub struct Deps<S, D, F> {
     /// Platform secrets.
     pub secrets: S,
     /// The admin API key's secret id.
     pub admin_key_secret_id: String,
+    /// Tenants, API keys and registered issuers.
+    pub store: D,
+    /// JWT verification with the issuers' cached keys.
+    pub jwt: JwtVerifier<F>,
+    /// The time credentials are checked at.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The simple response format of HTTP API Lambda authorizers.
@@ -32,50 +49,80 @@ pub struct SimpleResponse {
 }
 
 impl SimpleResponse {
-    fn deny() -> Self {
+    /// Refuses the request.
+    pub fn deny() -> Self {
         Self {
             is_authorized: false,
             context: HashMap::new(),
         }
     }
 
-    fn allow(principal: &Principal) -> Self {
+    /// Lets the request through as `principal`.
+    pub fn allow(principal: &Principal) -> Self {
         Self {
             is_authorized: true,
             context: principal.to_context(),
         }
     }
+
+    fn from_verdict(verdict: &Verdict) -> Self {
+        verdict.as_ref().map_or_else(|_| Self::deny(), Self::allow)
+    }
 }
 
-/// Longest credential we look at; anything longer is denied without work.
-const MAX_CREDENTIAL_LEN: usize = 4096;
+/// Longest credential we look at; anything longer is denied without work. JWTs of identity providers
+/// with many claims run to a few kilobytes.
+pub const MAX_CREDENTIAL_LEN: usize = 8192;
 
 /// Authorizes one request.
 #[tracing::instrument(skip_all, fields(route = tracing::field::Empty))]
-pub async fn handle<S: SecretSource>(
-    deps: &Deps<S>,
+pub async fn handle<S, D, F>(
+    deps: &Deps<S, D, F>,
     event: LambdaEvent<Value>,
-) -> Result<SimpleResponse, lambda_runtime::Error> {
+) -> Result<SimpleResponse, lambda_runtime::Error>
+where
+    S: SecretSource,
+    D: TenantStore + CredentialStore,
+    F: FetchJson,
+{
     let event = event.payload;
     if let Some(route) = event.get("routeKey").and_then(Value::as_str) {
         tracing::Span::current().record("route", route);
     }
     let Some(token) = authorization_header(&event).and_then(bearer_token) else {
-        tracing::info!(reason = "no bearer credential", "denied");
+        tracing::info!(reason = %Denial::NoCredential, "denied");
         return Ok(SimpleResponse::deny());
     };
     if token.len() > MAX_CREDENTIAL_LEN {
-        tracing::info!(reason = "credential too long", "denied");
+        tracing::info!(reason = %Denial::TooLong, "denied");
         return Ok(SimpleResponse::deny());
     }
+    let now = deps.clock.now_ms();
+    let verdict = if apikey::looks_like_key(token) {
+        apikey::authorize(&deps.store, now, token).await?
+    } else if looks_like_jwt(token) {
+        deps.jwt.authorize(&deps.store, now, token).await?
+    } else {
+        admin_key(deps, token).await?
+    };
+    Ok(SimpleResponse::from_verdict(&verdict))
+}
+
+async fn admin_key<S, D, F>(
+    deps: &Deps<S, D, F>,
+    token: &str,
+) -> Result<Verdict, lambda_runtime::Error>
+where
+    S: SecretSource,
+{
     let admin_key = deps.secrets.secret(&deps.admin_key_secret_id).await?;
     if secrets_equal(token.as_bytes(), admin_key.expose_secret().as_bytes()) {
         let principal = Principal::deployment_admin();
         tracing::info!(principal = %principal.principal, "allowed");
-        return Ok(SimpleResponse::allow(&principal));
+        return Ok(Ok(principal));
     }
-    tracing::info!(reason = "unknown credential", "denied");
-    Ok(SimpleResponse::deny())
+    tracing::info!(reason = %Denial::Unknown, "denied");
+    Ok(Err(Denial::Unknown))
 }
 
 /// The `Authorization` header, whatever its case (payload 2.0 lowercases names, tools may not).
@@ -91,121 +138,6 @@ fn authorization_header(event: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::SecretString;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tributary_core::PortError;
-    use tributary_core::error::Service;
-
-    const KEY: &str = "k3y0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
-
-    struct FakeSecrets {
-        reads: AtomicUsize,
-        down: bool,
-    }
-    impl SecretSource for FakeSecrets {
-        async fn secret(&self, id: &str) -> Result<SecretString, PortError> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-            assert_eq!(id, "admin-secret");
-            if self.down {
-                return Err(PortError::Unavailable {
-                    service: Service::Secrets,
-                    operation: "GetSecretValue",
-                    detail: "down".into(),
-                });
-            }
-            Ok(SecretString::from(KEY))
-        }
-    }
-
-    fn deps(down: bool) -> Deps<FakeSecrets> {
-        Deps {
-            secrets: FakeSecrets {
-                reads: AtomicUsize::new(0),
-                down,
-            },
-            admin_key_secret_id: "admin-secret".into(),
-        }
-    }
-
-    fn fixture_with_authorization(value: Option<&str>) -> LambdaEvent<Value> {
-        let mut event: Value =
-            serde_json::from_str(include_str!("../events/authorizer-request.json")).unwrap();
-        let headers = event["headers"].as_object_mut().unwrap();
-        headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
-        if let Some(v) = value {
-            headers.insert("authorization".into(), Value::String(v.into()));
-        }
-        LambdaEvent::new(event, lambda_runtime::Context::default())
-    }
-
-    #[tokio::test]
-    async fn when_admin_key_matches_should_allow_with_admin_context() {
-        let out = handle(
-            &deps(false),
-            fixture_with_authorization(Some(&format!("Bearer {KEY}"))),
-        )
-        .await
-        .unwrap();
-        assert!(out.is_authorized);
-        assert_eq!(out.context["principal"], "admin-key");
-        assert_eq!(out.context["scopes"], "admin");
-        assert_eq!(out.context["tenant_id"], "");
-    }
-
-    #[tokio::test]
-    async fn when_credential_differs_should_deny() {
-        for bad in [
-            format!("Bearer {KEY}x"),
-            format!("Bearer {}", &KEY[..KEY.len() - 1]),
-            "Bearer wrong".to_owned(),
-            format!("Basic {KEY}"),
-            KEY.to_owned(),
-            format!("Bearer {}", "a".repeat(10_000)),
-        ] {
-            let out = handle(&deps(false), fixture_with_authorization(Some(&bad)))
-                .await
-                .unwrap();
-            assert!(!out.is_authorized, "{bad:.40} should be denied");
-            assert!(out.context.is_empty());
-        }
-    }
-
-    #[tokio::test]
-    async fn when_header_is_missing_should_deny_without_reading_secrets() {
-        let d = deps(false);
-        let out = handle(&d, fixture_with_authorization(None)).await.unwrap();
-        assert!(!out.is_authorized);
-        assert_eq!(d.secrets.reads.load(Ordering::SeqCst), 0);
-    }
-
-    #[tokio::test]
-    async fn when_event_is_garbage_should_deny_not_fail() {
-        for garbage in [
-            serde_json::json!(null),
-            serde_json::json!("x"),
-            serde_json::json!({"headers": "nope"}),
-            serde_json::json!({"headers": {"authorization": 5}}),
-            serde_json::json!([1, 2, 3]),
-        ] {
-            let out = handle(
-                &deps(false),
-                LambdaEvent::new(garbage, lambda_runtime::Context::default()),
-            )
-            .await
-            .unwrap();
-            assert!(!out.is_authorized);
-        }
-    }
-
-    #[tokio::test]
-    async fn when_secret_store_is_down_should_error_not_deny() {
-        let result = handle(
-            &deps(true),
-            fixture_with_authorization(Some(&format!("Bearer {KEY}"))),
-        )
-        .await;
-        assert!(result.is_err());
-    }
 
     #[test]
     fn simple_response_serializes_as_api_gateway_expects() {
@@ -214,5 +146,13 @@ mod tests {
             json,
             serde_json::json!({"isAuthorized": false, "context": {}})
         );
+    }
+
+    #[test]
+    fn authorization_header_is_found_in_any_case_and_only_as_text() {
+        let event = serde_json::json!({"headers": {"Authorization": "Bearer x"}});
+        assert_eq!(authorization_header(&event), Some("Bearer x"));
+        let event = serde_json::json!({"headers": {"authorization": ["Bearer x"]}});
+        assert_eq!(authorization_header(&event), None);
     }
 }

@@ -1,23 +1,33 @@
 //! The authorizer Lambda: API Gateway calls it before every authenticated route.
 
-mod config;
-mod handler;
+// The handler's future nests the store, the key cache and the guarded client's futures deeply enough
+// to exceed the default layout query depth.
+#![recursion_limit = "256"]
+
+use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, run, service_fn};
+use tributary_auth::config::Config;
+use tributary_auth::handler::{Deps, handle};
+use tributary_auth::jwks::{KeySource, http_config};
+use tributary_auth::jwt::JwtVerifier;
 use tributary_aws::Clients;
 use tributary_core::config::Env;
-
-use crate::config::Config;
-use crate::handler::{Deps, handle};
+use tributary_core::time::SystemClock;
+use tributary_engine::HttpClient;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env(&Env::from_process())?;
     let clients = Clients::from_env().await;
+    let http = HttpClient::new(http_config(config.egress.clone()))?;
     let deps = Deps {
         secrets: clients.secrets(config.secret_cache_ttl),
         admin_key_secret_id: config.admin_key_secret_id,
+        store: clients.table(config.control_table),
+        jwt: JwtVerifier::new(KeySource::new(http, config.egress, config.jwks_cache_ttl)),
+        clock: Arc::new(SystemClock),
     };
     run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await
 }

@@ -1,0 +1,604 @@
+//! Signing keys of registered OIDC issuers: the discovery document
+//! (`{iss}/.well-known/openid-configuration`) and the JWKS, fetched through the engine's guarded
+//! client and cached per URL for the life of the execution environment.
+//!
+//! The issuer is reached only after a tenant registered it, so the set of URLs is bounded by the
+//! registrations. Every URL may be fetched at most once per [`REFETCH_INTERVAL`], whatever happens: a
+//! stream of tokens with made-up `kid`s, or an issuer that is down, cannot make us hammer it. Keys
+//! whose refresh failed stay usable for [`MAX_STALE`] past their TTL, so a short outage of the issuer
+//! does not lock its users out.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use tributary_core::tenancy::OidcIssuer;
+use tributary_core::time::EpochMillis;
+use tributary_engine::client::{AuthParts, Classifier, OutRequest};
+use tributary_engine::spec::RateLimitHints;
+use tributary_engine::{EgressPolicy, EngineError, HttpClient, HttpConfig};
+use url::{Host, Url};
+
+use crate::denial::Denial;
+
+/// The least time between two fetches of one URL.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long past their TTL keys stay usable while the issuer cannot be reached.
+pub const MAX_STALE: Duration = Duration::from_secs(3600);
+
+/// Why a document could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The guarded client failed (egress refused, timeout, HTTP error, body too large…).
+    #[error(transparent)]
+    Http(#[from] EngineError),
+    /// The body is not JSON.
+    #[error("response is not JSON")]
+    NotJson,
+}
+
+/// Fetches a JSON document; the seam between the key cache and the network.
+pub trait FetchJson: Send + Sync {
+    /// `GET url`, parsed as JSON.
+    fn get_json(&self, url: &Url) -> impl Future<Output = Result<Value, FetchError>> + Send;
+}
+
+impl FetchJson for HttpClient {
+    async fn get_json(&self, url: &Url) -> Result<Value, FetchError> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let request = OutRequest {
+            method: http::Method::GET,
+            url: url.clone(),
+            headers,
+            auth: AuthParts::default(),
+            body: None,
+            idempotent: true,
+        };
+        let hints = RateLimitHints::default();
+        let response = self
+            .send(
+                &request,
+                Classifier {
+                    rules: &[],
+                    hints: &hints,
+                },
+            )
+            .await?;
+        serde_json::from_slice(&response.body).map_err(|_| FetchError::NotJson)
+    }
+}
+
+/// Client settings for issuer fetches: an authorizer answers within API Gateway's limits, so the
+/// budget is seconds, not minutes, and documents are small.
+pub fn http_config(egress: EgressPolicy) -> HttpConfig {
+    HttpConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(3),
+        max_attempts: 2,
+        time_budget: Duration::from_secs(5),
+        backoff_base: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(1),
+        max_inline_wait: Duration::from_secs(1),
+        max_response_bytes: 256 * 1024,
+        max_record_bytes: 256 * 1024,
+        max_redirects: 3,
+        egress,
+        ..HttpConfig::default()
+    }
+}
+
+/// One entry of a JWKS: its `kid`, and the verification key when it fits an algorithm we accept.
+#[derive(Debug, Clone)]
+pub struct JwkEntry {
+    /// The key id.
+    pub kid: Option<String>,
+    /// The algorithm the key may verify and the key itself; `None` when the key is of a type, curve,
+    /// use or algorithm we do not accept.
+    pub usable: Option<(Algorithm, DecodingKey)>,
+}
+
+/// Reads a JWKS document. Keys we cannot use are kept without a verification key, so that a token
+/// naming one is refused as a mismatch rather than triggering a refetch.
+pub fn parse_jwks(doc: &Value) -> Result<Vec<JwkEntry>, &'static str> {
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("JWKS has no `keys` array")?;
+    Ok(keys
+        .iter()
+        .filter_map(Value::as_object)
+        .map(|jwk| JwkEntry {
+            kid: jwk.get("kid").and_then(Value::as_str).map(str::to_owned),
+            usable: usable_key(jwk),
+        })
+        .collect())
+}
+
+fn usable_key(jwk: &serde_json::Map<String, Value>) -> Option<(Algorithm, DecodingKey)> {
+    let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if jwk.get("use").is_some_and(|u| u.as_str() != Some("sig")) {
+        return None;
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let verifies = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify")));
+        if !verifies {
+            return None;
+        }
+    }
+    let declared = jwk.get("alg");
+    let fits = |alg: &str| declared.is_none_or(|d| d.as_str() == Some(alg));
+    match text("kty")? {
+        "RSA" if fits("RS256") => {
+            let key = DecodingKey::from_rsa_components(text("n")?, text("e")?).ok()?;
+            Some((Algorithm::RS256, key))
+        }
+        "EC" if fits("ES256") && text("crv") == Some("P-256") => {
+            let key = DecodingKey::from_ec_components(text("x")?, text("y")?).ok()?;
+            Some((Algorithm::ES256, key))
+        }
+        _ => None,
+    }
+}
+
+/// Picks the key for a token. With a `kid`, the key must carry it and fit `alg`; without one, exactly
+/// one key may fit `alg`.
+pub fn select(keys: &[JwkEntry], kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, Denial> {
+    let fitting = |e: &&JwkEntry| matches!(&e.usable, Some((a, _)) if *a == alg);
+    match kid {
+        Some(kid) => {
+            let named: Vec<&JwkEntry> = keys
+                .iter()
+                .filter(|e| e.kid.as_deref() == Some(kid))
+                .collect();
+            if named.is_empty() {
+                return Err(Denial::UnknownKid);
+            }
+            named
+                .into_iter()
+                .find(fitting)
+                .and_then(|e| e.usable.as_ref().map(|(_, k)| k.clone()))
+                .ok_or(Denial::KeyMismatch)
+        }
+        None => {
+            let mut candidates = keys.iter().filter(fitting);
+            match (candidates.next(), candidates.next()) {
+                (Some(only), None) => only
+                    .usable
+                    .as_ref()
+                    .map(|(_, k)| k.clone())
+                    .ok_or(Denial::KeyMismatch),
+                _ => Err(Denial::UnknownKid),
+            }
+        }
+    }
+}
+
+/// A cached document and the bookkeeping that bounds refetches.
+struct Slot<T> {
+    value: Option<Arc<T>>,
+    fetched_at: EpochMillis,
+    last_attempt: Option<EpochMillis>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            value: None,
+            fetched_at: 0,
+            last_attempt: None,
+        }
+    }
+}
+
+/// Documents by URL.
+struct DocCache<T> {
+    slots: Mutex<HashMap<String, Slot<T>>>,
+}
+
+/// Timings of a [`DocCache`], in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Timings {
+    ttl: i64,
+    max_stale: i64,
+    refetch: i64,
+}
+
+impl<T> DocCache<T> {
+    fn new() -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Under one lock: the cached value still usable at `now`, and whether this caller should fetch
+    /// (the value is missing, past its TTL, or does not `satisfy` the caller) — in which case the
+    /// attempt is recorded before the lock is released, so concurrent callers do not fetch too.
+    fn plan(
+        &self,
+        url: &str,
+        now: EpochMillis,
+        t: Timings,
+        satisfies: impl Fn(&T) -> bool,
+    ) -> (Option<Arc<T>>, bool) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots.entry(url.to_owned()).or_default();
+        let age = now.saturating_sub(slot.fetched_at);
+        let usable = slot
+            .value
+            .clone()
+            .filter(|_| age < t.ttl.saturating_add(t.max_stale));
+        let wanted = usable
+            .as_deref()
+            .is_some_and(|v| age < t.ttl && satisfies(v));
+        let may_fetch = slot
+            .last_attempt
+            .is_none_or(|last| now.saturating_sub(last) >= t.refetch);
+        let fetch = !wanted && may_fetch;
+        if fetch {
+            slot.last_attempt = Some(now);
+        }
+        (usable, fetch)
+    }
+
+    fn store(&self, url: &str, now: EpochMillis, value: Arc<T>) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots.entry(url.to_owned()).or_default();
+        slot.value = Some(value);
+        slot.fetched_at = now;
+    }
+}
+
+/// Finds the verification key of a token from its issuer's published keys.
+pub struct KeySource<F> {
+    fetch: F,
+    egress: EgressPolicy,
+    timings: Timings,
+    discovery: DocCache<Url>,
+    jwks: DocCache<Vec<JwkEntry>>,
+}
+
+impl<F: FetchJson> KeySource<F> {
+    /// A key source fetching through `fetch`, caching documents for `ttl`. `egress` is the policy the
+    /// client enforces; hosts it opens (the local stack, tests) may be reached over plain http.
+    pub fn new(fetch: F, egress: EgressPolicy, ttl: Duration) -> Self {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Self {
+            fetch,
+            egress,
+            timings: Timings {
+                ttl: ms(ttl),
+                max_stale: ms(MAX_STALE),
+                refetch: ms(REFETCH_INTERVAL),
+            },
+            discovery: DocCache::new(),
+            jwks: DocCache::new(),
+        }
+    }
+
+    /// The key that verifies a token of `issuer` (whose `iss` claim is `iss`) with this `kid` and
+    /// `alg`. Unreachable or unusable issuer documents are denials, not errors: they are the tenant's
+    /// infrastructure, and an error would turn them into our 500s.
+    pub async fn key_for(
+        &self,
+        issuer: &OidcIssuer,
+        iss: &str,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: EpochMillis,
+    ) -> Result<DecodingKey, Denial> {
+        let jwks_url = match &issuer.jwks_uri {
+            Some(raw) => self.secure_url(raw)?,
+            None => self.discover(iss, now).await?,
+        };
+        let keys = self.keys(&jwks_url, kid, now).await?;
+        select(&keys, kid, alg)
+    }
+
+    /// The `jwks_uri` from the issuer's discovery document, whose `issuer` must be `iss` exactly.
+    async fn discover(&self, iss: &str, now: EpochMillis) -> Result<Url, Denial> {
+        self.secure_url(iss)?;
+        let raw = format!(
+            "{}/.well-known/openid-configuration",
+            iss.trim_end_matches('/')
+        );
+        let url = self.secure_url(&raw)?;
+        let (cached, fetch) = self
+            .discovery
+            .plan(url.as_str(), now, self.timings, |_| true);
+        let mut failure = "discovery document not fetched (refetch interval)".to_owned();
+        if fetch {
+            match self.fetch.get_json(&url).await {
+                Ok(doc) => match self.read_discovery(&doc, iss) {
+                    Ok(jwks_url) => {
+                        self.discovery
+                            .store(url.as_str(), now, Arc::new(jwks_url.clone()));
+                        return Ok(jwks_url);
+                    }
+                    Err(denial) => failure = denial.to_string(),
+                },
+                Err(e) => failure = format!("discovery fetch failed: {e}"),
+            }
+            tracing::warn!(host = url.host_str().unwrap_or_default(), reason = %failure, "issuer discovery failed");
+        }
+        cached
+            .map(|u| (*u).clone())
+            .ok_or(Denial::KeysUnavailable(failure))
+    }
+
+    fn read_discovery(&self, doc: &Value, iss: &str) -> Result<Url, Denial> {
+        if doc.get("issuer").and_then(Value::as_str) != Some(iss) {
+            return Err(Denial::KeysUnavailable(
+                "discovery `issuer` differs from the token's `iss`".into(),
+            ));
+        }
+        let raw = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Denial::KeysUnavailable("discovery has no `jwks_uri`".into()))?;
+        self.secure_url(raw)
+    }
+
+    async fn keys(
+        &self,
+        url: &Url,
+        kid: Option<&str>,
+        now: EpochMillis,
+    ) -> Result<Arc<Vec<JwkEntry>>, Denial> {
+        let knows = |keys: &Vec<JwkEntry>| match kid {
+            Some(kid) => keys.iter().any(|e| e.kid.as_deref() == Some(kid)),
+            None => true,
+        };
+        let (cached, fetch) = self.jwks.plan(url.as_str(), now, self.timings, knows);
+        let mut failure = "JWKS not fetched (refetch interval)".to_owned();
+        if fetch {
+            match self.fetch.get_json(url).await {
+                Ok(doc) => match parse_jwks(&doc) {
+                    Ok(keys) => {
+                        let keys = Arc::new(keys);
+                        self.jwks.store(url.as_str(), now, Arc::clone(&keys));
+                        tracing::info!(
+                            host = url.host_str().unwrap_or_default(),
+                            keys = keys.len(),
+                            "JWKS fetched"
+                        );
+                        return Ok(keys);
+                    }
+                    Err(reason) => failure = reason.to_owned(),
+                },
+                Err(e) => failure = format!("JWKS fetch failed: {e}"),
+            }
+            tracing::warn!(host = url.host_str().unwrap_or_default(), reason = %failure, "JWKS refresh failed");
+        }
+        cached.ok_or(Denial::KeysUnavailable(failure))
+    }
+
+    /// Parses an issuer-supplied URL and requires https, except for hosts the egress allowlist opens
+    /// (loopback or private addresses of the local stack and tests).
+    pub fn secure_url(&self, raw: &str) -> Result<Url, Denial> {
+        let url = Url::parse(raw)
+            .map_err(|_| Denial::KeysUnavailable("issuer URL does not parse".into()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Denial::KeysUnavailable(
+                "issuer URL carries credentials".into(),
+            ));
+        }
+        match url.scheme() {
+            "https" => Ok(url),
+            "http" if self.opened_by_allowlist(&url) => Ok(url),
+            _ => Err(Denial::KeysUnavailable("issuer URL is not https".into())),
+        }
+    }
+
+    fn opened_by_allowlist(&self, url: &Url) -> bool {
+        let ip = match url.host() {
+            Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+            _ => return false,
+        };
+        EgressPolicy::public_only().check_ip(ip).is_err() && self.egress.check_ip(ip).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // The modulus of tests/fixtures/rsa_private.der (a test-only key), base64url.
+    const N: &str = "0YGmSI7T-wVRvTzRWxeM-h2AeZdFRJ06nU1vihR0ASzRTdZkosl-H-5vC3dWqqGiaaQvU3VDi-UYCv6ViXwtRZlmB4YUxJq2RxCLCd88IcwWx76F8M7BvRuV6WEMBAj3xqTnFmb6kl1jcVdf_hanm1fOe90Z_yvYYLfv2LnrW0hNeYQKlpaGtLo6JI38HGLLRjrVHOD0Eq_L3je16bIGGvucZriN5DNqyHxnFmi7u7dVvPshTcJI50eViQot8A7amTzGokBA_5mj7vNiU8GrB-nEOV5z7lg_MMEbXI6ZNXf4KRuq-YTMlT28QP-JC7APsy8rELHNSniJWGnnE0cxlQ";
+
+    fn rsa(kid: &str) -> Value {
+        json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": N, "e": "AQAB"})
+    }
+
+    #[test]
+    fn keys_of_other_types_uses_or_algorithms_are_kept_but_unusable() {
+        let doc = json!({"keys": [
+            rsa("good"),
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": N, "e": "AQAB"},
+            {"kty": "RSA", "kid": "rs384", "alg": "RS384", "n": N, "e": "AQAB"},
+            {"kty": "RSA", "kid": "no-verify", "key_ops": ["encrypt"], "n": N, "e": "AQAB"},
+            {"kty": "EC", "kid": "p384", "crv": "P-384", "x": "AA", "y": "AA"},
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            "not an object",
+        ]});
+        let keys = parse_jwks(&doc).unwrap();
+        assert_eq!(keys.len(), 6);
+        let usable: Vec<_> = keys
+            .iter()
+            .filter(|k| k.usable.is_some())
+            .map(|k| k.kid.as_deref())
+            .collect();
+        assert_eq!(usable, vec![Some("good")]);
+    }
+
+    #[test]
+    fn a_document_without_keys_is_refused() {
+        assert!(parse_jwks(&json!({"keys": "x"})).is_err());
+        assert!(parse_jwks(&json!([])).is_err());
+    }
+
+    #[test]
+    fn selection_needs_the_kid_and_a_fitting_algorithm() {
+        let keys = parse_jwks(&json!({"keys": [rsa("a"), rsa("b")]})).unwrap();
+        assert!(select(&keys, Some("a"), Algorithm::RS256).is_ok());
+        assert_eq!(
+            select(&keys, Some("zzz"), Algorithm::RS256).unwrap_err(),
+            Denial::UnknownKid
+        );
+        assert_eq!(
+            select(&keys, Some("a"), Algorithm::ES256).unwrap_err(),
+            Denial::KeyMismatch
+        );
+        // Without a kid the choice must be unambiguous.
+        assert_eq!(
+            select(&keys, None, Algorithm::RS256).unwrap_err(),
+            Denial::UnknownKid
+        );
+        let one = parse_jwks(&json!({"keys": [rsa("a")]})).unwrap();
+        assert!(select(&one, None, Algorithm::RS256).is_ok());
+    }
+
+    struct CountingFetch {
+        calls: AtomicUsize,
+        doc: Value,
+    }
+
+    impl FetchJson for CountingFetch {
+        async fn get_json(&self, _url: &Url) -> Result<Value, FetchError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(self.doc.clone())
+        }
+    }
+
+    fn issuer(jwks_uri: Option<&str>) -> OidcIssuer {
+        OidcIssuer {
+            id: tributary_core::ids::IssuerId::generate(),
+            tenant_id: tributary_core::ids::TenantId::generate(),
+            issuer: "https://idp.example.com".into(),
+            audience: "api".into(),
+            jwks_uri: jwks_uri.map(str::to_owned),
+            scopes_claim: "scope".into(),
+            created_at_ms: 0,
+        }
+    }
+
+    fn source(doc: Value) -> KeySource<CountingFetch> {
+        KeySource::new(
+            CountingFetch {
+                calls: AtomicUsize::new(0),
+                doc,
+            },
+            EgressPolicy::public_only(),
+            Duration::from_secs(600),
+        )
+    }
+
+    #[tokio::test]
+    async fn when_kids_are_unknown_should_refetch_at_most_once_per_interval() {
+        let src = source(json!({"keys": [rsa("a")]}));
+        let iss = issuer(Some("https://idp.example.com/jwks"));
+        let at = 1_000_000;
+        let key = |kid: &'static str, now| {
+            src.key_for(&iss, &iss.issuer, Some(kid), Algorithm::RS256, now)
+        };
+        assert!(key("a", at).await.is_ok());
+        // Keys fetched less than a minute ago are not fetched again for an unknown kid.
+        for i in 0..50 {
+            assert_eq!(
+                key("garbage", at + i * 1_000).await.unwrap_err(),
+                Denial::UnknownKid
+            );
+        }
+        assert_eq!(src.fetch.calls.load(Ordering::SeqCst), 1);
+        // After the interval, one refetch, then none for the rest of the new window.
+        let later = at + 61_000;
+        for i in 0..50 {
+            assert_eq!(
+                key("garbage", later + i * 1_000).await.unwrap_err(),
+                Denial::UnknownKid
+            );
+        }
+        assert_eq!(src.fetch.calls.load(Ordering::SeqCst), 2);
+        assert!(key("a", later + 100).await.is_ok());
+        assert_eq!(src.fetch.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn when_ttl_passes_should_refetch_and_keep_known_keys_meanwhile() {
+        let src = source(json!({"keys": [rsa("a")]}));
+        let iss = issuer(Some("https://idp.example.com/jwks"));
+        for now in [0, 1_000, 599_000] {
+            assert!(
+                src.key_for(&iss, &iss.issuer, Some("a"), Algorithm::RS256, now)
+                    .await
+                    .is_ok()
+            );
+        }
+        assert_eq!(src.fetch.calls.load(Ordering::SeqCst), 1);
+        assert!(
+            src.key_for(&iss, &iss.issuer, Some("a"), Algorithm::RS256, 601_000)
+                .await
+                .is_ok()
+        );
+        assert_eq!(src.fetch.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_the_allowlist_opens_the_host() {
+        let public = source(json!({}));
+        assert!(public.secure_url("https://idp.example.com").is_ok());
+        assert!(public.secure_url("http://idp.example.com").is_err());
+        assert!(public.secure_url("http://127.0.0.1:8080").is_err());
+        assert!(
+            public
+                .secure_url("https://user:pw@idp.example.com")
+                .is_err()
+        );
+        assert!(public.secure_url("ftp://idp.example.com").is_err());
+        assert!(public.secure_url("not a url").is_err());
+
+        let local = KeySource::new(
+            CountingFetch {
+                calls: AtomicUsize::new(0),
+                doc: json!({}),
+            },
+            EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+            Duration::from_secs(600),
+        );
+        assert!(local.secure_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(local.secure_url("http://localhost:8080/jwks").is_ok());
+        assert!(local.secure_url("http://10.0.0.1/jwks").is_err());
+        // A public host is not "opened" by the allowlist: it must use https.
+        assert!(local.secure_url("http://93.184.216.34/jwks").is_err());
+    }
+
+    #[tokio::test]
+    async fn discovery_must_name_the_same_issuer() {
+        let src = source(json!({
+            "issuer": "https://evil.example.com",
+            "jwks_uri": "https://idp.example.com/jwks"
+        }));
+        let iss = issuer(None);
+        let err = src
+            .key_for(&iss, &iss.issuer, Some("a"), Algorithm::RS256, 0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Denial::KeysUnavailable(_)), "{err:?}");
+    }
+}
