@@ -431,3 +431,67 @@ async fn issuers_are_found_by_url_across_tenants_and_deleted_per_tenant() {
         vec![ib]
     );
 }
+
+#[tokio::test]
+async fn idempotency_keys_replay_refuse_mismatches_and_expire() {
+    use tributary_core::ports::{IdempotencyBegin, IdempotencyStore, StoredResponse};
+    let env = env().await;
+    let table = env.control();
+    let now = 1_800_000_000_000;
+    let lease = Duration::from_secs(30);
+    let keep = Duration::from_secs(86_400);
+    let begin = |scope: &'static str, fp: &'static str, at: i64| {
+        let table = table.clone();
+        async move { table.begin(scope, "k1", fp, at, lease, keep).await.unwrap() }
+    };
+
+    assert_eq!(begin("ten_a", "fp1", now).await, IdempotencyBegin::Started);
+    assert_eq!(
+        begin("ten_a", "fp1", now).await,
+        IdempotencyBegin::InProgress
+    );
+    assert_eq!(begin("ten_a", "fp2", now).await, IdempotencyBegin::Mismatch);
+    // Another scope has its own keys.
+    assert_eq!(begin("ten_b", "fp2", now).await, IdempotencyBegin::Started);
+
+    let response = StoredResponse {
+        status: 201,
+        body: r#"{"id":"x"}"#.into(),
+    };
+    table.complete("ten_a", "k1", &response).await.unwrap();
+    assert_eq!(
+        begin("ten_a", "fp1", now + 1000).await,
+        IdempotencyBegin::Replay(response)
+    );
+    assert_eq!(
+        begin("ten_a", "fp2", now + 1000).await,
+        IdempotencyBegin::Mismatch
+    );
+
+    // A pending claim whose lease ran out (a crashed request) can be taken over.
+    assert_eq!(
+        begin("ten_b", "fp2", now + 31_000).await,
+        IdempotencyBegin::Started
+    );
+    // After 24 h the key is free again.
+    assert_eq!(
+        begin("ten_a", "fp9", now + 86_401_000).await,
+        IdempotencyBegin::Started
+    );
+    table.abandon("ten_a", "k1").await.unwrap();
+    assert_eq!(begin("ten_a", "fp3", now).await, IdempotencyBegin::Started);
+}
+
+#[tokio::test]
+async fn rate_counters_add_per_bucket_and_window() {
+    use tributary_core::ports::RateCounter;
+    let env = env().await;
+    let table = env.control();
+    let keep = Duration::from_secs(120);
+    // ADD is atomic in DynamoDB; moto's threaded server is not, so the increments run one by one.
+    for i in 1..=10u64 {
+        assert_eq!(table.add("ten_a", 60, 5, keep).await.unwrap(), i * 5);
+    }
+    assert_eq!(table.add("ten_a", 120, 1, keep).await.unwrap(), 1);
+    assert_eq!(table.add("ten_b", 60, 1, keep).await.unwrap(), 1);
+}

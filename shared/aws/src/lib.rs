@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod dynamo;
 mod errors;
+mod guards;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;

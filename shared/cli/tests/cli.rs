@@ -27,17 +27,28 @@ async fn run(args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> Outpu
 #[test]
 fn catalog_validate_passes_on_the_embedded_catalog() {
     let out = tributary(&["catalog", "validate"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/catalog");
     let out = tributary(&["catalog", "validate", dir], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn catalog_validate_reports_file_and_line_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("broken.yaml");
-    let text = include_str!("../../engine/catalog/stripe.yaml").replace("    records: data\n    primary_key: [id]\n  - name: invoices", "    records: data\n    primary_key: [id]\n    sink: true\n  - name: invoices");
+    let text = include_str!("../../engine/catalog/stripe.yaml").replace(
+        "    records: data\n    primary_key: [id]\n  - name: invoices",
+        "    records: data\n    primary_key: [id]\n    sink: true\n  - name: invoices",
+    );
     std::fs::write(&file, &text).unwrap();
 
     let out = tributary(&["catalog", "validate", file.to_str().unwrap()], &[]);
@@ -53,13 +64,23 @@ fn catalog_validate_reports_file_and_line_and_fails() {
 fn catalog_validate_reports_undeclared_placeholder_with_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
-    let text = include_str!("../../engine/catalog/stripe.yaml").replace("value: \"Bearer {credentials.api_key}\"", "value: \"Bearer {credentials.apikey}\"");
+    let text = include_str!("../../engine/catalog/stripe.yaml").replace(
+        "value: \"Bearer {credentials.api_key}\"",
+        "value: \"Bearer {credentials.apikey}\"",
+    );
     std::fs::write(&file, &text).unwrap();
     let out = tributary(&["catalog", "validate", file.to_str().unwrap()], &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().position(|l| l.contains("{credentials.apikey}")).unwrap() + 1;
-    assert!(stderr.contains(&format!("bad.yaml:{line}: [stripe] auth[0].value")), "{stderr}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("{credentials.apikey}"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("bad.yaml:{line}: [stripe] auth[0].value")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -68,8 +89,16 @@ fn catalog_list_prints_one_line_per_provider() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stripe = stdout.lines().find(|l| l.starts_with("stripe ")).unwrap();
-    assert!(stripe.contains("auth=api_key") && stripe.contains("customers") && stripe.contains("create_customer"), "{stripe}");
-    assert_eq!(stdout.lines().count(), tributary_engine::catalog::FILES.len());
+    assert!(
+        stripe.contains("auth=api_key")
+            && stripe.contains("customers")
+            && stripe.contains("create_customer"),
+        "{stripe}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        tributary_engine::catalog::FILES.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,25 +107,54 @@ async fn read_streams_all_pages_as_json_lines_with_env_credentials() {
     Mock::given(path("/v1/customers")).and(header("authorization", "Bearer sk_test_abc")).and(query_param_is_missing("starting_after"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": [{"id": "cus_1", "created": 10}, {"id": "cus_2", "created": 30}], "has_more": true})))
         .expect(1).mount(&server).await;
-    Mock::given(path("/v1/customers")).and(query_param("starting_after", "cus_2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": [{"id": "cus_3", "created": 20}], "has_more": false})))
-        .expect(1).mount(&server).await;
+    Mock::given(path("/v1/customers"))
+        .and(query_param("starting_after", "cus_2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"object": "list", "data": [{"id": "cus_3", "created": 20}], "has_more": false}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
     let state = tempfile::tempdir().unwrap().keep().join("state.json");
 
     let out = run(
-        vec!["read".into(), "--provider".into(), "stripe".into(), "--stream".into(), "customers".into(),
-             "--base-url".into(), format!("{}/v1", server.uri()), "--allow-egress".into(), "127.0.0.1".into(),
-             "--state".into(), state.display().to_string()],
+        vec![
+            "read".into(),
+            "--provider".into(),
+            "stripe".into(),
+            "--stream".into(),
+            "customers".into(),
+            "--base-url".into(),
+            format!("{}/v1", server.uri()),
+            "--allow-egress".into(),
+            "127.0.0.1".into(),
+            "--state".into(),
+            state.display().to_string(),
+        ],
         vec![("TRIBUTARY_CREDENTIAL_API_KEY", "sk_test_abc")],
-    ).await;
+    )
+    .await;
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     assert_eq!(ids, ["cus_1", "cus_2", "cus_3"]);
-    assert!(stderr.contains("records=3 pages=2 requests=2 retries=0"), "{stderr}");
-    assert!(!stderr.contains("sk_test_abc"), "credential printed: {stderr}");
+    assert!(
+        stderr.contains("records=3 pages=2 requests=2 retries=0"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("sk_test_abc"),
+        "credential printed: {stderr}"
+    );
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved, json!({"cursor": "30"}));
 }
@@ -105,13 +163,26 @@ async fn read_streams_all_pages_as_json_lines_with_env_credentials() {
 async fn read_without_egress_allowlist_refuses_local_mock() {
     let server = MockServer::start().await;
     let out = run(
-        vec!["read".into(), "--provider".into(), "stripe".into(), "--stream".into(), "charges".into(),
-             "--base-url".into(), format!("{}/v1", server.uri()), "--credential".into(), "api_key=sk_test_x".into()],
+        vec![
+            "read".into(),
+            "--provider".into(),
+            "stripe".into(),
+            "--stream".into(),
+            "charges".into(),
+            "--base-url".into(),
+            format!("{}/v1", server.uri()),
+            "--credential".into(),
+            "api_key=sk_test_x".into(),
+        ],
         vec![],
-    ).await;
+    )
+    .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("egress") && stderr.contains("loopback"), "{stderr}");
+    assert!(
+        stderr.contains("egress") && stderr.contains("loopback"),
+        "{stderr}"
+    );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
@@ -119,18 +190,47 @@ async fn read_without_egress_allowlist_refuses_local_mock() {
 async fn action_prints_output_and_rejects_invalid_input() {
     let server = MockServer::start().await;
     Mock::given(path("/v1/customers"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "cus_9", "email": "a@b.co"})))
-        .expect(1).mount(&server).await;
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "cus_9", "email": "a@b.co"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
     let base = format!("{}/v1", server.uri());
-    let args = |input: &str| vec!["action".into(), "--provider".into(), "stripe".into(), "--action".into(), "create_customer".into(),
-        "--input".into(), input.to_owned(), "--base-url".into(), base.clone(), "--allow-egress".into(), "127.0.0.1".into()];
+    let args = |input: &str| {
+        vec![
+            "action".into(),
+            "--provider".into(),
+            "stripe".into(),
+            "--action".into(),
+            "create_customer".into(),
+            "--input".into(),
+            input.to_owned(),
+            "--base-url".into(),
+            base.clone(),
+            "--allow-egress".into(),
+            "127.0.0.1".into(),
+        ]
+    };
 
-    let out = run(args(r#"{"email":"a@b.co"}"#), vec![("TRIBUTARY_CREDENTIAL_API_KEY", "sk_test_abc")]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        args(r#"{"email":"a@b.co"}"#),
+        vec![("TRIBUTARY_CREDENTIAL_API_KEY", "sk_test_abc")],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["id"], "cus_9");
 
-    let out = run(args(r#"{"name":"no email"}"#), vec![("TRIBUTARY_CREDENTIAL_API_KEY", "sk_test_abc")]).await;
+    let out = run(
+        args(r#"{"name":"no email"}"#),
+        vec![("TRIBUTARY_CREDENTIAL_API_KEY", "sk_test_abc")],
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid input"));
 }

@@ -181,3 +181,65 @@ pub trait CredentialStore: Send + Sync {
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<AuditEvent>, PortError>> + Send;
 }
+
+/// A response kept for idempotent replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+}
+
+/// What starting an idempotent request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First use of the key: go ahead, then complete or abandon.
+    Started,
+    /// The key completed before with the same request: answer with this.
+    Replay(StoredResponse),
+    /// The key was used with a different request.
+    Mismatch,
+    /// The same request is being processed right now.
+    InProgress,
+}
+
+/// Remembers `Idempotency-Key`s and their responses for a while (24 h).
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` within `scope` (a tenant, or the deployment admin) for a request with the given
+    /// fingerprint. A claim left pending longer than `lease` (a crashed request) may be taken over.
+    fn begin(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now_ms: EpochMillis,
+        lease: Duration,
+        keep: Duration,
+    ) -> impl Future<Output = Result<IdempotencyBegin, PortError>> + Send;
+
+    /// Stores the response of a claimed key.
+    fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Releases a claimed key without a response (the request failed on our side; a retry may run).
+    fn abandon(&self, scope: &str, key: &str)
+    -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Counts requests per bucket and time window, shared across execution environments.
+pub trait RateCounter: Send + Sync {
+    /// Adds `amount` to the bucket's count for `window` and returns the new count. The counter
+    /// expires after `keep`.
+    fn add(
+        &self,
+        bucket: &str,
+        window: i64,
+        amount: u32,
+        keep: Duration,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send;
+}

@@ -75,6 +75,21 @@ pub enum ApiError {
         /// The scope that is required.
         scope: &'static str,
     },
+    /// The route acts on a tenant's own resources and the caller is not a tenant.
+    #[error("tenant credential required")]
+    TenantRequired,
+    /// The caller tried to grant a scope it does not hold.
+    #[error("cannot grant scope {scope}")]
+    ScopeEscalation {
+        /// The scope that cannot be granted.
+        scope: &'static str,
+    },
+    /// The `Idempotency-Key` was used before with a different request.
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
+    /// A request with the same `Idempotency-Key` is in progress.
+    #[error("idempotent request in progress")]
+    IdempotencyInProgress,
     /// The request is malformed or fails validation.
     #[error("validation failed: {detail}")]
     Validation {
@@ -119,7 +134,11 @@ impl ApiError {
             ApiError::RouteNotFound { .. } | ApiError::NotFound { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Unauthenticated => 401,
-            ApiError::MissingScope { .. } => 403,
+            ApiError::MissingScope { .. }
+            | ApiError::TenantRequired
+            | ApiError::ScopeEscalation { .. } => 403,
+            ApiError::IdempotencyKeyReused => 422,
+            ApiError::IdempotencyInProgress => 409,
             ApiError::Validation { .. } => 400,
             ApiError::Conflict { .. } => 409,
             ApiError::PayloadTooLarge { .. } => 413,
@@ -138,6 +157,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::MissingScope { .. } => "missing_scope",
+            ApiError::TenantRequired => "tenant_required",
+            ApiError::ScopeEscalation { .. } => "scope_escalation",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::IdempotencyInProgress => "idempotency_in_progress",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::Conflict { .. } => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -153,7 +176,11 @@ impl ApiError {
             ApiError::RouteNotFound { .. } | ApiError::NotFound { .. } => "Not Found",
             ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
             ApiError::Unauthenticated => "Unauthorized",
-            ApiError::MissingScope { .. } => "Forbidden",
+            ApiError::MissingScope { .. }
+            | ApiError::TenantRequired
+            | ApiError::ScopeEscalation { .. } => "Forbidden",
+            ApiError::IdempotencyKeyReused => "Unprocessable Content",
+            ApiError::IdempotencyInProgress => "Conflict",
             ApiError::Validation { .. } => "Bad Request",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::PayloadTooLarge { .. } => "Content Too Large",
@@ -184,6 +211,12 @@ impl ApiError {
             ApiError::MissingScope { scope } => format!(
                 "This route requires the `{scope}` scope. Use a credential that has it, or ask an admin to grant it."
             ),
+            ApiError::TenantRequired => "This route acts on a tenant's own resources: call it with a tenant's API key or token. Deployment admins manage a tenant's keys under /v1/tenants/{tenant_id}/keys.".to_owned(),
+            ApiError::ScopeEscalation { scope } => format!(
+                "You cannot grant `{scope}` because your credential does not hold it. Request only scopes you hold."
+            ),
+            ApiError::IdempotencyKeyReused => "This Idempotency-Key was used with a different request within the last 24 hours. Use a new key for a new request.".to_owned(),
+            ApiError::IdempotencyInProgress => "A request with this Idempotency-Key is still being processed. Retry after a moment to get its result.".to_owned(),
             ApiError::Validation { detail, .. } => detail.clone(),
             ApiError::Conflict { detail } => detail.clone(),
             ApiError::PayloadTooLarge { limit } => {

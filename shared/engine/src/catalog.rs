@@ -12,6 +12,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("shopify.yaml", include_str!("../catalog/shopify.yaml")),
     ("zendesk.yaml", include_str!("../catalog/zendesk.yaml")),
     ("jira.yaml", include_str!("../catalog/jira.yaml")),
+    ("pipedrive.yaml", include_str!("../catalog/pipedrive.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -111,7 +111,7 @@ pub fn verify(
     let ts = timestamp.as_deref().unwrap_or_default();
     let mut rest = spec.signed_payload.as_str();
     while let Some(i) = rest.find('{') {
-        mac.update(rest[..i].as_bytes());
+        mac.update(&rest.as_bytes()[..i]);
         let after = &rest[i..];
         if let Some(r) = after.strip_prefix("{body}") {
             mac.update(body);

@@ -11,3 +11,4 @@ mod salesforce;
 mod shopify;
 mod slack;
 mod zendesk;
+mod pipedrive;
