@@ -13,6 +13,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("zendesk.yaml", include_str!("../catalog/zendesk.yaml")),
     ("jira.yaml", include_str!("../catalog/jira.yaml")),
     ("pipedrive.yaml", include_str!("../catalog/pipedrive.yaml")),
+    ("intercom.yaml", include_str!("../catalog/intercom.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -6,6 +6,7 @@ mod support;
 
 mod github;
 mod hubspot;
+mod intercom;
 mod jira;
 mod pipedrive;
 mod salesforce;

@@ -1,0 +1,135 @@
+//! Intercom: Bearer token, `Intercom-Version`, `starting_after` from
+//! `pages.next.starting_after`, 429 with the epoch `X-RateLimit-Reset`.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{engine, mocked, read_all, spec};
+
+const TOKEN: &[(&str, &str)] = &[("access_token", "dG9rOmE2ZjQ=")];
+
+#[tokio::test]
+async fn intercom_contacts_follow_starting_after_and_wait_for_reset() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/contacts"))
+        .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
+        .and(header("intercom-version", "2.11"))
+        .and(query_param("per_page", "150"))
+        .and(query_param_is_missing("starting_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "list",
+            "data": [{"type": "contact", "id": "6657a1"}, {"type": "contact", "id": "6657a2"}],
+            "total_count": 3,
+            "pages": {"type": "pages", "page": 1, "per_page": 150, "total_pages": 2,
+                      "next": {"page": 2, "starting_after": "WzE3MTY5MDAwMDAwMDAsMl0="}}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    Mock::given(method("GET"))
+        .and(path("/contacts"))
+        .and(query_param("starting_after", "WzE3MTY5MDAwMDAwMDAsMl0="))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("X-RateLimit-Limit", "10000")
+                .insert_header("X-RateLimit-Remaining", "0")
+                .insert_header("X-RateLimit-Reset", reset.to_string().as_str())
+                .set_body_json(json!({"type": "error.list", "errors": [{"code": "rate_limit_exceeded", "message": "Exceeded rate limit"}]})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/contacts"))
+        .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
+        .and(query_param("per_page", "150"))
+        .and(query_param("starting_after", "WzE3MTY5MDAwMDAwMDAsMl0="))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "list",
+            "data": [{"type": "contact", "id": "6657a3"}],
+            "total_count": 3,
+            "pages": {"type": "pages", "page": 2, "per_page": 150, "total_pages": 2}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let started = Instant::now();
+    let got = read_all(
+        &engine(),
+        &spec("intercom"),
+        "contacts",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("id"), ["6657a1", "6657a2", "6657a3"]);
+    assert_eq!(got.pages, 2);
+    assert_eq!(got.retries, 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "X-RateLimit-Reset honoured"
+    );
+}
+
+#[tokio::test]
+async fn intercom_create_contact_posts_role_and_email() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/contacts"))
+        .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
+        .and(header("intercom-version", "2.11"))
+        .and(body_json(
+            json!({"role": "user", "email": "joe@bloggs.com", "name": "Joe"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "contact", "id": "6657b9", "role": "user", "email": "joe@bloggs.com"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = engine()
+        .action(
+            &spec("intercom"),
+            "create_contact",
+            &mocked(&server, "", &[], TOKEN),
+            &json!({"role": "user", "email": "joe@bloggs.com", "name": "Joe"}),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(out["id"], "6657b9");
+}
+
+#[tokio::test]
+async fn intercom_create_contact_without_email_or_external_id_is_refused_before_sending() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    let err = engine()
+        .action(
+            &spec("intercom"),
+            "create_contact",
+            &mocked(&server, "", &[], TOKEN),
+            &json!({"role": "lead", "name": "Anonymous"}),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(err.to_string().contains("invalid input"), "{err}");
+}
