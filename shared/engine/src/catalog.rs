@@ -14,6 +14,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("jira.yaml", include_str!("../catalog/jira.yaml")),
     ("pipedrive.yaml", include_str!("../catalog/pipedrive.yaml")),
     ("intercom.yaml", include_str!("../catalog/intercom.yaml")),
+    ("notion.yaml", include_str!("../catalog/notion.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -8,6 +8,7 @@ mod github;
 mod hubspot;
 mod intercom;
 mod jira;
+mod notion;
 mod pipedrive;
 mod salesforce;
 mod shopify;
