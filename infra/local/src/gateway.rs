@@ -29,6 +29,8 @@ use crate::template::{AuthorizerDef, HttpApiDef, IdentitySource, RouteDef};
 const MAX_BODY: usize = 10 * 1024 * 1024;
 /// HTTP API's maximum integration timeout.
 const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the gateway waits for the authorizer before answering 500 (API Gateway's limit).
+const AUTHORIZER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The local API's id (it appears in ARNs and domain names).
 pub const API_ID: &str = "local";
 const STAGE: &str = "$default";
@@ -75,6 +77,8 @@ pub(crate) struct Gateway {
     authorizers: BTreeMap<String, Authorizer>,
     invoker: Invoker,
     cache: std::sync::Mutex<HashMap<CacheKey, (Instant, Decision)>>,
+    /// Added to API Gateway's timeouts: under `cargo lambda watch` an invocation may first compile.
+    compile_allowance: Duration,
 }
 
 /// An authorizer's name and the identity source values: API Gateway caches per credential.
@@ -118,6 +122,7 @@ impl Gateway {
         routes: Vec<Route>,
         function_of: impl Fn(&str) -> Option<String>,
         invoker: Invoker,
+        compile_allowance: Duration,
     ) -> Result<Self, crate::Error> {
         let mut authorizers = BTreeMap::new();
         if let Some(api) = api {
@@ -175,6 +180,7 @@ impl Gateway {
             authorizers,
             invoker,
             cache: std::sync::Mutex::new(HashMap::new()),
+            compile_allowance,
         })
     }
 
@@ -261,14 +267,21 @@ impl Gateway {
         );
         event.insert("identitySource".into(), json!(identity));
         let payload = Bytes::from(Value::Object(event).to_string());
-        let answer = self
-            .invoker
-            .invoke(&authorizer.function, payload)
-            .await
-            .map_err(|e| {
-                tracing::warn!(authorizer = name, error = %e, "authorizer failed");
-                Denial::AuthorizerFailed
-            })?;
+        let invocation = self.invoker.invoke(&authorizer.function, payload);
+        let answer =
+            match tokio::time::timeout(AUTHORIZER_TIMEOUT + self.compile_allowance, invocation)
+                .await
+            {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    tracing::warn!(authorizer = name, error = %e, "authorizer failed");
+                    return Err(Denial::AuthorizerFailed);
+                }
+                Err(_) => {
+                    tracing::warn!(authorizer = name, "authorizer timed out");
+                    return Err(Denial::AuthorizerFailed);
+                }
+            };
         let decision = simple_response(&answer).ok_or_else(|| {
             tracing::warn!(
                 authorizer = name,
@@ -656,6 +669,7 @@ mod tests {
             routes,
             |_| None,
             Invoker::Binaries(Arc::new(BTreeMap::new())),
+            Duration::ZERO,
         )
         .expect("routes compile")
     }

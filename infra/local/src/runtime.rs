@@ -386,3 +386,120 @@ async fn init_error(body: Bytes) -> Response {
     tracing::error!(error = %String::from_utf8_lossy(&body), "function init failed");
     accepted()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace;
+
+    /// The newest build of `examples/fake_function.rs`: `cargo test` builds examples (with a hash
+    /// in their names) before it runs tests.
+    fn fake_function_binary() -> PathBuf {
+        let dir = workspace::target_dir().join("debug/examples");
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("fake_function") && !name.contains('.')
+            })
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .map(|e| e.path())
+            .unwrap_or_else(|| panic!("fake_function is not built in {}", dir.display()))
+    }
+
+    async fn fake_function(timeout: Duration) -> FunctionHost {
+        let binary = fake_function_binary();
+        let dir = workspace::scratch_dir()
+            .join(format!("runtime-test-{}", uuid::Uuid::new_v4().simple()));
+        let host = FunctionHost::start(ProcessSpec {
+            name: "fake".into(),
+            binary,
+            environment: BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]),
+            memory_mb: 128,
+            timeout,
+            output: Output {
+                file: dir.join("fake.log"),
+                echo: None,
+            },
+        })
+        .await
+        .expect("starts");
+        assert!(host.ready(Duration::from_secs(30)).await, "never polled");
+        host
+    }
+
+    async fn invoke(
+        host: &FunctionHost,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeError> {
+        let answer = host.invoke(Bytes::from(payload.to_string())).await?;
+        Ok(serde_json::from_slice(&answer).expect("json answer"))
+    }
+
+    #[tokio::test]
+    async fn invocation_reaches_the_function_with_its_environment_and_returns_its_answer() {
+        let host = fake_function(Duration::from_secs(5)).await;
+
+        let answer = invoke(&host, serde_json::json!({"n": 1}))
+            .await
+            .expect("answer");
+
+        assert_eq!(answer["echo"], serde_json::json!({"n": 1}));
+        assert_eq!(answer["function"], "fake");
+        assert_eq!(answer["greeting"], "hello");
+        assert!(
+            answer["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        );
+    }
+
+    #[tokio::test]
+    async fn function_error_is_reported_with_its_message() {
+        let host = fake_function(Duration::from_secs(5)).await;
+
+        let error = invoke(&host, serde_json::json!({"fail": "no such job"}))
+            .await
+            .expect_err("fails");
+
+        assert!(
+            matches!(&error, InvokeError::Function { message, .. } if message.contains("no such job")),
+            "{error}"
+        );
+        assert!(
+            invoke(&host, serde_json::json!({})).await.is_ok(),
+            "still serves"
+        );
+    }
+
+    #[tokio::test]
+    async fn timed_out_function_is_replaced_and_serves_the_next_invocation() {
+        let host = fake_function(Duration::from_secs(1)).await;
+
+        let error = invoke(&host, serde_json::json!({"sleep_ms": 5000}))
+            .await
+            .expect_err("times out");
+
+        assert!(matches!(error, InvokeError::Timeout(_)), "{error}");
+        let answer = invoke(&host, serde_json::json!({"after": "timeout"}))
+            .await
+            .expect("a fresh process answers");
+        assert_eq!(answer["echo"]["after"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn crashed_function_is_restarted() {
+        let host = fake_function(Duration::from_secs(5)).await;
+
+        let error = invoke(&host, serde_json::json!({"exit": true}))
+            .await
+            .expect_err("the process dies");
+
+        assert!(matches!(error, InvokeError::Unavailable(_)), "{error}");
+        let answer = invoke(&host, serde_json::json!({"after": "crash"}))
+            .await
+            .expect("a fresh process answers");
+        assert_eq!(answer["echo"]["after"], "crash");
+    }
+}

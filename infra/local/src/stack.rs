@@ -493,6 +493,10 @@ async fn start_gateway(
         routes,
         |id| by_logical_id.get(id).cloned(),
         invoker.clone(),
+        match options.mode {
+            Mode::Binaries => Duration::ZERO,
+            Mode::Watch => WATCH_COMPILE_ALLOWANCE,
+        },
     )?);
     let addr = format!("127.0.0.1:{}", options.gateway_port);
     let listener = tokio::net::TcpListener::bind(&addr)

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 
-/// The logical id of the greedy-catch-all route key API Gateway uses when no route matches.
+/// The route key of the catch-all route API Gateway uses when no other route matches.
 const DEFAULT_ROUTE: &str = "$default";
 
 /// A parsed SAM template.
