@@ -15,6 +15,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("pipedrive.yaml", include_str!("../catalog/pipedrive.yaml")),
     ("intercom.yaml", include_str!("../catalog/intercom.yaml")),
     ("notion.yaml", include_str!("../catalog/notion.yaml")),
+    ("airtable.yaml", include_str!("../catalog/airtable.yaml")),
+    ("asana.yaml", include_str!("../catalog/asana.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

@@ -4,6 +4,8 @@
 
 mod support;
 
+mod airtable;
+mod asana;
 mod github;
 mod hubspot;
 mod intercom;

@@ -1,0 +1,105 @@
+//! Asana: Bearer token, `limit` and `offset` from `next_page.offset`, 429 `Retry-After`,
+//! request bodies wrapped in `data`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{engine, mocked, read_all, spec};
+
+const TOKEN: &[(&str, &str)] = &[("personal_access_token", "2/1200/1200:abc")];
+const WS: &[(&str, &str)] = &[("workspace", "12345")];
+
+#[tokio::test]
+async fn asana_projects_follow_next_page_offset() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/projects"))
+        .and(header("authorization", "Bearer 2/1200/1200:abc"))
+        .and(query_param("workspace", "12345"))
+        .and(query_param("limit", "100"))
+        .and(query_param_is_missing("offset"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"gid": "1001", "name": "Roadmap"}, {"gid": "1002", "name": "Launch"}],
+            "next_page": {"offset": "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9", "path": "/projects?limit=100&offset=eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9", "uri": "https://app.asana.com/api/1.0/projects?limit=100&offset=eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/projects"))
+        .and(query_param("offset", "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_json(json!({"errors": [{"message": "You have made too many requests recently. Please, be chill."}]})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/projects"))
+        .and(header("authorization", "Bearer 2/1200/1200:abc"))
+        .and(query_param("workspace", "12345"))
+        .and(query_param("limit", "100"))
+        .and(query_param(
+            "offset",
+            "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"gid": "1003", "name": "Hiring"}],
+            "next_page": null
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let started = Instant::now();
+    let got = read_all(
+        &engine(),
+        &spec("asana"),
+        "projects",
+        &mocked(&server, "/api/1.0", WS, TOKEN),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("gid"), ["1001", "1002", "1003"]);
+    assert_eq!(got.pages, 2);
+    assert_eq!(got.retries, 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After honoured"
+    );
+}
+
+#[tokio::test]
+async fn asana_create_task_wraps_body_in_data_with_workspace() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/1.0/tasks"))
+        .and(header("authorization", "Bearer 2/1200/1200:abc"))
+        .and(body_json(
+            json!({"data": {"workspace": "12345", "name": "Buy catnip", "projects": ["1001"]}}),
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "data": {"gid": "12001", "resource_type": "task", "name": "Buy catnip"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = engine()
+        .action(
+            &spec("asana"),
+            "create_task",
+            &mocked(&server, "/api/1.0", WS, TOKEN),
+            &json!({"name": "Buy catnip", "projects": ["1001"]}),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(out["gid"], "12001");
+}
