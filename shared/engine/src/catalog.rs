@@ -17,6 +17,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("notion.yaml", include_str!("../catalog/notion.yaml")),
     ("airtable.yaml", include_str!("../catalog/airtable.yaml")),
     ("asana.yaml", include_str!("../catalog/asana.yaml")),
+    ("mailchimp.yaml", include_str!("../catalog/mailchimp.yaml")),
+    ("google-drive.yaml", include_str!("../catalog/google-drive.yaml")),
 ];
 
 /// Parses the whole embedded catalog.

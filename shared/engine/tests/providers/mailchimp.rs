@@ -1,0 +1,128 @@
+//! Mailchimp: data-center host, Basic `anystring:{api_key}`, `offset`/`count` paging until
+//! `total_items`, 429 on too many connections, member creation.
+
+use serde_json::json;
+use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{conn, engine, mocked, read_all, real_base_url, spec};
+
+const KEY: &str = "0123456789abcdef0123456789abcdef-us6";
+const CONFIG: &[(&str, &str)] = &[("dc", "us6"), ("list_id", "57afe96172")];
+
+fn creds() -> [(&'static str, &'static str); 1] {
+    [("api_key", KEY)]
+}
+
+fn basic() -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("anystring:{KEY}"))
+    )
+}
+
+#[test]
+fn mailchimp_base_url_uses_the_data_center() {
+    assert_eq!(
+        real_base_url(&spec("mailchimp"), &conn(CONFIG, &creds())),
+        "https://us6.api.mailchimp.com/3.0"
+    );
+}
+
+#[tokio::test]
+async fn mailchimp_members_page_by_offset_until_total_items() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists/57afe96172/members"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_param("count", "1000"))
+        .and(query_param("offset", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "members": [{"id": "852aaa9532cb36adfb5e9fef7a4206a9", "email_address": "a@example.com"},
+                        {"id": "f4cd3c4c5a3fa1ad3a46a4a6c3b3b47c", "email_address": "b@example.com"}],
+            "list_id": "57afe96172",
+            "total_items": 3
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists/57afe96172/members"))
+        .and(query_param("offset", "2"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "type": "https://mailchimp.com/developer/marketing/docs/errors/",
+            "title": "Too Many Requests",
+            "status": 429,
+            "detail": "You have exceeded the limit of 10 simultaneous connections.",
+            "instance": "2d5d8e5a-0000-0000-0000-000000000000"
+        })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists/57afe96172/members"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_param("count", "1000"))
+        .and(query_param("offset", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "members": [{"id": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "email_address": "c@example.com"}],
+            "list_id": "57afe96172",
+            "total_items": 3
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("mailchimp"),
+        "members",
+        &mocked(&server, "/3.0", CONFIG, &creds()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        got.ids("email_address"),
+        ["a@example.com", "b@example.com", "c@example.com"]
+    );
+    assert_eq!(got.pages, 2);
+    assert_eq!(got.retries, 1);
+}
+
+#[tokio::test]
+async fn mailchimp_add_member_posts_email_and_status() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/3.0/lists/57afe96172/members"))
+        .and(header("authorization", basic().as_str()))
+        .and(body_json(json!({
+            "email_address": "urist.mcvankab@freddiesjokes.com",
+            "status": "subscribed",
+            "merge_fields": {"FNAME": "Urist", "LNAME": "McVankab"}
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "852aaa9532cb36adfb5e9fef7a4206a9", "status": "subscribed"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = engine()
+        .action(
+            &spec("mailchimp"),
+            "add_member",
+            &mocked(&server, "/3.0", CONFIG, &creds()),
+            &json!({
+                "list_id": "57afe96172",
+                "email_address": "urist.mcvankab@freddiesjokes.com",
+                "status": "subscribed",
+                "merge_fields": {"FNAME": "Urist", "LNAME": "McVankab"}
+            }),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(out["status"], "subscribed");
+}
