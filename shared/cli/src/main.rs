@@ -196,7 +196,7 @@ fn validate(path: Option<&Path>) -> Result<(), CliError> {
             files.push((p.display().to_string(), text));
         }
     }
-    let mut all = Vec::new();
+    let mut error_count = 0usize;
     let mut ids = BTreeMap::new();
     for (name, text) in &files {
         match load(text, name) {
@@ -206,24 +206,24 @@ fn validate(path: Option<&Path>) -> Result<(), CliError> {
                         "{name}: [{}] duplicate provider id (also in {prev})",
                         spec.id
                     );
-                    all.push(());
+                    error_count += 1;
                 }
             }
             Err(errs) => {
                 for e in errs.0 {
                     eprintln!("{e}");
-                    all.push(());
+                    error_count += 1;
                 }
             }
         }
     }
-    if all.is_empty() {
+    if error_count == 0 {
         eprintln!("{} spec(s) valid", files.len());
         Ok(())
     } else {
         Err(CliError::Usage(format!(
             "{} error(s) in {} spec(s)",
-            all.len(),
+            error_count,
             files.len()
         )))
     }
