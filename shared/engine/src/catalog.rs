@@ -8,7 +8,10 @@ pub const FILES: &[(&str, &str)] = &[
     ("hubspot.yaml", include_str!("../catalog/hubspot.yaml")),
     ("github.yaml", include_str!("../catalog/github.yaml")),
     ("slack.yaml", include_str!("../catalog/slack.yaml")),
-    ("salesforce.yaml", include_str!("../catalog/salesforce.yaml")),
+    (
+        "salesforce.yaml",
+        include_str!("../catalog/salesforce.yaml"),
+    ),
     ("shopify.yaml", include_str!("../catalog/shopify.yaml")),
     ("zendesk.yaml", include_str!("../catalog/zendesk.yaml")),
     ("jira.yaml", include_str!("../catalog/jira.yaml")),
@@ -18,7 +21,10 @@ pub const FILES: &[(&str, &str)] = &[
     ("airtable.yaml", include_str!("../catalog/airtable.yaml")),
     ("asana.yaml", include_str!("../catalog/asana.yaml")),
     ("mailchimp.yaml", include_str!("../catalog/mailchimp.yaml")),
-    ("google-drive.yaml", include_str!("../catalog/google-drive.yaml")),
+    (
+        "google-drive.yaml",
+        include_str!("../catalog/google-drive.yaml"),
+    ),
 ];
 
 /// Parses the whole embedded catalog.
