@@ -1,9 +1,16 @@
 //! The API Lambda: every `/v1` route behind API Gateway HTTP API.
 
 mod config;
+mod dto;
 mod handler;
+mod ratelimit;
+mod request;
 mod response;
 mod routes;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -21,11 +28,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env(&Env::from_process())?;
     let clients = Clients::from_env().await;
     let deps = Deps {
-        canaries: clients.table(&config.control_table),
+        store: clients.table(&config.control_table),
         jobs_queue: clients.queue(&config.jobs_queue_url),
         dead_letter_queue: clients.queue(&config.jobs_dlq_url),
         clock: Arc::new(SystemClock),
         config,
+        limiter: Default::default(),
+        limits: Default::default(),
     };
     run(service_fn(|request: Request| handle(&deps, request))).await
 }

@@ -4,7 +4,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
 
 use crate::problem::{ApiError, FieldError};
 
@@ -40,25 +39,6 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// The position after the last item when more may follow.
     pub next_after: Option<String>,
-}
-
-/// The wire shape of a page.
-#[derive(Debug, Clone, Serialize)]
-pub struct PageOut<T> {
-    /// The items.
-    pub data: Vec<T>,
-    /// Pass as `cursor` to get the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// Converts the items and encodes the cursor for the wire.
-    pub fn into_out<U>(self, f: impl FnMut(T) -> U) -> PageOut<U> {
-        PageOut {
-            data: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_after.as_deref().map(encode_cursor),
-        }
-    }
 }
 
 /// Encodes a position as an opaque cursor.

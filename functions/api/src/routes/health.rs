@@ -5,16 +5,16 @@ use std::time::{Duration, Instant};
 
 use lambda_http::{Body, Response};
 use tributary_core::health::{HealthInputs, HealthReport, Probe, ProbeFailure};
-use tributary_core::ports::{CanaryStore, QueueStats};
+use tributary_core::ports::QueueStats;
 
-use crate::handler::Deps;
+use crate::handler::{ControlStore, Deps};
 use crate::response;
 
 /// Probes the dependencies concurrently, each within the probe timeout, and reports.
-pub async fn get<C: CanaryStore, Q: QueueStats>(deps: &Deps<C, Q>) -> Response<Body> {
+pub async fn get<S: ControlStore, Q: QueueStats>(deps: &Deps<S, Q>) -> Response<Body> {
     let timeout = deps.config.probe_timeout;
     let (canary, jobs_queue, dead_letter_queue) = tokio::join!(
-        probe(timeout, "dynamodb", deps.canaries.latest()),
+        probe(timeout, "dynamodb", deps.store.latest()),
         probe(timeout, "sqs", deps.jobs_queue.depth()),
         probe(timeout, "sqs-dlq", deps.dead_letter_queue.depth()),
     );

@@ -1,0 +1,399 @@
+//! The API's wire types: `XxxIn` (create), `XxxPatch` (update), `XxxOut` (read). Inputs reject unknown
+//! fields; validation beyond types happens in `validate` methods that point at the field.
+
+use serde::{Deserialize, Serialize};
+use tributary_core::ApiError;
+use tributary_core::scope::Scope;
+use tributary_core::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant, TenantStatus};
+use tributary_core::time::{EpochMillis, rfc3339};
+use utoipa::ToSchema;
+
+use crate::request::invalid;
+
+fn time(ms: EpochMillis) -> String {
+    rfc3339(ms).unwrap_or_default()
+}
+
+fn check_name(pointer: &str, name: &str) -> Result<String, ApiError> {
+    let trimmed = name.trim();
+    let len = trimmed.chars().count();
+    if len == 0 || len > 100 || trimmed.chars().any(char::is_control) {
+        return Err(invalid(
+            pointer,
+            "Names must be 1 to 100 characters without control characters.",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn check_rate(pointer: &str, rate: u32) -> Result<u32, ApiError> {
+    if !(1..=100_000).contains(&rate) {
+        return Err(invalid(
+            pointer,
+            "`rate_limit_per_minute` must be from 1 to 100000.",
+        ));
+    }
+    Ok(rate)
+}
+
+/// A tenant to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme Corp", "rate_limit_per_minute": 1200}))]
+pub struct TenantIn {
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+    /// Requests per minute the API accepts from the tenant (default 600).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+impl TenantIn {
+    /// Validated name and rate.
+    pub fn validate(&self) -> Result<(String, Option<u32>), ApiError> {
+        Ok((
+            check_name("/name", &self.name)?,
+            self.rate_limit_per_minute
+                .map(|r| check_rate("/rate_limit_per_minute", r))
+                .transpose()?,
+        ))
+    }
+}
+
+/// Changes to a tenant; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "disabled"}))]
+pub struct TenantPatch {
+    /// New display name.
+    pub name: Option<String>,
+    /// `active` or `disabled`; a disabled tenant's credentials stop working within the authorizer
+    /// cache TTL (5 minutes).
+    pub status: Option<TenantStatusDto>,
+    /// New request rate limit per minute.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// A tenant's status.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatusDto {
+    /// Credentials work.
+    Active,
+    /// Credentials are refused.
+    Disabled,
+}
+
+impl From<TenantStatusDto> for TenantStatus {
+    fn from(s: TenantStatusDto) -> Self {
+        match s {
+            TenantStatusDto::Active => TenantStatus::Active,
+            TenantStatusDto::Disabled => TenantStatus::Disabled,
+        }
+    }
+}
+
+impl From<TenantStatus> for TenantStatusDto {
+    fn from(s: TenantStatus) -> Self {
+        match s {
+            TenantStatus::Active => TenantStatusDto::Active,
+            TenantStatus::Disabled => TenantStatusDto::Disabled,
+        }
+    }
+}
+
+impl TenantPatch {
+    /// Applies the patch to `tenant`.
+    pub fn apply(&self, tenant: &mut Tenant, now: EpochMillis) -> Result<(), ApiError> {
+        if let Some(name) = &self.name {
+            tenant.name = check_name("/name", name)?;
+        }
+        if let Some(rate) = self.rate_limit_per_minute {
+            tenant.rate_limit_per_minute = check_rate("/rate_limit_per_minute", rate)?;
+        }
+        if let Some(status) = self.status {
+            tenant.status = status.into();
+        }
+        tenant.updated_at_ms = now;
+        Ok(())
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOut {
+    /// Id (`ten_…`).
+    #[schema(example = "ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d")]
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `active` or `disabled`.
+    pub status: TenantStatusDto,
+    /// Requests per minute.
+    pub rate_limit_per_minute: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<Tenant> for TenantOut {
+    fn from(t: Tenant) -> Self {
+        Self {
+            id: t.id.to_string(),
+            name: t.name,
+            status: t.status.into(),
+            rate_limit_per_minute: t.rate_limit_per_minute,
+            created_at: time(t.created_at_ms),
+            updated_at: time(t.updated_at_ms),
+        }
+    }
+}
+
+/// An API key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "billing-service", "scopes": ["connections:read", "records:read"], "expires_at": "2027-06-30T00:00:00Z"}))]
+pub struct ApiKeyIn {
+    /// What the key is for, 1 to 100 characters.
+    pub name: String,
+    /// Scopes to grant: at least one, and only scopes the caller holds.
+    #[schema(value_type = Vec<String>, example = json!(["connections:read"]))]
+    pub scopes: Vec<Scope>,
+    /// When the key stops working (RFC 3339, in the future); never when absent.
+    pub expires_at: Option<String>,
+}
+
+impl ApiKeyIn {
+    /// Validated name, scopes and expiry.
+    pub fn validate(
+        &self,
+        now: EpochMillis,
+    ) -> Result<(String, Vec<Scope>, Option<EpochMillis>), ApiError> {
+        let name = check_name("/name", &self.name)?;
+        if self.scopes.is_empty() {
+            return Err(invalid("/scopes", "Grant at least one scope."));
+        }
+        let mut scopes = self.scopes.clone();
+        scopes.sort();
+        scopes.dedup();
+        let expires = match &self.expires_at {
+            None => None,
+            Some(raw) => {
+                let at = time::OffsetDateTime::parse(
+                    raw,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|_| {
+                    invalid(
+                        "/expires_at",
+                        "`expires_at` must be an RFC 3339 timestamp such as 2027-01-31T00:00:00Z.",
+                    )
+                })?;
+                let ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+                if ms <= now {
+                    return Err(invalid(
+                        "/expires_at",
+                        "`expires_at` must be in the future.",
+                    ));
+                }
+                Some(ms)
+            }
+        };
+        Ok((name, scopes, expires))
+    }
+}
+
+/// An API key (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyOut {
+    /// Id (`key_…`): the public part of the key.
+    #[schema(example = "key_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d")]
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// What the key is for.
+    pub name: String,
+    /// Granted scopes.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, if the key expires.
+    pub expires_at: Option<String>,
+    /// RFC 3339, if the key was revoked.
+    pub revoked_at: Option<String>,
+    /// Who created it.
+    pub created_by: String,
+}
+
+impl From<ApiKeyRecord> for ApiKeyOut {
+    fn from(k: ApiKeyRecord) -> Self {
+        Self {
+            id: k.id.to_string(),
+            tenant_id: k.tenant_id.to_string(),
+            name: k.name,
+            scopes: k.scopes,
+            created_at: time(k.created_at_ms),
+            expires_at: k.expires_at_ms.map(time),
+            revoked_at: k.revoked_at_ms.map(time),
+            created_by: k.created_by,
+        }
+    }
+}
+
+/// A newly created API key, with its secret shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCreatedOut {
+    /// The key.
+    #[serde(flatten)]
+    pub key: ApiKeyOut,
+    /// The whole key to send as `Authorization: Bearer <secret>`. It is shown only in this response;
+    /// an idempotent replay of the request returns the key without it.
+    #[schema(example = "trb_live_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d_…")]
+    pub secret: String,
+}
+
+/// An OIDC issuer to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"issuer": "https://acme.eu.auth0.com/", "audience": "https://api.acme.com/tributary", "scopes_claim": "permissions"}))]
+pub struct OidcIssuerIn {
+    /// The exact `iss` value of the tokens (an https URL).
+    pub issuer: String,
+    /// The `aud` value tokens must carry.
+    pub audience: String,
+    /// Where the signing keys are (https); discovered from the issuer's metadata when absent.
+    pub jwks_uri: Option<String>,
+    /// The claim that carries scopes (default `scope`).
+    pub scopes_claim: Option<String>,
+}
+
+fn check_url(pointer: &str, raw: &str) -> Result<String, ApiError> {
+    let parsed = url::Url::parse(raw).map_err(|_| invalid(pointer, "Must be an absolute URL."))?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return Err(invalid(
+            pointer,
+            "Must be an https URL (http is accepted only for loopback hosts, for local development).",
+        ));
+    }
+    if raw.len() > 512 || parsed.username() != "" || parsed.password().is_some() {
+        return Err(invalid(
+            pointer,
+            "Must be at most 512 characters without credentials.",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+impl OidcIssuerIn {
+    /// Validated issuer, audience, JWKS URL and scopes claim.
+    pub fn validate(&self) -> Result<(String, String, Option<String>, String), ApiError> {
+        let issuer = check_url("/issuer", &self.issuer)?;
+        let audience = self.audience.trim();
+        if audience.is_empty() || audience.len() > 256 {
+            return Err(invalid(
+                "/audience",
+                "`audience` must be 1 to 256 characters.",
+            ));
+        }
+        let jwks = self
+            .jwks_uri
+            .as_deref()
+            .map(|u| check_url("/jwks_uri", u))
+            .transpose()?;
+        let claim = self.scopes_claim.as_deref().unwrap_or("scope");
+        if claim.is_empty()
+            || claim.len() > 64
+            || !claim
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c))
+        {
+            return Err(invalid(
+                "/scopes_claim",
+                "`scopes_claim` must be 1 to 64 characters of letters, digits and _-.:/",
+            ));
+        }
+        Ok((issuer, audience.to_owned(), jwks, claim.to_owned()))
+    }
+}
+
+/// A registered OIDC issuer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OidcIssuerOut {
+    /// Id (`iss_…`).
+    pub id: String,
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// The required audience.
+    pub audience: String,
+    /// The JWKS URL, if given.
+    pub jwks_uri: Option<String>,
+    /// The claim that carries scopes.
+    pub scopes_claim: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<OidcIssuer> for OidcIssuerOut {
+    fn from(i: OidcIssuer) -> Self {
+        Self {
+            id: i.id.to_string(),
+            issuer: i.issuer,
+            audience: i.audience,
+            jwks_uri: i.jwks_uri,
+            scopes_claim: i.scopes_claim,
+            created_at: time(i.created_at_ms),
+        }
+    }
+}
+
+/// An audit event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventOut {
+    /// Id (`evt_…`).
+    pub id: String,
+    /// RFC 3339.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What, e.g. `api_key.created`.
+    pub action: String,
+    /// The object acted on.
+    pub target: String,
+}
+
+impl From<AuditEvent> for AuditEventOut {
+    fn from(e: AuditEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at: time(e.at_ms),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+        }
+    }
+}
+
+/// The caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeOut {
+    /// Who: an API key id, `jwt:<sub>`, or `admin-key`.
+    pub principal: String,
+    /// The caller's tenant; `null` for the deployment admin.
+    pub tenant_id: Option<String>,
+    /// Granted scopes.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+}
+
+/// A page of items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageOf<T> {
+    /// The items.
+    pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,198 @@
+//! The per-tenant request rate limit, cheap in DynamoDB cost.
+//!
+//! Each execution environment leases a share of the tenant's per-minute budget from a shared counter
+//! (one atomic `ADD` per lease, not per request) and spends it locally. A lease is 5 % of the limit
+//! (at least 1, at most 50 requests), so a tenant at its limit costs about 20 writes a minute per
+//! warm environment whatever its traffic. Unspent leases make the limit slightly conservative, never
+//! generous: the shared counter never grants more than the limit in a window.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tributary_core::ApiError;
+use tributary_core::ports::RateCounter;
+use tributary_core::time::EpochMillis;
+
+const WINDOW_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    window: i64,
+    remaining: u32,
+}
+
+/// Local leases per tenant.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    leases: Mutex<HashMap<String, Lease>>,
+}
+
+/// The lease size for a limit.
+pub fn lease_size(limit: u32) -> u32 {
+    (limit / 20).clamp(1, 50)
+}
+
+impl Limiter {
+    fn take_local(&self, bucket: &str, window: i64) -> bool {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match leases.get_mut(bucket) {
+            Some(lease) if lease.window == window && lease.remaining > 0 => {
+                lease.remaining -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Admits one request of `bucket` (a tenant) under `limit` per minute, or answers 429 with the
+    /// seconds until the window ends. A counter outage fails open (logged): the limit protects the
+    /// service, and refusing every request because the counter is down would be a worse outage.
+    pub async fn admit<R: RateCounter>(
+        &self,
+        counter: &R,
+        bucket: &str,
+        limit: u32,
+        now_ms: EpochMillis,
+    ) -> Result<(), ApiError> {
+        let now_secs = now_ms.div_euclid(1000);
+        let window = now_secs - now_secs.rem_euclid(WINDOW_SECS);
+        if self.take_local(bucket, window) {
+            return Ok(());
+        }
+        let want = lease_size(limit);
+        let total = match counter
+            .add(
+                bucket,
+                window,
+                want,
+                Duration::from_secs(2 * WINDOW_SECS as u64),
+            )
+            .await
+        {
+            Ok(total) => total,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate counter unavailable; admitting the request");
+                return Ok(());
+            }
+        };
+        let before = total.saturating_sub(u64::from(want));
+        let granted = u64::from(limit).saturating_sub(before).min(u64::from(want));
+        if granted == 0 {
+            let retry_after_secs = u64::try_from(window + WINDOW_SECS - now_secs)
+                .unwrap_or(1)
+                .max(1);
+            return Err(ApiError::RateLimited { retry_after_secs });
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.insert(
+            bucket.to_owned(),
+            Lease {
+                window,
+                remaining: u32::try_from(granted - 1).unwrap_or(0),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Tenants' rate limits, cached per execution environment so the limit costs no read per request.
+/// A changed limit takes effect within [`LimitCache::TTL_MS`].
+#[derive(Debug, Default)]
+pub struct LimitCache {
+    entries: Mutex<HashMap<String, (EpochMillis, u32)>>,
+}
+
+impl LimitCache {
+    /// How long a cached limit is used.
+    pub const TTL_MS: i64 = 60_000;
+
+    /// The cached limit of `tenant`, if fresh.
+    pub fn get(&self, tenant: &str, now: EpochMillis) -> Option<u32> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(tenant)
+            .filter(|(at, _)| now - at < Self::TTL_MS)
+            .map(|(_, limit)| *limit)
+    }
+
+    /// Caches `limit` for `tenant`.
+    pub fn put(&self, tenant: &str, limit: u32, now: EpochMillis) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.insert(tenant.to_owned(), (now, limit));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use tributary_core::PortError;
+
+    #[derive(Default)]
+    struct Counter {
+        total: AtomicU64,
+        calls: AtomicUsize,
+    }
+    impl RateCounter for Counter {
+        async fn add(&self, _: &str, _: i64, amount: u32, _: Duration) -> Result<u64, PortError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(self.total.fetch_add(u64::from(amount), Ordering::SeqCst) + u64::from(amount))
+        }
+    }
+
+    #[tokio::test]
+    async fn admits_exactly_the_limit_per_window_with_few_counter_writes() {
+        let counter = Counter::default();
+        let limiter = Limiter::default();
+        let now = 1_800_000_000_000; // a window boundary
+        let mut admitted = 0;
+        let mut refused = None;
+        for _ in 0..150 {
+            match limiter.admit(&counter, "ten_a", 100, now + 5_000).await {
+                Ok(()) => admitted += 1,
+                Err(e) => refused = Some(e),
+            }
+        }
+        assert_eq!(admitted, 100);
+        match refused {
+            Some(ApiError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 55),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        // 100 admitted with leases of 5: 20 writes, plus refusals that each try one more lease.
+        assert!(counter.calls.load(Ordering::SeqCst) <= 20 + 50);
+    }
+
+    #[tokio::test]
+    async fn two_environments_together_never_exceed_the_limit() {
+        let counter = Counter::default();
+        let (a, b) = (Limiter::default(), Limiter::default());
+        let now = 1_800_000_000_000;
+        let mut admitted = 0;
+        for i in 0..300 {
+            let limiter = if i % 2 == 0 { &a } else { &b };
+            if limiter.admit(&counter, "ten_a", 60, now).await.is_ok() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 60);
+    }
+
+    #[tokio::test]
+    async fn a_new_window_starts_a_new_budget() {
+        let counter = Counter::default();
+        let limiter = Limiter::default();
+        let now = 1_800_000_000_000;
+        assert!(limiter.admit(&counter, "t", 1, now).await.is_ok());
+        assert!(limiter.admit(&counter, "t", 1, now).await.is_err());
+        counter.total.store(0, Ordering::SeqCst); // the next window's counter item starts empty
+        assert!(limiter.admit(&counter, "t", 1, now + 60_000).await.is_ok());
+    }
+
+    #[test]
+    fn lease_size_is_five_percent_bounded() {
+        assert_eq!(lease_size(1), 1);
+        assert_eq!(lease_size(600), 30);
+        assert_eq!(lease_size(100_000), 50);
+    }
+}

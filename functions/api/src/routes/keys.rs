@@ -1,0 +1,192 @@
+//! `/v1/keys`: the caller's tenant's API keys; `/v1/tenants/{id}/keys`: an admin issues a tenant's
+//! first key. Secrets are shown once, stored as hashes, and every creation and revocation is audited.
+
+use lambda_http::Request;
+use secrecy::ExposeSecret;
+use tributary_core::ApiError;
+use tributary_core::apikey;
+use tributary_core::ids::{ApiKeyId, AuditEventId, TenantId};
+use tributary_core::tenancy::{ApiKeyRecord, AuditEvent};
+
+use crate::dto::{ApiKeyCreatedOut, ApiKeyIn, ApiKeyOut, PageOf};
+use crate::handler::{Caller, ControlStore, Deps, Reply};
+use crate::request::{json_body, path_id};
+use crate::routes::docs::ProblemDoc;
+use crate::routes::{page_of, page_request, store_failure};
+
+/// Lists the tenant's keys (without secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "API keys",
+    params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of keys", body = PageOf<ApiKeyOut>),
+              (status = 400, description = "Bad `limit` or `cursor`", body = ProblemDoc),
+              (status = 403, description = "Requires `keys:read` and a tenant credential", body = ProblemDoc)),
+    security(("bearer" = ["keys:read"])))]
+pub async fn list<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    request: &Request,
+    tenant: &TenantId,
+) -> Result<Reply, ApiError> {
+    let page = page_request(request)?;
+    let found = deps
+        .store
+        .list_keys(tenant, &page)
+        .await
+        .map_err(store_failure)?;
+    Reply::ok(page_of(found, ApiKeyOut::from))
+}
+
+/// Creates a key for the caller's tenant.
+#[utoipa::path(post, path = "/v1/keys", tag = "API keys", request_body = ApiKeyIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h (without the secret)")),
+    responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
+              (status = 400, description = "Invalid body", body = ProblemDoc),
+              (status = 403, description = "Requires `keys:write`; cannot grant scopes the caller lacks", body = ProblemDoc),
+              (status = 409, description = "Same Idempotency-Key in progress", body = ProblemDoc),
+              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)),
+    security(("bearer" = ["keys:write"])))]
+pub async fn create<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    request: &Request,
+    caller: &Caller,
+    tenant: &TenantId,
+) -> Result<Reply, ApiError> {
+    issue(deps, request, caller, tenant.clone()).await
+}
+
+/// Creates a key for a tenant (deployment admin).
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/keys", tag = "Tenants", request_body = ApiKeyIn,
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h (without the secret)")),
+    responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
+              (status = 400, description = "Invalid body", body = ProblemDoc),
+              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
+              (status = 404, description = "No such tenant", body = ProblemDoc)),
+    security(("bearer" = ["admin"])))]
+pub async fn create_for_tenant<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    request: &Request,
+    caller: &Caller,
+    raw_tenant: &str,
+) -> Result<Reply, ApiError> {
+    let tenant: TenantId = path_id(raw_tenant, "tenant_id")?;
+    if deps
+        .store
+        .get_tenant(&tenant)
+        .await
+        .map_err(store_failure)?
+        .is_none()
+    {
+        return Err(ApiError::NotFound { resource: "tenant" });
+    }
+    issue(deps, request, caller, tenant).await
+}
+
+async fn issue<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    request: &Request,
+    caller: &Caller,
+    tenant: TenantId,
+) -> Result<Reply, ApiError> {
+    let input: ApiKeyIn = json_body(request)?;
+    let now = deps.clock.now_ms();
+    let (name, scopes, expires_at_ms) = input.validate(now)?;
+    if let Some(lacking) = scopes.iter().find(|s| !caller.principal.has_scope(**s)) {
+        return Err(ApiError::ScopeEscalation {
+            scope: lacking.as_str(),
+        });
+    }
+    let generated = apikey::generate();
+    let record = ApiKeyRecord {
+        id: generated.id.clone(),
+        tenant_id: tenant.clone(),
+        name,
+        scopes,
+        secret_hash: generated.secret_hash,
+        created_at_ms: now,
+        expires_at_ms,
+        revoked_at_ms: None,
+        created_by: caller.principal.principal.clone(),
+    };
+    let audit = AuditEvent {
+        id: AuditEventId::generate(),
+        tenant_id: tenant,
+        at_ms: now,
+        actor: caller.principal.principal.clone(),
+        action: "api_key.created".into(),
+        target: record.id.to_string(),
+    };
+    deps.store
+        .create_key(&record, &audit)
+        .await
+        .map_err(store_failure)?;
+    tracing::info!(key_id = %record.id, tenant_id = %record.tenant_id, "API key created");
+    let location = format!("/v1/keys/{}", record.id);
+    Reply::created(
+        ApiKeyCreatedOut {
+            key: ApiKeyOut::from(record),
+            secret: generated.token.expose_secret().to_owned(),
+        },
+        location,
+    )
+}
+
+/// Reads one of the tenant's keys.
+#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "API keys",
+    params(("key_id" = String, Path, description = "Key id (`key_…`)")),
+    responses((status = 200, description = "The key", body = ApiKeyOut),
+              (status = 403, description = "Requires `keys:read`", body = ProblemDoc),
+              (status = 404, description = "No such key for this tenant", body = ProblemDoc)),
+    security(("bearer" = ["keys:read"])))]
+pub async fn get<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    tenant: &TenantId,
+    raw: &str,
+) -> Result<Reply, ApiError> {
+    let id: ApiKeyId = path_id(raw, "key_id")?;
+    match deps.store.get_key(&id).await.map_err(store_failure)? {
+        Some(key) if key.tenant_id == *tenant => Reply::ok(ApiKeyOut::from(key)),
+        _ => Err(ApiError::NotFound {
+            resource: "API key",
+        }),
+    }
+}
+
+/// Revokes one of the tenant's keys (idempotent: revoking twice keeps the first time).
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "API keys",
+    params(("key_id" = String, Path, description = "Key id (`key_…`)")),
+    responses((status = 200, description = "The revoked key", body = ApiKeyOut),
+              (status = 403, description = "Requires `keys:write`", body = ProblemDoc),
+              (status = 404, description = "No such key for this tenant", body = ProblemDoc)),
+    security(("bearer" = ["keys:write"])))]
+pub async fn revoke<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    caller: &Caller,
+    tenant: &TenantId,
+    raw: &str,
+) -> Result<Reply, ApiError> {
+    let id: ApiKeyId = path_id(raw, "key_id")?;
+    let now = deps.clock.now_ms();
+    let audit = AuditEvent {
+        id: AuditEventId::generate(),
+        tenant_id: tenant.clone(),
+        at_ms: now,
+        actor: caller.principal.principal.clone(),
+        action: "api_key.revoked".into(),
+        target: id.to_string(),
+    };
+    match deps
+        .store
+        .revoke_key(tenant, &id, now, &audit)
+        .await
+        .map_err(store_failure)?
+    {
+        Some(key) => {
+            tracing::info!(key_id = %id, "API key revoked");
+            Reply::ok(ApiKeyOut::from(key))
+        }
+        None => Err(ApiError::NotFound {
+            resource: "API key",
+        }),
+    }
+}

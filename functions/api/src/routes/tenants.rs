@@ -1,0 +1,130 @@
+//! `/v1/tenants`: the deployment's tenants (admin scope).
+
+use lambda_http::Request;
+use tributary_core::ApiError;
+use tributary_core::ids::TenantId;
+use tributary_core::tenancy::{DEFAULT_RATE_LIMIT_PER_MINUTE, Tenant, TenantStatus};
+
+use crate::dto::{PageOf, TenantIn, TenantOut, TenantPatch};
+use crate::handler::{ControlStore, Deps, Reply};
+use crate::request::{json_body, path_id};
+use crate::routes::docs::ProblemDoc;
+use crate::routes::{page_of, page_request, store_failure};
+
+/// Lists tenants.
+#[utoipa::path(get, path = "/v1/tenants", tag = "Tenants",
+    params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of tenants", body = PageOf<TenantOut>),
+              (status = 400, description = "Bad `limit` or `cursor`", body = ProblemDoc),
+              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc)),
+    security(("bearer" = ["admin"])))]
+pub async fn list<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    request: &Request,
+) -> Result<Reply, ApiError> {
+    let page = page_request(request)?;
+    let found = deps
+        .store
+        .list_tenants(&page)
+        .await
+        .map_err(store_failure)?;
+    Reply::ok(page_of(found, TenantOut::from))
+}
+
+/// Creates a tenant.
+#[utoipa::path(post, path = "/v1/tenants", tag = "Tenants", request_body = TenantIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h")),
+    responses((status = 201, description = "Created", body = TenantOut),
+              (status = 400, description = "Invalid body", body = ProblemDoc),
+              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
+              (status = 409, description = "Same Idempotency-Key in progress", body = ProblemDoc),
+              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)),
+    security(("bearer" = ["admin"])))]
+pub async fn create<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    request: &Request,
+) -> Result<Reply, ApiError> {
+    let input: TenantIn = json_body(request)?;
+    let (name, rate) = input.validate()?;
+    let now = deps.clock.now_ms();
+    let tenant = Tenant {
+        id: TenantId::generate(),
+        name,
+        status: TenantStatus::Active,
+        rate_limit_per_minute: rate.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    deps.store
+        .create_tenant(&tenant)
+        .await
+        .map_err(store_failure)?;
+    tracing::info!(tenant_id = %tenant.id, "tenant created");
+    let location = format!("/v1/tenants/{}", tenant.id);
+    Reply::created(TenantOut::from(tenant), location)
+}
+
+async fn load<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Tenant, ApiError> {
+    let id: TenantId = path_id(raw, "tenant_id")?;
+    deps.store
+        .get_tenant(&id)
+        .await
+        .map_err(store_failure)?
+        .ok_or(ApiError::NotFound { resource: "tenant" })
+}
+
+/// Reads a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "Tenants",
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)")),
+    responses((status = 200, description = "The tenant", body = TenantOut),
+              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
+              (status = 404, description = "No such tenant", body = ProblemDoc)),
+    security(("bearer" = ["admin"])))]
+pub async fn get<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Reply, ApiError> {
+    Reply::ok(TenantOut::from(load(deps, raw).await?))
+}
+
+/// Updates a tenant (name, status, rate limit).
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "Tenants", request_body = TenantPatch,
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)")),
+    responses((status = 200, description = "The updated tenant", body = TenantOut),
+              (status = 400, description = "Invalid body", body = ProblemDoc),
+              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
+              (status = 404, description = "No such tenant", body = ProblemDoc)),
+    security(("bearer" = ["admin"])))]
+pub async fn update<S: ControlStore, Q>(
+    deps: &Deps<S, Q>,
+    request: &Request,
+    raw: &str,
+) -> Result<Reply, ApiError> {
+    let patch: TenantPatch = json_body(request)?;
+    let mut tenant = load(deps, raw).await?;
+    patch.apply(&mut tenant, deps.clock.now_ms())?;
+    if !deps
+        .store
+        .update_tenant(&tenant)
+        .await
+        .map_err(store_failure)?
+    {
+        return Err(ApiError::NotFound { resource: "tenant" });
+    }
+    tracing::info!(tenant_id = %tenant.id, status = ?tenant.status, "tenant updated");
+    Reply::ok(TenantOut::from(tenant))
+}
+
+/// Deletes a tenant; its credentials stop working.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "Tenants",
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)")),
+    responses((status = 204, description = "Deleted"),
+              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
+              (status = 404, description = "No such tenant", body = ProblemDoc)),
+    security(("bearer" = ["admin"])))]
+pub async fn delete<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Reply, ApiError> {
+    let id: TenantId = path_id(raw, "tenant_id")?;
+    if !deps.store.delete_tenant(&id).await.map_err(store_failure)? {
+        return Err(ApiError::NotFound { resource: "tenant" });
+    }
+    tracing::info!(tenant_id = %id, "tenant deleted");
+    Reply::no_content()
+}

@@ -1,0 +1,726 @@
+//! Handler tests: routing, problem documents, health, the scope and cross-tenant matrices,
+//! idempotency, pagination, validation and rate limiting, through the real handler with an in-memory
+//! store.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tributary_core::canary::CanaryObservation;
+use tributary_core::ids::{JobId, TenantId};
+use tributary_core::ports::QueueDepth;
+use tributary_core::tenancy::{Tenant, TenantStatus};
+
+use crate::testing::{MemStore, NOW, Req, call, deps};
+
+fn tenant(store: &MemStore, rate: u32) -> TenantId {
+    let t = Tenant {
+        id: TenantId::generate(),
+        name: "acme".into(),
+        status: TenantStatus::Active,
+        rate_limit_per_minute: rate,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    let id = t.id.clone();
+    store.put_tenant(t);
+    id
+}
+
+const ALL: &str = "connections:read connections:write syncs:read syncs:write records:read actions:execute proxy webhooks:read webhooks:write keys:read keys:write";
+
+fn admin(req: Req) -> Req {
+    req.auth("admin-key", "", "admin")
+}
+
+fn as_tenant(req: Req, t: &TenantId) -> Req {
+    req.auth("key_test", t.as_str(), ALL)
+}
+
+fn is_problem(res: &crate::testing::Res, status: u16, code: &str) {
+    assert_eq!(res.status, status, "{:?}", res.body);
+    assert_eq!(res.headers["content-type"], "application/problem+json");
+    assert_eq!(res.body["code"], code, "{:?}", res.body);
+    assert_eq!(res.body["status"], status);
+    assert!(res.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+}
+
+#[tokio::test]
+async fn health_reports_canary_and_queues_without_authentication() {
+    let store = MemStore::default();
+    store.set_canary(CanaryObservation {
+        job_id: JobId::generate(),
+        enqueued_at_ms: NOW - 30_400,
+        processed_at_ms: NOW - 30_000,
+    });
+    let d = deps(store, Ok(QueueDepth::default()));
+    let res = call(&d, Req::new("GET", "/v1/health")).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["status"], "ok");
+    assert_eq!(res.body["canary"]["last_round_trip_ms"], 400);
+    assert_eq!(res.body["canary"]["age_seconds"], 30);
+    assert_eq!(res.body["queues"]["dead_letter"]["visible"], 0);
+}
+
+#[tokio::test]
+async fn when_store_is_slow_health_answers_503_within_the_probe_timeout() {
+    let store = MemStore {
+        slow_canary: true,
+        ..MemStore::default()
+    };
+    let d = deps(store, Ok(QueueDepth::default()));
+    let started = std::time::Instant::now();
+    let res = call(&d, Req::new("GET", "/v1/health")).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(res.status, 503);
+    assert_eq!(res.body["checks"]["dynamodb"]["error"], "timeout");
+}
+
+#[tokio::test]
+async fn when_queue_fails_health_reveals_no_internal_detail() {
+    let d = deps(MemStore::default(), Err(()));
+    let res = call(&d, Req::new("GET", "/v1/health")).await;
+    assert_eq!(res.status, 503);
+    assert!(!res.body.to_string().contains("secret-internal-detail"));
+}
+
+#[tokio::test]
+async fn me_returns_the_principal_and_requires_a_context() {
+    let d = deps(MemStore::default(), Ok(QueueDepth::default()));
+    let res = call(&d, admin(Req::new("GET", "/v1/me"))).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.body,
+        json!({"principal": "admin-key", "tenant_id": null, "scopes": ["admin"]})
+    );
+    is_problem(
+        &call(&d, Req::new("GET", "/v1/me")).await,
+        401,
+        "unauthenticated",
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405() {
+    let d = deps(MemStore::default(), Ok(QueueDepth::default()));
+    let res = call(&d, admin(Req::new("GET", "/v1/nope"))).await;
+    is_problem(&res, 404, "route_not_found");
+    assert_eq!(res.body["type"], "urn:tributary:problem:route_not_found");
+    assert_eq!(res.body["instance"], "/v1/nope");
+    let res = call(&d, Req::new("DELETE", "/v1/health")).await;
+    is_problem(&res, 405, "method_not_allowed");
+    assert_eq!(res.headers["allow"], "GET");
+}
+
+#[tokio::test]
+async fn openapi_and_docs_are_public() {
+    let d = deps(MemStore::default(), Ok(QueueDepth::default()));
+    let res = call(&d, Req::new("GET", "/v1/openapi.json")).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["openapi"], "3.1.0");
+    let res = call(&d, Req::new("GET", "/docs")).await;
+    assert_eq!(res.status, 200);
+    assert!(
+        res.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(res.body.as_str().unwrap().contains("/v1/openapi.json"));
+}
+
+/// Every authenticated operation with a valid example: (method, path, body, required scope).
+fn operations(
+    t: &TenantId,
+    key: &str,
+    issuer: &str,
+) -> Vec<(&'static str, String, Option<Value>, &'static str)> {
+    vec![
+        ("GET", "/v1/tenants".into(), None, "admin"),
+        (
+            "POST",
+            "/v1/tenants".into(),
+            Some(json!({"name": "n"})),
+            "admin",
+        ),
+        ("GET", format!("/v1/tenants/{t}"), None, "admin"),
+        (
+            "PATCH",
+            format!("/v1/tenants/{t}"),
+            Some(json!({"name": "m"})),
+            "admin",
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/keys"),
+            Some(json!({"name": "k", "scopes": ["proxy"]})),
+            "admin",
+        ),
+        ("GET", "/v1/keys".into(), None, "keys:read"),
+        (
+            "POST",
+            "/v1/keys".into(),
+            Some(json!({"name": "k", "scopes": ["proxy"]})),
+            "keys:write",
+        ),
+        ("GET", format!("/v1/keys/{key}"), None, "keys:read"),
+        ("DELETE", format!("/v1/keys/{key}"), None, "keys:write"),
+        ("GET", "/v1/oidc-issuers".into(), None, "keys:read"),
+        (
+            "POST",
+            "/v1/oidc-issuers".into(),
+            Some(json!({"issuer": "https://idp.example.com/", "audience": "a"})),
+            "keys:write",
+        ),
+        (
+            "GET",
+            format!("/v1/oidc-issuers/{issuer}"),
+            None,
+            "keys:read",
+        ),
+        (
+            "DELETE",
+            format!("/v1/oidc-issuers/{issuer}"),
+            None,
+            "keys:write",
+        ),
+        ("GET", "/v1/audit-events".into(), None, "keys:read"),
+        ("DELETE", format!("/v1/tenants/{t}"), None, "admin"),
+    ]
+}
+
+async fn seed_key_and_issuer(
+    d: &crate::handler::Deps<MemStore, crate::testing::FakeQueue>,
+    t: &TenantId,
+) -> (String, String) {
+    let key = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/keys"), t)
+            .json(json!({"name": "k", "scopes": ["keys:read"]})),
+    )
+    .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let issuer = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/oidc-issuers"), t)
+            .json(json!({"issuer": "https://idp.example.com/", "audience": "tributary"})),
+    )
+    .await;
+    assert_eq!(issuer.status, 201, "{:?}", issuer.body);
+    (
+        key.body["id"].as_str().unwrap().to_owned(),
+        issuer.body["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn scope_matrix_every_route_refuses_without_its_scope_and_serves_with_it() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let (key, issuer) = seed_key_and_issuer(&d, &t).await;
+    for (method, path, body, scope) in operations(&t, &key, &issuer) {
+        // Every scope but the required one (admin holds everything, so it is never in the set).
+        let others: Vec<&str> = ALL.split(' ').filter(|s| *s != scope).collect();
+        let mut without = Req::new(method, &path).auth("key_x", t.as_str(), &others.join(" "));
+        if let Some(b) = &body {
+            without = without.json(b.clone());
+        }
+        let res = call(&d, without).await;
+        is_problem(&res, 403, "missing_scope");
+        assert!(
+            res.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{scope}`")),
+            "{method} {path}: {}",
+            res.body["detail"]
+        );
+
+        let mut with = if scope == "admin" {
+            admin(Req::new(method, &path))
+        } else {
+            Req::new(method, &path).auth("key_x", t.as_str(), scope)
+        };
+        if let Some(b) = &body {
+            with = with.json(b.clone());
+        }
+        let res = call(&d, with).await;
+        assert!(
+            res.status < 400 || (method == "POST" && res.body["code"] == "scope_escalation"),
+            "{method} {path} with `{scope}`: {} {:?}",
+            res.status,
+            res.body
+        );
+    }
+}
+
+/// The 404 body with the path's id replaced, so bodies for different ids compare equal.
+fn normalized(mut body: Value, id: &str) -> Value {
+    if let Some(instance) = body["instance"].as_str() {
+        body["instance"] = instance.replace(id, "{id}").into();
+    }
+    body
+}
+
+#[tokio::test]
+async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
+    let store = MemStore::default();
+    let a = tenant(&store, 100_000);
+    let b = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let (key_a, issuer_a) = seed_key_and_issuer(&d, &a).await;
+    let random_key = tributary_core::ids::ApiKeyId::generate().to_string();
+    let random_issuer = tributary_core::ids::IssuerId::generate().to_string();
+
+    for (method, foreign, random) in [
+        (
+            "GET",
+            format!("/v1/keys/{key_a}"),
+            format!("/v1/keys/{random_key}"),
+        ),
+        (
+            "DELETE",
+            format!("/v1/keys/{key_a}"),
+            format!("/v1/keys/{random_key}"),
+        ),
+        (
+            "GET",
+            format!("/v1/oidc-issuers/{issuer_a}"),
+            format!("/v1/oidc-issuers/{random_issuer}"),
+        ),
+        (
+            "DELETE",
+            format!("/v1/oidc-issuers/{issuer_a}"),
+            format!("/v1/oidc-issuers/{random_issuer}"),
+        ),
+    ] {
+        let leaked = call(&d, as_tenant(Req::new(method, &foreign), &b)).await;
+        let missing = call(&d, as_tenant(Req::new(method, &random), &b)).await;
+        is_problem(&leaked, 404, "not_found");
+        let foreign_id = foreign.rsplit('/').next().unwrap();
+        let random_id = random.rsplit('/').next().unwrap();
+        assert_eq!(
+            normalized(leaked.body.clone(), foreign_id),
+            normalized(missing.body, random_id),
+            "{method} {foreign}"
+        );
+        assert!(!leaked.body.to_string().contains(a.as_str()));
+    }
+
+    // Lists (query) show only the caller's own objects.
+    for path in ["/v1/keys", "/v1/oidc-issuers", "/v1/audit-events"] {
+        let res = call(&d, as_tenant(Req::new("GET", path), &b)).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.body["data"], json!([]), "{path}");
+    }
+    // A body cannot redirect a write to another tenant: unknown fields are refused.
+    let res = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/keys"), &b)
+            .json(json!({"name": "k", "scopes": ["keys:read"], "tenant_id": a.as_str()})),
+    )
+    .await;
+    is_problem(&res, 400, "validation_failed");
+    // A cursor only positions within the caller's list.
+    let cursor = tributary_core::pagination::encode_cursor(&format!("APIKEY#{key_a}"));
+    let res = call(
+        &d,
+        as_tenant(Req::new("GET", &format!("/v1/keys?cursor={cursor}")), &b),
+    )
+    .await;
+    assert_eq!(res.body["data"], json!([]));
+    // A's objects are untouched.
+    let res = call(
+        &d,
+        as_tenant(Req::new("GET", &format!("/v1/keys/{key_a}")), &a),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["revoked_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn key_secret_is_shown_once_and_creation_and_revocation_are_audited() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let created = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/keys"), &t)
+            .json(json!({"name": "ci", "scopes": ["records:read", "keys:read"], "expires_at": "2099-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(
+        created.body["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("trb_live_")
+    );
+    assert_eq!(
+        created.headers["location"],
+        format!("/v1/keys/{id}").as_str()
+    );
+    assert_eq!(created.body["scopes"], json!(["records:read", "keys:read"]));
+
+    let listed = call(&d, as_tenant(Req::new("GET", "/v1/keys"), &t)).await;
+    assert_eq!(listed.body["data"][0]["id"], id.as_str());
+    assert!(listed.body["data"][0].get("secret").is_none());
+    assert!(!listed.body.to_string().contains("trb_live_"));
+
+    let revoked = call(
+        &d,
+        as_tenant(Req::new("DELETE", &format!("/v1/keys/{id}")), &t),
+    )
+    .await;
+    assert_eq!(revoked.status, 200);
+    assert!(revoked.body["revoked_at"].is_string());
+    let again = call(
+        &d,
+        as_tenant(Req::new("DELETE", &format!("/v1/keys/{id}")), &t),
+    )
+    .await;
+    assert_eq!(again.body["revoked_at"], revoked.body["revoked_at"]);
+
+    let events = call(&d, as_tenant(Req::new("GET", "/v1/audit-events"), &t)).await;
+    let actions: Vec<&str> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["api_key.created", "api_key.revoked"]);
+}
+
+#[tokio::test]
+async fn keys_cannot_grant_scopes_their_creator_lacks() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let res = call(
+        &d,
+        Req::new("POST", "/v1/keys")
+            .auth("key_x", t.as_str(), "keys:write records:read")
+            .json(json!({"name": "k", "scopes": ["records:read", "admin"]})),
+    )
+    .await;
+    is_problem(&res, 403, "scope_escalation");
+    assert!(res.body["detail"].as_str().unwrap().contains("`admin`"));
+}
+
+#[tokio::test]
+async fn deployment_admin_gets_tenant_required_on_tenant_routes_and_manages_tenants() {
+    let d = deps(MemStore::default(), Ok(QueueDepth::default()));
+    is_problem(
+        &call(&d, admin(Req::new("GET", "/v1/keys"))).await,
+        403,
+        "tenant_required",
+    );
+
+    let created = call(
+        &d,
+        admin(Req::new("POST", "/v1/tenants"))
+            .json(json!({"name": " Acme ", "rate_limit_per_minute": 50})),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.body["name"], "Acme");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let key = call(
+        &d,
+        admin(Req::new("POST", &format!("/v1/tenants/{id}/keys")))
+            .json(json!({"name": "bootstrap", "scopes": ["keys:write", "keys:read"]})),
+    )
+    .await;
+    assert_eq!(key.status, 201);
+    assert_eq!(key.body["tenant_id"], id.as_str());
+
+    let disabled = call(
+        &d,
+        admin(Req::new("PATCH", &format!("/v1/tenants/{id}"))).json(json!({"status": "disabled"})),
+    )
+    .await;
+    assert_eq!(disabled.body["status"], "disabled");
+    assert_eq!(
+        call(&d, admin(Req::new("DELETE", &format!("/v1/tenants/{id}"))))
+            .await
+            .status,
+        204
+    );
+    is_problem(
+        &call(&d, admin(Req::new("GET", &format!("/v1/tenants/{id}")))).await,
+        404,
+        "not_found",
+    );
+    let missing = TenantId::generate();
+    is_problem(
+        &call(
+            &d,
+            admin(Req::new("POST", &format!("/v1/tenants/{missing}/keys")))
+                .json(json!({"name": "k", "scopes": ["proxy"]})),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn idempotency_replays_refuses_other_bodies_and_reports_in_progress() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store.clone(), Ok(QueueDepth::default()));
+    let body = json!({"name": "svc", "scopes": ["keys:read"]});
+    let first = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/keys"), &t)
+            .header("idempotency-key", "abc-1")
+            .json(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    let replay = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/keys"), &t)
+            .header("idempotency-key", "abc-1")
+            .json(body.clone()),
+    )
+    .await;
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.body["id"], first.body["id"]);
+    // The secret is shown once: never stored for replays.
+    assert!(replay.body.get("secret").is_none());
+
+    let other = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/keys"), &t)
+            .header("idempotency-key", "abc-1")
+            .json(json!({"name": "other", "scopes": ["keys:read"]})),
+    )
+    .await;
+    is_problem(&other, 422, "idempotency_key_reused");
+
+    // A concurrent duplicate: the key is claimed but not completed.
+    use tributary_core::ports::IdempotencyStore;
+    store
+        .begin(
+            t.as_str(),
+            "abc-2",
+            "x",
+            NOW,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let busy = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/oidc-issuers"), &t)
+            .header("idempotency-key", "abc-2")
+            .json(json!({"issuer": "https://i.example.com/", "audience": "a"})),
+    )
+    .await;
+    // Same key, different fingerprint than "x": the fingerprint check comes first.
+    is_problem(&busy, 422, "idempotency_key_reused");
+
+    let tenant_a = call(
+        &d,
+        admin(Req::new("POST", "/v1/tenants"))
+            .header("idempotency-key", "t-1")
+            .json(json!({"name": "x"})),
+    )
+    .await;
+    let tenant_b = call(
+        &d,
+        admin(Req::new("POST", "/v1/tenants"))
+            .header("idempotency-key", "t-1")
+            .json(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(tenant_a.body, tenant_b.body);
+
+    is_problem(
+        &call(
+            &d,
+            admin(Req::new("POST", "/v1/tenants"))
+                .header("idempotency-key", "bad key with spaces")
+                .json(json!({"name": "x"})),
+        )
+        .await,
+        400,
+        "validation_failed",
+    );
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_idempotent_request_is_409() {
+    use sha2::{Digest, Sha256};
+    use tributary_core::ports::IdempotencyStore;
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store.clone(), Ok(QueueDepth::default()));
+    let body = json!({"name": "svc", "scopes": ["keys:read"]}).to_string();
+    let mut h = Sha256::new();
+    h.update(b"POST /v1/keys\n");
+    h.update(body.as_bytes());
+    let fingerprint = hex::encode(h.finalize());
+    store
+        .begin(
+            t.as_str(),
+            "dup",
+            &fingerprint,
+            NOW,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let res = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/keys"), &t)
+            .header("idempotency-key", "dup")
+            .raw(&body, "application/json"),
+    )
+    .await;
+    is_problem(&res, 409, "idempotency_in_progress");
+}
+
+#[tokio::test]
+async fn pagination_is_bounded_and_walks_every_item_once() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let res = call(
+            &d,
+            as_tenant(Req::new("POST", "/v1/keys"), &t)
+                .json(json!({"name": format!("k{i}"), "scopes": ["keys:read"]})),
+        )
+        .await;
+        ids.push(res.body["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut path = "/v1/keys?limit=2".to_owned();
+    loop {
+        let res = call(&d, as_tenant(Req::new("GET", &path), &t)).await;
+        assert_eq!(res.status, 200);
+        let data = res.body["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        seen.extend(data.iter().map(|k| k["id"].as_str().unwrap().to_owned()));
+        match res.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/keys?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=%%%",
+        "cursor=dGVzdA",
+        "sort=desc",
+    ] {
+        let res = call(
+            &d,
+            as_tenant(Req::new("GET", &format!("/v1/keys?{bad}")), &t),
+        )
+        .await;
+        is_problem(&res, 400, "validation_failed");
+    }
+    let res = call(&d, as_tenant(Req::new("GET", "/v1/keys?limit=100"), &t)).await;
+    assert_eq!(res.status, 200);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_pointed_problems_and_never_reach_the_store() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let post = || as_tenant(Req::new("POST", "/v1/keys"), &t);
+    let cases = [
+        (post().json(json!({"name": "k", "scopes": ["keys:read"], "extra": 1})), 400, "validation_failed"),
+        (post().json(json!({"name": "k", "scopes": ["nope"]})), 400, "validation_failed"),
+        (post().json(json!({"name": "", "scopes": ["keys:read"]})), 400, "validation_failed"),
+        (post().json(json!({"name": "k", "scopes": []})), 400, "validation_failed"),
+        (post().json(json!({"name": "k", "scopes": ["keys:read"], "expires_at": "2001-01-01T00:00:00Z"})), 400, "validation_failed"),
+        (post().json(json!({"name": "k", "scopes": ["keys:read"], "expires_at": "tomorrow"})), 400, "validation_failed"),
+        (post().raw("{not json", "application/json"), 400, "validation_failed"),
+        (post().raw("name=k", "application/x-www-form-urlencoded"), 415, "unsupported_media_type"),
+        (post().raw(&format!("{{\"name\":\"{}\"}}", "a".repeat(70_000)), "application/json"), 413, "payload_too_large"),
+        (as_tenant(Req::new("GET", "/v1/keys/not-an-id"), &t), 400, "validation_failed"),
+        (as_tenant(Req::new("POST", "/v1/oidc-issuers"), &t).json(json!({"issuer": "http://idp.example.com/", "audience": "a"})), 400, "validation_failed"),
+        (as_tenant(Req::new("POST", "/v1/oidc-issuers"), &t).json(json!({"issuer": "https://idp.example.com/", "audience": "a", "scopes_claim": "a b"})), 400, "validation_failed"),
+    ];
+    for (req, status, code) in cases {
+        is_problem(&call(&d, req).await, status, code);
+    }
+    let res = call(
+        &d,
+        post().json(json!({"name": "k", "scopes": ["keys:read"], "extra": 1})),
+    )
+    .await;
+    assert_eq!(res.body["errors"][0]["pointer"], "/extra");
+    let listed = call(&d, as_tenant(Req::new("GET", "/v1/keys"), &t)).await;
+    assert_eq!(listed.body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn tenants_past_their_rate_limit_get_429_with_retry_after() {
+    let store = MemStore::default();
+    let t = tenant(&store, 3);
+    let d = deps(store, Ok(QueueDepth::default()));
+    for _ in 0..3 {
+        assert_eq!(
+            call(&d, as_tenant(Req::new("GET", "/v1/me"), &t))
+                .await
+                .status,
+            200
+        );
+    }
+    let res = call(&d, as_tenant(Req::new("GET", "/v1/me"), &t)).await;
+    is_problem(&res, 429, "rate_limited");
+    // NOW is 30 s into its minute.
+    assert_eq!(res.headers["retry-after"], "30");
+    assert_eq!(res.body["retry_after"], 30);
+    // Another tenant has its own budget.
+    let other = tenant(&d.store, 3);
+    assert_eq!(
+        call(&d, as_tenant(Req::new("GET", "/v1/me"), &other))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_and_audience_pair_belongs_to_one_tenant() {
+    let store = MemStore::default();
+    let a = tenant(&store, 100_000);
+    let b = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let body = json!({"issuer": "https://idp.example.com/", "audience": "tributary"});
+    let first = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/oidc-issuers"), &a).json(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    let second = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/oidc-issuers"), &b).json(body),
+    )
+    .await;
+    is_problem(&second, 409, "conflict");
+    let other_audience = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/oidc-issuers"), &b)
+            .json(json!({"issuer": "https://idp.example.com/", "audience": "tributary-b"})),
+    )
+    .await;
+    assert_eq!(other_audience.status, 201);
+}
