@@ -21,13 +21,14 @@ TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help tools build dev test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build bench clean-tools
+.PHONY: help tools build dev smoke-dev test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build bench clean-tools
 
 help:
 	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
 	@echo "make test         fmt, clippy, build, cargo test (unit, adapters on moto, e2e), SAM lint, sam build"
 	@echo "make tools        install the pinned tools into .tributary/tools (idempotent)"
 	@echo "make build        build the functions and tributary-local (debug)"
+	@echo "make smoke-dev    the make dev path (cargo lambda watch) up, canary, authorizer, clean stop"
 	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
 	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda)"
 	@echo "make bench        the connector engine benchmarks"
@@ -48,6 +49,10 @@ build:
 
 dev: tools build
 	exec "$(ROOT)/target/debug/tributary-local" --mode watch $(DEV_ARGS)
+
+# The `make dev` path end to end (cargo lambda watch), on free ports, beside any running `make dev`.
+smoke-dev: tools build
+	bash infra/local/smoke-dev.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -77,6 +82,7 @@ test: tools
 	$(MAKE) --no-print-directory fmt-check
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory cargo-test
+	$(MAKE) --no-print-directory smoke-dev
 	$(MAKE) --no-print-directory sam-validate
 	$(MAKE) --no-print-directory cfn-lint
 	$(MAKE) --no-print-directory sam-build

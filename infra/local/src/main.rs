@@ -1,6 +1,6 @@
 //! `tributary-local`: brings the local stack up (see the crate docs) and keeps it up until Ctrl-C.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ struct Args {
     /// Do not echo function logs to the terminal (they are still written to the log directory).
     #[arg(long)]
     quiet: bool,
+    /// Where to write the URLs and the admin key for scripts (and read the admin key back from).
+    #[arg(long, default_value_os_t = workspace::local_env_path())]
+    env_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,7 +61,7 @@ fn previous_admin_key(path: &Path) -> Option<String> {
 }
 
 async fn run(args: Args) -> Result<(), tributary_local::Error> {
-    let env_path = workspace::local_env_path();
+    let env_path = args.env_file.clone();
     let options = StackOptions {
         mode: match args.mode {
             RunMode::Watch => Mode::Watch,
