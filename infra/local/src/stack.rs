@@ -127,6 +127,8 @@ impl Stack {
     pub async fn start(options: StackOptions) -> Result<Self, Error> {
         let template = Template::load(&options.template)?;
         let functions = template.functions()?;
+        // Bound first: a port in use (another `make dev`) fails before anything is started.
+        let listener = bind_gateway(options.gateway_port).await?;
         let log_dir = match &options.log_dir {
             Some(dir) => dir.clone(),
             None => fresh_log_dir(),
@@ -208,7 +210,9 @@ impl Stack {
         };
 
         let mut tasks = Vec::new();
-        let api_url = start_gateway(&template, &functions, &invoker, &options, &mut tasks).await?;
+        let api_url = start_gateway(
+            listener, &template, &functions, &invoker, &options, &mut tasks,
+        )?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         for f in &functions {
             for event in &f.events {
@@ -464,7 +468,15 @@ fn function_environment(
     Ok(env)
 }
 
-async fn start_gateway(
+async fn bind_gateway(port: u16) -> Result<tokio::net::TcpListener, Error> {
+    let addr = format!("127.0.0.1:{port}");
+    tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+fn start_gateway(
+    listener: tokio::net::TcpListener,
     template: &Template,
     functions: &[FunctionDef],
     invoker: &Invoker,
@@ -498,15 +510,8 @@ async fn start_gateway(
             Mode::Watch => WATCH_COMPILE_ALLOWANCE,
         },
     )?);
-    let addr = format!("127.0.0.1:{}", options.gateway_port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
     let bound = listener.local_addr().map_err(|source| Error::Bind {
-        addr: addr.clone(),
+        addr: format!("127.0.0.1:{}", options.gateway_port),
         source,
     })?;
     let app = gateway
