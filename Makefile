@@ -16,12 +16,13 @@ DEV_ARGS ?=
 
 SAM := $(TOOLS)/sam/bin/sam
 CFN_LINT := $(TOOLS)/sam/bin/cfn-lint
-TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS)/sam/.installed
+TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS)/sam/.installed \
+	$(TOOLS)/schemathesis/.installed
 
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help tools build dev smoke-dev test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build bench clean-tools
+.PHONY: help tools build dev smoke-dev fuzz-api test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build bench clean-tools
 
 help:
 	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
@@ -29,6 +30,7 @@ help:
 	@echo "make tools        install the pinned tools into .tributary/tools (idempotent)"
 	@echo "make build        build the functions and tributary-local (debug)"
 	@echo "make smoke-dev    the make dev path (cargo lambda watch) up, canary, authorizer, clean stop"
+	@echo "make fuzz-api     schemathesis against the local stack from the checked-in OpenAPI document"
 	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
 	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda)"
 	@echo "make bench        the connector engine benchmarks"
@@ -53,6 +55,10 @@ dev: tools build
 # The `make dev` path end to end (cargo lambda watch), on free ports, beside any running `make dev`.
 smoke-dev: tools build
 	bash infra/local/smoke-dev.sh
+
+# Property-based fuzzing of the API through the local stack (binaries mode, free ports).
+fuzz-api: tools build
+	bash infra/local/fuzz-api.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -83,6 +89,7 @@ test: tools
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory cargo-test
 	$(MAKE) --no-print-directory smoke-dev
+	$(MAKE) --no-print-directory fuzz-api
 	$(MAKE) --no-print-directory sam-validate
 	$(MAKE) --no-print-directory cfn-lint
 	$(MAKE) --no-print-directory sam-build

@@ -42,6 +42,7 @@ fn check_rate(pointer: &str, rate: u32) -> Result<u32, ApiError> {
 #[schema(example = json!({"name": "Acme Corp", "rate_limit_per_minute": 1200}))]
 pub struct TenantIn {
     /// Display name, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Requests per minute the API accepts from the tenant (default 600).
     #[schema(minimum = 1, maximum = 100000)]
@@ -66,6 +67,7 @@ impl TenantIn {
 #[schema(example = json!({"status": "disabled"}))]
 pub struct TenantPatch {
     /// New display name.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// `active` or `disabled`; a disabled tenant's credentials stop working within the authorizer
     /// cache TTL (5 minutes).
@@ -157,11 +159,13 @@ impl From<Tenant> for TenantOut {
 #[schema(example = json!({"name": "billing-service", "scopes": ["connections:read", "records:read"], "expires_at": "2027-06-30T00:00:00Z"}))]
 pub struct ApiKeyIn {
     /// What the key is for, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Scopes to grant: at least one, and only scopes the caller holds.
-    #[schema(value_type = Vec<String>, example = json!(["connections:read"]))]
+    #[schema(value_type = Vec<crate::routes::docs::ScopeName>, example = json!(["connections:read"]))]
     pub scopes: Vec<Scope>,
     /// When the key stops working (RFC 3339, in the future); never when absent.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -216,7 +220,7 @@ pub struct ApiKeyOut {
     /// What the key is for.
     pub name: String,
     /// Granted scopes.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<crate::routes::docs::ScopeName>)]
     pub scopes: Vec<Scope>,
     /// RFC 3339.
     pub created_at: String,
@@ -251,8 +255,9 @@ pub struct ApiKeyCreatedOut {
     pub key: ApiKeyOut,
     /// The whole key to send as `Authorization: Bearer <secret>`. It is shown only in this response;
     /// an idempotent replay of the request returns the key without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "trb_live_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d_…")]
-    pub secret: String,
+    pub secret: Option<String>,
 }
 
 /// An OIDC issuer to register.
@@ -261,12 +266,16 @@ pub struct ApiKeyCreatedOut {
 #[schema(example = json!({"issuer": "https://acme.eu.auth0.com/", "audience": "https://api.acme.com/tributary", "scopes_claim": "permissions"}))]
 pub struct OidcIssuerIn {
     /// The exact `iss` value of the tokens (an https URL).
+    #[schema(max_length = 512)]
     pub issuer: String,
     /// The `aud` value tokens must carry.
+    #[schema(min_length = 1, max_length = 256)]
     pub audience: String,
     /// Where the signing keys are (https); discovered from the issuer's metadata when absent.
+    #[schema(max_length = 512)]
     pub jwks_uri: Option<String>,
     /// The claim that carries scopes (default `scope`).
+    #[schema(pattern = "^[A-Za-z0-9_.:/-]{1,64}$")]
     pub scopes_claim: Option<String>,
 }
 
@@ -385,7 +394,7 @@ pub struct MeOut {
     /// The caller's tenant; `null` for the deployment admin.
     pub tenant_id: Option<String>,
     /// Granted scopes.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<crate::routes::docs::ScopeName>)]
     pub scopes: Vec<Scope>,
 }
 

@@ -6,7 +6,11 @@ use std::sync::OnceLock;
 
 use lambda_http::{Body, Response};
 use serde::Serialize;
+use tributary_core::problem::PROBLEM_CONTENT_TYPE;
+use tributary_core::scope::Scope;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::response;
@@ -45,6 +49,142 @@ pub struct FieldErrorDoc {
     pub pointer: String,
     /// What is wrong.
     pub detail: String,
+}
+
+/// API Gateway's own error body (`{"message":"Unauthorized"}` without a credential,
+/// `{"message":"Forbidden"}` when the authorizer denies it).
+#[allow(dead_code)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"message": "Unauthorized"}))]
+pub struct GatewayError {
+    /// `Unauthorized`, `Forbidden`, `Not Found` or `Internal Server Error`.
+    pub message: String,
+}
+
+/// The name of a scope.
+pub struct ScopeName;
+
+impl utoipa::PartialSchema for ScopeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A scope name."))
+            .enum_values(Some(Scope::ALL.iter().map(|s| s.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for ScopeName {}
+
+/// The responses every operation can give besides its own: from the gateway (401, 403), the
+/// authorizer-context and scope checks (403), the rate limit (429) and failures (500, 503); with a
+/// body, the body checks (400, 413, 415); with parameters, their validation (400). Problem documents
+/// are `application/problem+json`.
+struct CommonResponses;
+
+fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_CONTENT_TYPE,
+            Content::new(Some(Ref::from_schema_name("ProblemDoc"))),
+        )
+        .into()
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                // Documented problems use the problem media type.
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && !status.starts_with('2')
+                        && let Some(content) = response.content.shift_remove("application/json")
+                    {
+                        response
+                            .content
+                            .insert(PROBLEM_CONTENT_TYPE.to_owned(), content);
+                    }
+                }
+                let gateway = |description: &str| {
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            Content::new(Some(Ref::from_schema_name("GatewayError"))),
+                        )
+                        .build()
+                };
+                let unauthorized = responses.entry("401".into()).or_insert_with(|| {
+                    problem_response("The request reached the API without an authenticated caller")
+                });
+                if let RefOr::T(unauthorized) = unauthorized
+                    && let Some(content) = gateway("").content.shift_remove("application/json")
+                {
+                    unauthorized
+                        .description
+                        .push_str("; or no credential was sent (answered by API Gateway)");
+                    unauthorized
+                        .content
+                        .insert("application/json".into(), content);
+                }
+                let forbidden = responses
+                    .entry("403".into())
+                    .or_insert_with(|| problem_response("Missing scope or tenant credential"));
+                if let RefOr::T(forbidden) = forbidden
+                    && let Some(content) = gateway("").content.shift_remove("application/json")
+                {
+                    forbidden.description.push_str(
+                        "; or the authorizer denied the credential (answered by API Gateway)",
+                    );
+                    forbidden.content.insert("application/json".into(), content);
+                }
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.into())
+                        .or_insert_with(|| problem_response(description));
+                };
+                if op.request_body.is_some() {
+                    add("400", "Invalid body");
+                    add("413", "Body larger than 64 KiB");
+                    add("415", "Body is not JSON");
+                }
+                if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    add("400", "Invalid parameter");
+                }
+                if op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.name == "Idempotency-Key")
+                {
+                    add(
+                        "409",
+                        "A request with the same Idempotency-Key is in progress",
+                    );
+                    add(
+                        "422",
+                        "The Idempotency-Key was used with a different request",
+                    );
+                }
+                add("429", "Tenant rate limit exhausted; see `Retry-After`");
+                add(
+                    "500",
+                    "Unexpected failure (logged; the body reveals nothing)",
+                );
+                add("503", "A dependency is unavailable; retry with backoff");
+            }
+        }
+    }
 }
 
 struct BearerAuth;
@@ -86,8 +226,8 @@ impl Modify for BearerAuth {
         crate::routes::issuers::delete,
         crate::routes::audit::list,
     ),
-    components(schemas(ProblemDoc, FieldErrorDoc)),
-    modifiers(&BearerAuth),
+    components(schemas(ProblemDoc, FieldErrorDoc, GatewayError)),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "Identity", description = "Who is calling"),
         (name = "Tenants", description = "The deployment's tenants (admin scope)"),

@@ -104,7 +104,7 @@ pub async fn create<S: ControlStore, Q>(
 
 /// Reads one of the tenant's issuers.
 #[utoipa::path(get, path = "/v1/oidc-issuers/{issuer_id}", tag = "Identity providers",
-    params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)")),
+    params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)", pattern = "^iss_[0-9a-f]{32}$")),
     responses((status = 200, description = "The issuer", body = OidcIssuerOut),
               (status = 403, description = "Requires `keys:read`", body = ProblemDoc),
               (status = 404, description = "No such issuer for this tenant", body = ProblemDoc)),
@@ -130,7 +130,7 @@ pub async fn get<S: ControlStore, Q>(
 
 /// Removes one of the tenant's issuers; its tokens stop working within the authorizer cache TTL.
 #[utoipa::path(delete, path = "/v1/oidc-issuers/{issuer_id}", tag = "Identity providers",
-    params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)")),
+    params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)", pattern = "^iss_[0-9a-f]{32}$")),
     responses((status = 204, description = "Removed"),
               (status = 403, description = "Requires `keys:write`", body = ProblemDoc),
               (status = 404, description = "No such issuer for this tenant", body = ProblemDoc)),

@@ -56,7 +56,7 @@ pub async fn create<S: ControlStore, Q>(
 
 /// Creates a key for a tenant (deployment admin).
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/keys", tag = "Tenants", request_body = ApiKeyIn,
-    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)"),
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$"),
            ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h (without the secret)")),
     responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
               (status = 400, description = "Invalid body", body = ProblemDoc),
@@ -125,7 +125,7 @@ async fn issue<S: ControlStore, Q>(
     Reply::created(
         ApiKeyCreatedOut {
             key: ApiKeyOut::from(record),
-            secret: generated.token.expose_secret().to_owned(),
+            secret: Some(generated.token.expose_secret().to_owned()),
         },
         location,
     )
@@ -133,7 +133,7 @@ async fn issue<S: ControlStore, Q>(
 
 /// Reads one of the tenant's keys.
 #[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "API keys",
-    params(("key_id" = String, Path, description = "Key id (`key_…`)")),
+    params(("key_id" = String, Path, description = "Key id (`key_…`)", pattern = "^key_[0-9a-f]{32}$")),
     responses((status = 200, description = "The key", body = ApiKeyOut),
               (status = 403, description = "Requires `keys:read`", body = ProblemDoc),
               (status = 404, description = "No such key for this tenant", body = ProblemDoc)),
@@ -154,7 +154,7 @@ pub async fn get<S: ControlStore, Q>(
 
 /// Revokes one of the tenant's keys (idempotent: revoking twice keeps the first time).
 #[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "API keys",
-    params(("key_id" = String, Path, description = "Key id (`key_…`)")),
+    params(("key_id" = String, Path, description = "Key id (`key_…`)", pattern = "^key_[0-9a-f]{32}$")),
     responses((status = 200, description = "The revoked key", body = ApiKeyOut),
               (status = 403, description = "Requires `keys:write`", body = ProblemDoc),
               (status = 404, description = "No such key for this tenant", body = ProblemDoc)),

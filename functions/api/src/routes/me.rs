@@ -9,7 +9,7 @@ use crate::handler::Reply;
 
 /// Answers with the caller's principal.
 #[utoipa::path(get, path = "/v1/me", tag = "Identity",
-    responses((status = 200, description = "The caller", body = MeOut), (status = 401, description = "No valid credential", body = crate::routes::docs::ProblemDoc)),
+    responses((status = 200, description = "The caller", body = MeOut)),
     security(("bearer" = [])))]
 pub fn get(principal: &Principal) -> Result<Reply, ApiError> {
     Reply::ok(MeOut {

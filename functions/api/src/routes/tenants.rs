@@ -76,7 +76,7 @@ async fn load<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Tenant
 
 /// Reads a tenant.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "Tenants",
-    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)")),
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
     responses((status = 200, description = "The tenant", body = TenantOut),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
               (status = 404, description = "No such tenant", body = ProblemDoc)),
@@ -87,7 +87,7 @@ pub async fn get<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Rep
 
 /// Updates a tenant (name, status, rate limit).
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "Tenants", request_body = TenantPatch,
-    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)")),
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
     responses((status = 200, description = "The updated tenant", body = TenantOut),
               (status = 400, description = "Invalid body", body = ProblemDoc),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
@@ -115,7 +115,7 @@ pub async fn update<S: ControlStore, Q>(
 
 /// Deletes a tenant; its credentials stop working.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "Tenants",
-    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)")),
+    params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
     responses((status = 204, description = "Deleted"),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
               (status = 404, description = "No such tenant", body = ProblemDoc)),
