@@ -22,7 +22,7 @@ TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help tools build dev smoke-dev fuzz-api test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build bench clean-tools
+.PHONY: help tools build dev smoke-dev fuzz-api docs-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build bench clean-tools
 
 help:
 	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
@@ -30,6 +30,7 @@ help:
 	@echo "make tools        install the pinned tools into .tributary/tools (idempotent)"
 	@echo "make build        build the functions and tributary-local (debug)"
 	@echo "make smoke-dev    the make dev path (cargo lambda watch) up, canary, authorizer, clean stop"
+	@echo "make docs-check   /docs rendered by headless Chromium (installs Debian's chromium if missing)"
 	@echo "make fuzz-api     schemathesis against the local stack from the checked-in OpenAPI document"
 	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
 	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda)"
@@ -59,6 +60,10 @@ smoke-dev: tools build
 # Property-based fuzzing of the API through the local stack (binaries mode, free ports).
 fuzz-api: tools build
 	bash infra/local/fuzz-api.sh
+
+# The API reference page in headless Chromium, served by the local stack.
+docs-check: build
+	bash infra/local/docs-check.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -90,6 +95,7 @@ test: tools
 	$(MAKE) --no-print-directory cargo-test
 	$(MAKE) --no-print-directory smoke-dev
 	$(MAKE) --no-print-directory fuzz-api
+	$(MAKE) --no-print-directory docs-check
 	$(MAKE) --no-print-directory sam-validate
 	$(MAKE) --no-print-directory cfn-lint
 	$(MAKE) --no-print-directory sam-build
