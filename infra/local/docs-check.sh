@@ -13,23 +13,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-work=$(mktemp -d)
-log="$work/tributary-local.log"
-
-target/debug/tributary-local --mode binaries --port "$port" --quiet --env-file "$work/local.env" >"$log" 2>&1 &
-pid=$!
-cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-trap cleanup EXIT
-fail() { echo "docs-check: $*" >&2; tail -40 "$log" >&2 || true; exit 1; }
-
-start=$SECONDS
-until [ -s "$work/local.env" ] && curl -fs -m 5 -o /dev/null "http://127.0.0.1:$port/v1/health"; do
-  kill -0 "$pid" 2>/dev/null || fail "tributary-local exited"
-  (( SECONDS - start < 120 )) || fail "the stack did not come up within 120 s"
-  sleep 1
-done
+CHECK_NAME=docs-check
+# shellcheck source=infra/local/stack.sh
+. infra/local/stack.sh
+start_stack
+work="$stack_work"
+port="${TRIBUTARY_API_URL##*:}"
 
 expected=$(python3 -c 'import json; d = json.load(open("functions/api/openapi.json")); print(sum(len(v) for v in d["paths"].values()))')
 chrome=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run

@@ -10,27 +10,10 @@ st=".tributary/tools/schemathesis/bin/schemathesis"
 [ -x "$st" ] || { echo "fuzz-api: $st missing: run make tools" >&2; exit 1; }
 budget="${FUZZ_SECONDS:-45}"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-work=$(mktemp -d)
-env_file="$work/local.env"
-log="$work/tributary-local.log"
-
-target/debug/tributary-local --mode binaries --port "$port" --quiet --env-file "$env_file" >"$log" 2>&1 &
-pid=$!
-cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-trap cleanup EXIT
-
-fail() { echo "fuzz-api: $*" >&2; tail -40 "$log" >&2 || true; exit 1; }
-
-start=$SECONDS
-until [ -s "$env_file" ] && curl -fs -m 5 -o /dev/null "http://127.0.0.1:$port/v1/health"; do
-  kill -0 "$pid" 2>/dev/null || fail "tributary-local exited"
-  (( SECONDS - start < 120 )) || fail "the stack did not come up within 120 s"
-  sleep 1
-done
-# shellcheck disable=SC1090
-. "$env_file"
+CHECK_NAME=fuzz-api
+# shellcheck source=infra/local/stack.sh
+. infra/local/stack.sh
+start_stack
 api="$TRIBUTARY_API_URL"
 admin="Authorization: Bearer $TRIBUTARY_ADMIN_KEY"
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
@@ -47,7 +30,7 @@ run() {
   "$st" --no-color run functions/api/openapi.json --url "$api" \
     -H "Authorization: Bearer $credential" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-    --phases examples,coverage,fuzzing --max-time "$budget" --workers 2 \
+    --phases examples,coverage,fuzzing --max-time "$budget" --workers 1 \
     --suppress-health-check too_slow,filter_too_much --warnings off \
     --seed 20261124
 }

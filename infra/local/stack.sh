@@ -1,0 +1,33 @@
+# Sourced by the checks that need the local stack in binaries mode (fuzz-api.sh, docs-check.sh):
+# `start_stack` runs tributary-local on free ports with its own env file (never touching a running
+# `make dev`), waits for the gateway to answer, exports TRIBUTARY_API_URL and friends, and stops it on
+# exit. `fail MESSAGE` prints the stack's log tail and exits.
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+fail() {
+  echo "${CHECK_NAME:-check}: $*" >&2
+  [ -n "${stack_log:-}" ] && tail -40 "$stack_log" >&2
+  exit 1
+}
+
+start_stack() {
+  stack_work=$(mktemp -d)
+  stack_log="$stack_work/tributary-local.log"
+  local port
+  port=$(free_port)
+  target/debug/tributary-local --mode binaries --port "$port" --quiet \
+    --env-file "$stack_work/local.env" "$@" >"$stack_log" 2>&1 &
+  stack_pid=$!
+  trap 'kill -TERM "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true' EXIT
+  local start=$SECONDS
+  until [ -s "$stack_work/local.env" ] && curl -fs -m 5 -o /dev/null "http://127.0.0.1:$port/v1/health"; do
+    kill -0 "$stack_pid" 2>/dev/null || fail "tributary-local exited"
+    (( SECONDS - start < 120 )) || fail "the stack did not come up within 120 s"
+    sleep 1
+  done
+  set -a
+  # shellcheck disable=SC1091
+  . "$stack_work/local.env"
+  set +a
+}
