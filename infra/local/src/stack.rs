@@ -61,7 +61,8 @@ pub struct StackOptions {
     pub schedule_every: Option<Duration>,
     /// The admin API key; generated as the template says when `None`.
     pub admin_key: Option<String>,
-    /// Template parameter values; `Stage` defaults to `local`.
+    /// Template parameter values; `Stage` defaults to `local`. A template's `IssuerEgressAllowlist`
+    /// defaults to loopback, where local identity providers (a developer's, the tests') run.
     pub parameters: BTreeMap<String, String>,
     /// Prefix of physical resource names.
     pub stack_name: String,
@@ -97,6 +98,10 @@ impl Default for StackOptions {
         }
     }
 }
+
+/// The template parameter that opens private addresses to the authorizer's issuer fetches; locally it
+/// defaults to loopback, where local identity providers run.
+const ISSUER_EGRESS_PARAMETER: &str = "IssuerEgressAllowlist";
 
 /// A running local stack.
 pub struct Stack {
@@ -150,12 +155,18 @@ impl Stack {
         if let Some(key) = &options.admin_key {
             secret_values.insert(ADMIN_KEY_SECRET.to_owned(), key.clone());
         }
+        let mut parameters = options.parameters.clone();
+        if template.has_parameter(ISSUER_EGRESS_PARAMETER) {
+            parameters
+                .entry(ISSUER_EGRESS_PARAMETER.to_owned())
+                .or_insert_with(|| "127.0.0.1".to_owned());
+        }
         let provisioned = resources::provision(
             &template,
             &sdk,
             &ProvisionOptions {
                 stack_name: options.stack_name.clone(),
-                parameters: options.parameters.clone(),
+                parameters,
                 secret_values,
             },
         )
