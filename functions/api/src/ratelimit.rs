@@ -5,6 +5,10 @@
 //! (at least 1, at most 50 requests), so a tenant at its limit costs about 20 writes a minute per
 //! warm environment whatever its traffic. Unspent leases make the limit slightly conservative, never
 //! generous: the shared counter never grants more than the limit in a window.
+//!
+//! Once the counter refuses a lease, the environment remembers that the tenant's budget is exhausted
+//! until the window ends and refuses locally, so a tenant hammering past its limit costs no further
+//! DynamoDB write (a raised limit therefore takes effect at the next window at the latest).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +24,16 @@ const WINDOW_SECS: i64 = 60;
 struct Lease {
     window: i64,
     remaining: u32,
+    /// The counter refused a lease in `window`: refuse locally until the window ends.
+    exhausted: bool,
+}
+
+/// What the local lease says about one request.
+enum Local {
+    Admitted,
+    Exhausted,
+    /// No usable lease: ask the shared counter.
+    Unknown,
 }
 
 /// Local leases per tenant.
@@ -34,15 +48,21 @@ pub fn lease_size(limit: u32) -> u32 {
 }
 
 impl Limiter {
-    fn take_local(&self, bucket: &str, window: i64) -> bool {
+    fn take_local(&self, bucket: &str, window: i64) -> Local {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         match leases.get_mut(bucket) {
+            Some(lease) if lease.window == window && lease.exhausted => Local::Exhausted,
             Some(lease) if lease.window == window && lease.remaining > 0 => {
                 lease.remaining -= 1;
-                true
+                Local::Admitted
             }
-            _ => false,
+            _ => Local::Unknown,
         }
+    }
+
+    fn store_lease(&self, bucket: &str, lease: Lease) {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.insert(bucket.to_owned(), lease);
     }
 
     /// Admits one request of `bucket` (a tenant) under `limit` per minute, or answers 429 with the
@@ -57,8 +77,16 @@ impl Limiter {
     ) -> Result<(), ApiError> {
         let now_secs = now_ms.div_euclid(1000);
         let window = now_secs - now_secs.rem_euclid(WINDOW_SECS);
-        if self.take_local(bucket, window) {
-            return Ok(());
+        let refused = || {
+            let retry_after_secs = u64::try_from(window + WINDOW_SECS - now_secs)
+                .unwrap_or(1)
+                .max(1);
+            ApiError::RateLimited { retry_after_secs }
+        };
+        match self.take_local(bucket, window) {
+            Local::Admitted => return Ok(()),
+            Local::Exhausted => return Err(refused()),
+            Local::Unknown => {}
         }
         let want = lease_size(limit);
         let total = match counter
@@ -79,17 +107,22 @@ impl Limiter {
         let before = total.saturating_sub(u64::from(want));
         let granted = u64::from(limit).saturating_sub(before).min(u64::from(want));
         if granted == 0 {
-            let retry_after_secs = u64::try_from(window + WINDOW_SECS - now_secs)
-                .unwrap_or(1)
-                .max(1);
-            return Err(ApiError::RateLimited { retry_after_secs });
+            self.store_lease(
+                bucket,
+                Lease {
+                    window,
+                    remaining: 0,
+                    exhausted: true,
+                },
+            );
+            return Err(refused());
         }
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        leases.insert(
-            bucket.to_owned(),
+        self.store_lease(
+            bucket,
             Lease {
                 window,
                 remaining: u32::try_from(granted - 1).unwrap_or(0),
+                exhausted: false,
             },
         );
         Ok(())
@@ -159,8 +192,47 @@ mod tests {
             Some(ApiError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 55),
             other => panic!("expected 429, got {other:?}"),
         }
-        // 100 admitted with leases of 5: 20 writes, plus refusals that each try one more lease.
-        assert!(counter.calls.load(Ordering::SeqCst) <= 20 + 50);
+        // 100 admitted with leases of 5: 20 writes, and one more that finds the budget exhausted.
+        assert_eq!(counter.calls.load(Ordering::SeqCst), 21);
+    }
+
+    #[tokio::test]
+    async fn when_budget_is_exhausted_refusals_cost_no_store_write_until_the_window_ends() {
+        let counter = Counter::default();
+        let limiter = Limiter::default();
+        let window = 1_800_000_000_000; // a window boundary
+        for _ in 0..10 {
+            limiter.admit(&counter, "ten_a", 10, window).await.unwrap();
+        }
+        assert!(limiter.admit(&counter, "ten_a", 10, window).await.is_err());
+        let writes = counter.calls.load(Ordering::SeqCst);
+
+        for i in 0..1_000 {
+            match limiter
+                .admit(&counter, "ten_a", 10, window + 1_000 + i)
+                .await
+            {
+                Err(ApiError::RateLimited { retry_after_secs }) => {
+                    assert!((1..=59).contains(&retry_after_secs), "{retry_after_secs}")
+                }
+                other => panic!("expected 429, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            counter.calls.load(Ordering::SeqCst),
+            writes,
+            "refusals wrote"
+        );
+
+        // The next window asks the shared counter again.
+        counter.total.store(0, Ordering::SeqCst); // the next window's counter item starts empty
+        assert!(
+            limiter
+                .admit(&counter, "ten_a", 10, window + 60_000)
+                .await
+                .is_ok()
+        );
+        assert_eq!(counter.calls.load(Ordering::SeqCst), writes + 1);
     }
 
     #[tokio::test]
