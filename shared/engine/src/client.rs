@@ -459,7 +459,9 @@ pub fn retry_after(headers: &HeaderMap, hints: &RateLimitHints) -> Option<Durati
             Some(positive(at - now))
         }
         ResetFormat::EpochMillis => {
-            let at = OffsetDateTime::from_unix_timestamp_nanos((reset as i128) * 1_000_000).ok()?;
+            // The float-to-int cast saturates; the product may not fit.
+            let nanos = (reset as i128).checked_mul(1_000_000)?;
+            let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
             Some(positive(at - now))
         }
     }
@@ -509,6 +511,30 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h, &hints), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn absurd_reset_headers_are_ignored_not_overflows() {
+        for format in [
+            ResetFormat::Seconds,
+            ResetFormat::EpochSeconds,
+            ResetFormat::EpochMillis,
+        ] {
+            let hints = RateLimitHints {
+                reset_header: Some("X-RateLimit-Reset".into()),
+                reset_format: format,
+                ..RateLimitHints::default()
+            };
+            for v in ["1e300", "170141183460469231731687303715884105727", "1e19"] {
+                let mut h = HeaderMap::new();
+                h.insert("x-ratelimit-reset", HeaderValue::from_static(v));
+                let got = retry_after(&h, &hints);
+                assert!(
+                    got.is_none_or(|d| d <= Duration::from_secs(86_400)),
+                    "{format:?} {v}: {got:?}"
+                );
+            }
+        }
     }
 
     #[test]

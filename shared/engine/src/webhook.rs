@@ -100,8 +100,9 @@ pub fn verify(
         let t: i64 = ts
             .parse()
             .map_err(|_| WebhookError::Malformed("timestamp is not a number".into()))?;
-        let age = (now.unix_timestamp() - t).unsigned_abs();
-        if age > spec.tolerance_seconds {
+        // `t` is the sender's: a difference that does not fit is as stale as it gets.
+        let age = now.unix_timestamp().checked_sub(t).map(i64::unsigned_abs);
+        if age.is_none_or(|age| age > spec.tolerance_seconds) {
             return Err(WebhookError::Stale(spec.tolerance_seconds));
         }
     }
@@ -238,6 +239,72 @@ mod tests {
             verify(&spec(GITHUB), &"s3".into(), &h, body, now),
             Err(WebhookError::Mismatch)
         );
+    }
+
+    /// A Stripe header signed correctly over `t`, so only the tolerance check can refuse it.
+    fn stripe_header(secret: &str, t: &str, body: &[u8]) -> HeaderMap {
+        let sig = sign(secret, &[format!("{t}.").as_bytes(), body].concat());
+        let mut h = HeaderMap::new();
+        h.insert(
+            "stripe-signature",
+            HeaderValue::from_str(&format!("t={t},v1={sig}")).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_overflows() {
+        let now = OffsetDateTime::now_utc();
+        let body = br#"{"id":"evt_1"}"#;
+        for t in [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            i64::MAX - 1,
+            -1,
+            -now.unix_timestamp(),
+            now.unix_timestamp() + 400,
+            now.unix_timestamp() - 400,
+        ] {
+            let t = t.to_string();
+            let stripe = stripe_header("whsec_a", &t, body);
+            assert_eq!(
+                verify(&spec(STRIPE), &"whsec_a".into(), &stripe, body, now),
+                Err(WebhookError::Stale(300)),
+                "stripe t={t}"
+            );
+            let payload = [format!("v0:{t}:").as_bytes(), body].concat();
+            let mut slack = HeaderMap::new();
+            slack.insert(
+                "x-slack-signature",
+                HeaderValue::from_str(&format!("v0={}", sign("sl", &payload))).unwrap(),
+            );
+            slack.insert(
+                "x-slack-request-timestamp",
+                HeaderValue::from_str(&t).unwrap(),
+            );
+            assert_eq!(
+                verify(&spec(SLACK), &"sl".into(), &slack, body, now),
+                Err(WebhookError::Stale(300)),
+                "slack t={t}"
+            );
+        }
+        // Beyond i64 the timestamp is not a number we accept.
+        let huge = "99999999999999999999999";
+        assert!(matches!(
+            verify(
+                &spec(STRIPE),
+                &"whsec_a".into(),
+                &stripe_header("whsec_a", huge, body),
+                body,
+                now
+            ),
+            Err(WebhookError::Malformed(_))
+        ));
+        // The edge of the tolerance still verifies.
+        let edge = (now.unix_timestamp() - 300).to_string();
+        let h = stripe_header("whsec_a", &edge, body);
+        assert!(verify(&spec(STRIPE), &"whsec_a".into(), &h, body, now).is_ok());
     }
 
     #[test]
