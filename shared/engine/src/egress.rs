@@ -191,7 +191,9 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
         return v4_range(v4).map(|_| "IPv4-mapped non-public");
     }
     // Deprecated IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16) embed an
-    // IPv4 address that some stacks route to; judge them by it.
+    // IPv4 address that some stacks route to; judge them by it. The well-known NAT64 prefix is
+    // judged rather than refused whole: an IPv6-only VPC reaches public IPv4 providers through it
+    // (DNS64 answers 64:ff9b::a.b.c.d), and the translator connects to exactly the embedded address.
     let octets = ip.octets();
     if seg[..6] == [0, 0, 0, 0, 0, 0] || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         let v4 = Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
@@ -200,6 +202,16 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
     if seg[0] == 0x2002 {
         let v4 = Ipv4Addr::new(octets[2], octets[3], octets[4], octets[5]);
         return v4_range(v4).map(|_| "6to4 non-public IPv4");
+    }
+    // Local-use NAT64 (64:ff9b:1::/48, RFC 8215) is refused whole: the operator picks the prefix
+    // length, so where the IPv4 address sits (and hence what it is) cannot be known from here.
+    if seg[..3] == [0x64, 0xff9b, 0x0001] {
+        return Some("local-use NAT64 (64:ff9b:1::/48)");
+    }
+    // Teredo (2001::/32) tunnels to an IPv4 relay and client, the latter stored obfuscated; no
+    // provider API is served from it, so it is refused whole rather than decoded.
+    if seg[..2] == [0x2001, 0] {
+        return Some("Teredo (2001::/32)");
     }
     match seg[0] {
         s if s & 0xfe00 == 0xfc00 => Some("unique local (private)"),
@@ -314,6 +326,57 @@ mod tests {
         }
         assert!(!denied("2606:4700:4700::1111"));
         assert!(!denied("::ffff:8.8.8.8"));
+    }
+
+    #[test]
+    fn refuses_local_use_nat64_and_teredo_whole() {
+        for ip in [
+            // 64:ff9b:1::/48 with the v4 at /96, at /64 and a public one: all refused.
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:a9:fe:a9fe::",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+            // 2001::/32, whatever the embedded server and (obfuscated) client.
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:0:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            assert!(denied(ip), "{ip} should be denied");
+        }
+        // Neighbours stay public: 64:ff9b:2:: is outside the /48, 2001:1:: outside the /32.
+        for ip in ["64:ff9b:2::1", "2001:1::1", "2001:4860:4860::8888"] {
+            assert!(!denied(ip), "{ip} should be allowed");
+        }
+    }
+
+    #[test]
+    fn well_known_nat64_is_judged_by_the_embedded_ipv4() {
+        for v4 in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "169.254.169.254",
+            "192.168.1.1",
+            "100.64.0.1",
+        ] {
+            let v4: Ipv4Addr = v4.parse().unwrap();
+            let [a, b, c, d] = v4.octets();
+            let nat64 = Ipv6Addr::new(
+                0x64,
+                0xff9b,
+                0,
+                0,
+                0,
+                0,
+                u16::from_be_bytes([a, b]),
+                u16::from_be_bytes([c, d]),
+            );
+            assert!(
+                denied(&nat64.to_string()),
+                "{nat64} ({v4}) should be denied"
+            );
+        }
+        // A public IPv4 through the translator of an IPv6-only VPC stays reachable.
+        assert!(!denied("64:ff9b::808:808"));
     }
 
     #[test]
