@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use tributary_core::time::EpochMillis;
 use tributary_engine::client::{AuthParts, Classifier, OutRequest};
 use tributary_engine::spec::RateLimitHints;
 use tributary_engine::{EgressPolicy, EngineError, HttpClient, HttpConfig};
-use url::{Host, Url};
+use url::Url;
 
 use crate::denial::Denial;
 
@@ -92,6 +91,9 @@ pub fn http_config(egress: EgressPolicy) -> HttpConfig {
         max_record_bytes: 256 * 1024,
         max_redirects: 3,
         egress,
+        // Keys fetched in clear text could be swapped on the way: a redirect to http is refused as
+        // the first URL is (see `KeySource::secure_url`).
+        require_https: true,
         ..HttpConfig::default()
     }
 }
@@ -393,23 +395,11 @@ impl<F: FetchJson> KeySource<F> {
                 "issuer URL carries credentials".into(),
             ));
         }
-        match url.scheme() {
-            "https" => Ok(url),
-            "http" if self.opened_by_allowlist(&url) => Ok(url),
-            _ => Err(Denial::KeysUnavailable("issuer URL is not https".into())),
-        }
-    }
-
-    fn opened_by_allowlist(&self, url: &Url) -> bool {
-        let ip = match url.host() {
-            Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
-            Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
-            Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            }
-            _ => return false,
-        };
-        EgressPolicy::public_only().check_ip(ip).is_err() && self.egress.check_ip(ip).is_ok()
+        // The same rule the client applies to every redirect hop (`HttpConfig::require_https`).
+        self.egress
+            .check_https(&url)
+            .map_err(|_| Denial::KeysUnavailable("issuer URL is not https".into()))?;
+        Ok(url)
     }
 }
 
@@ -591,6 +581,40 @@ mod tests {
     #[tokio::test]
     async fn discovery_must_name_the_same_issuer() {
         let src = source(json!({
+    #[tokio::test]
+    async fn issuer_fetches_refuse_a_redirect_to_plain_http() {
+        use tributary_engine::egress::EgressDenied;
+        use wiremock::matchers::path;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let server = MockServer::start().await;
+        // `.invalid` never resolves: only the scheme check can refuse it as egress.
+        Mock::given(path("/.well-known/openid-configuration"))
+            .respond_with(
+                ResponseTemplate::new(302).insert_header("location", "http://idp.invalid/oidc"),
+            )
+            .mount(&server)
+            .await;
+        let egress = EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap();
+        let http = HttpClient::new(http_config(egress)).unwrap();
+        let url = Url::parse(&format!(
+            "{}/.well-known/openid-configuration",
+            server.uri()
+        ))
+        .unwrap();
+
+        let err = http.get_json(&url).await.unwrap_err();
+
+        assert!(
+            matches!(
+                err,
+                FetchError::Http(EngineError::Egress(EgressDenied::InsecureScheme { .. }))
+            ),
+            "{err}"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    }
+
             "issuer": "https://evil.example.com",
             "jwks_uri": "https://idp.example.com/jwks"
         }));

@@ -45,6 +45,10 @@ pub struct HttpConfig {
     pub max_redirects: usize,
     /// Destinations allowed.
     pub egress: EgressPolicy,
+    /// Whether every hop, redirects included, must be https, except to hosts the allowlist opens
+    /// (see [`EgressPolicy::opens_plain_http`]). Off by default: provider specs may name http
+    /// endpoints, and the egress guard still applies.
+    pub require_https: bool,
     /// `User-Agent` header.
     pub user_agent: String,
 }
@@ -63,6 +67,7 @@ impl Default for HttpConfig {
             max_record_bytes: 2 * 1024 * 1024,
             max_redirects: 5,
             egress: EgressPolicy::public_only(),
+            require_https: false,
             user_agent: concat!("tributary/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -242,6 +247,9 @@ impl HttpClient {
         let mut with_credentials = true;
         for _hop in 0..=self.cfg.max_redirects {
             self.policy.check_url(&url)?;
+            if self.cfg.require_https {
+                self.policy.check_https(&url)?;
+            }
             let mut target = url.clone();
             if with_credentials && !req.auth.query.is_empty() {
                 let mut pairs = target.query_pairs_mut();

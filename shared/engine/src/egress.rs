@@ -34,6 +34,14 @@ pub enum EgressDenied {
     /// Not http(s) or no host.
     #[error("egress to `{0}` is forbidden: only http and https URLs with a host are allowed")]
     BadUrl(String),
+    /// Plain http where https is required (see [`EgressPolicy::check_https`]).
+    #[error(
+        "egress to {host} over plain http is forbidden: https is required (http only to loopback or private hosts the allowlist opens)"
+    )]
+    InsecureScheme {
+        /// Host as written.
+        host: String,
+    },
 }
 
 /// A network in the allowlist.
@@ -140,6 +148,35 @@ impl EgressPolicy {
             addr: ip,
             range,
         })
+    }
+
+    /// Whether plain http to `url` is acceptable where https is otherwise required: its host is a
+    /// loopback or private address (an IP literal, or `localhost`) that the allowlist opens, such as
+    /// a mock server of the local stack. Names other than `localhost` are never opened, since
+    /// whether they resolve to an opened address is only known after connecting.
+    pub fn opens_plain_http(&self, url: &Url) -> bool {
+        let ip = match url.host() {
+            Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+            _ => return false,
+        };
+        forbidden_range(ip).is_some() && self.check_ip(ip).is_ok()
+    }
+
+    /// Requires https, except for the hosts [`Self::opens_plain_http`] opens. Checked before any
+    /// connection, so nothing is sent in clear text.
+    pub fn check_https(&self, url: &Url) -> Result<(), EgressDenied> {
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if self.opens_plain_http(url) => Ok(()),
+            "http" => Err(EgressDenied::InsecureScheme {
+                host: url.host_str().unwrap_or_default().to_owned(),
+            }),
+            _ => Err(EgressDenied::BadUrl(url.to_string())),
+        }
     }
 }
 
@@ -404,6 +441,40 @@ mod tests {
             p.check_url(&Url::parse("https://api.stripe.com/v1").unwrap())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn https_is_required_unless_the_allowlist_opens_the_host() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let public = EgressPolicy::public_only();
+        assert!(public.check_https(&url("https://idp.example.com")).is_ok());
+        for insecure in [
+            "http://idp.example.com",
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://93.184.216.34",
+        ] {
+            assert!(
+                matches!(
+                    public.check_https(&url(insecure)),
+                    Err(EgressDenied::InsecureScheme { .. })
+                ),
+                "{insecure}"
+            );
+        }
+        let local = EgressPolicy::with_allowlist(["127.0.0.1", "::1"]).unwrap();
+        assert!(local.check_https(&url("http://127.0.0.1:8080/x")).is_ok());
+        assert!(local.check_https(&url("http://[::1]:8080/x")).is_ok());
+        assert!(local.check_https(&url("http://LocalHost:8080/x")).is_ok());
+        // Not opened: a private address off the list, a public address, any other name.
+        for insecure in [
+            "http://10.0.0.1/x",
+            "http://93.184.216.34/x",
+            "http://issuer.invalid/x",
+        ] {
+            assert!(local.check_https(&url(insecure)).is_err(), "{insecure}");
+        }
+        assert!(local.check_https(&url("ftp://127.0.0.1/x")).is_err());
     }
 
     #[tokio::test]

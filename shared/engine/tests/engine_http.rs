@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tributary_engine::egress::EgressDenied;
 use tributary_engine::spec::load;
 use tributary_engine::{
     Connection, EgressPolicy, Engine, EngineError, ErrorClass, HttpConfig, Page, ProviderSpec,
@@ -559,6 +560,114 @@ async fn redirect_to_private_address_is_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, EngineError::Egress(_)), "{err}");
+}
+
+fn https_only_engine() -> Engine {
+    Engine::new(HttpConfig {
+        egress: EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        request_timeout: Duration::from_millis(500),
+        require_https: true,
+        ..HttpConfig::default()
+    })
+    .unwrap()
+}
+
+/// An origin whose `/v1/items` redirects to `location`.
+async fn redirecting_to(location: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/v1/items"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", location))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn when_https_is_required_a_redirect_to_plain_http_is_refused_before_connecting() {
+    // `.invalid` never resolves (RFC 6761): refused for its scheme, the error is Egress; had the
+    // hop been attempted, it would be a transport (DNS) error instead.
+    for location in ["http://issuer.invalid/jwks", "http://93.184.216.34/jwks"] {
+        let server = redirecting_to(location).await;
+
+        let err = collect(
+            &https_only_engine(),
+            &spec(),
+            "items",
+            &conn(&server),
+            ReadOptions::default(),
+        )
+        .await
+        .unwrap_err();
+
+        assert!(
+            matches!(
+                err,
+                EngineError::Egress(EgressDenied::InsecureScheme { .. })
+            ),
+            "{location}: {err}"
+        );
+        // Not retried either: a refused destination is configuration, not a transient failure.
+        assert_eq!(err.class(), ErrorClass::Config);
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn when_https_is_required_https_hops_and_allowlisted_http_hops_still_go() {
+    // An https hop is let through the scheme check (and then fails on DNS, as `.invalid` must).
+    let server = redirecting_to("https://issuer.invalid/jwks").await;
+    let err = collect(
+        &https_only_engine(),
+        &spec(),
+        "items",
+        &conn(&server),
+        ReadOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        !matches!(
+            err,
+            EngineError::Egress(EgressDenied::InsecureScheme { .. })
+        ),
+        "{err}"
+    );
+
+    // A plain-http hop to a loopback mock the allowlist opens is followed.
+    let other = MockServer::start().await;
+    Mock::given(path("/elsewhere"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": "r"}]})))
+        .expect(1)
+        .mount(&other)
+        .await;
+    let server = redirecting_to(&format!("{}/elsewhere", other.uri())).await;
+    let pages = collect(
+        &https_only_engine(),
+        &spec(),
+        "items",
+        &conn(&server),
+        ReadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&pages), ["r"]);
+}
+
+#[tokio::test]
+async fn by_default_plain_http_redirects_are_left_to_the_egress_guard() {
+    let server = redirecting_to("http://issuer.invalid/jwks").await;
+    let err = collect(
+        &engine(),
+        &spec(),
+        "items",
+        &conn(&server),
+        ReadOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(!matches!(err, EngineError::Egress(_)), "{err}");
 }
 
 #[tokio::test]
