@@ -209,6 +209,7 @@ fn tenant(name: &str) -> Tenant {
         rate_limit_per_minute: 600,
         created_at_ms: 1,
         updated_at_ms: 1,
+        version: 0,
     }
 }
 
@@ -271,7 +272,8 @@ async fn tenants_are_created_listed_in_pages_updated_and_deleted() {
 
     let mut disabled = created[1].clone();
     disabled.status = TenantStatus::Disabled;
-    assert!(table.update_tenant(&disabled).await.unwrap());
+    disabled.version = 1;
+    assert!(table.update_tenant(&disabled, 0).await.unwrap());
     assert_eq!(
         table
             .get_tenant(&disabled.id)
@@ -281,11 +283,51 @@ async fn tenants_are_created_listed_in_pages_updated_and_deleted() {
             .status,
         TenantStatus::Disabled
     );
-    assert!(!table.update_tenant(&tenant("ghost")).await.unwrap());
+    assert!(!table.update_tenant(&tenant("ghost"), 0).await.unwrap());
+    // A writer that read version 0 (a concurrent rename) cannot overwrite the disable.
+    let mut stale_rename = created[1].clone();
+    stale_rename.name = "renamed".into();
+    stale_rename.version = 1;
+    assert!(matches!(
+        table.update_tenant(&stale_rename, 0).await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+    let stored = table.get_tenant(&disabled.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, TenantStatus::Disabled);
+    assert_eq!(stored.version, 1);
+    // Applied to what it read now, the rename goes through and keeps the disable.
+    let mut rename = stored.clone();
+    rename.name = "renamed".into();
+    rename.version = 2;
+    assert!(table.update_tenant(&rename, 1).await.unwrap());
+}
 
-    assert!(table.delete_tenant(&created[2].id).await.unwrap());
-    assert!(!table.delete_tenant(&created[2].id).await.unwrap());
-    assert_eq!(table.get_tenant(&created[2].id).await.unwrap(), None);
+#[tokio::test]
+async fn a_cursor_outside_the_listed_range_is_refused_before_the_query() {
+    let env = env().await;
+    let table = env.control();
+    let a = tenant("a");
+    for bad in ["AUDIT#evt_x", "ISSUER#iss_x", "TENANT#x"] {
+        let page = PageRequest {
+            limit: 5,
+            after: Some(bad.into()),
+        };
+        assert!(
+            matches!(
+                table.list_keys(&a.id, &page).await,
+                Err(tributary_core::PortError::OutOfRange { .. })
+            ),
+            "{bad}"
+        );
+    }
+    let page = PageRequest {
+        limit: 5,
+        after: Some("APIKEY#key_x".into()),
+    };
+    assert!(matches!(
+        table.list_tenants(&page).await,
+        Err(tributary_core::PortError::OutOfRange { .. })
+    ));
 }
 
 #[tokio::test]
@@ -373,38 +415,68 @@ async fn keys_are_scoped_to_their_tenant_and_revocation_is_audited() {
     );
 }
 
-#[tokio::test]
-async fn issuers_are_found_by_url_across_tenants_and_deleted_per_tenant() {
-    let env = env().await;
-    let table = env.control();
-    let a = tenant("a");
-    let b = tenant("b");
-    let issuer = |t: &Tenant, url: &str| OidcIssuer {
+fn issuer(t: &TenantId, url: &str, audience: &str) -> OidcIssuer {
+    OidcIssuer {
         id: IssuerId::generate(),
-        tenant_id: t.id.clone(),
+        tenant_id: t.clone(),
         issuer: url.into(),
-        audience: "tributary".into(),
+        audience: audience.into(),
         jwks_uri: None,
         scopes_claim: "scope".into(),
+        allowed_scopes: vec![Scope::RecordsRead],
         created_at_ms: 1,
-    };
-    let ia = issuer(&a, "https://idp.example.com/");
-    let ib = issuer(&b, "https://idp.example.com/");
-    let other = issuer(&b, "https://other.example.com/");
-    for i in [&ia, &ib, &other] {
-        table
-            .create_issuer(i, &audit(&i.tenant_id, "issuer.created", i.id.as_str()))
+        expires_at_ms: None,
+        created_by: "key_x".into(),
+    }
+}
+
+const SHARED_ISSUER: &str = "https://accounts.example.com";
+
+#[tokio::test]
+async fn an_issuer_audience_pair_is_one_registration_found_by_one_read_and_deleted_per_tenant() {
+    use tributary_core::tenancy::IssuerCreated;
+    let env = env().await;
+    let table = env.control();
+    let (a, b) = (tenant("a"), tenant("b"));
+    let ia = issuer(&a.id, SHARED_ISSUER, "tributary-a");
+    let ib = issuer(&b.id, SHARED_ISSUER, "tributary-b");
+    for i in [&ia, &ib] {
+        let created = table
+            .create_issuer(i, &audit(&i.tenant_id, "issuer.created", i.id.as_str()), 20)
             .await
             .unwrap();
+        assert_eq!(created, IssuerCreated::Created);
     }
-    let mut found = table
-        .issuers_by_url("https://idp.example.com/")
-        .await
-        .unwrap();
-    found.sort_by(|x, y| x.id.cmp(&y.id));
-    let mut expected = vec![ia.clone(), ib.clone()];
-    expected.sort_by(|x, y| x.id.cmp(&y.id));
-    assert_eq!(found, expected);
+    // The pair belongs to one tenant: b cannot register a's pair.
+    let stolen = issuer(&b.id, SHARED_ISSUER, "tributary-a");
+    assert_eq!(
+        table
+            .create_issuer(&stolen, &audit(&b.id, "issuer.created", "x"), 20)
+            .await
+            .unwrap(),
+        IssuerCreated::PairTaken
+    );
+    assert_eq!(
+        table
+            .issuer_registration(SHARED_ISSUER, "tributary-a")
+            .await
+            .unwrap(),
+        Some(ia.clone())
+    );
+    assert_eq!(
+        table
+            .issuer_registration(SHARED_ISSUER, "tributary-b")
+            .await
+            .unwrap(),
+        Some(ib.clone())
+    );
+    assert_eq!(
+        table
+            .issuer_registration(SHARED_ISSUER, "nope")
+            .await
+            .unwrap(),
+        None
+    );
 
     assert_eq!(table.get_issuer(&b.id, &ia.id).await.unwrap(), None);
     assert!(
@@ -425,10 +497,238 @@ async fn issuers_are_found_by_url_across_tenants_and_deleted_per_tenant() {
     );
     assert_eq!(
         table
-            .issuers_by_url("https://idp.example.com/")
+            .issuer_registration(SHARED_ISSUER, "tributary-a")
             .await
             .unwrap(),
-        vec![ib]
+        None
+    );
+    // Once a removed it, the pair is free.
+    assert_eq!(
+        table
+            .create_issuer(&stolen, &audit(&b.id, "issuer.created", "x"), 20)
+            .await
+            .unwrap(),
+        IssuerCreated::Created
+    );
+}
+
+#[tokio::test]
+async fn many_registrations_of_a_shared_issuer_cannot_hide_a_later_tenants_registration() {
+    use tributary_core::tenancy::IssuerCreated;
+    let env = env().await;
+    let table = env.control();
+    let (attacker, victim) = (tenant("attacker"), tenant("victim"));
+    // More junk audiences than any query page would return (the old lookup stopped at 100).
+    for n in 0..105 {
+        let junk = issuer(&attacker.id, SHARED_ISSUER, &format!("junk-{n:03}"));
+        let created = table
+            .create_issuer(&junk, &audit(&attacker.id, "issuer.created", "x"), 1000)
+            .await
+            .unwrap();
+        assert_eq!(created, IssuerCreated::Created);
+    }
+    let mine = issuer(&victim.id, SHARED_ISSUER, "victim-api");
+    table
+        .create_issuer(&mine, &audit(&victim.id, "issuer.created", "x"), 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        table
+            .issuer_registration(SHARED_ISSUER, "victim-api")
+            .await
+            .unwrap(),
+        Some(mine.clone())
+    );
+    // And the attacker cannot take the victim's pair.
+    let taken = issuer(&attacker.id, SHARED_ISSUER, "victim-api");
+    assert_eq!(
+        table
+            .create_issuer(&taken, &audit(&attacker.id, "issuer.created", "x"), 1000)
+            .await
+            .unwrap(),
+        IssuerCreated::PairTaken
+    );
+}
+
+#[tokio::test]
+async fn registrations_per_tenant_are_capped_and_a_removal_frees_a_place() {
+    use tributary_core::tenancy::IssuerCreated;
+    let env = env().await;
+    let table = env.control();
+    let t = tenant("t");
+    let first = issuer(&t.id, SHARED_ISSUER, "one");
+    for aud in ["one", "two"] {
+        let i = if aud == "one" {
+            first.clone()
+        } else {
+            issuer(&t.id, SHARED_ISSUER, aud)
+        };
+        assert_eq!(
+            table
+                .create_issuer(&i, &audit(&t.id, "issuer.created", "x"), 2)
+                .await
+                .unwrap(),
+            IssuerCreated::Created
+        );
+    }
+    let third = issuer(&t.id, SHARED_ISSUER, "three");
+    assert_eq!(
+        table
+            .create_issuer(&third, &audit(&t.id, "issuer.created", "x"), 2)
+            .await
+            .unwrap(),
+        IssuerCreated::LimitReached
+    );
+    // Nothing of the refused registration was written.
+    assert_eq!(
+        table
+            .issuer_registration(SHARED_ISSUER, "three")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        table
+            .delete_issuer(&t.id, &first.id, &audit(&t.id, "issuer.deleted", "x"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        table
+            .create_issuer(&third, &audit(&t.id, "issuer.created", "x"), 2)
+            .await
+            .unwrap(),
+        IssuerCreated::Created
+    );
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_pair_admit_exactly_one() {
+    use tributary_core::tenancy::IssuerCreated;
+    let env = env().await;
+    let table = env.control();
+    for round in 0..5 {
+        let (a, b) = (tenant("a"), tenant("b"));
+        let aud = format!("race-{round}");
+        let (ia, ib) = (
+            issuer(&a.id, SHARED_ISSUER, &aud),
+            issuer(&b.id, SHARED_ISSUER, &aud),
+        );
+        let (audit_a, audit_b) = (
+            audit(&a.id, "issuer.created", "x"),
+            audit(&b.id, "issuer.created", "x"),
+        );
+        let (ra, rb) = tokio::join!(
+            table.create_issuer(&ia, &audit_a, 20),
+            table.create_issuer(&ib, &audit_b, 20)
+        );
+        let mut outcomes = vec![ra.unwrap(), rb.unwrap()];
+        outcomes.sort_by_key(|o| *o != IssuerCreated::Created);
+        assert_eq!(
+            outcomes,
+            vec![IssuerCreated::Created, IssuerCreated::PairTaken],
+            "round {round}"
+        );
+        // Which item survives is not checked here: moto rolls a cancelled transaction back by
+        // restoring a snapshot, which under concurrency can drop the winner's item (DynamoDB does
+        // not); the sequential tests above prove the item is written.
+    }
+}
+
+#[tokio::test]
+async fn purging_a_deleting_tenant_removes_everything_but_its_audit_and_then_the_tenant() {
+    use tributary_core::tenancy::{IssuerCreated, PurgeProgress};
+    let env = env().await;
+    let table = env.control();
+    let (t, other) = (tenant("doomed"), tenant("other"));
+    table.create_tenant(&t).await.unwrap();
+    table.create_tenant(&other).await.unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..30 {
+        let k = key(&t.id);
+        table
+            .create_key(&k, &audit(&t.id, "api_key.created", k.id.as_str()))
+            .await
+            .unwrap();
+        keys.push(k);
+    }
+    let kept_key = key(&other.id);
+    table
+        .create_key(&kept_key, &audit(&other.id, "api_key.created", "x"))
+        .await
+        .unwrap();
+    let reg = issuer(&t.id, SHARED_ISSUER, "doomed-api");
+    table
+        .create_issuer(&reg, &audit(&t.id, "issuer.created", "x"), 20)
+        .await
+        .unwrap();
+
+    let mut deleting = t.clone();
+    deleting.status = TenantStatus::Deleting;
+    deleting.version = 1;
+    assert!(table.update_tenant(&deleting, 0).await.unwrap());
+    let audit_expiry = 1_900_000_000;
+    // One step, then a "crash": a new run starts over and finishes.
+    assert_eq!(
+        table.purge_tenant(&t.id, audit_expiry).await.unwrap(),
+        PurgeProgress::More
+    );
+    let mut steps = 1;
+    while table.purge_tenant(&t.id, audit_expiry).await.unwrap() == PurgeProgress::More {
+        steps += 1;
+        assert!(steps < 50, "the purge does not end");
+    }
+    assert!(steps > 2, "30 keys take several batches, took {steps}");
+
+    assert_eq!(table.get_tenant(&t.id).await.unwrap(), None);
+    for k in &keys {
+        assert_eq!(table.get_key(&k.id).await.unwrap(), None);
+    }
+    assert_eq!(
+        table
+            .issuer_registration(SHARED_ISSUER, "doomed-api")
+            .await
+            .unwrap(),
+        None
+    );
+    // What is left of the tenant's partition is its audit, expiring at the retention's end.
+    let left = env
+        .clients
+        .dynamodb
+        .query()
+        .table_name(table.name())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("TENANT#{}", t.id)))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(
+        left.len(),
+        31,
+        "30 key audits and one issuer audit remain, and nothing else"
+    );
+    for item in &left {
+        let Some(AttributeValue::S(sk)) = item.get("sk") else {
+            panic!("no sk")
+        };
+        assert!(sk.starts_with("AUDIT#"), "{sk}");
+        assert_eq!(
+            item.get("expires_at"),
+            Some(&AttributeValue::N(audit_expiry.to_string()))
+        );
+    }
+    // The other tenant is untouched, and the freed pair can be registered again.
+    assert_eq!(table.get_key(&kept_key.id).await.unwrap(), Some(kept_key));
+    assert!(table.get_tenant(&other.id).await.unwrap().is_some());
+    let again = issuer(&other.id, SHARED_ISSUER, "doomed-api");
+    assert_eq!(
+        table
+            .create_issuer(&again, &audit(&other.id, "issuer.created", "x"), 20)
+            .await
+            .unwrap(),
+        IssuerCreated::Created
     );
 }
 

@@ -20,6 +20,9 @@ pub struct Config {
     pub canary_stale_after: Duration,
     /// `HEALTH_PROBE_TIMEOUT_MS`: how long health waits for each dependency (default 1500).
     pub probe_timeout: Duration,
+    /// `MAX_ISSUERS_PER_TENANT`: how many OIDC issuer registrations one tenant may hold (default 20,
+    /// 1 to 1000).
+    pub max_issuers_per_tenant: u32,
 }
 
 impl Config {
@@ -30,6 +33,16 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "HEALTH_PROBE_TIMEOUT_MS",
                 reason: "must be between 100 and 10000 milliseconds".into(),
+            });
+        }
+        let max_issuers: u32 = env.parsed_or(
+            "MAX_ISSUERS_PER_TENANT",
+            tributary_core::tenancy::DEFAULT_MAX_ISSUERS_PER_TENANT,
+        )?;
+        if !(1..=1000).contains(&max_issuers) {
+            return Err(ConfigError::Invalid {
+                name: "MAX_ISSUERS_PER_TENANT",
+                reason: "must be between 1 and 1000".into(),
             });
         }
         Ok(Self {
@@ -46,6 +59,7 @@ impl Config {
                 Duration::from_secs(86_400),
             )?,
             probe_timeout: Duration::from_millis(probe_ms),
+            max_issuers_per_tenant: max_issuers,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use tributary_core::ApiError;
+use tributary_core::auth::Principal;
 use tributary_core::scope::Scope;
 use tributary_core::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant, TenantStatus};
 use tributary_core::time::{EpochMillis, rfc3339};
@@ -85,6 +86,8 @@ pub enum TenantStatusDto {
     Active,
     /// Credentials are refused.
     Disabled,
+    /// Being deleted (read-only; `DELETE` again resumes an interrupted deletion).
+    Deleting,
 }
 
 impl From<TenantStatusDto> for TenantStatus {
@@ -92,6 +95,7 @@ impl From<TenantStatusDto> for TenantStatus {
         match s {
             TenantStatusDto::Active => TenantStatus::Active,
             TenantStatusDto::Disabled => TenantStatus::Disabled,
+            TenantStatusDto::Deleting => TenantStatus::Deleting,
         }
     }
 }
@@ -101,6 +105,7 @@ impl From<TenantStatus> for TenantStatusDto {
         match s {
             TenantStatus::Active => TenantStatusDto::Active,
             TenantStatus::Disabled => TenantStatusDto::Disabled,
+            TenantStatus::Deleting => TenantStatusDto::Deleting,
         }
     }
 }
@@ -114,10 +119,22 @@ impl TenantPatch {
         if let Some(rate) = self.rate_limit_per_minute {
             tenant.rate_limit_per_minute = check_rate("/rate_limit_per_minute", rate)?;
         }
+        if tenant.status == TenantStatus::Deleting {
+            return Err(ApiError::Conflict {
+                detail: "This tenant is being deleted and can no longer change. Call DELETE again to finish the deletion.".into(),
+            });
+        }
         if let Some(status) = self.status {
+            if matches!(status, TenantStatusDto::Deleting) {
+                return Err(invalid(
+                    "/status",
+                    "`status` can be `active` or `disabled`; delete a tenant with DELETE.",
+                ));
+            }
             tenant.status = status.into();
         }
         tenant.updated_at_ms = now;
+        tenant.version = tenant.version.saturating_add(1);
         Ok(())
     }
 }
@@ -130,7 +147,7 @@ pub struct TenantOut {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// `active` or `disabled`.
+    /// `active`, `disabled` or `deleting`.
     pub status: TenantStatusDto,
     /// Requests per minute.
     pub rate_limit_per_minute: u32,
@@ -153,6 +170,71 @@ impl From<Tenant> for TenantOut {
     }
 }
 
+/// Parses an optional RFC 3339 `expires_at` that must lie in the future.
+fn future_time(
+    pointer: &str,
+    raw: Option<&str>,
+    now: EpochMillis,
+) -> Result<Option<EpochMillis>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let at = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            invalid(
+                pointer,
+                "`expires_at` must be an RFC 3339 timestamp such as 2027-01-31T00:00:00Z.",
+            )
+        })?;
+    let ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    if ms <= now {
+        return Err(invalid(pointer, "`expires_at` must be in the future."));
+    }
+    Ok(Some(ms))
+}
+
+/// The expiry of a credential (or registration) that `creator` makes: never later than the
+/// creator's own credential, so nothing derived outlives what made it.
+pub fn bounded_expiry(
+    pointer: &str,
+    requested: Option<EpochMillis>,
+    creator: &Principal,
+) -> Result<Option<EpochMillis>, ApiError> {
+    let Some(limit) = creator.expires_at_ms else {
+        return Ok(requested);
+    };
+    match requested {
+        Some(at) if at <= limit => Ok(Some(at)),
+        _ => Err(invalid(
+            pointer,
+            &format!(
+                "What a credential creates never outlives it, and yours expires at {}. Set `expires_at` at or before that time.",
+                time(limit)
+            ),
+        )),
+    }
+}
+
+/// Scopes to grant to something a tenant's credential creates: at least one, never `admin`.
+fn tenant_scopes(pointer: &str, requested: &[Scope]) -> Result<Vec<Scope>, ApiError> {
+    if requested.is_empty() {
+        return Err(invalid(pointer, "Grant at least one scope."));
+    }
+    if let Some(s) = requested.iter().find(|s| !s.is_tenant_grantable()) {
+        return Err(invalid(
+            pointer,
+            &format!(
+                "`{s}` belongs to the deployment alone and cannot be granted to a tenant's credential. Remove it from `{}`.",
+                pointer.trim_start_matches('/')
+            ),
+        ));
+    }
+    let mut scopes = requested.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    Ok(scopes)
+}
+
 /// An API key to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -161,10 +243,12 @@ pub struct ApiKeyIn {
     /// What the key is for, 1 to 100 characters.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// Scopes to grant: at least one, and only scopes the caller holds.
+    /// Scopes to grant: at least one, only scopes the caller holds, never `admin` (which belongs to
+    /// the deployment alone).
     #[schema(value_type = Vec<crate::routes::docs::ScopeName>, example = json!(["connections:read"]))]
     pub scopes: Vec<Scope>,
-    /// When the key stops working (RFC 3339, in the future); never when absent.
+    /// When the key stops working (RFC 3339, in the future); never when absent. Required, and at
+    /// most the creating credential's own expiry, when that credential expires.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
@@ -176,35 +260,8 @@ impl ApiKeyIn {
         now: EpochMillis,
     ) -> Result<(String, Vec<Scope>, Option<EpochMillis>), ApiError> {
         let name = check_name("/name", &self.name)?;
-        if self.scopes.is_empty() {
-            return Err(invalid("/scopes", "Grant at least one scope."));
-        }
-        let mut scopes = self.scopes.clone();
-        scopes.sort();
-        scopes.dedup();
-        let expires = match &self.expires_at {
-            None => None,
-            Some(raw) => {
-                let at = time::OffsetDateTime::parse(
-                    raw,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map_err(|_| {
-                    invalid(
-                        "/expires_at",
-                        "`expires_at` must be an RFC 3339 timestamp such as 2027-01-31T00:00:00Z.",
-                    )
-                })?;
-                let ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-                if ms <= now {
-                    return Err(invalid(
-                        "/expires_at",
-                        "`expires_at` must be in the future.",
-                    ));
-                }
-                Some(ms)
-            }
-        };
+        let scopes = tenant_scopes("/scopes", &self.scopes)?;
+        let expires = future_time("/expires_at", self.expires_at.as_deref(), now)?;
         Ok((name, scopes, expires))
     }
 }
@@ -263,7 +320,7 @@ pub struct ApiKeyCreatedOut {
 /// An OIDC issuer to register.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"issuer": "https://acme.eu.auth0.com/", "audience": "https://api.acme.com/tributary", "scopes_claim": "permissions"}))]
+#[schema(example = json!({"issuer": "https://acme.eu.auth0.com/", "audience": "https://api.acme.com/tributary", "scopes_claim": "permissions", "allowed_scopes": ["connections:read", "records:read"]}))]
 pub struct OidcIssuerIn {
     /// The exact `iss` value of the tokens (an https URL).
     #[schema(max_length = 512)]
@@ -277,6 +334,30 @@ pub struct OidcIssuerIn {
     /// The claim that carries scopes (default `scope`).
     #[schema(pattern = "^[A-Za-z0-9_.:/-]{1,64}$")]
     pub scopes_claim: Option<String>,
+    /// The most a token of this issuer can grant: the authorizer gives a token the scopes it claims
+    /// that are also in this list. At least one, only scopes the caller holds, never `admin`.
+    #[schema(value_type = Vec<crate::routes::docs::ScopeName>, example = json!(["connections:read", "records:read"]))]
+    pub allowed_scopes: Vec<Scope>,
+    /// When the registration stops being honoured (RFC 3339, in the future); never when absent.
+    /// Required, and at most the registering credential's own expiry, when that credential expires.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// An issuer registration, validated.
+pub struct IssuerInput {
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`.
+    pub audience: String,
+    /// JWKS URL.
+    pub jwks_uri: Option<String>,
+    /// Scopes claim.
+    pub scopes_claim: String,
+    /// The most tokens can hold.
+    pub allowed_scopes: Vec<Scope>,
+    /// Requested expiry.
+    pub expires_at_ms: Option<EpochMillis>,
 }
 
 fn check_url(pointer: &str, raw: &str) -> Result<String, ApiError> {
@@ -298,8 +379,8 @@ fn check_url(pointer: &str, raw: &str) -> Result<String, ApiError> {
 }
 
 impl OidcIssuerIn {
-    /// Validated issuer, audience, JWKS URL and scopes claim.
-    pub fn validate(&self) -> Result<(String, String, Option<String>, String), ApiError> {
+    /// The validated registration.
+    pub fn validate(&self, now: EpochMillis) -> Result<IssuerInput, ApiError> {
         let issuer = check_url("/issuer", &self.issuer)?;
         let audience = self.audience.trim();
         if audience.is_empty() || audience.len() > 256 {
@@ -325,7 +406,14 @@ impl OidcIssuerIn {
                 "`scopes_claim` must be 1 to 64 characters of letters, digits and _-.:/",
             ));
         }
-        Ok((issuer, audience.to_owned(), jwks, claim.to_owned()))
+        Ok(IssuerInput {
+            issuer,
+            audience: audience.to_owned(),
+            jwks_uri: jwks,
+            scopes_claim: claim.to_owned(),
+            allowed_scopes: tenant_scopes("/allowed_scopes", &self.allowed_scopes)?,
+            expires_at_ms: future_time("/expires_at", self.expires_at.as_deref(), now)?,
+        })
     }
 }
 
@@ -342,8 +430,15 @@ pub struct OidcIssuerOut {
     pub jwks_uri: Option<String>,
     /// The claim that carries scopes.
     pub scopes_claim: String,
+    /// The most a token of this issuer can grant.
+    #[schema(value_type = Vec<crate::routes::docs::ScopeName>)]
+    pub allowed_scopes: Vec<Scope>,
     /// RFC 3339.
     pub created_at: String,
+    /// RFC 3339, if the registration expires.
+    pub expires_at: Option<String>,
+    /// Who registered it.
+    pub created_by: String,
 }
 
 impl From<OidcIssuer> for OidcIssuerOut {
@@ -354,7 +449,10 @@ impl From<OidcIssuer> for OidcIssuerOut {
             audience: i.audience,
             jwks_uri: i.jwks_uri,
             scopes_claim: i.scopes_claim,
+            allowed_scopes: i.allowed_scopes,
             created_at: time(i.created_at_ms),
+            expires_at: i.expires_at_ms.map(time),
+            created_by: i.created_by,
         }
     }
 }

@@ -82,6 +82,15 @@ impl Reply {
         })
     }
 
+    /// 202 with `body`: the work goes on.
+    pub fn accepted(body: impl serde::Serialize) -> Result<Self, ApiError> {
+        Ok(Self {
+            status: 202,
+            body: Some(to_value(body)?),
+            location: None,
+        })
+    }
+
     /// 204.
     pub fn no_content() -> Result<Self, ApiError> {
         Ok(Self {
@@ -339,6 +348,12 @@ async fn authorize<S: ControlStore, Q>(
     access: Access,
 ) -> Result<Caller, ApiError> {
     let principal = principal(request)?;
+    // The authorizer cache may hold an allow past the credential's expiry; the expiry travels in the
+    // context, so the API refuses it here, whatever the cache says.
+    if principal.is_expired(deps.clock.now_ms()) {
+        tracing::info!(principal = %principal.principal, "credential expired (cached by the gateway)");
+        return Err(ApiError::Unauthenticated);
+    }
     tracing::info!(principal = %principal.principal, "authenticated");
     if let Some(tenant) = &principal.tenant_id {
         rate_limit(deps, tenant).await?;
@@ -461,10 +476,12 @@ async fn idempotent<S: ControlStore, Q>(
     caller: &Caller,
     key: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let scope = caller.principal.tenant_id.as_ref().map_or_else(
-        || format!("principal:{}", caller.principal.principal),
-        ToString::to_string,
-    );
+    // Keys are scoped to the principal within its tenant: another credential of the same tenant
+    // using the same key gets its own request, never this one's stored response.
+    let scope = match &caller.principal.tenant_id {
+        Some(tenant) => format!("{tenant}#{}", caller.principal.principal),
+        None => format!("principal:{}", caller.principal.principal),
+    };
     let mut hasher = Sha256::new();
     hasher.update(request.method().as_str().as_bytes());
     hasher.update(b" ");
@@ -501,6 +518,9 @@ async fn idempotent<S: ControlStore, Q>(
                     status: reply.status,
                     body: replay_body(reply.body.as_ref()),
                 }),
+                // A refusal that depends on who asks (authentication, scopes) or on the moment
+                // (rate limits) is not the request's outcome: a retry with the key may succeed.
+                Err(e) if matches!(e.status(), 401 | 403 | 429) => None,
                 Err(e) if e.status() < 500 => Some(StoredResponse {
                     status: e.status(),
                     body: serde_json::to_string(&e.to_problem(Some(request.uri().path())))

@@ -1,6 +1,7 @@
 //! An in-memory control store and request builders for the handler tests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use tributary_core::ports::{
     CanaryStore, CredentialStore, IdempotencyBegin, IdempotencyStore, QueueDepth, QueueStats,
     RateCounter, StoredResponse, TenantStore,
 };
-use tributary_core::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant};
+use tributary_core::tenancy::{
+    ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant, TenantStatus,
+};
 use tributary_core::time::{EpochMillis, ManualClock};
 
 use crate::config::Config;
@@ -37,28 +40,90 @@ pub struct MemStore {
     pub(crate) inner: Arc<Mutex<Inner>>,
     /// Makes canary reads slower than any probe timeout.
     pub slow_canary: bool,
+    /// While set, every operation fails as an unavailable store would.
+    pub failing: Arc<AtomicBool>,
+    /// Audit events kept after their tenant's deletion, with their expiry (epoch seconds).
+    pub(crate) kept_audit: Arc<Mutex<BTreeMap<String, i64>>>,
 }
 
-fn page<T: Clone>(items: Vec<(String, T)>, req: &PageRequest) -> Page<T> {
+fn page<T: Clone>(
+    items: Vec<(String, T)>,
+    prefix: &str,
+    req: &PageRequest,
+) -> Result<Page<T>, PortError> {
+    if req.after.as_deref().is_some_and(|a| !a.starts_with(prefix)) {
+        return Err(PortError::OutOfRange {
+            service: Service::Store,
+            operation: "Query",
+        });
+    }
     let mut rest: Vec<(String, T)> = items
         .into_iter()
         .filter(|(k, _)| req.after.as_ref().is_none_or(|a| k > a))
         .collect();
     let more = rest.len() > req.limit as usize;
     rest.truncate(req.limit as usize);
-    Page {
+    Ok(Page {
         next_after: if more {
             rest.last().map(|(k, _)| k.clone())
         } else {
             None
         },
         items: rest.into_iter().map(|(_, v)| v).collect(),
+    })
+}
+
+fn down() -> PortError {
+    PortError::Unavailable {
+        service: Service::Store,
+        operation: "test",
+        detail: "arn:aws:dynamodb:secret-internal-detail".into(),
     }
 }
 
 impl MemStore {
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         f(&mut self.inner.lock().unwrap())
+    }
+
+    /// Like `with`, failing while the failure switch is on.
+    fn try_with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> Result<R, PortError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(down());
+        }
+        Ok(self.with(f))
+    }
+
+    /// Turns the failure switch on or off.
+    pub fn fail(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+
+    /// How many items the store holds for `tenant` (keys, issuers, live audit events).
+    pub fn owned_by(&self, tenant: &TenantId) -> usize {
+        let kept = self.kept_audit.lock().unwrap().clone();
+        self.with(|i| {
+            i.keys.values().filter(|k| k.tenant_id == *tenant).count()
+                + i.issuers
+                    .values()
+                    .filter(|o| o.tenant_id == *tenant)
+                    .count()
+                + i.audit
+                    .iter()
+                    .filter(|(id, e)| e.tenant_id == *tenant && !kept.contains_key(*id))
+                    .count()
+        })
+    }
+
+    /// The tenant's audit events kept after deletion.
+    pub fn kept_audit_of(&self, tenant: &TenantId) -> usize {
+        let kept = self.kept_audit.lock().unwrap().clone();
+        self.with(|i| {
+            i.audit
+                .iter()
+                .filter(|(id, e)| e.tenant_id == *tenant && kept.contains_key(*id))
+                .count()
+        })
     }
 
     /// Seeds a canary observation.
@@ -74,66 +139,119 @@ impl MemStore {
 
 impl CanaryStore for MemStore {
     async fn record(&self, o: &CanaryObservation) -> Result<(), PortError> {
-        self.with(|i| i.canary = Some(o.clone()));
-        Ok(())
+        self.try_with(|i| i.canary = Some(o.clone()))
     }
     async fn latest(&self) -> Result<Option<CanaryObservation>, PortError> {
         if self.slow_canary {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
-        Ok(self.with(|i| i.canary.clone()))
+        self.try_with(|i| i.canary.clone())
     }
 }
 
 impl TenantStore for MemStore {
     async fn create_tenant(&self, t: &Tenant) -> Result<(), PortError> {
-        self.with(|i| i.tenants.insert(t.id.to_string(), t.clone()));
-        Ok(())
+        self.try_with(|i| {
+            i.tenants.insert(t.id.to_string(), t.clone());
+        })
     }
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, PortError> {
-        Ok(self.with(|i| i.tenants.get(id.as_str()).cloned()))
+        self.try_with(|i| i.tenants.get(id.as_str()).cloned())
     }
     async fn list_tenants(&self, req: &PageRequest) -> Result<Page<Tenant>, PortError> {
-        Ok(self.with(|i| page(i.tenants.clone().into_iter().collect(), req)))
+        self.try_with(|i| {
+            page(
+                i.tenants.clone().into_iter().collect(),
+                TenantId::PREFIX,
+                req,
+            )
+        })?
     }
-    async fn update_tenant(&self, t: &Tenant) -> Result<bool, PortError> {
-        Ok(self.with(|i| {
-            i.tenants
-                .get_mut(t.id.as_str())
-                .map(|slot| *slot = t.clone())
-                .is_some()
-        }))
+    async fn update_tenant(&self, t: &Tenant, expected: u64) -> Result<bool, PortError> {
+        self.try_with(|i| match i.tenants.get_mut(t.id.as_str()) {
+            None => Ok(false),
+            Some(slot) if slot.version != expected => Err(PortError::Conflict {
+                service: Service::Store,
+                operation: "PutItem",
+            }),
+            Some(slot) => {
+                *slot = t.clone();
+                Ok(true)
+            }
+        })?
     }
-    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, PortError> {
-        Ok(self.with(|i| i.tenants.remove(id.as_str()).is_some()))
+    async fn purge_tenant(
+        &self,
+        id: &TenantId,
+        audit_expires_at_s: i64,
+    ) -> Result<PurgeProgress, PortError> {
+        let kept = self.kept_audit.clone();
+        self.try_with(|i| {
+            if i.tenants
+                .get(id.as_str())
+                .is_some_and(|t| t.status != TenantStatus::Deleting)
+            {
+                return Err(PortError::Rejected {
+                    service: Service::Store,
+                    operation: "purge",
+                    detail: "tenant is not being deleted".into(),
+                });
+            }
+            // One item a step, so that tests see a deletion that takes several steps.
+            if let Some(k) = i
+                .keys
+                .iter()
+                .find(|(_, k)| k.tenant_id == *id)
+                .map(|(k, _)| k.clone())
+            {
+                i.keys.remove(&k);
+                return Ok(PurgeProgress::More);
+            }
+            if let Some(k) = i
+                .issuers
+                .iter()
+                .find(|(_, o)| o.tenant_id == *id)
+                .map(|(k, _)| k.clone())
+            {
+                i.issuers.remove(&k);
+                return Ok(PurgeProgress::More);
+            }
+            let mut kept = kept.lock().unwrap();
+            for (event, e) in &i.audit {
+                if e.tenant_id == *id {
+                    kept.entry(event.clone()).or_insert(audit_expires_at_s);
+                }
+            }
+            i.tenants.remove(id.as_str());
+            Ok(PurgeProgress::Done)
+        })?
     }
 }
 
 impl CredentialStore for MemStore {
     async fn create_key(&self, k: &ApiKeyRecord, a: &AuditEvent) -> Result<(), PortError> {
-        self.with(|i| {
+        self.try_with(|i| {
             i.keys.insert(k.id.to_string(), k.clone());
             i.audit.insert(a.id.to_string(), a.clone());
-        });
-        Ok(())
+        })
     }
     async fn get_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, PortError> {
-        Ok(self.with(|i| i.keys.get(id.as_str()).cloned()))
+        self.try_with(|i| i.keys.get(id.as_str()).cloned())
     }
     async fn list_keys(
         &self,
         t: &TenantId,
         req: &PageRequest,
     ) -> Result<Page<ApiKeyRecord>, PortError> {
-        Ok(self.with(|i| {
+        self.try_with(|i| {
             let mine = i
                 .keys
                 .iter()
                 .filter(|(_, k)| k.tenant_id == *t)
                 .map(|(id, k)| (format!("APIKEY#{id}"), k.clone()))
                 .collect();
-            page(mine, req)
-        }))
+            page(mine, "APIKEY#", req)
+        })?
     }
     async fn revoke_key(
         &self,
@@ -142,48 +260,67 @@ impl CredentialStore for MemStore {
         at: EpochMillis,
         a: &AuditEvent,
     ) -> Result<Option<ApiKeyRecord>, PortError> {
-        Ok(self.with(|i| {
+        self.try_with(|i| {
             let key = i.keys.get_mut(id.as_str()).filter(|k| k.tenant_id == *t)?;
             if key.revoked_at_ms.is_none() {
                 key.revoked_at_ms = Some(at);
                 i.audit.insert(a.id.to_string(), a.clone());
             }
             i.keys.get(id.as_str()).cloned()
-        }))
+        })
     }
-    async fn create_issuer(&self, o: &OidcIssuer, a: &AuditEvent) -> Result<(), PortError> {
-        self.with(|i| {
+    async fn create_issuer(
+        &self,
+        o: &OidcIssuer,
+        a: &AuditEvent,
+        max: u32,
+    ) -> Result<IssuerCreated, PortError> {
+        self.try_with(|i| {
+            if i.issuers
+                .values()
+                .any(|x| x.issuer == o.issuer && x.audience == o.audience)
+            {
+                return IssuerCreated::PairTaken;
+            }
+            let held = i
+                .issuers
+                .values()
+                .filter(|x| x.tenant_id == o.tenant_id)
+                .count();
+            if held >= max as usize {
+                return IssuerCreated::LimitReached;
+            }
             i.issuers.insert(o.id.to_string(), o.clone());
             i.audit.insert(a.id.to_string(), a.clone());
-        });
-        Ok(())
+            IssuerCreated::Created
+        })
     }
     async fn get_issuer(
         &self,
         t: &TenantId,
         id: &IssuerId,
     ) -> Result<Option<OidcIssuer>, PortError> {
-        Ok(self.with(|i| {
+        self.try_with(|i| {
             i.issuers
                 .get(id.as_str())
                 .filter(|o| o.tenant_id == *t)
                 .cloned()
-        }))
+        })
     }
     async fn list_issuers(
         &self,
         t: &TenantId,
         req: &PageRequest,
     ) -> Result<Page<OidcIssuer>, PortError> {
-        Ok(self.with(|i| {
+        self.try_with(|i| {
             let mine = i
                 .issuers
                 .iter()
                 .filter(|(_, o)| o.tenant_id == *t)
-                .map(|(id, o)| (id.clone(), o.clone()))
+                .map(|(id, o)| (format!("ISSUER#{id}"), o.clone()))
                 .collect();
-            page(mine, req)
-        }))
+            page(mine, "ISSUER#", req)
+        })?
     }
     async fn delete_issuer(
         &self,
@@ -191,7 +328,7 @@ impl CredentialStore for MemStore {
         id: &IssuerId,
         a: &AuditEvent,
     ) -> Result<bool, PortError> {
-        Ok(self.with(|i| {
+        self.try_with(|i| {
             let mine = i
                 .issuers
                 .get(id.as_str())
@@ -201,31 +338,34 @@ impl CredentialStore for MemStore {
                 i.audit.insert(a.id.to_string(), a.clone());
             }
             mine
-        }))
+        })
     }
-    async fn issuers_by_url(&self, issuer: &str) -> Result<Vec<OidcIssuer>, PortError> {
-        Ok(self.with(|i| {
+    async fn issuer_registration(
+        &self,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Option<OidcIssuer>, PortError> {
+        self.try_with(|i| {
             i.issuers
                 .values()
-                .filter(|o| o.issuer == issuer)
+                .find(|o| o.issuer == issuer && o.audience == audience)
                 .cloned()
-                .collect()
-        }))
+        })
     }
     async fn list_audit(
         &self,
         t: &TenantId,
         req: &PageRequest,
     ) -> Result<Page<AuditEvent>, PortError> {
-        Ok(self.with(|i| {
+        self.try_with(|i| {
             let mine = i
                 .audit
                 .iter()
                 .filter(|(_, e)| e.tenant_id == *t)
-                .map(|(id, e)| (id.clone(), e.clone()))
+                .map(|(id, e)| (format!("AUDIT#{id}"), e.clone()))
                 .collect();
-            page(mine, req)
-        }))
+            page(mine, "AUDIT#", req)
+        })?
     }
 }
 
@@ -239,7 +379,7 @@ impl IdempotencyStore for MemStore {
         _: Duration,
         _: Duration,
     ) -> Result<IdempotencyBegin, PortError> {
-        Ok(self.with(
+        self.try_with(
             |i| match i.idempotency.get(&(scope.to_owned(), key.to_owned())) {
                 None => {
                     i.idempotency
@@ -250,19 +390,19 @@ impl IdempotencyStore for MemStore {
                 Some((_, None)) => IdempotencyBegin::InProgress,
                 Some((_, Some(r))) => IdempotencyBegin::Replay(r.clone()),
             },
-        ))
+        )
     }
     async fn complete(&self, scope: &str, key: &str, r: &StoredResponse) -> Result<(), PortError> {
-        self.with(|i| {
+        self.try_with(|i| {
             if let Some(slot) = i.idempotency.get_mut(&(scope.to_owned(), key.to_owned())) {
                 slot.1 = Some(r.clone());
             }
-        });
-        Ok(())
+        })
     }
     async fn abandon(&self, scope: &str, key: &str) -> Result<(), PortError> {
-        self.with(|i| i.idempotency.remove(&(scope.to_owned(), key.to_owned())));
-        Ok(())
+        self.try_with(|i| {
+            i.idempotency.remove(&(scope.to_owned(), key.to_owned()));
+        })
     }
 }
 
@@ -274,11 +414,11 @@ impl RateCounter for MemStore {
         amount: u32,
         _: Duration,
     ) -> Result<u64, PortError> {
-        Ok(self.with(|i| {
+        self.try_with(|i| {
             let slot = i.rates.entry((bucket.to_owned(), window)).or_default();
             *slot += u64::from(amount);
             *slot
-        }))
+        })
     }
 }
 
@@ -312,6 +452,7 @@ pub fn deps(store: MemStore, queue: Result<QueueDepth, ()>) -> Deps<MemStore, Fa
             jobs_dlq_url: "d".into(),
             canary_stale_after: Duration::from_secs(180),
             probe_timeout: Duration::from_millis(200),
+            max_issuers_per_tenant: 20,
         },
         limiter: Default::default(),
         limits: Default::default(),
@@ -354,6 +495,13 @@ impl Req {
         self.event["requestContext"]["authorizer"] = serde_json::json!({
             "lambda": {"principal": principal, "tenant_id": tenant, "scopes": scopes}
         });
+        self
+    }
+
+    /// With the credential expiring at `expires_at_ms`, as the authorizer puts it in the context.
+    pub fn with_expiry(mut self, expires_at_ms: i64) -> Self {
+        self.event["requestContext"]["authorizer"]["lambda"]["expires_at_ms"] =
+            expires_at_ms.to_string().into();
         self
     }
 

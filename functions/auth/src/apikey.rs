@@ -35,7 +35,14 @@ where
             .map(|()| Principal {
                 principal: record.id.to_string(),
                 tenant_id: Some(record.tenant_id),
-                scopes: record.scopes,
+                // `admin` belongs to the deployment alone: a tenant key never carries it, even if
+                // a stored record says so.
+                scopes: record
+                    .scopes
+                    .into_iter()
+                    .filter(|s| s.is_tenant_grantable())
+                    .collect(),
+                expires_at_ms: record.expires_at_ms,
             }),
     };
     match &verdict {

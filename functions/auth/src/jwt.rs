@@ -36,6 +36,9 @@ const FORBIDDEN_HEADERS: [&str; 5] = ["jku", "x5u", "jwk", "x5c", "crit"];
 /// Longest `iss`, `kid` and `sub` we look at.
 const MAX_FIELD_LEN: usize = 512;
 
+/// Most audiences a token may name (each costs one registration lookup).
+const MAX_AUDIENCES: usize = 5;
+
 /// Whether a credential is shaped like a JWS compact serialization: three base64url segments, the
 /// last possibly empty (an unsigned token, which is then refused as such rather than taken for an
 /// admin key).
@@ -57,6 +60,7 @@ struct Untrusted {
     kid: Option<String>,
     iss: String,
     aud: Vec<String>,
+    exp: i64,
 }
 
 /// Verifies JWTs of registered issuers.
@@ -115,8 +119,15 @@ impl<F: FetchJson> JwtVerifier<F> {
     where
         D: TenantStore + CredentialStore,
     {
-        let registrations = store.issuers_by_url(&untrusted.iss).await?;
-        let registration = match pick_registration(registrations, &untrusted.aud) {
+        // One read per audience the token names (at most MAX_AUDIENCES): the (iss, aud) pair is a
+        // unique item, so no other tenant's registrations can hide or shadow the right one.
+        let mut registrations = Vec::with_capacity(untrusted.aud.len());
+        for aud in &untrusted.aud {
+            if let Some(found) = store.issuer_registration(&untrusted.iss, aud).await? {
+                registrations.push(found);
+            }
+        }
+        let registration = match pick_registration(registrations, now) {
             Ok(r) => r,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -158,10 +169,20 @@ impl<F: FetchJson> JwtVerifier<F> {
         if let Err(reason) = require_active(store, &registration.tenant_id).await? {
             return Ok(Err(reason));
         }
+        // The token is accepted until `exp` plus leeway, and never after its registration expires:
+        // the API function enforces this on requests the gateway's cache lets through.
+        let leeway_ms = i64::try_from(LEEWAY.as_millis()).unwrap_or(i64::MAX);
+        let token_expiry = untrusted.exp.saturating_mul(1000).saturating_add(leeway_ms);
+        let expires_at_ms = registration
+            .expires_at_ms
+            .map_or(token_expiry, |r| r.min(token_expiry));
+        let mut scopes = scopes_of(&claims, &registration.scopes_claim);
+        scopes.retain(|s| registration.allowed_scopes.contains(s));
         Ok(Ok(Principal {
             principal: format!("jwt:{sub}"),
             tenant_id: Some(registration.tenant_id.clone()),
-            scopes: scopes_of(&claims, &registration.scopes_claim),
+            scopes,
+            expires_at_ms: Some(expires_at_ms),
         }))
     }
 }
@@ -212,6 +233,12 @@ fn read_untrusted(token: &str, now: EpochMillis) -> Result<Untrusted, Denial> {
             ));
         }
     };
+    let mut aud = aud;
+    aud.sort();
+    aud.dedup();
+    if aud.is_empty() || aud.len() > MAX_AUDIENCES {
+        return Err(Denial::MalformedJwt("aud names no audience or too many"));
+    }
 
     let now_s = now.div_euclid(1000);
     let leeway = i64::try_from(LEEWAY.as_secs()).unwrap_or(i64::MAX);
@@ -225,7 +252,13 @@ fn read_untrusted(token: &str, now: EpochMillis) -> Result<Untrusted, Denial> {
     if numeric_date(&claims, "iat")?.is_some_and(|iat| iat > now_s.saturating_add(leeway)) {
         return Err(Denial::IssuedInFuture);
     }
-    Ok(Untrusted { alg, kid, iss, aud })
+    Ok(Untrusted {
+        alg,
+        kid,
+        iss,
+        aud,
+        exp,
+    })
 }
 
 fn json_object(segment: &str) -> Result<Map<String, Value>, Denial> {
@@ -254,24 +287,22 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
     }
 }
 
-/// The registration the token belongs to: its `iss`, one of its audiences, and a single tenant.
+/// The registration the token belongs to, among those of its (`iss`, `aud`) pairs: one tenant's, and
+/// not expired.
 fn pick_registration(
     mut registrations: Vec<OidcIssuer>,
-    audiences: &[String],
+    now: EpochMillis,
 ) -> Result<OidcIssuer, Denial> {
-    if registrations.is_empty() {
-        return Err(Denial::IssuerNotRegistered);
-    }
-    registrations.retain(|r| audiences.contains(&r.audience));
     registrations.sort_by(|a, b| a.id.cmp(&b.id));
     let tenants: BTreeSet<_> = registrations.iter().map(|r| &r.tenant_id).collect();
     if tenants.len() > 1 {
         return Err(Denial::AmbiguousRegistration);
     }
+    registrations.retain(|r| r.is_usable(now));
     registrations
         .into_iter()
         .next()
-        .ok_or(Denial::AudienceMismatch)
+        .ok_or(Denial::IssuerNotRegistered)
 }
 
 /// Scopes from the registration's claim (a space-separated string or an array of names). Unknown
@@ -447,36 +478,53 @@ mod tests {
             audience: aud.into(),
             jwks_uri: None,
             scopes_claim: "scope".into(),
+            allowed_scopes: vec![Scope::ConnectionsRead],
             created_at_ms: 0,
+            expires_at_ms: None,
+            created_by: "key_x".into(),
         }
     }
 
     #[test]
-    fn the_registration_is_chosen_by_audience_and_must_be_one_tenants() {
+    fn the_registration_must_be_one_tenants_and_unexpired() {
         let (a, b) = (
             tributary_core::ids::TenantId::generate(),
             tributary_core::ids::TenantId::generate(),
         );
-        let regs = vec![registration(&a, "api-a"), registration(&b, "api-b")];
-        let aud = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert_eq!(
-            pick_registration(regs.clone(), &aud(&["api-b"]))
+            pick_registration(vec![registration(&b, "api-b")], NOW)
                 .unwrap()
                 .tenant_id,
             b
         );
         assert_eq!(
-            pick_registration(regs.clone(), &aud(&["api-c"])).unwrap_err(),
-            Denial::AudienceMismatch
-        );
-        assert_eq!(
-            pick_registration(regs, &aud(&["api-a", "api-b"])).unwrap_err(),
+            pick_registration(
+                vec![registration(&a, "api-a"), registration(&b, "api-b")],
+                NOW
+            )
+            .unwrap_err(),
             Denial::AmbiguousRegistration
         );
         assert_eq!(
-            pick_registration(vec![], &aud(&["api-a"])).unwrap_err(),
+            pick_registration(vec![], NOW).unwrap_err(),
             Denial::IssuerNotRegistered
         );
+        let mut expired = registration(&a, "api-a");
+        expired.expires_at_ms = Some(NOW);
+        assert_eq!(
+            pick_registration(vec![expired], NOW).unwrap_err(),
+            Denial::IssuerNotRegistered
+        );
+    }
+
+    #[test]
+    fn audiences_are_bounded() {
+        let mut c = claims();
+        c["aud"] = json!(["a", "b", "c", "d", "e", "f"]);
+        assert!(matches!(
+            read_untrusted(&token(json!({"alg": "RS256"}), c), NOW),
+            Err(Denial::MalformedJwt(_))
+        ));
     }
 
     #[test]

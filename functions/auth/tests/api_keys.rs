@@ -119,3 +119,32 @@ async fn when_store_is_down_should_error_not_deny() {
 
     assert!(w.try_authorize(Some(&bearer(&token))).await.is_err());
 }
+
+#[tokio::test]
+async fn a_tenant_key_never_carries_admin_even_if_its_record_says_so() {
+    let w = World::new(&[]);
+    let tenant = w.store().add_tenant();
+    let (_, token) = w
+        .store()
+        .add_key(&tenant, vec![Scope::Admin, Scope::KeysRead]);
+
+    let out = w.authorize(Some(&bearer(&token))).await;
+
+    assert!(out.is_authorized);
+    assert_eq!(out.context["scopes"], "keys:read");
+}
+
+#[tokio::test]
+async fn a_key_expiry_travels_in_the_context_so_the_api_can_enforce_it_past_the_cache() {
+    let w = World::new(&[]);
+    let tenant = w.store().add_tenant();
+    let (id, token) = w.store().add_key(&tenant, vec![Scope::KeysRead]);
+    assert_eq!(
+        w.authorize(Some(&bearer(&token))).await.context["expires_at_ms"],
+        ""
+    );
+    w.store()
+        .edit_key(&id, |k| k.expires_at_ms = Some(NOW + 5_000));
+    let out = w.authorize(Some(&bearer(&token))).await;
+    assert_eq!(out.context["expires_at_ms"], (NOW + 5_000).to_string());
+}

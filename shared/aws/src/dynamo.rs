@@ -88,6 +88,17 @@ impl DynamoTable {
         Ok(())
     }
 
+    /// Sends many prepared write requests (puts and deletes, no key twice) in chunks of 25, retrying
+    /// unprocessed requests like [`DynamoTable::batch_put`].
+    pub(crate) async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), PortError> {
+        let mut rest = requests.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<WriteRequest> = rest.by_ref().take(MAX_BATCH_WRITE).collect();
+            drain_unprocessed(chunk, Backoff::BATCH, |batch| self.send_batch(batch)).await?;
+        }
+        Ok(())
+    }
+
     /// Sends one `BatchWriteItem` request and returns the requests DynamoDB left unprocessed.
     async fn send_batch(&self, batch: Vec<WriteRequest>) -> Result<Vec<WriteRequest>, PortError> {
         let out = self

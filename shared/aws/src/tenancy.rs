@@ -8,18 +8,24 @@
 //! | API key (lookup by id) | `APIKEY#<key id>` | `APIKEY` |
 //! | API key (tenant's list) | `TENANT#<tenant id>` | `APIKEY#<key id>` |
 //! | issuer (tenant's list) | `TENANT#<tenant id>` | `ISSUER#<issuer id>` |
-//! | issuer (lookup by `iss`) | `ISSUERURL#<sha256 of iss>` | `<tenant id>#<issuer id>` |
+//! | issuer (lookup by `iss` and `aud`) | `ISSUERAUD#<sha256 of the pair>` | `ISSUERAUD` |
+//! | issuer count (the per-tenant cap) | `TENANT#<tenant id>` | `ISSUERCOUNT` |
 //! | audit event | `TENANT#<tenant id>` | `AUDIT#<event id>` |
 //!
-//! Every tenant-owned item is under the tenant's partition (or names the tenant in its sort key), so a
-//! read can only reach another tenant's data by a key the caller does not control. Changes to
-//! credentials are written in one transaction with their audit event.
+//! Every tenant-owned item is under the tenant's partition or is found from an item there, so a read
+//! can only reach another tenant's data by a key the caller does not control, and deleting a tenant
+//! finds everything it owns by walking its partition. Changes to credentials are written in one
+//! transaction with their audit event; the (issuer, audience) item is written in the registration's
+//! transaction on the condition that it does not exist, which makes the pair unique across tenants
+//! even under concurrent registrations. Tenants carry a `version` attribute that every update checks.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -28,24 +34,46 @@ use tributary_core::error::Service;
 use tributary_core::ids::{ApiKeyId, IssuerId, TenantId};
 use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::{CredentialStore, TenantStore};
-use tributary_core::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant};
+use tributary_core::tenancy::{
+    ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant,
+};
 use tributary_core::time::EpochMillis;
 
-use crate::dynamo::{DynamoTable, Item, PK, SK};
+use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
 use crate::errors::classify;
 
 const DOC: &str = "doc";
+const VERSION: &str = "version";
 const TENANTS_PK: &str = "TENANTS";
+const ISSUER_PAIR_SK: &str = "ISSUERAUD";
+const ISSUER_COUNT_SK: &str = "ISSUERCOUNT";
+const ISSUER_COUNT: &str = "n";
+/// Items of a deleting tenant's partition read (and removed) per purge step.
+const PURGE_PAGE: i32 = 25;
 
 fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")
 }
 
-fn issuer_url_pk(issuer: &str) -> String {
-    format!(
-        "ISSUERURL#{}",
-        hex::encode(Sha256::digest(issuer.as_bytes()))
-    )
+/// The key of the (issuer, audience) item: a hash of both, length-prefixed so that no two pairs
+/// share an encoding.
+fn issuer_pair_pk(issuer: &str, audience: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(issuer.len().to_string().as_bytes());
+    hasher.update(b":");
+    hasher.update(issuer.as_bytes());
+    hasher.update(audience.as_bytes());
+    format!("ISSUERAUD#{}", hex::encode(hasher.finalize()))
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn tenant_item(tenant: &Tenant) -> Result<Item, PortError> {
+    let mut it = item(TENANTS_PK.into(), tenant.id.to_string(), tenant)?;
+    it.insert(VERSION.to_owned(), n(tenant.version));
+    Ok(it)
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -142,6 +170,49 @@ impl DynamoTable {
         Ok(())
     }
 
+    /// Runs a transaction; when it is cancelled, returns for each of its items whether its condition
+    /// failed.
+    async fn transact_checked(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Vec<bool>>, PortError> {
+        let count = items.len();
+        let result = self
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                    e.as_service_error()
+                {
+                    let failed: Vec<bool> = (0..count)
+                        .map(|i| {
+                            cancelled
+                                .cancellation_reasons()
+                                .get(i)
+                                .and_then(|r| r.code())
+                                .is_some_and(|c| c == "ConditionalCheckFailed")
+                        })
+                        .collect();
+                    // Cancelled for another reason (a conflict with a concurrent transaction):
+                    // retryable, not a verdict.
+                    if failed.iter().any(|f| *f) {
+                        return Ok(Err(failed));
+                    }
+                    return Err(PortError::Conflict {
+                        service: Service::Store,
+                        operation: "TransactWriteItems",
+                    });
+                }
+                Err(classify(Service::Store, "TransactWriteItems", e, |_| None))
+            }
+        }
+    }
+
     async fn get_doc<T: DeserializeOwned>(
         &self,
         pk: &str,
@@ -161,6 +232,18 @@ impl DynamoTable {
         page: &PageRequest,
     ) -> Result<Page<T>, PortError> {
         let limit = page.limit.clamp(1, 100);
+        // A start key outside the queried range is a ValidationException in DynamoDB: it is the
+        // caller's (crafted) cursor that is wrong.
+        if page
+            .after
+            .as_deref()
+            .is_some_and(|a| !a.starts_with(prefix))
+        {
+            return Err(PortError::OutOfRange {
+                service: Service::Store,
+                operation: "Query",
+            });
+        }
         let mut request = self
             .client()
             .query()
@@ -226,10 +309,7 @@ impl DynamoTable {
 impl TenantStore for DynamoTable {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), PortError> {
         let created = self
-            .put_conditional(
-                item(TENANTS_PK.into(), tenant.id.to_string(), tenant)?,
-                "attribute_not_exists(pk)",
-            )
+            .put_conditional(tenant_item(tenant)?, "attribute_not_exists(pk)")
             .await?;
         if created {
             Ok(())
@@ -249,27 +329,156 @@ impl TenantStore for DynamoTable {
         self.query_docs(TENANTS_PK, TenantId::PREFIX, page).await
     }
 
-    async fn update_tenant(&self, tenant: &Tenant) -> Result<bool, PortError> {
-        self.put_conditional(
-            item(TENANTS_PK.into(), tenant.id.to_string(), tenant)?,
-            "attribute_exists(pk)",
-        )
-        .await
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        expected_version: u64,
+    ) -> Result<bool, PortError> {
+        // Items written before versions existed have no `version`: they count as version 0.
+        let condition = if expected_version == 0 {
+            "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)"
+        } else {
+            "version = :v"
+        };
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.name())
+            .set_item(Some(tenant_item(tenant)?))
+            .condition_expression(condition)
+            .expression_attribute_values(":v", n(expected_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(Service::Store, "PutItem", e, |inner| match inner {
+                PutItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
+                    service: Service::Store,
+                    operation: "PutItem",
+                }),
+                _ => None,
+            }) {
+                // Either it is gone or someone else changed it: a read tells which.
+                conflict @ PortError::Conflict { .. } => {
+                    if self.get(TENANTS_PK, tenant.id.as_str()).await?.is_some() {
+                        Err(conflict)
+                    } else {
+                        Ok(false)
+                    }
+                }
+                other => Err(other),
+            },
+        }
     }
 
-    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, PortError> {
-        let out = self
-            .client()
+    async fn purge_tenant(
+        &self,
+        id: &TenantId,
+        audit_expires_at_s: i64,
+    ) -> Result<PurgeProgress, PortError> {
+        let pk = tenant_pk(id);
+        // Audit events already kept with an expiry are what remains at the end: the filter skips
+        // them, so read on past pages of them until there is work or the partition ends.
+        let mut start: Option<Item> = None;
+        let (items, more) = loop {
+            let out = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .key_condition_expression("pk = :pk")
+                .filter_expression("attribute_not_exists(expires_at)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .consistent_read(true)
+                .limit(PURGE_PAGE)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            let next = out.last_evaluated_key.filter(|k| !k.is_empty());
+            let items = out.items.unwrap_or_default();
+            match next {
+                Some(key) if items.is_empty() => start = Some(key),
+                next => break (items, next.is_some()),
+            }
+        };
+        let mut requests = Vec::with_capacity(items.len() * 2);
+        for found in items {
+            let Some(AttributeValue::S(sk)) = found.get(SK).cloned() else {
+                continue;
+            };
+            if sk.starts_with("AUDIT#") {
+                let mut kept = found;
+                kept.insert(EXPIRES_AT.to_owned(), n(audit_expires_at_s));
+                requests.push(put_request(kept)?);
+                continue;
+            }
+            if let Some(key_id) = sk.strip_prefix("APIKEY#") {
+                requests.push(delete_request(format!("APIKEY#{key_id}"), "APIKEY".into())?);
+            } else if sk.starts_with("ISSUER#") {
+                let issuer: OidcIssuer = decode(&found, "Query")?;
+                requests.push(delete_request(
+                    issuer_pair_pk(&issuer.issuer, &issuer.audience),
+                    ISSUER_PAIR_SK.into(),
+                )?);
+            }
+            requests.push(delete_request(pk.clone(), sk)?);
+        }
+        let acted = !requests.is_empty();
+        self.batch_write(requests).await?;
+        if acted || more {
+            return Ok(PurgeProgress::More);
+        }
+        self.client()
             .delete_item()
             .table_name(self.name())
             .key(PK, s(TENANTS_PK))
             .key(SK, s(id.as_str()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| classify(Service::Store, "DeleteItem", e, |_| None))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        Ok(PurgeProgress::Done)
     }
+}
+
+fn put_request(item: Item) -> Result<WriteRequest, PortError> {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| rejected("BatchWriteItem", e.to_string()))?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
+fn delete_request(pk: String, sk: String) -> Result<WriteRequest, PortError> {
+    let delete = DeleteRequest::builder()
+        .key(PK, s(pk))
+        .key(SK, s(sk))
+        .build()
+        .map_err(|e| rejected("BatchWriteItem", e.to_string()))?;
+    Ok(WriteRequest::builder().delete_request(delete).build())
+}
+
+fn count_update(
+    table: &str,
+    tenant: &TenantId,
+    delta: i64,
+    max: Option<u32>,
+) -> Result<TransactWriteItem, PortError> {
+    let mut update = Update::builder()
+        .table_name(table)
+        .key(PK, s(tenant_pk(tenant)))
+        .key(SK, s(ISSUER_COUNT_SK))
+        .update_expression("ADD #n :delta")
+        .expression_attribute_names("#n", ISSUER_COUNT)
+        .expression_attribute_values(":delta", n(delta));
+    if let Some(max) = max {
+        update = update
+            .condition_expression("attribute_not_exists(#n) OR #n < :max")
+            .expression_attribute_values(":max", n(max));
+    }
+    let update = update
+        .build()
+        .map_err(|e| rejected("TransactWriteItems", e.to_string()))?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 fn key_items(key: &ApiKeyRecord) -> Result<(Item, Item), PortError> {
@@ -336,29 +545,43 @@ impl CredentialStore for DynamoTable {
         &self,
         issuer: &OidcIssuer,
         audit: &AuditEvent,
-    ) -> Result<(), PortError> {
-        self.transact(vec![
-            put(
-                self.name(),
-                item(
-                    tenant_pk(&issuer.tenant_id),
-                    format!("ISSUER#{}", issuer.id),
-                    issuer,
+        max_per_tenant: u32,
+    ) -> Result<IssuerCreated, PortError> {
+        let outcome = self
+            .transact_checked(vec![
+                count_update(self.name(), &issuer.tenant_id, 1, Some(max_per_tenant))?,
+                put(
+                    self.name(),
+                    item(
+                        tenant_pk(&issuer.tenant_id),
+                        format!("ISSUER#{}", issuer.id),
+                        issuer,
+                    )?,
+                    Some("attribute_not_exists(pk)"),
                 )?,
-                Some("attribute_not_exists(pk)"),
-            )?,
-            put(
-                self.name(),
-                item(
-                    issuer_url_pk(&issuer.issuer),
-                    format!("{}#{}", issuer.tenant_id, issuer.id),
-                    issuer,
+                put(
+                    self.name(),
+                    item(
+                        issuer_pair_pk(&issuer.issuer, &issuer.audience),
+                        ISSUER_PAIR_SK.into(),
+                        issuer,
+                    )?,
+                    Some("attribute_not_exists(pk)"),
                 )?,
-                Some("attribute_not_exists(pk)"),
-            )?,
-            put(self.name(), audit_item(audit)?, None)?,
-        ])
-        .await
+                put(self.name(), audit_item(audit)?, None)?,
+            ])
+            .await?;
+        Ok(match outcome {
+            Ok(()) => IssuerCreated::Created,
+            Err(failed) if failed.get(2).copied().unwrap_or(false) => IssuerCreated::PairTaken,
+            Err(failed) if failed.first().copied().unwrap_or(false) => IssuerCreated::LimitReached,
+            Err(_) => {
+                return Err(PortError::Conflict {
+                    service: Service::Store,
+                    operation: "TransactWriteItems",
+                });
+            }
+        })
     }
 
     async fn get_issuer(
@@ -391,29 +614,26 @@ impl CredentialStore for DynamoTable {
             delete(self.name(), tenant_pk(tenant), format!("ISSUER#{id}"))?,
             delete(
                 self.name(),
-                issuer_url_pk(&issuer.issuer),
-                format!("{tenant}#{id}"),
+                issuer_pair_pk(&issuer.issuer, &issuer.audience),
+                ISSUER_PAIR_SK.into(),
             )?,
+            count_update(self.name(), tenant, -1, None)?,
             put(self.name(), audit_item(audit)?, None)?,
         ])
         .await?;
         Ok(true)
     }
 
-    async fn issuers_by_url(&self, issuer: &str) -> Result<Vec<OidcIssuer>, PortError> {
-        // A URL is registered by few tenants; 100 is far above any real count.
-        let page = PageRequest {
-            limit: 100,
-            after: None,
-        };
-        let found: Page<OidcIssuer> = self
-            .query_docs(&issuer_url_pk(issuer), TenantId::PREFIX, &page)
+    async fn issuer_registration(
+        &self,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Option<OidcIssuer>, PortError> {
+        let found: Option<OidcIssuer> = self
+            .get_doc(&issuer_pair_pk(issuer, audience), ISSUER_PAIR_SK)
             .await?;
-        Ok(found
-            .items
-            .into_iter()
-            .filter(|i| i.issuer == issuer)
-            .collect())
+        // The hash is the key; the stored pair is the truth.
+        Ok(found.filter(|r| r.issuer == issuer && r.audience == audience))
     }
 
     async fn list_audit(

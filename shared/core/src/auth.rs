@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::ids::TenantId;
 use crate::scope::{Scope, parse_known};
+use crate::time::EpochMillis;
 
 /// The principal name of the deployment's admin API key.
 pub const ADMIN_KEY_PRINCIPAL: &str = "admin-key";
@@ -19,8 +20,12 @@ pub struct Principal {
     pub principal: String,
     /// The tenant every read and write is scoped to; `None` for the deployment admin.
     pub tenant_id: Option<TenantId>,
-    /// Granted scopes.
+    /// Granted scopes. A principal with a tenant never holds [`Scope::Admin`]: it is dropped when the
+    /// principal is built from a context, and ignored by [`Principal::has_scope`] in any case.
     pub scopes: Vec<Scope>,
+    /// When the credential stops being accepted (epoch ms, leeway included), if it expires. The API
+    /// function refuses the request after it, whatever the authorizer cache still holds.
+    pub expires_at_ms: Option<EpochMillis>,
 }
 
 /// Why an authorizer context could not be turned into a principal.
@@ -32,6 +37,9 @@ pub enum ContextError {
     /// The tenant id is malformed.
     #[error("authorizer context has a malformed tenant id")]
     BadTenant,
+    /// The expiry is not a number.
+    #[error("authorizer context has a malformed expiry")]
+    BadExpiry,
 }
 
 impl Principal {
@@ -41,14 +49,28 @@ impl Principal {
             principal: ADMIN_KEY_PRINCIPAL.to_owned(),
             tenant_id: None,
             scopes: vec![Scope::Admin],
+            expires_at_ms: None,
         }
     }
 
-    /// Whether the caller holds `scope` (the admin scope holds every scope).
+    /// Whether the caller is the deployment admin: `admin` without a tenant. No credential that
+    /// carries a tenant is ever the admin, whatever its stored scopes say.
+    pub fn is_deployment_admin(&self) -> bool {
+        self.tenant_id.is_none() && self.scopes.contains(&Scope::Admin)
+    }
+
+    /// Whether the caller holds `scope` (the deployment admin holds every scope; a tenant's principal
+    /// holds exactly its scopes, never `admin`).
     pub fn has_scope(&self, scope: Scope) -> bool {
-        self.scopes
-            .iter()
-            .any(|s| *s == scope || *s == Scope::Admin)
+        if self.is_deployment_admin() {
+            return true;
+        }
+        scope != Scope::Admin && self.scopes.contains(&scope)
+    }
+
+    /// Whether the credential is past its expiry at `now`.
+    pub fn is_expired(&self, now: EpochMillis) -> bool {
+        self.expires_at_ms.is_some_and(|exp| now >= exp)
     }
 
     /// The authorizer context to return from the authorizer: flat string values, as HTTP API simple
@@ -71,6 +93,12 @@ impl Principal {
                     .collect::<Vec<_>>()
                     .join(" "),
             ),
+            (
+                "expires_at_ms",
+                self.expires_at_ms
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_default(),
+            ),
         ])
     }
 
@@ -87,11 +115,20 @@ impl Principal {
             None | Some("") => None,
             Some(raw) => Some(raw.parse().map_err(|_| ContextError::BadTenant)?),
         };
-        let scopes = parse_known(text("scopes").ok_or(ContextError::Missing("scopes"))?);
+        let mut scopes = parse_known(text("scopes").ok_or(ContextError::Missing("scopes"))?);
+        if tenant_id.is_some() {
+            scopes.retain(|s| *s != Scope::Admin);
+        }
+        // A context without the field (an authorizer deployed before it existed) carries no expiry.
+        let expires_at_ms = match text("expires_at_ms") {
+            None | Some("") => None,
+            Some(raw) => Some(raw.parse().map_err(|_| ContextError::BadExpiry)?),
+        };
         Ok(Self {
             principal: principal.to_owned(),
             tenant_id,
             scopes,
+            expires_at_ms,
         })
     }
 }
@@ -124,6 +161,7 @@ mod tests {
             principal: "key_1".into(),
             tenant_id: Some(TenantId::generate()),
             scopes: vec![Scope::ConnectionsRead, Scope::SyncsWrite],
+            expires_at_ms: Some(1_800_000_000_000),
         };
         let ctx: HashMap<String, serde_json::Value> = p
             .to_context()
@@ -165,10 +203,61 @@ mod tests {
             principal: "k".into(),
             tenant_id: None,
             scopes: vec![Scope::ConnectionsRead],
+            expires_at_ms: None,
         };
         assert!(p.has_scope(Scope::ConnectionsRead));
         assert!(!p.has_scope(Scope::ConnectionsWrite));
         assert!(!p.has_scope(Scope::Admin));
+    }
+
+    fn context(pairs: &[(&str, &str)]) -> HashMap<String, serde_json::Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+            .collect()
+    }
+
+    #[test]
+    fn a_principal_with_a_tenant_is_never_admin_whatever_its_context_says() {
+        let tenant = TenantId::generate().to_string();
+        let p = Principal::from_context(&context(&[
+            ("principal", "key_1"),
+            ("tenant_id", &tenant),
+            ("scopes", "admin keys:read"),
+        ]))
+        .unwrap();
+        assert_eq!(p.scopes, vec![Scope::KeysRead]);
+        assert!(!p.is_deployment_admin());
+        assert!(!p.has_scope(Scope::Admin));
+        assert!(!p.has_scope(Scope::ConnectionsWrite));
+        // Even a principal built by hand with `admin` and a tenant does not hold it.
+        let forged = Principal {
+            principal: "key_1".into(),
+            tenant_id: Some(TenantId::generate()),
+            scopes: vec![Scope::Admin],
+            expires_at_ms: None,
+        };
+        assert!(!forged.has_scope(Scope::Admin));
+        assert!(!forged.has_scope(Scope::KeysWrite));
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_context_and_checked() {
+        let p = Principal::from_context(&context(&[
+            ("principal", "key_1"),
+            ("scopes", ""),
+            ("expires_at_ms", "1000"),
+        ]))
+        .unwrap();
+        assert_eq!(p.expires_at_ms, Some(1000));
+        assert!(!p.is_expired(999));
+        assert!(p.is_expired(1000));
+        let bad = context(&[
+            ("principal", "k"),
+            ("scopes", ""),
+            ("expires_at_ms", "soon"),
+        ]);
+        assert_eq!(Principal::from_context(&bad), Err(ContextError::BadExpiry));
     }
 
     #[test]

@@ -69,6 +69,15 @@ pub enum PortError {
         /// What the SDK said.
         detail: String,
     },
+    /// A list position (a decoded cursor) lies outside the list it was used with: the caller's input
+    /// is wrong, not the store.
+    #[error("{service} {operation}: position outside the list")]
+    OutOfRange {
+        /// Where.
+        service: Service,
+        /// The operation.
+        operation: &'static str,
+    },
     /// Stored data could not be decoded.
     #[error("{service} {operation}: corrupt data: {detail}")]
     Corrupt {
@@ -98,6 +107,7 @@ impl PortError {
             | PortError::Throttled { service, .. }
             | PortError::Unavailable { service, .. }
             | PortError::Rejected { service, .. }
+            | PortError::OutOfRange { service, .. }
             | PortError::Corrupt { service, .. } => *service,
         }
     }

@@ -14,7 +14,7 @@ use crate::error::PortError;
 use crate::ids::{ApiKeyId, IssuerId, JobId, TenantId};
 use crate::job::JobEnvelope;
 use crate::pagination::{Page, PageRequest};
-use crate::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant};
+use crate::tenancy::{ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant};
 use crate::time::EpochMillis;
 
 /// Sends jobs to the jobs queue.
@@ -105,14 +105,24 @@ pub trait TenantStore: Send + Sync {
         &self,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<Tenant>, PortError>> + Send;
-    /// Replaces an existing tenant; `false` when it does not exist.
+    /// Replaces an existing tenant whose stored version is `expected_version`, storing
+    /// `tenant.version`; `false` when it does not exist, [`PortError::Conflict`] when another write
+    /// changed it since it was read.
     fn update_tenant(
         &self,
         tenant: &Tenant,
+        expected_version: u64,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
-    /// Deletes a tenant; `false` when it did not exist. Its credentials stop working because the
-    /// authorizer requires an active tenant.
-    fn delete_tenant(&self, id: &TenantId) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Removes one batch of what the deleting tenant owns: keys (with their lookup items), issuer
+    /// registrations (with their (issuer, audience) items) and counters. Audit events are kept and
+    /// expire `audit_expires_at_s` (epoch seconds). Once nothing else remains the tenant item itself is
+    /// removed and [`PurgeProgress::Done`] returned. Safe to call again after any failure: each batch
+    /// is removed idempotently. Call only for a tenant whose status is `deleting`.
+    fn purge_tenant(
+        &self,
+        id: &TenantId,
+        audit_expires_at_s: i64,
+    ) -> impl Future<Output = Result<PurgeProgress, PortError>> + Send;
 }
 
 /// Stores API keys, registered issuers and the audit trail. Every change to a credential is written
@@ -144,12 +154,15 @@ pub trait CredentialStore: Send + Sync {
         at_ms: EpochMillis,
         audit: &AuditEvent,
     ) -> impl Future<Output = Result<Option<ApiKeyRecord>, PortError>> + Send;
-    /// Registers an issuer.
+    /// Registers an issuer, atomically with its (issuer, audience) item — which makes the pair unique
+    /// across tenants even under concurrent registrations — and within the tenant's limit of
+    /// `max_per_tenant` registrations.
     fn create_issuer(
         &self,
         issuer: &OidcIssuer,
         audit: &AuditEvent,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+        max_per_tenant: u32,
+    ) -> impl Future<Output = Result<IssuerCreated, PortError>> + Send;
     /// The tenant's issuer.
     fn get_issuer(
         &self,
@@ -169,11 +182,13 @@ pub trait CredentialStore: Send + Sync {
         id: &IssuerId,
         audit: &AuditEvent,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
-    /// Every registration of this exact `iss` value, across tenants (the authorizer's lookup).
-    fn issuers_by_url(
+    /// The registration of this exact (`iss`, `aud`) pair, whatever its tenant (the authorizer's
+    /// lookup: one read).
+    fn issuer_registration(
         &self,
         issuer: &str,
-    ) -> impl Future<Output = Result<Vec<OidcIssuer>, PortError>> + Send;
+        audience: &str,
+    ) -> impl Future<Output = Result<Option<OidcIssuer>, PortError>> + Send;
     /// The tenant's audit events, oldest first.
     fn list_audit(
         &self,

@@ -65,6 +65,14 @@ scopes! {
     Admin => "admin",
 }
 
+impl Scope {
+    /// Whether a credential that belongs to a tenant may hold the scope: every scope but `admin`,
+    /// which belongs to the deployment alone.
+    pub fn is_tenant_grantable(self) -> bool {
+        self != Scope::Admin
+    }
+}
+
 /// A scope name that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown scope `{0}`")]

@@ -18,6 +18,9 @@ pub enum TenantStatus {
     Active,
     /// Every credential of the tenant is refused (within the authorizer cache TTL).
     Disabled,
+    /// Being deleted: credentials are refused and what the tenant owns is being removed. A deletion
+    /// that was interrupted resumes when `DELETE` is called again.
+    Deleting,
 }
 
 /// A SaaS company using Tributary.
@@ -35,6 +38,10 @@ pub struct Tenant {
     pub created_at_ms: EpochMillis,
     /// When last changed.
     pub updated_at_ms: EpochMillis,
+    /// Incremented by every update; an update applies only to the version it read, so concurrent
+    /// changes cannot overwrite each other (a rename cannot re-enable a tenant just disabled).
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A tenant API key as stored: never the secret, only its SHA-256.
@@ -82,9 +89,54 @@ pub struct OidcIssuer {
     pub jwks_uri: Option<String>,
     /// The claim that carries scopes (`scope` by default; a space-separated string or an array).
     pub scopes_claim: String,
+    /// The most a token of this issuer can hold: the authorizer grants the intersection of a token's
+    /// scopes with these. A subset of the registering credential's scopes, never `admin`; a
+    /// registration stored without it grants nothing.
+    #[serde(default)]
+    pub allowed_scopes: Vec<Scope>,
     /// When registered.
     pub created_at_ms: EpochMillis,
+    /// When the registration stops being honoured: never later than the credential that made it.
+    #[serde(default)]
+    pub expires_at_ms: Option<EpochMillis>,
+    /// Who registered it (a principal name).
+    #[serde(default)]
+    pub created_by: String,
 }
+
+impl OidcIssuer {
+    /// Whether tokens of this registration are honoured at `now`.
+    pub fn is_usable(&self, now: EpochMillis) -> bool {
+        self.expires_at_ms.is_none_or(|exp| now < exp)
+    }
+}
+
+/// The default most OIDC issuer registrations one tenant may hold.
+pub const DEFAULT_MAX_ISSUERS_PER_TENANT: u32 = 20;
+
+/// What registering an issuer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerCreated {
+    /// Registered.
+    Created,
+    /// The (issuer, audience) pair belongs to a registration already (this tenant's or another's).
+    PairTaken,
+    /// The tenant holds the most registrations allowed.
+    LimitReached,
+}
+
+/// How far a tenant's deletion got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeProgress {
+    /// Items remain: call again.
+    More,
+    /// Everything the tenant owned is gone (audit events kept until their expiry), and so is the
+    /// tenant.
+    Done,
+}
+
+/// How long a deleted tenant's audit events are kept.
+pub const DELETED_TENANT_AUDIT_RETENTION_DAYS: i64 = 90;
 
 /// Something that happened to a tenant's credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

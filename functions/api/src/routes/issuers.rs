@@ -3,9 +3,9 @@
 use lambda_http::Request;
 use tributary_core::ApiError;
 use tributary_core::ids::{AuditEventId, IssuerId, TenantId};
-use tributary_core::tenancy::{AuditEvent, OidcIssuer};
+use tributary_core::tenancy::{AuditEvent, IssuerCreated, OidcIssuer};
 
-use crate::dto::{OidcIssuerIn, OidcIssuerOut, PageOf};
+use crate::dto::{OidcIssuerIn, OidcIssuerOut, PageOf, bounded_expiry};
 use crate::handler::{Caller, ControlStore, Deps, Reply};
 use crate::request::{json_body, path_id};
 use crate::routes::docs::ProblemDoc;
@@ -50,13 +50,14 @@ pub async fn list<S: ControlStore, Q>(
     Reply::ok(page_of(found, OidcIssuerOut::from))
 }
 
-/// Registers an issuer for the caller's tenant.
+/// Registers an issuer for the caller's tenant. Its tokens can hold at most `allowed_scopes`, which
+/// must be scopes the caller holds: registering an issuer never grants more than the registrant has.
 #[utoipa::path(post, path = "/v1/oidc-issuers", tag = "Identity providers", request_body = OidcIssuerIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h")),
     responses((status = 201, description = "Registered", body = OidcIssuerOut),
-              (status = 400, description = "Invalid body", body = ProblemDoc),
-              (status = 403, description = "Requires `keys:write`", body = ProblemDoc),
-              (status = 409, description = "Issuer and audience already registered, or same Idempotency-Key in progress", body = ProblemDoc),
+              (status = 400, description = "Invalid body: no allowed scopes, `admin` requested, or an expiry after the caller's own", body = ProblemDoc),
+              (status = 403, description = "Requires `keys:write`; `allowed_scopes` cannot exceed the caller's scopes", body = ProblemDoc),
+              (status = 409, description = "Issuer and audience already registered, the tenant's registration limit reached, or same Idempotency-Key in progress", body = ProblemDoc),
               (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)),
     security(("bearer" = ["keys:write"])))]
 pub async fn create<S: ControlStore, Q>(
@@ -66,38 +67,52 @@ pub async fn create<S: ControlStore, Q>(
     tenant: &TenantId,
 ) -> Result<Reply, ApiError> {
     let input: OidcIssuerIn = json_body(request)?;
-    let (issuer, audience, jwks_uri, scopes_claim) = input.validate()?;
-    // An (issuer, audience) pair identifies one tenant: a second registration would make tokens
-    // ambiguous, and would let one tenant claim another's tokens.
-    let taken = deps
-        .store
-        .issuers_by_url(&issuer)
-        .await
-        .map_err(store_failure)?
+    let now = deps.clock.now_ms();
+    let valid = input.validate(now)?;
+    let expires_at_ms = bounded_expiry("/expires_at", valid.expires_at_ms, &caller.principal)?;
+    if let Some(lacking) = valid
+        .allowed_scopes
         .iter()
-        .any(|existing| existing.audience == audience);
-    if taken {
-        return Err(ApiError::Conflict {
-            detail: "This issuer and audience are already registered. Use a distinct audience for each tenant, or remove the existing registration.".into(),
+        .find(|s| !caller.principal.has_scope(**s))
+    {
+        return Err(ApiError::ScopeEscalation {
+            scope: lacking.as_str(),
         });
     }
-    let now = deps.clock.now_ms();
     let record = OidcIssuer {
         id: IssuerId::generate(),
         tenant_id: tenant.clone(),
-        issuer,
-        audience,
-        jwks_uri,
-        scopes_claim,
+        issuer: valid.issuer,
+        audience: valid.audience,
+        jwks_uri: valid.jwks_uri,
+        scopes_claim: valid.scopes_claim,
+        allowed_scopes: valid.allowed_scopes,
         created_at_ms: now,
+        expires_at_ms,
+        created_by: caller.principal.principal.clone(),
     };
-    deps.store
+    let limit = deps.config.max_issuers_per_tenant;
+    // The store writes the (issuer, audience) pair as its own item, on the condition that it does
+    // not exist: a pair identifies one tenant, or tokens would be ambiguous and one tenant could
+    // claim another's tokens.
+    match deps
+        .store
         .create_issuer(
             &record,
             &audit(tenant, caller, now, "oidc_issuer.created", &record.id),
+            limit,
         )
         .await
-        .map_err(store_failure)?;
+        .map_err(store_failure)?
+    {
+        IssuerCreated::Created => {}
+        IssuerCreated::PairTaken => return Err(ApiError::Conflict {
+            detail: "This issuer and audience are already registered. Use a distinct audience for each tenant, or remove the existing registration.".into(),
+        }),
+        IssuerCreated::LimitReached => return Err(ApiError::Conflict {
+            detail: format!("A tenant may register at most {limit} identity providers. Remove one you no longer use, then retry."),
+        }),
+    }
     let location = format!("/v1/oidc-issuers/{}", record.id);
     Reply::created(OidcIssuerOut::from(record), location)
 }

@@ -8,7 +8,7 @@ use tributary_core::apikey;
 use tributary_core::ids::{ApiKeyId, AuditEventId, TenantId};
 use tributary_core::tenancy::{ApiKeyRecord, AuditEvent};
 
-use crate::dto::{ApiKeyCreatedOut, ApiKeyIn, ApiKeyOut, PageOf};
+use crate::dto::{ApiKeyCreatedOut, ApiKeyIn, ApiKeyOut, PageOf, bounded_expiry};
 use crate::handler::{Caller, ControlStore, Deps, Reply};
 use crate::request::{json_body, path_id};
 use crate::routes::docs::ProblemDoc;
@@ -40,7 +40,7 @@ pub async fn list<S: ControlStore, Q>(
 #[utoipa::path(post, path = "/v1/keys", tag = "API keys", request_body = ApiKeyIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h (without the secret)")),
     responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
-              (status = 400, description = "Invalid body", body = ProblemDoc),
+              (status = 400, description = "Invalid body: no scopes, `admin` requested, or an expiry after the caller's own", body = ProblemDoc),
               (status = 403, description = "Requires `keys:write`; cannot grant scopes the caller lacks", body = ProblemDoc),
               (status = 409, description = "Same Idempotency-Key in progress", body = ProblemDoc),
               (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)),
@@ -59,7 +59,7 @@ pub async fn create<S: ControlStore, Q>(
     params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$"),
            ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h (without the secret)")),
     responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
-              (status = 400, description = "Invalid body", body = ProblemDoc),
+              (status = 400, description = "Invalid body; `admin` cannot be granted to a tenant's key", body = ProblemDoc),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
               (status = 404, description = "No such tenant", body = ProblemDoc)),
     security(("bearer" = ["admin"])))]
@@ -90,7 +90,8 @@ async fn issue<S: ControlStore, Q>(
 ) -> Result<Reply, ApiError> {
     let input: ApiKeyIn = json_body(request)?;
     let now = deps.clock.now_ms();
-    let (name, scopes, expires_at_ms) = input.validate(now)?;
+    let (name, scopes, requested_expiry) = input.validate(now)?;
+    let expires_at_ms = bounded_expiry("/expires_at", requested_expiry, &caller.principal)?;
     if let Some(lacking) = scopes.iter().find(|s| !caller.principal.has_scope(**s)) {
         return Err(ApiError::ScopeEscalation {
             scope: lacking.as_str(),

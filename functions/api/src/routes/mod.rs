@@ -27,6 +27,12 @@ pub fn page_request(request: &Request) -> Result<PageRequest, ApiError> {
 
 /// Maps a store failure to a 503 (retryable) or 500, logging the cause.
 pub fn store_failure(e: tributary_core::PortError) -> ApiError {
+    if let tributary_core::PortError::OutOfRange { .. } = e {
+        return crate::request::invalid(
+            "query.cursor",
+            "`cursor` does not belong to this list. Pass `next_cursor` from the previous page of the same list unchanged.",
+        );
+    }
     tracing::error!(error = %e, "store operation failed");
     if e.is_retryable() {
         ApiError::Unavailable

@@ -1,9 +1,14 @@
 //! `/v1/tenants`: the deployment's tenants (admin scope).
 
+use std::time::{Duration, Instant};
+
 use lambda_http::Request;
-use tributary_core::ApiError;
 use tributary_core::ids::TenantId;
-use tributary_core::tenancy::{DEFAULT_RATE_LIMIT_PER_MINUTE, Tenant, TenantStatus};
+use tributary_core::tenancy::{
+    DEFAULT_RATE_LIMIT_PER_MINUTE, DELETED_TENANT_AUDIT_RETENTION_DAYS, PurgeProgress, Tenant,
+    TenantStatus,
+};
+use tributary_core::{ApiError, PortError};
 
 use crate::dto::{PageOf, TenantIn, TenantOut, TenantPatch};
 use crate::handler::{ControlStore, Deps, Reply};
@@ -55,6 +60,7 @@ pub async fn create<S: ControlStore, Q>(
         rate_limit_per_minute: rate.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
         created_at_ms: now,
         updated_at_ms: now,
+        version: 0,
     };
     deps.store
         .create_tenant(&tenant)
@@ -99,32 +105,81 @@ pub async fn update<S: ControlStore, Q>(
     raw: &str,
 ) -> Result<Reply, ApiError> {
     let patch: TenantPatch = json_body(request)?;
-    let mut tenant = load(deps, raw).await?;
-    patch.apply(&mut tenant, deps.clock.now_ms())?;
-    if !deps
-        .store
-        .update_tenant(&tenant)
-        .await
-        .map_err(store_failure)?
-    {
-        return Err(ApiError::NotFound { resource: "tenant" });
-    }
+    // Read, apply, write only if nobody wrote in between; on a race, apply the patch again to what
+    // the other writer left (so a rename never undoes a concurrent disable).
+    let mut attempts = 0;
+    let tenant = loop {
+        let mut tenant = load(deps, raw).await?;
+        let read_version = tenant.version;
+        patch.apply(&mut tenant, deps.clock.now_ms())?;
+        match deps.store.update_tenant(&tenant, read_version).await {
+            Ok(true) => break tenant,
+            Ok(false) => return Err(ApiError::NotFound { resource: "tenant" }),
+            Err(PortError::Conflict { .. }) if attempts < 4 => attempts += 1,
+            Err(PortError::Conflict { .. }) => {
+                return Err(ApiError::Conflict {
+                    detail: "The tenant is being changed concurrently. Retry the request.".into(),
+                });
+            }
+            Err(e) => return Err(store_failure(e)),
+        }
+    };
     tracing::info!(tenant_id = %tenant.id, status = ?tenant.status, "tenant updated");
     Reply::ok(TenantOut::from(tenant))
 }
 
-/// Deletes a tenant; its credentials stop working.
+/// How long one `DELETE` works on a tenant's items before answering 202 (well under API Gateway's
+/// 30 s integration timeout).
+const DELETE_BUDGET: Duration = Duration::from_secs(20);
+
+/// Deletes a tenant and everything it owns. The tenant is first marked `deleting`, which refuses its
+/// credentials; then its keys, issuer registrations and counters are removed in batches; its audit
+/// events are kept for 90 days; finally the tenant itself is removed (204). If that takes longer than
+/// one request may, the answer is 202 with the tenant still `deleting`: call `DELETE` again to go on
+/// (an interrupted deletion resumes the same way).
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "Tenants",
     params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
-    responses((status = 204, description = "Deleted"),
+    responses((status = 204, description = "Deleted, with everything it owned"),
+              (status = 202, description = "Deletion under way: call DELETE again to continue", body = TenantOut),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
               (status = 404, description = "No such tenant", body = ProblemDoc)),
     security(("bearer" = ["admin"])))]
 pub async fn delete<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Reply, ApiError> {
-    let id: TenantId = path_id(raw, "tenant_id")?;
-    if !deps.store.delete_tenant(&id).await.map_err(store_failure)? {
-        return Err(ApiError::NotFound { resource: "tenant" });
+    let started = Instant::now();
+    let mut tenant = load(deps, raw).await?;
+    if tenant.status != TenantStatus::Deleting {
+        let read_version = tenant.version;
+        tenant.status = TenantStatus::Deleting;
+        tenant.updated_at_ms = deps.clock.now_ms();
+        tenant.version = read_version.saturating_add(1);
+        match deps.store.update_tenant(&tenant, read_version).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ApiError::NotFound { resource: "tenant" }),
+            Err(PortError::Conflict { .. }) => {
+                return Err(ApiError::Conflict {
+                    detail: "The tenant is being changed concurrently. Retry the request.".into(),
+                });
+            }
+            Err(e) => return Err(store_failure(e)),
+        }
+        tracing::info!(tenant_id = %tenant.id, "tenant deletion started");
     }
-    tracing::info!(tenant_id = %id, "tenant deleted");
-    Reply::no_content()
+    let audit_expires_at_s =
+        (deps.clock.now_ms() / 1000).saturating_add(DELETED_TENANT_AUDIT_RETENTION_DAYS * 86_400);
+    while started.elapsed() < DELETE_BUDGET {
+        match deps
+            .store
+            .purge_tenant(&tenant.id, audit_expires_at_s)
+            .await
+            .map_err(store_failure)?
+        {
+            PurgeProgress::More => {}
+            PurgeProgress::Done => {
+                tracing::info!(tenant_id = %tenant.id, "tenant deleted");
+                return Reply::no_content();
+            }
+        }
+    }
+    tracing::info!(tenant_id = %tenant.id, "tenant deletion continues on the next DELETE");
+    Reply::accepted(TenantOut::from(tenant))
 }

@@ -22,7 +22,8 @@ use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::{CredentialStore, SecretSource, TenantStore};
 use tributary_core::scope::Scope;
 use tributary_core::tenancy::{
-    ApiKeyRecord, AuditEvent, DEFAULT_RATE_LIMIT_PER_MINUTE, OidcIssuer, Tenant, TenantStatus,
+    ApiKeyRecord, AuditEvent, DEFAULT_RATE_LIMIT_PER_MINUTE, IssuerCreated, OidcIssuer,
+    PurgeProgress, Tenant, TenantStatus,
 };
 use tributary_core::time::{EpochMillis, ManualClock};
 use tributary_engine::{EgressPolicy, HttpClient};
@@ -88,6 +89,7 @@ impl MemStore {
                 rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
                 created_at_ms: 0,
                 updated_at_ms: 0,
+                version: 0,
             },
         );
         id
@@ -128,8 +130,26 @@ impl MemStore {
         f(self.keys.lock().unwrap().get_mut(id).unwrap());
     }
 
-    /// Registers an issuer for `tenant`.
+    /// Registers an issuer for `tenant` whose tokens may hold every tenant scope.
     pub fn add_issuer(&self, tenant: &TenantId, issuer: &str, audience: &str, scopes_claim: &str) {
+        let every: Vec<Scope> = Scope::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.is_tenant_grantable())
+            .collect();
+        self.add_issuer_allowing(tenant, issuer, audience, scopes_claim, every, None);
+    }
+
+    /// Registers an issuer for `tenant` whose tokens hold at most `allowed`, until `expires_at_ms`.
+    pub fn add_issuer_allowing(
+        &self,
+        tenant: &TenantId,
+        issuer: &str,
+        audience: &str,
+        scopes_claim: &str,
+        allowed: Vec<Scope>,
+        expires_at_ms: Option<EpochMillis>,
+    ) {
         self.issuers.lock().unwrap().push(OidcIssuer {
             id: IssuerId::generate(),
             tenant_id: tenant.clone(),
@@ -137,7 +157,10 @@ impl MemStore {
             audience: audience.into(),
             jwks_uri: None,
             scopes_claim: scopes_claim.into(),
+            allowed_scopes: allowed,
             created_at_ms: 0,
+            expires_at_ms,
+            created_by: "key_test".into(),
         });
     }
 }
@@ -155,10 +178,10 @@ impl TenantStore for MemStore {
     async fn list_tenants(&self, _: &PageRequest) -> Result<Page<Tenant>, PortError> {
         unreachable!("{UNUSED}")
     }
-    async fn update_tenant(&self, _: &Tenant) -> Result<bool, PortError> {
+    async fn update_tenant(&self, _: &Tenant, _: u64) -> Result<bool, PortError> {
         unreachable!("{UNUSED}")
     }
-    async fn delete_tenant(&self, _: &TenantId) -> Result<bool, PortError> {
+    async fn purge_tenant(&self, _: &TenantId, _: i64) -> Result<PurgeProgress, PortError> {
         unreachable!("{UNUSED}")
     }
 }
@@ -187,7 +210,12 @@ impl CredentialStore for MemStore {
     ) -> Result<Option<ApiKeyRecord>, PortError> {
         unreachable!("{UNUSED}")
     }
-    async fn create_issuer(&self, _: &OidcIssuer, _: &AuditEvent) -> Result<(), PortError> {
+    async fn create_issuer(
+        &self,
+        _: &OidcIssuer,
+        _: &AuditEvent,
+        _: u32,
+    ) -> Result<IssuerCreated, PortError> {
         unreachable!("{UNUSED}")
     }
     async fn get_issuer(
@@ -212,16 +240,19 @@ impl CredentialStore for MemStore {
     ) -> Result<bool, PortError> {
         unreachable!("{UNUSED}")
     }
-    async fn issuers_by_url(&self, issuer: &str) -> Result<Vec<OidcIssuer>, PortError> {
-        self.check("Query")?;
+    async fn issuer_registration(
+        &self,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Option<OidcIssuer>, PortError> {
+        self.check("GetItem")?;
         Ok(self
             .issuers
             .lock()
             .unwrap()
             .iter()
-            .filter(|i| i.issuer == issuer)
-            .cloned()
-            .collect())
+            .find(|i| i.issuer == issuer && i.audience == audience)
+            .cloned())
     }
     async fn list_audit(
         &self,
