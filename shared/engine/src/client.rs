@@ -1,6 +1,7 @@
 //! The guarded HTTP client: timeouts, retries with full-jitter backoff inside an attempt and time
 //! budget, `Retry-After`/reset handling, manual redirects re-checked by the egress guard (with
-//! credentials dropped across origins), capped bodies, and error classification.
+//! credentials dropped across origins, and a request body never forwarded to another origin),
+//! capped bodies, and error classification.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -286,8 +287,18 @@ impl HttpClient {
                     method = Method::GET;
                     body = None;
                 }
+                let same_origin = next.origin() == origin;
+                // A body kept across the hop (307/308, or 301/302 of a method other than POST)
+                // may carry data meant for this provider only; refuse rather than forward it.
+                if !same_origin && body.as_ref().is_some_and(|b| !b.is_empty()) {
+                    return Err(EngineError::Redirect(format!(
+                        "HTTP {} to another origin ({}) refused: it would forward the request body",
+                        status.as_u16(),
+                        next.host_str().unwrap_or_default()
+                    )));
+                }
                 // Never forward credentials to another origin.
-                with_credentials &= next.origin() == origin;
+                with_credentials &= same_origin;
                 url = next;
                 continue;
             }

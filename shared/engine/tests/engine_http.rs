@@ -706,6 +706,94 @@ async fn credentials_are_not_forwarded_to_another_origin() {
 }
 
 #[tokio::test]
+async fn a_body_is_not_forwarded_by_a_redirect_to_another_origin() {
+    for status in [307, 308] {
+        let origin = MockServer::start().await;
+        let other = MockServer::start().await;
+        Mock::given(path("/v1/things"))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{}/things", other.uri()).as_str()),
+            )
+            .expect(1)
+            .mount(&origin)
+            .await;
+        Mock::given(path("/things"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"thing": {}})))
+            .expect(0)
+            .mount(&other)
+            .await;
+
+        let err = engine()
+            .action(&spec(), "create", &conn(&origin), &json!({"name": "n"}))
+            .await
+            .unwrap_err();
+
+        assert!(matches!(err, EngineError::Redirect(_)), "{status}: {err}");
+        assert!(!err.is_retryable(), "{status}: {err}");
+        assert!(other.received_requests().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_same_origin_307_keeps_method_and_body() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v1/things"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", "/v2/things"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/things"))
+        .and(header("authorization", "Bearer t0k"))
+        .and(body_string("meta%5Bk%5D=v&name=n"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"thing": {"id": "t"}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = engine()
+        .action(
+            &spec(),
+            "create",
+            &conn(&server),
+            &json!({"name": "n", "meta": {"k": "v"}}),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(out, json!({"id": "t"}));
+}
+
+#[tokio::test]
+async fn a_303_to_another_origin_drops_the_body_and_is_followed() {
+    let origin = MockServer::start().await;
+    let other = MockServer::start().await;
+    Mock::given(path("/v1/things"))
+        .respond_with(
+            ResponseTemplate::new(303)
+                .insert_header("location", format!("{}/done", other.uri()).as_str()),
+        )
+        .mount(&origin)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/done"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"thing": {"id": "t"}})))
+        .expect(1)
+        .mount(&other)
+        .await;
+
+    engine()
+        .action(&spec(), "create", &conn(&origin), &json!({"name": "n"}))
+        .await
+        .unwrap();
+
+    let received = other.received_requests().await.unwrap();
+    assert!(received[0].body.is_empty());
+    assert!(received[0].headers.get("authorization").is_none());
+}
+
+#[tokio::test]
 async fn missing_credential_and_path_value_are_named() {
     let server = MockServer::start().await;
     let mut c = conn(&server);
