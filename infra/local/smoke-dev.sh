@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the `make dev` path: tributary-local in watch mode (cargo lambda watch runs the
-# functions) on free ports, until health shows a pipeline canary round trip and the admin key passes
-# the authorizer; then SIGTERM, and nothing it started may be left running. It never touches a running
-# `make dev` (its port or .tributary/local.env).
+# functions) on free ports, until the health details (read with the admin key, so through the
+# authorizer) show a pipeline canary round trip; then SIGTERM, and nothing it started may be left
+# running. It never touches a running `make dev` (its port or .tributary/local.env).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,7 +35,8 @@ done
 # shellcheck disable=SC1090
 . "$env_file"
 
-until curl -fs -m 60 "$TRIBUTARY_API_URL/v1/health" | grep -q '"canary":{"status":"ok"'; do
+until curl -fs -m 60 -H "Authorization: Bearer $TRIBUTARY_ADMIN_KEY" "$TRIBUTARY_API_URL/v1/health/details" \
+  | grep -q '"canary":{"status":"ok"'; do
   kill -0 "$pid" 2>/dev/null || fail "tributary-local exited"
   (( SECONDS - start < 240 )) || fail "no canary round trip within 240 s"
   sleep 2

@@ -1,6 +1,6 @@
 //! End to end through the local stack, as a client of the deployed API would see it: API Gateway's
 //! authorizer answers, the API's routes, the pipeline canary (monitor → SQS → connector → DynamoDB →
-//! health), and the dead-letter queue.
+//! health details), what public health reveals, and the dead-letter queue.
 //!
 //! Needs the function binaries in `target/debug` (`make build`) and moto (`make tools`).
 
@@ -30,15 +30,15 @@ fn http() -> reqwest::Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_reports_a_canary_round_trip_within_two_schedule_ticks() {
+async fn health_details_report_a_canary_round_trip_within_two_schedule_ticks() {
     // Arrange: schedules fire every 2 s, the first at start.
     let stack = start_stack(Duration::from_secs(2)).await;
-    let url = format!("{}/v1/health", stack.api_url());
+    let url = format!("{}/v1/health/details", stack.api_url());
     let client = http();
 
-    // Act: health without any credential, until the canary has gone round.
+    // Act: the admin's detailed health, until the canary has gone round.
     let report = eventually(Duration::from_secs(30), Duration::from_millis(500), || {
-        let request = client.get(&url).send();
+        let request = client.get(&url).bearer_auth(stack.admin_key()).send();
         async move {
             let response = request.await.map_err(|e| e.to_string())?;
             let status = response.status();
@@ -67,6 +67,20 @@ async fn health_reports_a_canary_round_trip_within_two_schedule_ticks() {
             .is_some_and(|age| age <= 30),
         "{report}"
     );
+
+    // Without a credential, health says how it is and nothing more.
+    let response = client
+        .get(format!("{}/v1/health", stack.api_url()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+
+    // The details need a credential: none is a 401 from the gateway.
+    let response = client.get(&url).send().await.expect("request");
+    assert_eq!(response.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

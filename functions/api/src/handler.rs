@@ -23,6 +23,7 @@ use crate::ratelimit::{LimitCache, Limiter};
 use crate::request::body_bytes;
 use crate::response;
 use crate::routes;
+use crate::routes::health::HealthCache;
 
 /// Everything the control-plane store must offer the API.
 pub trait ControlStore:
@@ -50,6 +51,8 @@ pub struct Deps<S, Q> {
     pub limiter: Limiter,
     /// Tenants' rate limits, cached.
     pub limits: LimitCache,
+    /// The last health report, cached.
+    pub health: HealthCache,
 }
 
 /// A successful answer: status and JSON body (`None` for 204).
@@ -126,6 +129,8 @@ pub enum Access {
 pub enum Op {
     /// `GET /v1/health`
     Health,
+    /// `GET /v1/health/details`
+    HealthDetails,
     /// `GET /v1/openapi.json`
     OpenApi,
     /// `GET /docs`
@@ -170,7 +175,9 @@ impl Op {
         match self {
             Op::Health | Op::OpenApi | Op::Docs => Access::Public,
             Op::Me => Access::Authenticated,
-            Op::ListTenants
+            // Queue depths and the canary are deployment-wide: not for tenants.
+            Op::HealthDetails
+            | Op::ListTenants
             | Op::CreateTenant
             | Op::GetTenant(_)
             | Op::UpdateTenant(_)
@@ -204,6 +211,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Op, ApiError> {
     let (allowed, op): (&[&'static str], Option<Op>) = match (segments.as_slice(), method) {
         (["docs"], m) => (&["GET"], (m == "GET").then_some(Op::Docs)),
         (["v1", "health"], m) => (&["GET"], (m == "GET").then_some(Op::Health)),
+        (["v1", "health", "details"], m) => (&["GET"], (m == "GET").then_some(Op::HealthDetails)),
         (["v1", "openapi.json"], m) => (&["GET"], (m == "GET").then_some(Op::OpenApi)),
         (["v1", "me"], m) => (&["GET"], (m == "GET").then_some(Op::Me)),
         (["v1", "tenants"], m) => (
@@ -413,16 +421,17 @@ async fn rate_limit<S: ControlStore, Q>(
         .await
 }
 
-async fn dispatch<S: ControlStore, Q>(
+async fn dispatch<S: ControlStore, Q: QueueStats>(
     deps: &Deps<S, Q>,
     request: &Request,
     op: &Op,
     caller: &Caller,
 ) -> Result<Reply, ApiError> {
-    use routes::{audit, issuers, keys, me, tenants};
+    use routes::{audit, health, issuers, keys, me, tenants};
     let tenant = || caller.tenant.as_ref().ok_or(ApiError::TenantRequired);
     match op {
         Op::Me => me::get(&caller.principal),
+        Op::HealthDetails => health::details(deps).await,
         Op::ListTenants => tenants::list(deps, request).await,
         Op::CreateTenant => tenants::create(deps, request).await,
         Op::GetTenant(id) => tenants::get(deps, id).await,
@@ -469,7 +478,7 @@ fn idempotency_key(request: &Request) -> Result<Option<String>, ApiError> {
 const IDEMPOTENCY_LEASE: Duration = Duration::from_secs(30);
 const IDEMPOTENCY_KEEP: Duration = Duration::from_secs(24 * 3600);
 
-async fn idempotent<S: ControlStore, Q>(
+async fn idempotent<S: ControlStore, Q: QueueStats>(
     deps: &Deps<S, Q>,
     request: &Request,
     op: &Op,

@@ -35,6 +35,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         config,
         limiter: Default::default(),
         limits: Default::default(),
+        health: Default::default(),
     };
     run(service_fn(|request: Request| handle(&deps, request))).await
 }

@@ -456,6 +456,7 @@ pub fn deps(store: MemStore, queue: Result<QueueDepth, ()>) -> Deps<MemStore, Fa
         },
         limiter: Default::default(),
         limits: Default::default(),
+        health: Default::default(),
     }
 }
 

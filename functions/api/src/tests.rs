@@ -46,7 +46,7 @@ fn is_problem(res: &crate::testing::Res, status: u16, code: &str) {
 }
 
 #[tokio::test]
-async fn health_reports_canary_and_queues_without_authentication() {
+async fn health_answers_only_its_status_publicly_and_the_report_to_the_admin() {
     let store = MemStore::default();
     store.set_canary(CanaryObservation {
         job_id: JobId::generate(),
@@ -56,7 +56,14 @@ async fn health_reports_canary_and_queues_without_authentication() {
     let d = deps(store, Ok(QueueDepth::default()));
     let res = call(&d, Req::new("GET", "/v1/health")).await;
     assert_eq!(res.status, 200);
+    assert_eq!(res.body, json!({"status": "ok"}));
+    let t = tenant(&d.store, 100);
+    let res = call(&d, as_tenant(Req::new("GET", "/v1/health/details"), &t)).await;
+    is_problem(&res, 403, "missing_scope");
+    let res = call(&d, admin(Req::new("GET", "/v1/health/details"))).await;
+    assert_eq!(res.status, 200);
     assert_eq!(res.body["status"], "ok");
+    assert_eq!(res.body["stage"], "test");
     assert_eq!(res.body["canary"]["last_round_trip_ms"], 400);
     assert_eq!(res.body["canary"]["age_seconds"], 30);
     assert_eq!(res.body["queues"]["dead_letter"]["visible"], 0);
@@ -73,6 +80,8 @@ async fn when_store_is_slow_health_answers_503_within_the_probe_timeout() {
     let res = call(&d, Req::new("GET", "/v1/health")).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(res.status, 503);
+    assert_eq!(res.body, json!({"status": "down"}));
+    let res = call(&d, admin(Req::new("GET", "/v1/health/details"))).await;
     assert_eq!(res.body["checks"]["dynamodb"]["error"], "timeout");
 }
 

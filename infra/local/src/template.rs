@@ -185,6 +185,11 @@ impl Template {
         self.parameters.contains_key(name)
     }
 
+    /// A parameter's declaration (`Type`, `Default`, `Description`, …), as written.
+    pub fn parameter(&self, name: &str) -> Option<&Map<String, Value>> {
+        self.parameters.get(name).and_then(Value::as_object)
+    }
+
     /// The resources in template order.
     pub fn resources(&self) -> impl Iterator<Item = ResourceDef<'_>> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();

@@ -148,3 +148,29 @@ fn monitor_runs_every_minute() {
         .collect();
     assert_eq!(schedules, ["rate(1 minute)"]);
 }
+
+#[test]
+fn gateway_throttle_comes_from_parameters_that_document_how_to_size_them() {
+    let t = template();
+    let api = t
+        .resources()
+        .find(|r| r.logical_id == "HttpApi")
+        .expect("HttpApi");
+    let settings = &api.properties["DefaultRouteSettings"];
+    for (setting, parameter, default) in [
+        ("ThrottlingRateLimit", "ApiThrottlingRateLimit", "100"),
+        ("ThrottlingBurstLimit", "ApiThrottlingBurstLimit", "200"),
+    ] {
+        assert_eq!(settings[setting], json!({"Ref": parameter}), "{setting}");
+        let declared = t
+            .parameter(parameter)
+            .unwrap_or_else(|| panic!("{parameter} is not a parameter"));
+        assert_eq!(declared["Type"], "Number", "{parameter}");
+        assert_eq!(t.parameter_defaults()[parameter], default, "{parameter}");
+        let description = declared["Description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("Sizing rule") && description.contains("regional"),
+            "{parameter} must say how to size it: {description}"
+        );
+    }
+}

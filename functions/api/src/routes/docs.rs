@@ -210,6 +210,7 @@ impl Modify for BearerAuth {
     ),
     paths(
         crate::routes::me::get,
+        crate::routes::health::details,
         crate::routes::tenants::list,
         crate::routes::tenants::create,
         crate::routes::tenants::get,
