@@ -103,7 +103,7 @@ async fn tokens_from_a_registered_issuer_authenticate_with_their_scopes() {
     let key: Value = http
         .post(format!("{api}/v1/tenants/{tenant_id}/keys"))
         .bearer_auth(&admin)
-        .json(&json!({"name": "idp-admin", "scopes": ["keys:write"]}))
+        .json(&json!({"name": "idp-admin", "scopes": ["keys:write", "keys:read", "records:read"]}))
         .send()
         .await
         .expect("key")
@@ -114,7 +114,7 @@ async fn tokens_from_a_registered_issuer_authenticate_with_their_scopes() {
     let registered = http
         .post(format!("{api}/v1/oidc-issuers"))
         .bearer_auth(&key)
-        .json(&json!({"issuer": idp.uri(), "audience": AUDIENCE}))
+        .json(&json!({"issuer": idp.uri(), "audience": AUDIENCE, "allowed_scopes": ["records:read", "keys:read"]}))
         .send()
         .await
         .expect("issuer");
