@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use tributary_aws::iam;
 use tributary_local::{EventDef, IdentitySource, RouteDef, Template, workspace};
 
 fn template() -> Template {
@@ -171,6 +172,222 @@ fn gateway_throttle_comes_from_parameters_that_document_how_to_size_them() {
         assert!(
             description.contains("Sizing rule") && description.contains("regional"),
             "{parameter} must say how to size it: {description}"
+        );
+    }
+}
+
+/// What a set of policy statements allows: (resource logical id, action, `LeadingKeys` patterns).
+type Granted = BTreeSet<(String, String, Vec<String>)>;
+
+/// The managed policies SAM attaches to the roles it creates (logs; X-Ray for `Tracing: Active`),
+/// which an explicit role may carry too. Anything else would grant what `iam.rs` does not list.
+const BASELINE_MANAGED_POLICIES: [&str; 2] = [
+    "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess",
+];
+
+fn strings(value: &Value, what: &str) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .unwrap_or_else(|| panic!("{what}: {v} is not a string"))
+                    .to_owned()
+            })
+            .collect(),
+        other => panic!("{what}: {other} is neither a string nor a list"),
+    }
+}
+
+/// The logical id a policy `Resource` names: `!GetAtt X.Arn` or `!Ref X` (a secret's ARN). Anything
+/// else (`*`, a hand-written ARN, an index) is refused: grants name template resources.
+fn resource_id(value: &Value, what: &str) -> String {
+    if let Some([Value::String(id), Value::String(attr)]) = value
+        .get("Fn::GetAtt")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        && attr == "Arn"
+    {
+        return id.clone();
+    }
+    if let Some(Value::String(id)) = value.get("Ref") {
+        return id.clone();
+    }
+    panic!("{what}: resource {value} is not `!GetAtt <Resource>.Arn` or `!Ref <Resource>`")
+}
+
+/// The `LeadingKeys` patterns of a statement's condition; only that condition is understood, and it
+/// must come with the `Null` check (without a partition key, `ForAllValues` holds vacuously).
+fn leading_keys(condition: Option<&Value>, what: &str) -> Vec<String> {
+    let Some(condition) = condition else {
+        return Vec::new();
+    };
+    assert_eq!(
+        condition,
+        &json!({
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]},
+            "Null": {"dynamodb:LeadingKeys": "false"},
+        }),
+        "{what}: the only condition understood is LeadingKeys (ForAllValues:StringLike) with its Null check"
+    );
+    let mut keys = strings(
+        &condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+        what,
+    );
+    keys.sort();
+    keys
+}
+
+fn granted_by(statements: &[Value], what: &str) -> Granted {
+    let mut granted = Granted::new();
+    for (i, statement) in statements.iter().enumerate() {
+        let what = format!("{what} statement {i}");
+        for key in statement
+            .as_object()
+            .expect("a statement is a mapping")
+            .keys()
+        {
+            assert!(
+                ["Sid", "Effect", "Action", "Resource", "Condition"].contains(&key.as_str()),
+                "{what}: {key} is not understood (NotAction, NotResource, Principal…)"
+            );
+        }
+        assert_eq!(statement["Effect"], "Allow", "{what}");
+        let keys = leading_keys(statement.get("Condition"), &what);
+        let resources: Vec<String> = match &statement["Resource"] {
+            Value::Array(items) => items.iter().map(|r| resource_id(r, &what)).collect(),
+            one => vec![resource_id(one, &what)],
+        };
+        for action in strings(&statement["Action"], &what) {
+            assert!(!action.contains('*'), "{what}: wildcard action {action}");
+            for resource in &resources {
+                granted.insert((resource.clone(), action.clone(), keys.clone()));
+            }
+        }
+    }
+    granted
+}
+
+/// Every statement the function's role gets, whether SAM builds the role from `Policies` or the
+/// function names its own `Role`.
+fn function_statements(t: &Template, id: &str) -> Vec<Value> {
+    let resource = t
+        .resources()
+        .find(|r| r.logical_id == id)
+        .unwrap_or_else(|| panic!("{id} is missing"));
+    let props = resource.properties;
+    let mut statements = Vec::new();
+    if let Some(role) = props.get("Role") {
+        assert!(
+            props.get("Policies").is_none(),
+            "{id}: SAM ignores Policies when Role is set"
+        );
+        let role_id = resource_id(role, id);
+        let role = t
+            .resources()
+            .find(|r| r.logical_id == role_id)
+            .unwrap_or_else(|| panic!("{id}: role {role_id} is missing"));
+        assert_eq!(role.kind, "AWS::IAM::Role", "{role_id}");
+        assert_eq!(
+            role.properties["AssumeRolePolicyDocument"]["Statement"],
+            json!([{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]),
+            "{role_id} must be assumable by Lambda only"
+        );
+        for arn in role.properties["ManagedPolicyArns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let arn = arn["Fn::Sub"].as_str().unwrap_or_default();
+            assert!(
+                BASELINE_MANAGED_POLICIES.contains(&arn),
+                "{role_id}: managed policy {arn} grants what iam.rs does not list"
+            );
+        }
+        for key in role.properties.keys() {
+            assert!(
+                [
+                    "Description",
+                    "AssumeRolePolicyDocument",
+                    "ManagedPolicyArns",
+                    "Policies"
+                ]
+                .contains(&key.as_str()),
+                "{role_id}: {key} is not understood"
+            );
+        }
+        for policy in role.properties["Policies"].as_array().into_iter().flatten() {
+            statements.extend(
+                policy["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+    } else {
+        let f = function(t, id);
+        assert!(
+            !f.events.iter().any(|e| matches!(e, EventDef::Sqs(_))),
+            "{id}: with an SQS event and no Role, SAM attaches AWSLambdaSQSQueueExecutionRole (every queue of the account)"
+        );
+        for policy in props
+            .get("Policies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let object = policy.as_object();
+            assert!(
+                object.is_some_and(|o| o.len() == 1 && o.contains_key("Statement")),
+                "{id}: {policy} is not an explicit `Statement` (SAM policy templates and managed policies grant more than iam.rs lists)"
+            );
+            statements.extend(policy["Statement"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    statements
+}
+
+#[test]
+fn every_function_is_granted_exactly_the_actions_its_adapters_call() {
+    let t = template();
+    let functions: BTreeSet<String> = t
+        .functions()
+        .expect("functions")
+        .into_iter()
+        .map(|f| f.logical_id)
+        .collect();
+    let listed: BTreeSet<String> = iam::FUNCTIONS
+        .iter()
+        .map(|(id, _)| (*id).to_owned())
+        .collect();
+    assert_eq!(
+        functions, listed,
+        "every function of the template has a list in shared/aws/src/iam.rs"
+    );
+    for (function, grants) in iam::FUNCTIONS {
+        let granted = granted_by(&function_statements(&t, function), function);
+        let expected: Granted = grants
+            .iter()
+            .flat_map(|g| {
+                let mut keys: Vec<String> =
+                    g.leading_keys.iter().map(|k| (*k).to_owned()).collect();
+                keys.sort();
+                g.actions
+                    .iter()
+                    .map(move |a| (g.resource.to_owned(), (*a).to_owned(), keys.clone()))
+            })
+            .collect();
+        let extra: Vec<_> = granted.difference(&expected).collect();
+        assert!(
+            extra.is_empty(),
+            "{function} is granted what shared/aws/src/iam.rs does not list: {extra:?}"
+        );
+        let missing: Vec<_> = expected.difference(&granted).collect();
+        assert!(
+            missing.is_empty(),
+            "{function} is not granted what shared/aws/src/iam.rs lists: {missing:?}"
         );
     }
 }

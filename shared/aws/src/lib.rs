@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod dynamo;
 mod errors;
 mod guards;
+pub mod iam;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;
