@@ -7,6 +7,9 @@
 //! stream of tokens with made-up `kid`s, or an issuer that is down, cannot make us hammer it. Keys
 //! whose refresh failed stay usable for [`MAX_STALE`] past their TTL, so a short outage of the issuer
 //! does not lock its users out.
+//!
+//! The fetches of one authorization (discovery, then the JWKS) share one [`FETCH_DEADLINE`], well
+//! inside the authorizer's 10 s Lambda timeout, however slowly the issuer answers or retries.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use tokio::time::Instant;
 use tributary_core::tenancy::OidcIssuer;
 use tributary_core::time::EpochMillis;
 use tributary_engine::client::{AuthParts, Classifier, OutRequest};
@@ -30,6 +34,11 @@ pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// How long past their TTL keys stay usable while the issuer cannot be reached.
 pub const MAX_STALE: Duration = Duration::from_secs(3600);
 
+/// The time all issuer fetches of one authorization may take together. Each fetch has its own
+/// client budget ([`http_config`]), which two in a row could spend past the Lambda timeout (10 s);
+/// this bounds the chain, leaving time for the store and the response.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(6);
+
 /// Why a document could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -39,6 +48,9 @@ pub enum FetchError {
     /// The body is not JSON.
     #[error("response is not JSON")]
     NotJson,
+    /// The authorization's [`FETCH_DEADLINE`] passed before the document arrived.
+    #[error("issuer fetches exceeded their {0:?} deadline")]
+    Deadline(Duration),
 }
 
 /// Fetches a JSON document; the seam between the key cache and the network.
@@ -226,11 +238,13 @@ impl<T> DocCache<T> {
     /// Under one lock: the cached value still usable at `now`, and whether this caller should fetch
     /// (the value is missing, past its TTL, or does not `satisfy` the caller) — in which case the
     /// attempt is recorded before the lock is released, so concurrent callers do not fetch too.
+    /// Without `time_left` nothing is fetched and no attempt is spent.
     fn plan(
         &self,
         url: &str,
         now: EpochMillis,
         t: Timings,
+        time_left: bool,
         satisfies: impl Fn(&T) -> bool,
     ) -> (Option<Arc<T>>, bool) {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -246,7 +260,7 @@ impl<T> DocCache<T> {
         let may_fetch = slot
             .last_attempt
             .is_none_or(|last| now.saturating_sub(last) >= t.refetch);
-        let fetch = !wanted && may_fetch;
+        let fetch = !wanted && may_fetch && time_left;
         if fetch {
             slot.last_attempt = Some(now);
         }
@@ -266,6 +280,7 @@ pub struct KeySource<F> {
     fetch: F,
     egress: EgressPolicy,
     timings: Timings,
+    fetch_deadline: Duration,
     discovery: DocCache<Url>,
     jwks: DocCache<Vec<JwkEntry>>,
 }
@@ -283,9 +298,16 @@ impl<F: FetchJson> KeySource<F> {
                 max_stale: ms(MAX_STALE),
                 refetch: ms(REFETCH_INTERVAL),
             },
+            fetch_deadline: FETCH_DEADLINE,
             discovery: DocCache::new(),
             jwks: DocCache::new(),
         }
+    }
+
+    /// Replaces [`FETCH_DEADLINE`], the time the fetches of one [`Self::key_for`] may take together.
+    pub fn with_fetch_deadline(mut self, deadline: Duration) -> Self {
+        self.fetch_deadline = deadline;
+        self
     }
 
     /// The key that verifies a token of `issuer` (whose `iss` claim is `iss`) with this `kid` and
@@ -299,28 +321,45 @@ impl<F: FetchJson> KeySource<F> {
         alg: Algorithm,
         now: EpochMillis,
     ) -> Result<DecodingKey, Denial> {
+        let deadline = Instant::now() + self.fetch_deadline;
         let jwks_url = match &issuer.jwks_uri {
             Some(raw) => self.secure_url(raw)?,
-            None => self.discover(iss, now).await?,
+            None => self.discover(iss, now, deadline).await?,
         };
-        let keys = self.keys(&jwks_url, kid, now).await?;
+        let keys = self.keys(&jwks_url, kid, now, deadline).await?;
         select(&keys, kid, alg)
     }
 
+    /// `GET url` unless `deadline` passes first.
+    async fn get_json_by(&self, url: &Url, deadline: Instant) -> Result<Value, FetchError> {
+        tokio::time::timeout_at(deadline, self.fetch.get_json(url))
+            .await
+            .unwrap_or(Err(FetchError::Deadline(self.fetch_deadline)))
+    }
+
     /// The `jwks_uri` from the issuer's discovery document, whose `issuer` must be `iss` exactly.
-    async fn discover(&self, iss: &str, now: EpochMillis) -> Result<Url, Denial> {
+    async fn discover(
+        &self,
+        iss: &str,
+        now: EpochMillis,
+        deadline: Instant,
+    ) -> Result<Url, Denial> {
         self.secure_url(iss)?;
         let raw = format!(
             "{}/.well-known/openid-configuration",
             iss.trim_end_matches('/')
         );
         let url = self.secure_url(&raw)?;
-        let (cached, fetch) = self
-            .discovery
-            .plan(url.as_str(), now, self.timings, |_| true);
+        let (cached, fetch) = self.discovery.plan(
+            url.as_str(),
+            now,
+            self.timings,
+            Instant::now() < deadline,
+            |_| true,
+        );
         let mut failure = "discovery document not fetched (refetch interval)".to_owned();
         if fetch {
-            match self.fetch.get_json(&url).await {
+            match self.get_json_by(&url, deadline).await {
                 Ok(doc) => match self.read_discovery(&doc, iss) {
                     Ok(jwks_url) => {
                         self.discovery
@@ -356,15 +395,19 @@ impl<F: FetchJson> KeySource<F> {
         url: &Url,
         kid: Option<&str>,
         now: EpochMillis,
+        deadline: Instant,
     ) -> Result<Arc<Vec<JwkEntry>>, Denial> {
         let knows = |keys: &Vec<JwkEntry>| match kid {
             Some(kid) => keys.iter().any(|e| e.kid.as_deref() == Some(kid)),
             None => true,
         };
-        let (cached, fetch) = self.jwks.plan(url.as_str(), now, self.timings, knows);
+        let time_left = Instant::now() < deadline;
+        let (cached, fetch) = self
+            .jwks
+            .plan(url.as_str(), now, self.timings, time_left, knows);
         let mut failure = "JWKS not fetched (refetch interval)".to_owned();
         if fetch {
-            match self.fetch.get_json(url).await {
+            match self.get_json_by(url, deadline).await {
                 Ok(doc) => match parse_jwks(&doc) {
                     Ok(keys) => {
                         let keys = Arc::new(keys);
@@ -484,7 +527,10 @@ mod tests {
             audience: "api".into(),
             jwks_uri: jwks_uri.map(str::to_owned),
             scopes_claim: "scope".into(),
+            allowed_scopes: Vec::new(),
             created_at_ms: 0,
+            expires_at_ms: None,
+            created_by: String::new(),
         }
     }
 
@@ -579,9 +625,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn discovery_must_name_the_same_issuer() {
-        let src = source(json!({
-    #[tokio::test]
     async fn issuer_fetches_refuse_a_redirect_to_plain_http() {
         use tributary_engine::egress::EgressDenied;
         use wiremock::matchers::path;
@@ -615,6 +658,95 @@ mod tests {
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
     }
 
+    /// An issuer answering every request after `delay`.
+    struct SlowFetch {
+        delay: Duration,
+        calls: AtomicUsize,
+    }
+
+    impl FetchJson for SlowFetch {
+        async fn get_json(&self, url: &Url) -> Result<Value, FetchError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            if url.path().ends_with("/openid-configuration") {
+                Ok(json!({
+                    "issuer": "https://idp.example.com",
+                    "jwks_uri": "https://idp.example.com/jwks",
+                }))
+            } else {
+                Ok(json!({"keys": [rsa("a")]}))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_and_jwks_together_end_by_one_deadline() {
+        let deadline = Duration::from_millis(500);
+        let src = KeySource::new(
+            SlowFetch {
+                delay: Duration::from_millis(400),
+                calls: AtomicUsize::new(0),
+            },
+            EgressPolicy::public_only(),
+            Duration::from_secs(600),
+        )
+        .with_fetch_deadline(deadline);
+        let iss = issuer(None);
+        let started = std::time::Instant::now();
+
+        let got = src
+            .key_for(&iss, &iss.issuer, Some("a"), Algorithm::RS256, 0)
+            .await;
+
+        // Each fetch fits the deadline alone (400 ms); both (800 ms) do not.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < deadline + Duration::from_millis(200),
+            "{elapsed:?}"
+        );
+        let err = got.err().unwrap();
+        assert!(
+            matches!(&err, Denial::KeysUnavailable(m) if m.contains("deadline")),
+            "{err:?}"
+        );
+        assert_eq!(src.fetch.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_issuer_is_given_up_at_the_deadline() {
+        let deadline = Duration::from_millis(300);
+        let src = KeySource::new(
+            SlowFetch {
+                // Long enough to fail the test plainly, not hang it, without the deadline.
+                delay: Duration::from_secs(20),
+                calls: AtomicUsize::new(0),
+            },
+            EgressPolicy::public_only(),
+            Duration::from_secs(600),
+        )
+        .with_fetch_deadline(deadline);
+        let iss = issuer(Some("https://idp.example.com/jwks"));
+        let started = std::time::Instant::now();
+
+        let got = src
+            .key_for(&iss, &iss.issuer, Some("a"), Algorithm::RS256, 0)
+            .await;
+
+        assert!(started.elapsed() < deadline + Duration::from_millis(200));
+        assert!(matches!(got, Err(Denial::KeysUnavailable(_))));
+    }
+
+    #[test]
+    fn the_default_deadline_leaves_room_in_the_lambda_timeout() {
+        const LAMBDA_TIMEOUT: Duration = Duration::from_secs(10);
+        let src = source(json!({}));
+        assert_eq!(src.fetch_deadline, FETCH_DEADLINE);
+        assert!(FETCH_DEADLINE + Duration::from_secs(3) <= LAMBDA_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn discovery_must_name_the_same_issuer() {
+        let src = source(json!({
             "issuer": "https://evil.example.com",
             "jwks_uri": "https://idp.example.com/jwks"
         }));
