@@ -3,10 +3,12 @@
 //! client and cached per URL for the life of the execution environment.
 //!
 //! The issuer is reached only after a tenant registered it, so the set of URLs is bounded by the
-//! registrations. Every URL may be fetched at most once per [`REFETCH_INTERVAL`], whatever happens: a
-//! stream of tokens with made-up `kid`s, or an issuer that is down, cannot make us hammer it. Keys
-//! whose refresh failed stay usable for [`MAX_STALE`] past their TTL, so a short outage of the issuer
-//! does not lock its users out.
+//! registrations. A URL is fetched at most once per [`REFETCH_INTERVAL`]: a stream of tokens with
+//! made-up `kid`s, or an issuer that is down, cannot make us hammer it. Junk `kid`s can spend that
+//! allowance, though, and a fetch they trigger may fail; so an unknown `kid` against a key set older
+//! than [`OLD_KEYS`] is looked up regardless, only [`MIN_REFETCH_GAP`] after the last attempt — a
+//! rotated key is then found within seconds, not a minute. Keys whose refresh failed stay usable for
+//! [`MAX_STALE`] past their TTL, so a short outage of the issuer does not lock its users out.
 //!
 //! The fetches of one authorization (discovery, then the JWKS) share one [`FETCH_DEADLINE`], well
 //! inside the authorizer's 10 s Lambda timeout, however slowly the issuer answers or retries.
@@ -30,6 +32,15 @@ use crate::denial::Denial;
 
 /// The least time between two fetches of one URL.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Age past which a key set that lacks a token's `kid` is refetched despite [`REFETCH_INTERVAL`]
+/// (bounded by [`MIN_REFETCH_GAP`]). A successful fetch makes the set young again, so this only
+/// matters once the attempts of the interval failed.
+pub const OLD_KEYS: Duration = Duration::from_secs(300);
+
+/// The least time between two fetches of one URL under the [`OLD_KEYS`] rule: a stream of junk
+/// `kid`s against an issuer that is down costs it one fetch per gap, not one per token.
+pub const MIN_REFETCH_GAP: Duration = Duration::from_secs(10);
 
 /// How long past their TTL keys stay usable while the issuer cannot be reached.
 pub const MAX_STALE: Duration = Duration::from_secs(3600);
@@ -226,6 +237,8 @@ struct Timings {
     ttl: i64,
     max_stale: i64,
     refetch: i64,
+    old: i64,
+    min_gap: i64,
 }
 
 impl<T> DocCache<T> {
@@ -238,7 +251,8 @@ impl<T> DocCache<T> {
     /// Under one lock: the cached value still usable at `now`, and whether this caller should fetch
     /// (the value is missing, past its TTL, or does not `satisfy` the caller) — in which case the
     /// attempt is recorded before the lock is released, so concurrent callers do not fetch too.
-    /// Without `time_left` nothing is fetched and no attempt is spent.
+    /// Attempts are at least `refetch` apart, or `min_gap` when a set older than `old` lacks what
+    /// the caller wants. Without `time_left` nothing is fetched and no attempt is spent.
     fn plan(
         &self,
         url: &str,
@@ -254,12 +268,12 @@ impl<T> DocCache<T> {
             .value
             .clone()
             .filter(|_| age < t.ttl.saturating_add(t.max_stale));
-        let wanted = usable
-            .as_deref()
-            .is_some_and(|v| age < t.ttl && satisfies(v));
-        let may_fetch = slot
-            .last_attempt
-            .is_none_or(|last| now.saturating_sub(last) >= t.refetch);
+        let satisfied = usable.as_deref().is_some_and(satisfies);
+        let wanted = satisfied && age < t.ttl;
+        let since_attempt = slot.last_attempt.map(|last| now.saturating_sub(last));
+        let old_keys_miss = usable.is_some() && !satisfied && age >= t.old;
+        let may_fetch = since_attempt.is_none_or(|s| s >= t.refetch)
+            || (old_keys_miss && since_attempt.is_none_or(|s| s >= t.min_gap));
         let fetch = !wanted && may_fetch && time_left;
         if fetch {
             slot.last_attempt = Some(now);
@@ -297,6 +311,8 @@ impl<F: FetchJson> KeySource<F> {
                 ttl: ms(ttl),
                 max_stale: ms(MAX_STALE),
                 refetch: ms(REFETCH_INTERVAL),
+                old: ms(OLD_KEYS),
+                min_gap: ms(MIN_REFETCH_GAP),
             },
             fetch_deadline: FETCH_DEADLINE,
             discovery: DocCache::new(),
@@ -656,6 +672,129 @@ mod tests {
             "{err}"
         );
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    }
+
+    /// An issuer serving `doc`, or failing while it is `None`.
+    struct ScriptedFetch {
+        calls: AtomicUsize,
+        doc: Mutex<Option<Value>>,
+    }
+
+    impl ScriptedFetch {
+        fn serve(&self, doc: Option<Value>) {
+            *self.doc.lock().unwrap() = doc;
+        }
+    }
+
+    impl FetchJson for ScriptedFetch {
+        async fn get_json(&self, _url: &Url) -> Result<Value, FetchError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let doc = self.doc.lock().unwrap().clone();
+            doc.ok_or(FetchError::NotJson)
+        }
+    }
+
+    fn scripted(doc: Value) -> KeySource<ScriptedFetch> {
+        KeySource::new(
+            ScriptedFetch {
+                calls: AtomicUsize::new(0),
+                doc: Mutex::new(Some(doc)),
+            },
+            EgressPolicy::public_only(),
+            Duration::from_secs(600),
+        )
+    }
+
+    #[tokio::test]
+    async fn when_keys_are_old_a_rotated_kid_is_fetched_despite_a_recent_junk_attempt() {
+        let src = scripted(json!({"keys": [rsa("a")]}));
+        let iss = issuer(Some("https://idp.example.com/jwks"));
+        let calls = || src.fetch.calls.load(Ordering::SeqCst);
+        let key = |kid: &'static str, now| {
+            src.key_for(&iss, &iss.issuer, Some(kid), Algorithm::RS256, now)
+        };
+        let t0 = 1_000_000;
+        assert!(key("a", t0).await.is_ok());
+        // Junk a minute later: one fetch for the whole minute.
+        let t1 = t0 + 61_000;
+        for i in 0..50 {
+            assert_eq!(
+                key("junk", t1 + i * 1_000).await.unwrap_err(),
+                Denial::UnknownKid
+            );
+        }
+        assert_eq!(calls(), 2);
+
+        // The issuer stumbles just as junk arrives at keys over five minutes old: that attempt fails
+        // and spends the interval's allowance.
+        src.fetch.serve(None);
+        let t2 = t1 + 301_000;
+        assert_eq!(key("junk", t2).await.unwrap_err(), Denial::UnknownKid);
+        assert_eq!(calls(), 3);
+        // More junk within the gap does not reach the issuer.
+        for i in 1..10 {
+            assert_eq!(
+                key("junk", t2 + i * 1_000).await.unwrap_err(),
+                Denial::UnknownKid
+            );
+        }
+        assert_eq!(calls(), 3);
+
+        // It recovers with a rotated key; a token naming it seconds later is not held back.
+        src.fetch.serve(Some(json!({"keys": [rsa("a"), rsa("b")]})));
+        assert!(key("b", t2 + 15_000).await.is_ok());
+        assert_eq!(calls(), 4);
+        // The set is young again: junk is back to once a minute.
+        for i in 0..40 {
+            assert_eq!(
+                key("junk", t2 + 16_000 + i * 1_000).await.unwrap_err(),
+                Denial::UnknownKid
+            );
+        }
+        assert_eq!(calls(), 4);
+    }
+
+    #[tokio::test]
+    async fn junk_against_old_keys_of_a_down_issuer_is_bounded_by_the_gap() {
+        let src = scripted(json!({"keys": [rsa("a")]}));
+        let iss = issuer(Some("https://idp.example.com/jwks"));
+        let t0 = 1_000_000;
+        assert!(
+            src.key_for(&iss, &iss.issuer, Some("a"), Algorithm::RS256, t0)
+                .await
+                .is_ok()
+        );
+        src.fetch.serve(None);
+        let start = t0 + 400_000;
+        // One junk token every 100 ms for a minute: 600 tokens.
+        for i in 0..600 {
+            let denial = src
+                .key_for(
+                    &iss,
+                    &iss.issuer,
+                    Some("junk"),
+                    Algorithm::RS256,
+                    start + i * 100,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(denial, Denial::UnknownKid);
+        }
+        let fetches = src.fetch.calls.load(Ordering::SeqCst) - 1;
+        assert_eq!(fetches, 6, "one per 10 s gap");
+        // Known keys stay usable meanwhile, without fetching.
+        assert!(
+            src.key_for(
+                &iss,
+                &iss.issuer,
+                Some("a"),
+                Algorithm::RS256,
+                start + 60_000
+            )
+            .await
+            .is_ok()
+        );
+        assert_eq!(src.fetch.calls.load(Ordering::SeqCst) - 1, 6);
     }
 
     /// An issuer answering every request after `delay`.
