@@ -473,3 +473,75 @@ async fn a_public_issuer_over_plain_http_is_refused() {
     assert!(!out.is_authorized);
     assert_eq!(s.requests_to(&s.issuer, JWKS_PATH).await, 0);
 }
+
+/// The leeway today: `exp`, `nbf` and `iat` are compared in whole seconds (the clock's milliseconds
+/// truncated), inclusively, with 60 s of skew either way.
+const LEEWAY_S: i64 = 60;
+
+#[test]
+fn the_leeway_is_sixty_seconds() {
+    assert_eq!(
+        tributary_auth::jwt::LEEWAY,
+        std::time::Duration::from_secs(60)
+    );
+}
+
+#[tokio::test]
+async fn exp_is_accepted_until_exactly_the_leeway_has_passed() {
+    let s = Setup::new().await;
+    let now = NOW / 1000;
+    let expiring_at = |exp: i64| {
+        let mut claims = s.claims();
+        claims["exp"] = json!(exp);
+        s.rs256(&claims)
+    };
+
+    assert!(s.allowed(&expiring_at(now - LEEWAY_S)).await);
+    assert_eq!(
+        s.denial(&expiring_at(now - LEEWAY_S - 1)).await,
+        Denial::Expired
+    );
+
+    // Milliseconds of the clock do not count: 999 ms later the same second is still in.
+    s.world.clock.advance(999);
+    assert!(s.allowed(&expiring_at(now - LEEWAY_S)).await);
+    s.world.clock.advance(1);
+    assert_eq!(
+        s.denial(&expiring_at(now - LEEWAY_S)).await,
+        Denial::Expired
+    );
+}
+
+#[tokio::test]
+async fn nbf_is_accepted_up_to_exactly_the_leeway_ahead() {
+    let s = Setup::new().await;
+    let now = NOW / 1000;
+    let valid_from = |nbf: i64| {
+        let mut claims = s.claims();
+        claims["nbf"] = json!(nbf);
+        s.rs256(&claims)
+    };
+
+    assert!(s.allowed(&valid_from(now + LEEWAY_S)).await);
+    assert_eq!(
+        s.denial(&valid_from(now + LEEWAY_S + 1)).await,
+        Denial::NotYetValid
+    );
+}
+
+#[tokio::test]
+async fn iat_is_accepted_up_to_exactly_the_leeway_ahead() {
+    let s = Setup::new().await;
+    let now = NOW / 1000;
+    let issued_at = |iat: i64| {
+        let mut claims = s.claims();
+        claims["iat"] = json!(iat);
+        s.rs256(&claims)
+    };
+
+    assert!(s.allowed(&issued_at(now + LEEWAY_S)).await);
+    assert_eq!(
+        s.denial(&issued_at(now + LEEWAY_S + 1)).await,
+        Denial::IssuedInFuture
+    );
+}
