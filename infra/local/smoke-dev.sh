@@ -35,8 +35,9 @@ done
 # shellcheck disable=SC1090
 . "$env_file"
 
+canary_ok() { python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["canary"]["status"] != "ok")'; }
 until curl -fs -m 60 -H "Authorization: Bearer $TRIBUTARY_ADMIN_KEY" "$TRIBUTARY_API_URL/v1/health/details" \
-  | grep -q '"canary":{"status":"ok"'; do
+  | canary_ok 2>/dev/null; do
   kill -0 "$pid" 2>/dev/null || fail "tributary-local exited"
   (( SECONDS - start < 240 )) || fail "no canary round trip within 240 s"
   sleep 2
