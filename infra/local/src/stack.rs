@@ -62,7 +62,9 @@ pub struct StackOptions {
     /// The admin API key; generated as the template says when `None`.
     pub admin_key: Option<String>,
     /// Template parameter values; `Stage` defaults to `local`. A template's `IssuerEgressAllowlist`
-    /// defaults to loopback, where local identity providers (a developer's, the tests') run.
+    /// defaults to loopback, where local identity providers (a developer's, the tests') run. Settings
+    /// of the emulated gateway that reference parameters follow them too (tests shorten the
+    /// authorizer cache with `AuthorizerCacheTtlSeconds`).
     pub parameters: BTreeMap<String, String>,
     /// Prefix of physical resource names.
     pub stack_name: String,
@@ -222,7 +224,13 @@ impl Stack {
 
         let mut tasks = Vec::new();
         let api_url = start_gateway(
-            listener, &template, &functions, &invoker, &options, &mut tasks,
+            listener,
+            &template,
+            &provisioned,
+            &functions,
+            &invoker,
+            &options,
+            &mut tasks,
         )?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         for f in &functions {
@@ -489,12 +497,14 @@ async fn bind_gateway(port: u16) -> Result<tokio::net::TcpListener, Error> {
 fn start_gateway(
     listener: tokio::net::TcpListener,
     template: &Template,
+    provisioned: &Provisioned,
     functions: &[FunctionDef],
     invoker: &Invoker,
     options: &StackOptions,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<String, Error> {
-    let api = template.http_api()?;
+    // Resolved with the stack's parameters: the authorizer cache TTL may be one.
+    let api = template.http_api_resolved(&provisioned.resolver)?;
     let routes: Vec<Route> = functions
         .iter()
         .flat_map(|f| {

@@ -278,8 +278,18 @@ impl Template {
         })
     }
 
-    /// The `AWS::Serverless::HttpApi`, if the template has one.
+    /// The `AWS::Serverless::HttpApi`, if the template has one, with parameters at their defaults.
     pub fn http_api(&self) -> Result<Option<HttpApiDef>, Error> {
+        let mut defaults = Resolver::default();
+        for (name, value) in self.parameter_defaults() {
+            defaults.set_ref(name, value);
+        }
+        self.http_api_resolved(&defaults)
+    }
+
+    /// The `AWS::Serverless::HttpApi`, with settings that reference parameters (such as
+    /// `ReauthorizeEvery: !Ref …`) resolved by `resolver`.
+    pub fn http_api_resolved(&self, resolver: &Resolver) -> Result<Option<HttpApiDef>, Error> {
         let mut apis = self
             .resources()
             .filter(|r| r.kind == "AWS::Serverless::HttpApi");
@@ -302,7 +312,7 @@ impl Template {
             .and_then(Value::as_object)
         {
             for (name, def) in map {
-                authorizers.insert(name.clone(), authorizer_def(name, def)?);
+                authorizers.insert(name.clone(), authorizer_def(name, def, resolver)?);
             }
         }
         if let Some(name) = &default_authorizer
@@ -320,7 +330,7 @@ impl Template {
     }
 }
 
-fn authorizer_def(name: &str, def: &Value) -> Result<AuthorizerDef, Error> {
+fn authorizer_def(name: &str, def: &Value, resolver: &Resolver) -> Result<AuthorizerDef, Error> {
     let unsupported = |what: &str| {
         Error::Template(format!(
             "authorizer {name}: {what} (the local gateway emulates Lambda REQUEST authorizers with payload 2.0 and simple responses)"
@@ -360,8 +370,15 @@ fn authorizer_def(name: &str, def: &Value) -> Result<AuthorizerDef, Error> {
     let ttl = identity
         .and_then(|i| i.get("ReauthorizeEvery"))
         .map(|v| {
-            v.as_u64()
-                .ok_or_else(|| unsupported("ReauthorizeEvery is not a number"))
+            let not_a_number = || unsupported("ReauthorizeEvery is not a number of seconds");
+            match v.as_u64() {
+                Some(n) => Ok(n),
+                // `!Ref <Parameter>`: CloudFormation passes parameters as strings.
+                None => resolver
+                    .eval_string(v)?
+                    .parse::<u64>()
+                    .map_err(|_| not_a_number()),
+            }
         })
         .transpose()?
         .unwrap_or(300);
@@ -804,6 +821,27 @@ Resources:
             vec![IdentitySource::Header("Authorization".into())]
         );
         assert_eq!(a.ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn reauthorize_every_may_reference_a_parameter() {
+        let text = SAMPLE
+            .replace("ReauthorizeEvery: 60", "ReauthorizeEvery: !Ref CacheTtl")
+            .replace(
+                "  Size: { Type: Number, Default: 10 }",
+                "  Size: { Type: Number, Default: 10 }\n  CacheTtl: { Type: Number, Default: 300 }",
+            );
+        let t = Template::parse(&text, Path::new("sample.yaml")).expect("parses");
+        let ttl = |api: Option<HttpApiDef>| api.expect("present").authorizers["Lambda"].ttl;
+        assert_eq!(ttl(t.http_api().expect("valid")), Duration::from_secs(300));
+        let mut r = Resolver::default();
+        r.set_ref("CacheTtl", "3");
+        assert_eq!(
+            ttl(t.http_api_resolved(&r).expect("valid")),
+            Duration::from_secs(3)
+        );
+        r.set_ref("CacheTtl", "soon");
+        assert!(t.http_api_resolved(&r).is_err());
     }
 
     #[test]

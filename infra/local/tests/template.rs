@@ -76,36 +76,122 @@ fn functions_run_the_contract_binaries_with_the_shared_environment() {
     );
 }
 
-#[test]
-fn health_is_public_and_every_other_route_goes_through_the_authorizer() {
-    let t = template();
-    let routes: Vec<RouteDef> = function(&t, "ApiFunction")
-        .events
+/// Every route of every function, as (method, path, authorizer).
+fn routes(t: &Template) -> BTreeSet<(String, String, Option<String>)> {
+    t.functions()
+        .expect("functions")
         .into_iter()
+        .flat_map(|f| f.events)
         .filter_map(|e| match e {
-            EventDef::HttpApi(r) => Some(r),
+            EventDef::HttpApi(RouteDef {
+                method,
+                path,
+                authorizer,
+            }) => Some((method, path, authorizer)),
             _ => None,
         })
-        .collect();
-    assert!(routes.contains(&RouteDef {
-        method: "GET".into(),
-        path: "/v1/health".into(),
-        authorizer: Some("NONE".into()),
-    }));
-    assert!(routes.contains(&RouteDef {
-        method: "ANY".into(),
-        path: "/{proxy+}".into(),
-        authorizer: None,
-    }));
+        .collect()
+}
+
+#[test]
+fn exactly_health_openapi_and_docs_are_public_and_everything_else_needs_the_authorizer() {
+    let t = template();
+    let public =
+        |method: &str, path: &str| (method.to_owned(), path.to_owned(), Some("NONE".to_owned()));
+    // The exact set: a new public route is a decision to review here, not a side effect.
+    assert_eq!(
+        routes(&t),
+        BTreeSet::from([
+            public("GET", "/v1/health"),
+            public("GET", "/v1/openapi.json"),
+            public("GET", "/docs"),
+            ("ANY".to_owned(), "/{proxy+}".to_owned(), None),
+        ])
+    );
     let api = t.http_api().expect("valid").expect("an HttpApi");
     let name = api.default_authorizer.expect("a default authorizer");
+    assert_eq!(api.authorizers.len(), 1, "one authorizer");
     let authorizer = &api.authorizers[&name];
     assert_eq!(authorizer.function, "AuthFunction");
     assert_eq!(
         authorizer.identity_sources,
         vec![IdentitySource::Header("Authorization".into())]
     );
+}
+
+#[test]
+fn the_authorizer_cache_ttl_is_a_documented_parameter_of_300_seconds() {
+    let t = template();
+    let api = t
+        .resources()
+        .find(|r| r.logical_id == "HttpApi")
+        .expect("HttpApi");
+    assert_eq!(
+        api.properties["Auth"]["Authorizers"]["TributaryAuthorizer"]["Identity"]["ReauthorizeEvery"],
+        json!({"Ref": "AuthorizerCacheTtlSeconds"})
+    );
+    assert_eq!(t.parameter_defaults()["AuthorizerCacheTtlSeconds"], "300");
+    let declared = t.parameter("AuthorizerCacheTtlSeconds").expect("declared");
+    assert_eq!(declared["Type"], "Number");
+    assert_eq!(declared["MaxValue"], 3600, "API Gateway's maximum");
+    let description = declared["Description"].as_str().unwrap_or_default();
+    for guarantee in ["Revoking a key", "disabling or deleting a tenant", "within"] {
+        assert!(description.contains(guarantee), "{description}");
+    }
+    let authorizer = t
+        .http_api()
+        .expect("valid")
+        .expect("an HttpApi")
+        .authorizers["TributaryAuthorizer"]
+        .clone();
     assert_eq!(authorizer.ttl, Duration::from_secs(300));
+}
+
+/// `samconfig.toml`'s `parameter_overrides`, by environment (`default`, `production`, …).
+fn samconfig_overrides() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(workspace::root().join("samconfig.toml")).expect("samconfig.toml");
+    let mut environment = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(table) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            environment = table.split('.').next().unwrap_or_default().to_owned();
+        } else if line.starts_with("parameter_overrides") || line.contains("IssuerEgressAllowlist")
+        {
+            out.push((environment.clone(), line.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn issuer_egress_allowlist_is_empty_in_aws() {
+    let t = template();
+    assert_eq!(t.parameter_defaults()["IssuerEgressAllowlist"], "");
+    let function = function(&t, "AuthFunction");
+    assert_eq!(
+        function.environment["EGRESS_ALLOWLIST"],
+        json!({"Ref": "IssuerEgressAllowlist"})
+    );
+    let overrides = samconfig_overrides();
+    let stages: BTreeSet<&str> = overrides
+        .iter()
+        .filter_map(|(_, line)| line.split("Stage=\\\"").nth(1))
+        .filter_map(|rest| rest.split('\\').next())
+        .collect();
+    assert!(
+        stages.contains("dev") && stages.contains("prod"),
+        "samconfig.toml's deploy stages were not found: {overrides:?}"
+    );
+    for (environment, line) in &overrides {
+        let local = line.contains(r#"Stage=\"local\""#);
+        assert!(
+            local
+                || !line.contains("IssuerEgressAllowlist")
+                || line.contains(r#"IssuerEgressAllowlist=\"\""#),
+            "samconfig.toml [{environment}] opens the authorizer's egress in AWS: {line}"
+        );
+    }
 }
 
 #[test]
