@@ -216,7 +216,7 @@ async fn wrong_issuer_and_wrong_audience_are_denied() {
     for (claims, reason) in [
         (trailing_slash, Denial::IssuerNotRegistered),
         (other_issuer, Denial::IssuerNotRegistered),
-        (wrong_aud, Denial::AudienceMismatch),
+        (wrong_aud, Denial::IssuerNotRegistered),
         (no_aud, Denial::MissingClaim("aud")),
     ] {
         assert_eq!(s.denial(&s.rs256(&claims)).await, reason, "{claims}");
@@ -472,6 +472,65 @@ async fn a_public_issuer_over_plain_http_is_refused() {
         .await;
     assert!(!out.is_authorized);
     assert_eq!(s.requests_to(&s.issuer, JWKS_PATH).await, 0);
+}
+
+#[tokio::test]
+async fn a_token_holds_only_the_scopes_its_registration_allows_and_its_expiry_travels() {
+    use tributary_core::scope::Scope;
+    let issuer = start_issuer().await;
+    let world = World::new(&["127.0.0.1"]);
+    let tenant = world.store().add_tenant();
+    let registration_expiry = NOW + 120_000;
+    world.store().add_issuer_allowing(
+        &tenant,
+        &issuer.uri(),
+        AUDIENCE,
+        "scope",
+        vec![Scope::RecordsRead, Scope::SyncsRead],
+        Some(registration_expiry),
+    );
+    let now = NOW / 1000;
+    let claims = json!({
+        "iss": issuer.uri(), "aud": AUDIENCE, "sub": "ci", "exp": now + 60,
+        "scope": "connections:write records:read keys:write admin",
+    });
+    let token = jws(
+        json!({"alg": "RS256", "kid": "rsa-1"}),
+        &claims,
+        &rsa(),
+        Algorithm::RS256,
+    );
+    let out = world.authorize(Some(&format!("Bearer {token}"))).await;
+    assert!(out.is_authorized);
+    // The token claims four scopes; its registration allows two, of which it claims one.
+    assert_eq!(out.context["scopes"], "records:read");
+    // exp + leeway (60 s), as it is earlier than the registration's expiry.
+    assert_eq!(
+        out.context["expires_at_ms"],
+        ((now + 60 + 60) * 1000).to_string()
+    );
+
+    // A token outliving its registration is accepted only until the registration's expiry.
+    let long = json!({"iss": issuer.uri(), "aud": AUDIENCE, "sub": "ci", "exp": now + 3600, "scope": "records:read"});
+    let token = jws(
+        json!({"alg": "RS256", "kid": "rsa-1"}),
+        &long,
+        &rsa(),
+        Algorithm::RS256,
+    );
+    let out = world.authorize(Some(&format!("Bearer {token}"))).await;
+    assert_eq!(
+        out.context["expires_at_ms"],
+        registration_expiry.to_string()
+    );
+    // Past the registration's expiry, its tokens are refused.
+    world.clock.advance(120_000);
+    assert!(
+        !world
+            .authorize(Some(&format!("Bearer {token}")))
+            .await
+            .is_authorized
+    );
 }
 
 /// The leeway today: `exp`, `nbf` and `iat` are compared in whole seconds (the clock's milliseconds
