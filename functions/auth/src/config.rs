@@ -16,7 +16,8 @@ pub struct Config {
     /// `CONTROL_TABLE`: the control-plane table holding tenants, API keys and registered issuers.
     pub control_table: String,
     /// `JWKS_CACHE_TTL_SECONDS`: how long issuer discovery documents and signing keys are kept before
-    /// they are fetched again (default 600). An unknown `kid` refetches sooner, at most once a minute.
+    /// they are fetched again (default 600). An unknown `kid` refetches sooner: at most once a minute, or
+    /// once every 10 s when the cached keys are older than 5 minutes (see `jwks::OLD_KEYS`).
     pub jwks_cache_ttl: Duration,
     /// `EGRESS_ALLOWLIST`: comma-separated IPs or CIDRs that issuer fetches may reach although they are
     /// loopback or private (empty by default; the local stack and tests open `127.0.0.1`). Such hosts
