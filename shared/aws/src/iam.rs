@@ -60,14 +60,12 @@ pub const API: &[Grant] = &[
 ];
 
 /// The authorizer: reads API keys (`APIKEY#…`), tenants (`TENANTS`) and (issuer, audience)
-/// registrations (`ISSUERAUD#…`) by key, and the admin key secret. It writes nothing.
-///
-/// `dynamodb:Query` is not called since the issuer lookup became one `GetItem`; it stays granted
-/// (within the same partitions) until that is confirmed in production, then goes.
+/// registrations (`ISSUERAUD#…`) by key, and the admin key secret. It writes nothing and queries
+/// nothing: every lookup is one `GetItem`.
 pub const AUTH: &[Grant] = &[
     Grant {
         resource: "ControlTable",
-        actions: &["dynamodb:GetItem", "dynamodb:Query"],
+        actions: &["dynamodb:GetItem"],
         leading_keys: &["APIKEY#*", "TENANTS", "ISSUERAUD#*"],
     },
     Grant {
@@ -76,9 +74,6 @@ pub const AUTH: &[Grant] = &[
         leading_keys: &[],
     },
 ];
-
-/// Actions `AUTH` grants that no adapter call needs any more (see [`AUTH`]).
-pub const AUTH_RETAINED_UNUSED: &[&str] = &["dynamodb:Query"];
 
 /// The connector: the job ledger (`JOB#…`) and the canary (`SYSTEM`), and the jobs queue. Receiving,
 /// deleting and the queue's attributes are what the SQS event source mapping does with the
@@ -439,11 +434,7 @@ mod tests {
             .await
             .unwrap();
         let used = check("authorizer", AUTH, &aws.take());
-        let mut expected = listed(AUTH);
-        for action in AUTH_RETAINED_UNUSED {
-            expected.remove(*action);
-        }
-        assert_eq!(used, expected, "granted but not called");
+        assert_eq!(used, listed(AUTH), "granted but not called");
     }
 
     #[tokio::test]
