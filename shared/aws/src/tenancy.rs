@@ -282,15 +282,26 @@ impl DynamoTable {
     }
 
     async fn put_conditional(&self, item: Item, condition: &str) -> Result<bool, PortError> {
-        let result = self
+        self.put_if(item, condition, None).await
+    }
+
+    /// Puts `item` if `condition` holds (with `:v` bound to `value`); `false` when it does not.
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        value: Option<AttributeValue>,
+    ) -> Result<bool, PortError> {
+        let mut request = self
             .client()
             .put_item()
             .table_name(self.name())
             .set_item(Some(item))
-            .condition_expression(condition)
-            .send()
-            .await;
-        match result {
+            .condition_expression(condition);
+        if let Some(value) = value {
+            request = request.expression_attribute_values(":v", value);
+        }
+        match request.send().await {
             Ok(_) => Ok(true),
             Err(e) => match classify(Service::Store, "PutItem", e, |inner| match inner {
                 PutItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
@@ -340,34 +351,20 @@ impl TenantStore for DynamoTable {
         } else {
             "version = :v"
         };
-        let result = self
-            .client()
-            .put_item()
-            .table_name(self.name())
-            .set_item(Some(tenant_item(tenant)?))
-            .condition_expression(condition)
-            .expression_attribute_values(":v", n(expected_version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match classify(Service::Store, "PutItem", e, |inner| match inner {
-                PutItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
-                    service: Service::Store,
-                    operation: "PutItem",
-                }),
-                _ => None,
-            }) {
-                // Either it is gone or someone else changed it: a read tells which.
-                conflict @ PortError::Conflict { .. } => {
-                    if self.get(TENANTS_PK, tenant.id.as_str()).await?.is_some() {
-                        Err(conflict)
-                    } else {
-                        Ok(false)
-                    }
-                }
-                other => Err(other),
-            },
+        if self
+            .put_if(tenant_item(tenant)?, condition, Some(n(expected_version)))
+            .await?
+        {
+            return Ok(true);
+        }
+        // Either it is gone or someone else changed it: a read tells which.
+        if self.get(TENANTS_PK, tenant.id.as_str()).await?.is_some() {
+            Err(PortError::Conflict {
+                service: Service::Store,
+                operation: "PutItem",
+            })
+        } else {
+            Ok(false)
         }
     }
 
