@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
-use tributary_engine::EgressPolicy;
+use tributary_http::EgressPolicy;
 
 /// The authorizer's settings (set by `infra/template.yaml`).
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Signing keys of registered OIDC issuers: the discovery document
-//! (`{iss}/.well-known/openid-configuration`) and the JWKS, fetched through the engine's guarded
-//! client and cached per URL for the life of the execution environment.
+//! (`{iss}/.well-known/openid-configuration`) and the JWKS, fetched through the guarded client of
+//! `tributary-http` and cached per URL for the life of the execution environment. Every URL passes
+//! [`issuer_url::validate`] first, the rule the API applies when the issuer is registered.
 //!
 //! The issuer is reached only after a tenant registered it, so the set of URLs is bounded by the
 //! registrations. A URL is fetched at most once per [`REFETCH_INTERVAL`]: a stream of tokens with
@@ -23,9 +24,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tributary_core::tenancy::OidcIssuer;
 use tributary_core::time::EpochMillis;
-use tributary_engine::client::{AuthParts, Classifier, OutRequest};
-use tributary_engine::spec::RateLimitHints;
-use tributary_engine::{EgressPolicy, EngineError, HttpClient, HttpConfig};
+use tributary_http::issuer_url;
+use tributary_http::{EgressPolicy, HttpClient, HttpConfig, HttpError, OutRequest};
 use url::Url;
 
 use crate::denial::Denial;
@@ -55,7 +55,7 @@ pub const FETCH_DEADLINE: Duration = Duration::from_secs(6);
 pub enum FetchError {
     /// The guarded client failed (egress refused, timeout, HTTP error, body too large…).
     #[error(transparent)]
-    Http(#[from] EngineError),
+    Http(#[from] HttpError),
     /// The body is not JSON.
     #[error("response is not JSON")]
     NotJson,
@@ -72,29 +72,12 @@ pub trait FetchJson: Send + Sync {
 
 impl FetchJson for HttpClient {
     async fn get_json(&self, url: &Url) -> Result<Value, FetchError> {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
+        let mut request = OutRequest::get(url.clone());
+        request.headers.insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static("application/json"),
         );
-        let request = OutRequest {
-            method: http::Method::GET,
-            url: url.clone(),
-            headers,
-            auth: AuthParts::default(),
-            body: None,
-            idempotent: true,
-        };
-        let hints = RateLimitHints::default();
-        let response = self
-            .send(
-                &request,
-                Classifier {
-                    rules: &[],
-                    hints: &hints,
-                },
-            )
-            .await?;
+        let response = self.send(&request).await?;
         serde_json::from_slice(&response.body).map_err(|_| FetchError::NotJson)
     }
 }
@@ -111,7 +94,6 @@ pub fn http_config(egress: EgressPolicy) -> HttpConfig {
         backoff_max: Duration::from_secs(1),
         max_inline_wait: Duration::from_secs(1),
         max_response_bytes: 256 * 1024,
-        max_record_bytes: 256 * 1024,
         max_redirects: 3,
         egress,
         // Keys fetched in clear text could be swapped on the way: a redirect to http is refused as
@@ -444,21 +426,11 @@ impl<F: FetchJson> KeySource<F> {
         cached.ok_or(Denial::KeysUnavailable(failure))
     }
 
-    /// Parses an issuer-supplied URL and requires https, except for hosts the egress allowlist opens
-    /// (loopback or private addresses of the local stack and tests).
+    /// Parses an issuer-supplied URL under [`issuer_url::validate`]: https, except for hosts the
+    /// egress allowlist opens (loopback or private addresses of the local stack and tests), and no
+    /// credentials.
     pub fn secure_url(&self, raw: &str) -> Result<Url, Denial> {
-        let url = Url::parse(raw)
-            .map_err(|_| Denial::KeysUnavailable("issuer URL does not parse".into()))?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Denial::KeysUnavailable(
-                "issuer URL carries credentials".into(),
-            ));
-        }
-        // The same rule the client applies to every redirect hop (`HttpConfig::require_https`).
-        self.egress
-            .check_https(&url)
-            .map_err(|_| Denial::KeysUnavailable("issuer URL is not https".into()))?;
-        Ok(url)
+        issuer_url::validate(raw, &self.egress).map_err(|e| Denial::KeysUnavailable(e.to_string()))
     }
 }
 
@@ -642,7 +614,7 @@ mod tests {
 
     #[tokio::test]
     async fn issuer_fetches_refuse_a_redirect_to_plain_http() {
-        use tributary_engine::egress::EgressDenied;
+        use tributary_http::EgressDenied;
         use wiremock::matchers::path;
         use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -667,7 +639,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                FetchError::Http(EngineError::Egress(EgressDenied::InsecureScheme { .. }))
+                FetchError::Http(HttpError::Egress(EgressDenied::InsecureScheme { .. }))
             ),
             "{err}"
         );

@@ -14,7 +14,7 @@ use tributary_auth::jwt::JwtVerifier;
 use tributary_aws::Clients;
 use tributary_core::config::Env;
 use tributary_core::time::SystemClock;
-use tributary_engine::HttpClient;
+use tributary_http::HttpClient;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

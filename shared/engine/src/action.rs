@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::client::{Classifier, HttpClient};
+use crate::client::{HttpClient, SpecClassifier};
 use crate::connection::Bound;
 use crate::error::EngineError;
 use crate::selector::Selector;
@@ -82,11 +82,9 @@ pub async fn run_action(
         }
         req.headers.insert(name, value);
     }
-    let cls = Classifier {
-        rules: &bound.spec.errors,
-        hints: &bound.spec.rate_limit,
-    };
-    let resp = client.send(&req, cls).await?;
+    let resp = client
+        .send_with(&req, &SpecClassifier::new(bound.spec))
+        .await?;
     if resp.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }

@@ -6,7 +6,7 @@ use futures::stream::BoxStream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::client::{Classifier, HttpClient};
+use crate::client::{HttpClient, SpecClassifier};
 use crate::connection::Bound;
 use crate::error::{EngineError, ErrorClass};
 use crate::page::Record;
@@ -169,7 +169,7 @@ impl CodeConnector for GraphqlCursor {
             message: e.to_string(),
         })?;
         Ok(Box::pin(async_stream::try_stream! {
-            let cls = Classifier { rules: &bound.spec.errors, hints: &bound.spec.rate_limit };
+            let cls = SpecClassifier::new(bound.spec);
             let ctx = bound.context(None, None);
             let field = format!("streams[{}].request", stream.name);
             let mut after: Option<String> = None;
@@ -182,7 +182,7 @@ impl CodeConnector for GraphqlCursor {
                 let body = vec![("query".to_owned(), Value::String(o.query.clone())), ("variables".to_owned(), Value::Object(vars))];
                 let mut req = bound.render(&field, &stream.request, &ctx, &[], &body, BodyEncoding::Json)?;
                 req.idempotent = true;
-                let resp = client.send(&req, cls).await?;
+                let resp = client.send_with(&req, &cls).await?;
                 let doc: Value = serde_json::from_slice(&resp.body).map_err(|e| EngineError::Malformed {
                     url: resp.url.path().to_owned(),
                     message: e.to_string(),

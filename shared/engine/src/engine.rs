@@ -3,23 +3,54 @@
 use futures::stream::BoxStream;
 use serde_json::Value;
 
-use crate::client::{Classifier, HttpClient, HttpConfig};
+use crate::client::{HttpClient, HttpConfig, SpecClassifier};
 use crate::connection::{Bound, Connection};
 use crate::error::EngineError;
 use crate::read::{Page, ReadOptions, read_declarative};
 use crate::spec::ProviderSpec;
 
+/// Engine settings: the HTTP client's, and the cap on one record.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The guarded client's settings.
+    pub http: HttpConfig,
+    /// Cap on one record of a stream, in bytes of its JSON.
+    pub max_record_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig::default(),
+            max_record_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl From<HttpConfig> for EngineConfig {
+    fn from(http: HttpConfig) -> Self {
+        Self {
+            http,
+            ..Self::default()
+        }
+    }
+}
+
 /// Reads streams, runs actions and verifies credentials. Build once per process.
 #[derive(Debug, Clone)]
 pub struct Engine {
     client: HttpClient,
+    max_record_bytes: usize,
 }
 
 impl Engine {
-    /// Builds the engine and its HTTP client.
-    pub fn new(cfg: HttpConfig) -> Result<Self, EngineError> {
+    /// Builds the engine and its HTTP client, from an [`EngineConfig`] or only the client's
+    /// [`HttpConfig`].
+    pub fn new(cfg: impl Into<EngineConfig>) -> Result<Self, EngineError> {
+        let cfg = cfg.into();
         Ok(Self {
-            client: HttpClient::new(cfg)?,
+            client: HttpClient::new(cfg.http)?,
+            max_record_bytes: cfg.max_record_bytes,
         })
     }
 
@@ -43,7 +74,13 @@ impl Engine {
         let bound = Bound::new(spec, conn)?;
         match &s.connector {
             Some(c) => crate::connector::read(&self.client, bound, s, c, opts),
-            None => Ok(read_declarative(&self.client, bound, s, opts)),
+            None => Ok(read_declarative(
+                &self.client,
+                bound,
+                s,
+                opts,
+                self.max_record_bytes,
+            )),
         }
     }
 
@@ -80,11 +117,10 @@ impl Engine {
             crate::spec::BodyEncoding::Json,
         )?;
         req.idempotent = true;
-        let cls = Classifier {
-            rules: &spec.errors,
-            hints: &spec.rate_limit,
-        };
-        let resp = self.client.send(&req, cls).await?;
+        let resp = self
+            .client
+            .send_with(&req, &SpecClassifier::new(spec))
+            .await?;
         if !v.expect_status.is_empty() && !v.expect_status.contains(&resp.status.as_u16()) {
             return Err(EngineError::Upstream {
                 class: crate::error::ErrorClass::Auth,

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::egress::EgressDenied;
+use tributary_http::egress::EgressDenied;
+
 pub use crate::spec::ErrorClass;
 use crate::template::TemplateError;
 

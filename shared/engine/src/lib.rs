@@ -1,5 +1,6 @@
-//! Tributary's connector engine: declarative provider specs, safe templating, the guarded HTTP
-//! client, pagination, streams, actions, webhook verification and the embedded provider catalog.
+//! Tributary's connector engine: declarative provider specs, safe templating, pagination, streams,
+//! actions, webhook verification and the embedded provider catalog. Requests go through the guarded
+//! client of [`tributary_http`], which [`client`] adapts to provider specs.
 //!
 //! The crate has no AWS dependency; the sync worker and the API drive it through
 //! [`Engine`](crate::engine::Engine).
@@ -10,7 +11,6 @@ pub mod client;
 pub mod connection;
 pub mod connector;
 pub mod cursor;
-pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod page;
@@ -23,9 +23,10 @@ pub mod webhook;
 pub use client::{HttpClient, HttpConfig};
 pub use connection::Connection;
 pub use cursor::StreamState;
-pub use egress::EgressPolicy;
-pub use engine::Engine;
+pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorClass};
 pub use page::Record;
 pub use read::{Page, ReadOptions};
 pub use spec::ProviderSpec;
+/// The egress guard, re-exported from [`tributary_http`].
+pub use tributary_http::egress::{self, EgressPolicy};

@@ -5,7 +5,7 @@ use futures::stream::BoxStream;
 use serde_json::Value;
 use url::Url;
 
-use crate::client::{Classifier, HttpClient, Response};
+use crate::client::{HttpClient, Response, SpecClassifier};
 use crate::connection::Bound;
 use crate::cursor::{CursorValue, StreamState};
 use crate::error::EngineError;
@@ -118,20 +118,20 @@ pub fn link_next(header: &str) -> Option<&str> {
     })
 }
 
-/// Reads `stream` through the declarative engine.
+/// Reads `stream` through the declarative engine; a record over `max_record` bytes fails the read.
 pub fn read_declarative<'a>(
     client: &'a HttpClient,
     bound: Bound<'a>,
     stream: &'a Stream,
     opts: ReadOptions,
+    max_record: usize,
 ) -> BoxStream<'a, Result<Page, EngineError>> {
     Box::pin(async_stream::try_stream! {
         let spec = bound.spec;
         let field = format!("streams[{}].request", stream.name);
         let pagination = spec.pagination_for(stream).cloned().unwrap_or(Pagination::None);
         let records_sel = sel(&spec.id, &stream.records)?;
-        let cls = Classifier { rules: &spec.errors, hints: &spec.rate_limit };
-        let max_record = client.config().max_record_bytes;
+        let cls = SpecClassifier::new(spec);
 
         let inc = match stream.sync {
             SyncMode::Incremental => stream.incremental.as_ref(),
@@ -201,7 +201,7 @@ pub fn read_declarative<'a>(
             // Reads are safe to repeat even when sent as POST (search endpoints).
             let mut req = req;
             req.idempotent = true;
-            let resp = client.send(&req, cls).await?;
+            let resp = client.send_with(&req, &cls).await?;
             let parsed = parse_page(&resp.body, &records_sel).map_err(|e| malformed(&resp, e.to_string()))?;
             let Some(mut records) = parsed.records else {
                 Err(malformed(&resp, format!("no record array at `{}`", stream.records)))?;

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tributary_engine::egress::EgressDenied;
 use tributary_engine::spec::load;
 use tributary_engine::{
-    Connection, EgressPolicy, Engine, EngineError, ErrorClass, HttpConfig, Page, ProviderSpec,
-    ReadOptions, StreamState,
+    Connection, EgressPolicy, Engine, EngineConfig, EngineError, ErrorClass, HttpConfig, Page,
+    ProviderSpec, ReadOptions, StreamState,
 };
 use wiremock::matchers::{body_string, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -461,10 +461,12 @@ async fn oversized_record_is_refused() {
         )
         .mount(&server)
         .await;
-    let engine = Engine::new(HttpConfig {
-        egress: EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+    let engine = Engine::new(EngineConfig {
+        http: HttpConfig {
+            egress: EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+            ..HttpConfig::default()
+        },
         max_record_bytes: 1024,
-        ..HttpConfig::default()
     })
     .unwrap();
     let err = collect(

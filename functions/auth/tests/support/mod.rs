@@ -26,7 +26,7 @@ use tributary_core::tenancy::{
     PurgeProgress, Tenant, TenantStatus,
 };
 use tributary_core::time::{EpochMillis, ManualClock};
-use tributary_engine::{EgressPolicy, HttpClient};
+use tributary_http::{EgressPolicy, HttpClient};
 
 /// 2026-11-24T00:00:00Z, the test clock's start.
 pub const NOW: EpochMillis = 1_795_564_800_000;

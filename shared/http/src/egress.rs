@@ -120,6 +120,20 @@ impl EgressPolicy {
         Ok(Self { allow })
     }
 
+    /// Public addresses plus the loopback hosts `127.0.0.1` and `::1`, the most a local stack opens.
+    pub(crate) fn loopback_hosts() -> Self {
+        let host = |addr: IpAddr| AllowedNet {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        };
+        Self {
+            allow: vec![
+                host(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                host(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ],
+        }
+    }
+
     /// Whether `ip` may be contacted; `Err` names the forbidden range.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), &'static str> {
         if self.allow.iter().any(|n| n.contains(ip)) {
