@@ -17,7 +17,7 @@ DEV_ARGS ?=
 SAM := $(TOOLS)/sam/bin/sam
 CFN_LINT := $(TOOLS)/sam/bin/cfn-lint
 TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS)/sam/.installed \
-	$(TOOLS)/schemathesis/.installed
+	$(TOOLS)/schemathesis/.installed $(TOOLS)/cargo-machete/.installed
 
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
@@ -46,6 +46,20 @@ $(TOOLS)/%/.installed: infra/local/tools/%.txt
 	"$(PYTHON)" -m venv "$(TOOLS)/$*"
 	"$(TOOLS)/$*/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$<"
 	touch "$@"
+
+# A cargo tool is built from crates.io at the exact version its .version file pins; the stamp is
+# newer than that file once installed.
+$(TOOLS)/cargo-machete/.installed: infra/local/tools/cargo-machete.version
+	@echo "installing cargo-machete from $<"
+	rm -rf "$(TOOLS)/cargo-machete"
+	$(CARGO) install --locked --version "$$(tr -d '[:space:]' < "$<")" --root "$(TOOLS)/cargo-machete" cargo-machete
+	touch "$@"
+
+# Fails on a dependency no crate uses. A false positive (a crate used only through a macro, or
+# renamed) goes in that crate's [package.metadata.cargo-machete] ignored, with the reason.
+.PHONY: machete
+machete: $(TOOLS)/cargo-machete/.installed
+	"$(TOOLS)/cargo-machete/bin/cargo-machete" --with-metadata
 
 build:
 	$(CARGO) build -p tributary-local $(FUNCTION_PACKAGES)
@@ -96,6 +110,7 @@ sam-build: $(TOOLS)/sam/.installed $(TOOLS)/cargo-lambda/.installed
 
 test: tools
 	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory machete
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory cargo-test
 	$(MAKE) --no-print-directory smoke-dev
