@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Smoke test of the `make dev` path: tributary-local in watch mode (cargo lambda watch runs the
 # functions) on free ports, until the health details (read with the admin key, so through the
-# authorizer) show a pipeline canary round trip; then SIGTERM, and nothing it started may be left
-# running. It never touches a running `make dev` (its port or .tributary/local.env).
+# authorizer) show a pipeline canary round trip. Then the watcher's scope: files written in the
+# workspace outside the functions' packages (a `tributary read > customers.jsonl`, schemathesis'
+# `.hypothesis/`) must leave every function process running and requests answered, and a file added
+# to a function's package must restart them. Then SIGTERM, and nothing it started may be left running.
+# It never touches a running `make dev` (its port or .tributary/local.env), and removes what it wrote.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,7 +18,16 @@ log="$work/tributary-local.log"
 target/debug/tributary-local --mode watch --port "$port" --schedule-every 3s --quiet \
   --env-file "$env_file" >"$log" 2>&1 &
 pid=$!
-cleanup() { kill -TERM "$pid" 2>/dev/null || true; }
+# Files this script writes into the workspace, removed on any exit.
+tag="smoke-dev-$$"
+written=("$tag.jsonl" ".hypothesis/$tag" "infra/local/$tag.tmp" "functions/monitor/$tag.probe")
+made_hypothesis=false
+[ -e .hypothesis ] || made_hypothesis=true
+remove_written() {
+  rm -rf "${written[@]}"
+  if $made_hypothesis; then rmdir .hypothesis 2>/dev/null || true; fi
+}
+cleanup() { kill -TERM "$pid" 2>/dev/null || true; remove_written; }
 trap cleanup EXIT
 
 fail() {
@@ -46,6 +58,51 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -m 60 "$TRIBUTARY_API_URL/v1/me"
 [ "$status" = 401 ] || fail "GET /v1/me without a credential answered $status, not 401"
 status=$(curl -s -o /dev/null -w '%{http_code}' -m 60 -H "Authorization: Bearer $TRIBUTARY_ADMIN_KEY" "$TRIBUTARY_API_URL/v1/me")
 [ "$status" = 200 ] || fail "GET /v1/me with the admin key answered $status, not 200"
+
+# The function processes cargo lambda watch runs for this stack: `binary=pid` lines.
+function_pids() {
+  local p exe
+  for p in /proc/[0-9]*; do
+    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+    case "$exe" in
+      */target/debug/tributary-*) grep -qsa "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" "$p/environ" \
+        && echo "${exe##*/}=${p#/proc/}" ;;
+    esac
+  done | sort
+}
+me_ok() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -m "$1" -H "Authorization: Bearer $TRIBUTARY_ADMIN_KEY" \
+    "$TRIBUTARY_API_URL/v1/me")" = 200 ]
+}
+before=$(function_pids)
+[ "$(wc -l <<<"$before")" -ge 4 ] || fail "expected the 4 function processes to run, found: ${before:-none}"
+
+# Outside the functions' packages: nothing restarts. The watcher acts on changes within 3 s (its
+# throttle); requests keep being answered for 12 s, each within 5 s.
+echo '{"id":"cus_1"}' >"$tag.jsonl"
+mkdir -p ".hypothesis/$tag" && echo x >".hypothesis/$tag/examples"
+echo x >"infra/local/$tag.tmp"
+for _ in $(seq 24); do
+  me_ok 5 || fail "GET /v1/me failed or took over 5 s after files were written outside the functions"
+  sleep 0.5
+done
+after=$(function_pids)
+[ "$before" = "$after" ] || fail "writing files outside the functions' packages restarted them: $before -> $after"
+remove_written
+
+# Inside a function's package: the watcher restarts the functions (it is alive and watching).
+echo x >"functions/monitor/$tag.probe"
+restart=$SECONDS
+until now=$(function_pids) && [ -n "$now" ] && [ "$now" != "$before" ]; do
+  (( SECONDS - restart < 60 )) || fail "a file added to functions/monitor restarted no function within 60 s"
+  sleep 1
+done
+remove_written
+until me_ok 60; do
+  (( SECONDS - restart < 120 )) || fail "the functions did not answer again after their restart"
+  sleep 1
+done
+echo "smoke-dev: files outside the functions restarted nothing; a file in functions/monitor restarted them"
 
 logs=$(sed -n 's/^  Logs *//p' "$log")
 kill -TERM "$pid"

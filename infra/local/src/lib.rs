@@ -51,6 +51,7 @@ mod runtime;
 mod schedule;
 mod stack;
 mod template;
+mod watch;
 pub mod workspace;
 
 pub use error::Error;

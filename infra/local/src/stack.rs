@@ -21,7 +21,7 @@ use crate::resources::{self, ProvisionOptions, Provisioned};
 use crate::runtime::{FunctionHost, ProcessSpec};
 use crate::schedule::{self, Schedule};
 use crate::template::{EventDef, FunctionDef, Template};
-use crate::workspace;
+use crate::{watch, workspace};
 
 /// The logical id of the secret holding the admin API key.
 pub const ADMIN_KEY_SECRET: &str = "AdminApiKeySecret";
@@ -587,9 +587,14 @@ async fn start_watch(
         0 => process::free_port()?,
         port => port,
     };
+    // Without it, any file written anywhere in the workspace restarts every function.
+    let ignore_file = log_dir.join("watch.ignore");
+    let binaries: Vec<&str> = functions.iter().map(|f| f.binary.as_str()).collect();
+    watch::write_ignore_file(&workspace::root(), &binaries, &ignore_file).await?;
     let mut command = tokio::process::Command::new(&cargo_lambda);
     command
         .current_dir(workspace::root())
+        .env(watch::IGNORE_FILE_ENV, &ignore_file)
         .args([
             "lambda",
             "watch",
