@@ -2,13 +2,13 @@
 //! fields; validation beyond types happens in `validate` methods that point at the field.
 
 use serde::{Deserialize, Serialize};
-use tributary_core::ApiError;
 use tributary_core::auth::Principal;
 use tributary_core::scope::Scope;
 use tributary_core::tenancy::{ApiKeyRecord, AuditEvent, OidcIssuer, Tenant, TenantStatus};
 use tributary_core::time::{EpochMillis, rfc3339};
 use utoipa::ToSchema;
 
+use crate::problem::ApiError;
 use crate::request::invalid;
 
 fn time(ms: EpochMillis) -> String {
@@ -245,7 +245,7 @@ pub struct ApiKeyIn {
     pub name: String,
     /// Scopes to grant: at least one, only scopes the caller holds, never `admin` (which belongs to
     /// the deployment alone).
-    #[schema(value_type = Vec<crate::routes::docs::ScopeName>, example = json!(["connections:read"]))]
+    #[schema(value_type = Vec<crate::openapi::ScopeName>, example = json!(["connections:read"]))]
     pub scopes: Vec<Scope>,
     /// When the key stops working (RFC 3339, in the future); never when absent. Required, and at
     /// most the creating credential's own expiry, when that credential expires.
@@ -277,7 +277,7 @@ pub struct ApiKeyOut {
     /// What the key is for.
     pub name: String,
     /// Granted scopes.
-    #[schema(value_type = Vec<crate::routes::docs::ScopeName>)]
+    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
     pub scopes: Vec<Scope>,
     /// RFC 3339.
     pub created_at: String,
@@ -336,7 +336,7 @@ pub struct OidcIssuerIn {
     pub scopes_claim: Option<String>,
     /// The most a token of this issuer can grant: the authorizer gives a token the scopes it claims
     /// that are also in this list. At least one, only scopes the caller holds, never `admin`.
-    #[schema(value_type = Vec<crate::routes::docs::ScopeName>, example = json!(["connections:read", "records:read"]))]
+    #[schema(value_type = Vec<crate::openapi::ScopeName>, example = json!(["connections:read", "records:read"]))]
     pub allowed_scopes: Vec<Scope>,
     /// When the registration stops being honoured (RFC 3339, in the future); never when absent.
     /// Required, and at most the registering credential's own expiry, when that credential expires.
@@ -431,7 +431,7 @@ pub struct OidcIssuerOut {
     /// The claim that carries scopes.
     pub scopes_claim: String,
     /// The most a token of this issuer can grant.
-    #[schema(value_type = Vec<crate::routes::docs::ScopeName>)]
+    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
     pub allowed_scopes: Vec<Scope>,
     /// RFC 3339.
     pub created_at: String,
@@ -492,7 +492,7 @@ pub struct MeOut {
     /// The caller's tenant; `null` for the deployment admin.
     pub tenant_id: Option<String>,
     /// Granted scopes.
-    #[schema(value_type = Vec<crate::routes::docs::ScopeName>)]
+    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
     pub scopes: Vec<Scope>,
 }
 

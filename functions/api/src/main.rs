@@ -1,12 +1,18 @@
-//! The API Lambda: every `/v1` route behind API Gateway HTTP API.
+//! The API Lambda: every `/v1` operation behind API Gateway HTTP API, as an axum router.
 
+mod access;
 mod config;
 mod dto;
-mod handler;
+mod idempotency;
+mod openapi;
+mod pagination;
+mod problem;
 mod ratelimit;
 mod request;
 mod response;
+mod router;
 mod routes;
+mod state;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -14,13 +20,12 @@ mod tests;
 
 use std::sync::Arc;
 
-use lambda_http::{Request, run, service_fn};
 use tributary_aws::Clients;
 use tributary_core::config::Env;
 use tributary_core::time::SystemClock;
 
 use crate::config::Config;
-use crate::handler::{Deps, handle};
+use crate::state::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -33,9 +38,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         dead_letter_queue: clients.queue(&config.jobs_dlq_url),
         clock: Arc::new(SystemClock),
         config,
-        limiter: Default::default(),
-        limits: Default::default(),
-        health: Default::default(),
     };
-    run(service_fn(|request: Request| handle(&deps, request))).await
+    lambda_http::run(router::app(deps)).await
 }

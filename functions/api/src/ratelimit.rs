@@ -14,9 +14,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tributary_core::ApiError;
-use tributary_core::ports::RateCounter;
+use tributary_core::ids::TenantId;
+use tributary_core::ports::{RateCounter, TenantStore};
 use tributary_core::time::EpochMillis;
+
+use crate::problem::ApiError;
 
 const WINDOW_SECS: i64 = 60;
 
@@ -153,6 +155,42 @@ impl LimitCache {
     pub fn put(&self, tenant: &str, limit: u32, now: EpochMillis) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.insert(tenant.to_owned(), (now, limit));
+    }
+}
+
+/// The rate limit of this execution environment: its leases and the tenants' limits.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    limiter: Limiter,
+    limits: LimitCache,
+}
+
+impl RateLimit {
+    /// Admits one request of `tenant` under its per-minute limit, or answers 429 (401 when the tenant
+    /// no longer exists, 503 when its limit cannot be read).
+    pub async fn admit<S: TenantStore + RateCounter>(
+        &self,
+        store: &S,
+        tenant: &TenantId,
+        now: EpochMillis,
+    ) -> Result<(), ApiError> {
+        let limit = match self.limits.get(tenant.as_str(), now) {
+            Some(limit) => limit,
+            None => match store.get_tenant(tenant).await {
+                Ok(Some(t)) => {
+                    self.limits
+                        .put(tenant.as_str(), t.rate_limit_per_minute, now);
+                    t.rate_limit_per_minute
+                }
+                // The authorizer let a deleted tenant through (cached): nothing of it is reachable.
+                Ok(None) => return Err(ApiError::Unauthenticated),
+                Err(e) => {
+                    tracing::error!(error = %e, "tenant lookup failed");
+                    return Err(ApiError::Unavailable);
+                }
+            },
+        };
+        self.limiter.admit(store, tenant.as_str(), limit, now).await
     }
 }
 

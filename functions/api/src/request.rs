@@ -4,34 +4,56 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use lambda_http::{Body, Request, RequestExt};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use lambda_http::RequestExt;
 use serde::de::DeserializeOwned;
-use tributary_core::ApiError;
-use tributary_core::problem::FieldError;
+use tributary_core::ids::{ApiKeyId, InvalidId, IssuerId, TenantId};
+
+use crate::problem::{ApiError, FieldError};
 
 /// The largest request body any route accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The most this function reads of any body: API Gateway's own payload limit. The body is already in
+/// memory (it came in the invocation event); this only bounds what a copy may cost.
+const MAX_READ_BYTES: usize = 10 * 1024 * 1024;
+
 /// The raw body bytes.
-pub fn body_bytes(request: &Request) -> &[u8] {
-    match request.body() {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
+pub async fn body_bytes(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_READ_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
+}
+
+/// A JSON body: at most [`MAX_BODY_BYTES`], sent as `application/json`, parsed into `T` (whose serde
+/// attributes reject unknown fields), every failure pointing at the field.
+pub struct JsonBody<T>(pub T);
+
+impl<St: Send + Sync, T: DeserializeOwned> FromRequest<St> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &St) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = body_bytes(body).await?;
+        json(&parts.headers, &bytes).map(JsonBody)
     }
 }
 
-/// Parses the JSON body into `T` (whose serde attributes reject unknown fields).
-pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
-    let bytes = body_bytes(request);
+/// Parses `bytes` as the JSON body `T`, checking its size and content type first.
+pub fn json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
         });
     }
-    let content_type = request
-        .headers()
-        .get(lambda_http::http::header::CONTENT_TYPE)
+    let content_type = headers
+        .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
@@ -83,9 +105,9 @@ pub fn invalid(pointer: &str, detail: &str) -> ApiError {
     }
 }
 
-/// The query string parameters (first value of each).
-pub fn query(request: &Request) -> HashMap<String, String> {
-    let params = request.query_string_parameters();
+/// The query string parameters (first value of each), as API Gateway decoded them.
+fn query(parts: &Parts) -> HashMap<String, String> {
+    let params = parts.query_string_parameters();
     params
         .iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -93,11 +115,8 @@ pub fn query(request: &Request) -> HashMap<String, String> {
 }
 
 /// Refuses query parameters other than `allowed`.
-pub fn only_query(
-    request: &Request,
-    allowed: &[&str],
-) -> Result<HashMap<String, String>, ApiError> {
-    let q = query(request);
+pub fn only_query(parts: &Parts, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let q = query(parts);
     if let Some(unknown) = q.keys().find(|k| !allowed.contains(&k.as_str())) {
         let name: String = unknown.chars().take(64).collect();
         return Err(invalid(
@@ -115,12 +134,53 @@ pub fn only_query(
     Ok(q)
 }
 
+/// An id that appears in paths, under the name its routes give it (`/v1/keys/{key_id}`).
+pub trait PathId: FromStr<Err = InvalidId> {
+    /// The path parameter's name.
+    const NAME: &'static str;
+}
+
+impl PathId for TenantId {
+    const NAME: &'static str = "tenant_id";
+}
+
+impl PathId for ApiKeyId {
+    const NAME: &'static str = "key_id";
+}
+
+impl PathId for IssuerId {
+    const NAME: &'static str = "issuer_id";
+}
+
+/// A path id, validated against its format before any store access. It is read from the path as
+/// sent (not percent-decoded), like every id this API issues.
+pub struct Id<T>(pub T);
+
+impl<St: Send + Sync, T: PathId> FromRequestParts<St> for Id<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, ApiError> {
+        let placeholder = format!("{{{}}}", T::NAME);
+        let raw = parts.extensions.get::<MatchedPath>().and_then(|route| {
+            let at = route.as_str().split('/').position(|s| s == placeholder)?;
+            parts.uri.path().split('/').nth(at)
+        });
+        let Some(raw) = raw else {
+            tracing::error!(
+                parameter = T::NAME,
+                "an operation reads a path id its route does not have"
+            );
+            return Err(ApiError::Internal);
+        };
+        path_id(raw, T::NAME).map(Id)
+    }
+}
+
 /// Parses a path id, refusing malformed ones before any store access.
 pub fn path_id<T>(raw: &str, name: &str) -> Result<T, ApiError>
 where
-    T: FromStr<Err = tributary_core::ids::InvalidId>,
+    T: FromStr<Err = InvalidId>,
 {
-    raw.parse().map_err(|e: tributary_core::ids::InvalidId| {
-        invalid(&format!("path.{name}"), &format!("{e}."))
-    })
+    raw.parse()
+        .map_err(|e: InvalidId| invalid(&format!("path.{name}"), &format!("{e}.")))
 }

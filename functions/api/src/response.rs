@@ -1,93 +1,132 @@
-//! Building HTTP responses: JSON bodies and RFC 9457 problem documents.
+//! Successful answers: JSON bodies, created resources and raw documents. Anything that cannot be
+//! built is a 500 problem, never an empty 200.
 
-use lambda_http::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use lambda_http::{Body, Response};
+use axum::body::Body;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tributary_core::ApiError;
-use tributary_core::problem::PROBLEM_CONTENT_TYPE;
+
+use crate::problem::ApiError;
+
+/// 200 with a JSON body.
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        json(StatusCode::OK, &self.0)
+    }
+}
+
+/// 201 with a JSON body, located at `location`.
+pub struct Created<T> {
+    /// Where the new resource lives.
+    pub location: String,
+    /// Its representation.
+    pub body: T,
+}
+
+impl<T: Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        let Ok(location) = HeaderValue::from_str(&self.location) else {
+            tracing::error!("a created resource's location is not a header value");
+            return ApiError::Internal.into_response();
+        };
+        let mut response = json(StatusCode::CREATED, &self.body);
+        if response.status() == StatusCode::CREATED {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        response
+    }
+}
+
+/// 202 with a JSON body: the work goes on.
+pub struct Accepted<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Accepted<T> {
+    fn into_response(self) -> Response {
+        json(StatusCode::ACCEPTED, &self.0)
+    }
+}
 
 /// A JSON response with `status`.
-pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
-        Ok(bytes) => build(status, "application/json", bytes, &[]),
+        Ok(bytes) => raw(status, "application/json", bytes, None),
         Err(e) => {
             tracing::error!(error = %e, "response serialization failed");
-            problem(&ApiError::Internal, None)
+            ApiError::Internal.into_response()
         }
     }
 }
 
-/// The problem document for `error`, about the request path `instance`.
-pub fn problem(error: &ApiError, instance: Option<&str>) -> Response<Body> {
-    let doc = error.to_problem(instance);
-    let mut extra: Vec<(lambda_http::http::HeaderName, String)> = Vec::new();
-    if let Some(secs) = doc.retry_after {
-        extra.push((RETRY_AFTER, secs.to_string()));
-    }
-    if let ApiError::MethodNotAllowed { allowed, .. } = error {
-        extra.push((ALLOW, allowed.join(", ")));
-    }
-    let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-    build(doc.status, PROBLEM_CONTENT_TYPE, bytes, &extra)
-}
-
-/// A reply: JSON `body` (or none, for 204) with `status`; problem+json for error statuses (replayed
-/// ones); `Location` for created resources; `Idempotent-Replayed: true` on replays.
-pub fn reply(
-    status: u16,
-    body: Option<&serde_json::Value>,
-    location: Option<&str>,
-    replayed: bool,
-) -> Response<Body> {
-    let mut extra: Vec<(lambda_http::http::HeaderName, String)> = Vec::new();
-    if let Some(location) = location {
-        extra.push((lambda_http::http::header::LOCATION, location.to_owned()));
-    }
-    if replayed {
-        extra.push((
-            lambda_http::http::HeaderName::from_static("idempotent-replayed"),
-            "true".to_owned(),
-        ));
-    }
-    let content_type = if status >= 400 {
-        PROBLEM_CONTENT_TYPE
-    } else {
-        "application/json"
-    };
-    match body {
-        Some(value) => build(status, content_type, value.to_string().into_bytes(), &extra),
-        None => {
-            let mut response = build(status, content_type, Vec::new(), &extra);
-            response.headers_mut().remove(CONTENT_TYPE);
-            *response.body_mut() = Body::Empty;
-            response
-        }
-    }
-}
-
-/// A response with a body of any content type.
-pub fn raw(status: u16, content_type: &str, body: Vec<u8>, cache: &str) -> Response<Body> {
-    let mut response = build(status, content_type, body, &[]);
-    if let Ok(value) = lambda_http::http::HeaderValue::from_str(cache) {
-        response.headers_mut().insert(CACHE_CONTROL, value);
-    }
+/// A response with a body of any (static) content type, cached as `cache` says (`no-store` when
+/// `None`, which the router's edge also applies to every answer that does not say).
+pub fn raw(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+    cache: Option<&'static str>,
+) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(cache.unwrap_or("no-store")),
+    );
     response
 }
 
-fn build(
-    status: u16,
-    content_type: &str,
-    body: Vec<u8>,
-    extra: &[(lambda_http::http::HeaderName, String)],
-) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, content_type)
-        .header(CACHE_CONTROL, "no-store");
-    for (name, value) in extra {
-        builder = builder.header(name, value);
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    async fn problem_code(response: Response) -> (StatusCode, String, serde_json::Value) {
+        let status = response.status();
+        let content_type = response.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, content_type, serde_json::from_slice(&body).unwrap())
     }
-    builder
-        .body(Body::Binary(body))
-        .unwrap_or_else(|_| Response::new(Body::Empty))
+
+    #[tokio::test]
+    async fn a_body_that_cannot_be_serialized_is_a_500_problem_not_an_empty_200() {
+        // JSON object keys must be strings.
+        let unserializable = HashMap::from([((1, 2), "x")]);
+        let (status, content_type, body) = problem_code(Json(unserializable).into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["code"], "internal_error");
+    }
+
+    #[tokio::test]
+    async fn a_location_that_is_no_header_value_is_a_500_problem() {
+        let created = Created {
+            location: "/v1/keys/\n".into(),
+            body: serde_json::json!({"id": "x"}),
+        };
+        let (status, _, body) = problem_code(created.into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["code"], "internal_error");
+    }
+
+    #[test]
+    fn created_answers_201_with_its_location() {
+        let response = Created {
+            location: "/v1/keys/key_1".into(),
+            body: serde_json::json!({"id": "key_1"}),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()[LOCATION], "/v1/keys/key_1");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+    }
 }

@@ -1,11 +1,13 @@
-//! An in-memory control store and request builders for the handler tests.
+//! An in-memory control store, the API over it, and request builders for the handler tests.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lambda_http::{Body, Request};
+use axum::Router;
+use lambda_http::Request;
+use tower::ServiceExt as _;
 use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
 use tributary_core::error::Service;
@@ -21,7 +23,7 @@ use tributary_core::tenancy::{
 use tributary_core::time::{EpochMillis, ManualClock};
 
 use crate::config::Config;
-use crate::handler::{Deps, handle};
+use crate::state::Deps;
 
 #[derive(Default)]
 pub(crate) struct Inner {
@@ -438,25 +440,42 @@ impl QueueStats for FakeQueue {
 /// The test clock's time.
 pub const NOW: i64 = 1_800_000_030_000;
 
-/// Dependencies over a fresh store.
-pub fn deps(store: MemStore, queue: Result<QueueDepth, ()>) -> Deps<MemStore, FakeQueue> {
-    Deps {
-        store,
-        jobs_queue: FakeQueue(queue),
-        dead_letter_queue: FakeQueue(Ok(QueueDepth::default())),
-        clock: Arc::new(ManualClock::at(NOW)),
-        config: Config {
-            stage: "test".into(),
-            control_table: "t".into(),
-            jobs_queue_url: "q".into(),
-            jobs_dlq_url: "d".into(),
-            canary_stale_after: Duration::from_secs(180),
-            probe_timeout: Duration::from_millis(200),
-            max_issuers_per_tenant: 20,
-        },
-        limiter: Default::default(),
-        limits: Default::default(),
-        health: Default::default(),
+/// The test settings.
+pub fn config() -> Config {
+    Config {
+        stage: "test".into(),
+        control_table: "t".into(),
+        jobs_queue_url: "q".into(),
+        jobs_dlq_url: "d".into(),
+        canary_stale_after: Duration::from_secs(180),
+        probe_timeout: Duration::from_millis(200),
+        max_issuers_per_tenant: 20,
+    }
+}
+
+/// The API over an in-memory store, built once like at cold start.
+pub struct TestApi {
+    /// The store (shared with the router).
+    pub store: MemStore,
+    router: Router,
+}
+
+/// The API over `store`, with a jobs queue answering `queue`.
+pub fn deps(store: MemStore, queue: Result<QueueDepth, ()>) -> TestApi {
+    deps_with(store, queue, config())
+}
+
+/// The API over `store` with `config`.
+pub fn deps_with(store: MemStore, queue: Result<QueueDepth, ()>, config: Config) -> TestApi {
+    TestApi {
+        store: store.clone(),
+        router: crate::router::app(Deps {
+            store,
+            jobs_queue: FakeQueue(queue),
+            dead_letter_queue: FakeQueue(Ok(QueueDepth::default())),
+            clock: Arc::new(ManualClock::at(NOW)),
+            config,
+        }),
     }
 }
 
@@ -539,20 +558,24 @@ pub struct Res {
     pub body: serde_json::Value,
 }
 
-/// Sends the request through the handler.
-pub async fn call(deps: &Deps<MemStore, FakeQueue>, req: Req) -> Res {
-    let res = handle(deps, req.build()).await.unwrap();
-    let body = match res.body() {
-        Body::Binary(b) if !b.is_empty() => serde_json::from_slice(b)
-            .unwrap_or(serde_json::Value::String(String::from_utf8_lossy(b).into())),
-        Body::Text(t) if !t.is_empty() => {
-            serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.clone()))
-        }
-        _ => serde_json::Value::Null,
+/// Sends the request through the router.
+pub async fn call(api: &TestApi, req: Req) -> Res {
+    let res = api.router.clone().oneshot(req.build()).await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(
+            String::from_utf8_lossy(&bytes).into(),
+        ))
     };
     Res {
-        status: res.status().as_u16(),
-        headers: res.headers().clone(),
+        status,
+        headers,
         body,
     }
 }

@@ -200,10 +200,7 @@ fn operations(
     ]
 }
 
-async fn seed_key_and_issuer(
-    d: &crate::handler::Deps<MemStore, crate::testing::FakeQueue>,
-    t: &TenantId,
-) -> (String, String) {
+async fn seed_key_and_issuer(d: &crate::testing::TestApi, t: &TenantId) -> (String, String) {
     let key = call(
         d,
         as_tenant(Req::new("POST", "/v1/keys"), t)
@@ -334,7 +331,7 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     .await;
     is_problem(&res, 400, "validation_failed");
     // A cursor only positions within the caller's list.
-    let cursor = tributary_core::pagination::encode_cursor(&format!("APIKEY#{key_a}"));
+    let cursor = crate::pagination::encode_cursor(&format!("APIKEY#{key_a}"));
     let res = call(
         &d,
         as_tenant(Req::new("GET", &format!("/v1/keys?cursor={cursor}")), &b),
@@ -843,8 +840,14 @@ async fn registering_an_issuer_grants_no_more_than_the_registrant_holds() {
 async fn a_tenant_holds_at_most_the_configured_number_of_issuers() {
     let store = MemStore::default();
     let t = tenant(&store, 100_000);
-    let mut d = deps(store, Ok(QueueDepth::default()));
-    d.config.max_issuers_per_tenant = 2;
+    let d = crate::testing::deps_with(
+        store,
+        Ok(QueueDepth::default()),
+        crate::config::Config {
+            max_issuers_per_tenant: 2,
+            ..crate::testing::config()
+        },
+    );
     let register = |aud: &str| {
         as_tenant(Req::new("POST", "/v1/oidc-issuers"), &t).json(
             json!({"issuer": "https://idp.example.com/", "audience": aud, "allowed_scopes": ["keys:read"]}),
@@ -952,7 +955,7 @@ async fn a_cursor_from_another_list_is_a_400_not_a_500() {
         ("/v1/oidc-issuers", "APIKEY#key_x"),
         ("/v1/audit-events", "ISSUER#iss_x"),
     ] {
-        let cursor = tributary_core::pagination::encode_cursor(foreign);
+        let cursor = crate::pagination::encode_cursor(foreign);
         let res = call(
             &d,
             as_tenant(Req::new("GET", &format!("{path}?cursor={cursor}")), &t),
@@ -961,7 +964,7 @@ async fn a_cursor_from_another_list_is_a_400_not_a_500() {
         is_problem(&res, 400, "validation_failed");
         assert_eq!(res.body["errors"][0]["pointer"], "query.cursor", "{path}");
     }
-    let cursor = tributary_core::pagination::encode_cursor("APIKEY#key_x");
+    let cursor = crate::pagination::encode_cursor("APIKEY#key_x");
     let res = call(
         &d,
         admin(Req::new("GET", &format!("/v1/tenants?cursor={cursor}"))),
@@ -1072,4 +1075,186 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
     }
     assert_eq!(checked, operations(&t, &key, &issuer).len());
     assert!(EVERY_TENANT_PATH_OP.len() <= checked);
+}
+
+/// A concrete path for a documented one: a well-formed (unknown) id for each parameter.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "{tenant_id}" => TenantId::generate().to_string(),
+            "{key_id}" => tributary_core::ids::ApiKeyId::generate().to_string(),
+            "{issuer_id}" => tributary_core::ids::IssuerId::generate().to_string(),
+            s if s.starts_with('{') => panic!("no example id for the path parameter {s}"),
+            s => s.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every operation the router serves (its OpenAPI document lists what `operations!` registered, and
+/// nothing else can register one) declares who may call it, documents exactly that rule as its
+/// `security`, and enforces it: probed through the router, a request without what the rule demands is
+/// refused as the rule says and one with it is let through. `Idempotency-Key` is honoured exactly
+/// where it is documented, and every authenticated operation spends the tenant's rate limit.
+#[tokio::test]
+async fn every_operation_declares_documents_and_enforces_its_access() {
+    use crate::access::Access;
+    use crate::testing::FakeQueue;
+    use tributary_core::scope::Scope;
+    let (_, _, declared) = crate::routes::api::<MemStore, FakeQueue>().into_parts();
+    let doc: Value =
+        serde_json::from_str(&crate::router::document::<MemStore, FakeQueue>()).unwrap();
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let refused = |res: &crate::testing::Res| [401, 403].contains(&res.status);
+
+    let mut walked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method = method.to_uppercase();
+            let what = format!("{method} {path}");
+            let rules: Vec<Access> = declared
+                .iter()
+                .filter(|r| r.path == *path && r.method.as_str() == method)
+                .map(|r| r.access)
+                .collect();
+            let [access] = rules[..] else {
+                panic!("{what}: {} access rules declared, not one", rules.len());
+            };
+            walked.push((what.clone(), access));
+            assert_eq!(
+                op["security"],
+                serde_json::to_value(access.security()).unwrap(),
+                "{what}: the documented security is not the enforced rule {access:?}"
+            );
+            let at = concrete(path);
+            let req = || Req::new(&method, &at);
+
+            // Exactly what the rule demands.
+            let holding = || match access {
+                Access::Public => req(),
+                Access::Authenticated => req().auth("key_none", t.as_str(), ""),
+                Access::Scope(Scope::Admin) => admin(req()),
+                Access::Scope(scope) | Access::TenantScope(scope) => {
+                    req().auth("key_x", t.as_str(), scope.as_str())
+                }
+            };
+
+            // Without a credential.
+            let res = call(&d, req()).await;
+            match access {
+                Access::Public => assert!(!refused(&res), "{what}: {res:?}"),
+                _ => is_problem(&res, 401, "unauthenticated"),
+            }
+            // Without the scope (a tenant holding every other one); for a tenant's operation, as
+            // the deployment admin (who holds every scope but has no tenant).
+            if let Access::Scope(scope) | Access::TenantScope(scope) = access {
+                let others: Vec<&str> = ALL.split(' ').filter(|s| *s != scope.as_str()).collect();
+                let res = call(&d, req().auth("key_x", t.as_str(), &others.join(" "))).await;
+                is_problem(&res, 403, "missing_scope");
+                let detail = res.body["detail"].as_str().unwrap();
+                assert!(
+                    detail.contains(&format!("`{}`", scope.as_str())),
+                    "{what}: {detail}"
+                );
+            }
+            if let Access::TenantScope(_) = access {
+                is_problem(&call(&d, admin(req())).await, 403, "tenant_required");
+            }
+            // With it: past the rule (the handler may still refuse the empty body or unknown id).
+            let res = call(&d, holding()).await;
+            assert!(!refused(&res), "{what} must pass its access rule: {res:?}");
+
+            // Idempotency-Key: checked exactly where it is documented.
+            let documents_key = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header");
+            let res = call(&d, holding().header("idempotency-key", "not a key")).await;
+            let checked = res.body["errors"][0]["pointer"] == "header.Idempotency-Key";
+            assert_eq!(
+                checked, documents_key,
+                "{what}: Idempotency-Key documented {documents_key}, honoured {checked}"
+            );
+
+            // The rate limit: a tenant allowed one request a minute gets a 429 for the second,
+            // before any scope check.
+            let documents_429 = op["responses"].get("429").is_some();
+            if access == Access::Public {
+                assert!(
+                    !documents_429,
+                    "{what}: public operations are not rate limited"
+                );
+            } else {
+                assert!(documents_429, "{what}: the rate limit is not documented");
+                let limited = tenant(&d.store, 1);
+                let once = || req().auth("key_slow", limited.as_str(), "");
+                assert_ne!(call(&d, once()).await.status, 429, "{what}");
+                is_problem(&call(&d, once()).await, 429, "rate_limited");
+            }
+        }
+    }
+    assert_eq!(
+        walked.len(),
+        declared.len(),
+        "every declared operation is documented"
+    );
+    let public: Vec<&str> = walked
+        .iter()
+        .filter(|(_, access)| *access == Access::Public)
+        .map(|(what, _)| what.as_str())
+        .collect();
+    assert_eq!(
+        public,
+        ["GET /docs", "GET /v1/health", "GET /v1/openapi.json"],
+        "public operations are exactly these"
+    );
+}
+
+#[tokio::test]
+async fn head_is_not_served_and_405_lists_the_path_s_methods() {
+    let d = deps(MemStore::default(), Ok(QueueDepth::default()));
+    let res = call(&d, Req::new("HEAD", "/v1/health")).await;
+    is_problem(&res, 405, "method_not_allowed");
+    assert_eq!(res.headers["allow"], "GET");
+    assert!(res.body["detail"].as_str().unwrap().contains("`HEAD`"));
+    is_problem(
+        &call(&d, admin(Req::new("HEAD", "/v1/nope"))).await,
+        404,
+        "route_not_found",
+    );
+    let path = format!("/v1/tenants/{}", TenantId::generate());
+    let res = call(&d, admin(Req::new("PUT", &path))).await;
+    is_problem(&res, 405, "method_not_allowed");
+    assert_eq!(res.headers["allow"], "GET, PATCH, DELETE");
+    assert_eq!(res.body["instance"], path.as_str());
+    assert_eq!(
+        res.body["detail"],
+        "`PUT` is not supported here; use one of: GET, PATCH, DELETE."
+    );
+    // A path that only differs by a trailing slash or an empty id is not a route.
+    for path in ["/v1/keys/", "/v1/tenants//keys", "/v1/me/", "//v1/me", "/"] {
+        for method in ["GET", "POST"] {
+            let res = call(&d, admin(Req::new(method, path))).await;
+            is_problem(&res, 404, "route_not_found");
+            assert_eq!(res.body["instance"], path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_answer_is_no_store_unless_it_says_otherwise() {
+    let d = deps(MemStore::default(), Ok(QueueDepth::default()));
+    for (req, cache) in [
+        (admin(Req::new("GET", "/v1/me")), "no-store"),
+        (Req::new("GET", "/v1/me"), "no-store"),
+        (Req::new("GET", "/v1/nope"), "no-store"),
+        (Req::new("GET", "/v1/health"), "no-store"),
+        (Req::new("GET", "/v1/openapi.json"), "public, max-age=300"),
+        (Req::new("GET", "/docs"), "public, max-age=300"),
+    ] {
+        assert_eq!(call(&d, req).await.headers["cache-control"], cache);
+    }
 }

@@ -1,6 +1,7 @@
 //! Tributary's domain: identifiers, the job envelope that travels through the queue, the health model,
-//! the ports (traits) that adapters implement, errors and their RFC 9457 rendering, and configuration
-//! helpers. Nothing here depends on an AWS SDK crate: the adapters live in `tributary-aws`.
+//! the ports (traits) that adapters implement, their errors, and configuration helpers. Nothing here
+//! depends on an AWS SDK crate (the adapters live in `tributary-aws`) or speaks HTTP (the API's
+//! problem documents and cursors live in `functions/api`).
 
 pub mod apikey;
 pub mod auth;
@@ -12,10 +13,8 @@ pub mod ids;
 pub mod job;
 pub mod pagination;
 pub mod ports;
-pub mod problem;
 pub mod scope;
 pub mod tenancy;
 pub mod time;
 
 pub use error::PortError;
-pub use problem::{ApiError, Problem};

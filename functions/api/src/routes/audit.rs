@@ -1,13 +1,16 @@
 //! `GET /v1/audit-events`: the tenant's credential changes, oldest first.
 
-use lambda_http::Request;
-use tributary_core::ApiError;
-use tributary_core::ids::TenantId;
+use tributary_core::ports::QueueStats;
 
+use crate::access::{KeysRead, TenantCaller};
 use crate::dto::{AuditEventOut, PageOf};
-use crate::handler::{ControlStore, Deps, Reply};
-use crate::routes::docs::ProblemDoc;
-use crate::routes::{page_of, page_request, store_failure};
+use crate::openapi::ProblemDoc;
+use crate::pagination::{PageQuery, page_of};
+use crate::problem::ApiError;
+use crate::response::Json;
+use crate::router::{Api, operations};
+use crate::routes::store_failure;
+use crate::state::{AppState, ControlStore, Store};
 
 /// Lists the tenant's audit events.
 #[utoipa::path(get, path = "/v1/audit-events", tag = "Audit",
@@ -15,18 +18,20 @@ use crate::routes::{page_of, page_request, store_failure};
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of events", body = PageOf<AuditEventOut>),
               (status = 400, description = "Bad `limit` or `cursor`", body = ProblemDoc),
-              (status = 403, description = "Requires `keys:read`", body = ProblemDoc)),
-    security(("bearer" = ["keys:read"])))]
-pub async fn list<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    tenant: &TenantId,
-) -> Result<Reply, ApiError> {
-    let page = page_request(request)?;
-    let found = deps
-        .store
-        .list_audit(tenant, &page)
+              (status = 403, description = "Requires `keys:read`", body = ProblemDoc)))]
+pub async fn list<S: ControlStore>(
+    caller: TenantCaller<KeysRead>,
+    store: Store<S>,
+    PageQuery(page): PageQuery,
+) -> Result<Json<PageOf<AuditEventOut>>, ApiError> {
+    let found = store
+        .list_audit(&caller.tenant, &page)
         .await
         .map_err(store_failure)?;
-    Reply::ok(page_of(found, AuditEventOut::from))
+    Ok(Json(page_of(found, AuditEventOut::from)))
+}
+
+/// The audit operations.
+pub fn router<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+    operations![list]
 }

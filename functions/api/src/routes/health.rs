@@ -9,20 +9,25 @@
 //! window cost one set of calls; concurrent requests on a cold cache wait for the one probe in flight.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lambda_http::{Body, Response};
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
 use serde::Serialize;
 use tokio::sync::Mutex;
-use tributary_core::ApiError;
 use tributary_core::health::{HealthInputs, HealthReport, Probe, ProbeFailure, Status};
 use tributary_core::ports::{CanaryStore, QueueStats};
 use tributary_core::time::{Clock, EpochMillis};
 use utoipa::ToSchema;
 
+use crate::access::{Admin, Public, Scoped};
 use crate::config::Config;
-use crate::handler::{ControlStore, Deps, Reply};
-use crate::response;
+use crate::response::{self, Json};
+use crate::router::{Api, operations};
+use crate::state::{AppState, ControlStore};
 
 /// The last report of this execution environment.
 #[derive(Debug, Default)]
@@ -59,17 +64,89 @@ impl HealthCache {
     }
 }
 
+/// What health reads: the store's canary, both queues, the clock and settings, and the cache.
+pub struct HealthProbe<S, Q> {
+    canaries: Arc<S>,
+    jobs_queue: Q,
+    dead_letter_queue: Q,
+    clock: Arc<dyn Clock>,
+    config: Arc<Config>,
+    cache: HealthCache,
+}
+
+impl<S, Q> HealthProbe<S, Q> {
+    /// A probe with an empty cache.
+    pub fn new(
+        canaries: Arc<S>,
+        jobs_queue: Q,
+        dead_letter_queue: Q,
+        clock: Arc<dyn Clock>,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            canaries,
+            jobs_queue,
+            dead_letter_queue,
+            clock,
+            config,
+            cache: HealthCache::default(),
+        }
+    }
+}
+
+impl<S: CanaryStore, Q: QueueStats> HealthProbe<S, Q> {
+    async fn report(&self) -> HealthReport {
+        self.cache
+            .get_or_probe(self.clock.as_ref(), || {
+                assemble(
+                    self.canaries.as_ref(),
+                    &self.jobs_queue,
+                    &self.dead_letter_queue,
+                    self.clock.as_ref(),
+                    &self.config,
+                )
+            })
+            .await
+    }
+}
+
+/// The health probe, for the health operations.
+pub struct Health<S, Q>(pub Arc<HealthProbe<S, Q>>);
+
+impl<S: Send + Sync, Q: Send + Sync> FromRequestParts<AppState<S, Q>> for Health<S, Q> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _: &mut Parts,
+        state: &AppState<S, Q>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Health(state.health.clone()))
+    }
+}
+
 /// The public answer: nothing but the overall status.
-#[derive(Debug, Serialize)]
-struct PublicHealth {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicHealth {
+    /// `down` when a dependency fails (with 503), `degraded` when the canary is not fresh or dead
+    /// letters wait, else `ok`.
+    #[schema(value_type = StatusDoc)]
     status: Status,
 }
 
-/// `GET /v1/health`: the overall status (`ok`, `degraded` or `down`); 503 when down.
-pub async fn get<S: ControlStore, Q: QueueStats>(deps: &Deps<S, Q>) -> Response<Body> {
-    let report = current(deps).await;
+/// Answers the overall status only.
+#[utoipa::path(get, path = "/v1/health", tag = "Operations",
+    description = "The overall status, for load balancers and uptime probes: 503 when a dependency is down. Reports are cached for 5 s per execution environment.",
+    responses((status = 200, description = "Serving: `ok` or `degraded`", body = PublicHealth),
+              (status = 503, description = "A dependency is down: `down`", body = PublicHealth)))]
+pub async fn get<S: ControlStore, Q: QueueStats>(
+    _: Public,
+    Health(probe): Health<S, Q>,
+) -> Response {
+    let report = probe.report().await;
+    let status =
+        StatusCode::from_u16(report.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     response::json(
-        report.http_status(),
+        status,
         &PublicHealth {
             status: report.status,
         },
@@ -79,24 +156,17 @@ pub async fn get<S: ControlStore, Q: QueueStats>(deps: &Deps<S, Q>) -> Response<
 /// Answers the whole health report.
 #[utoipa::path(get, path = "/v1/health/details", tag = "Operations",
     description = "The deployment's health: stage, version, dependency checks, the pipeline canary and queue depths. Always 200 when the report could be assembled: read `status` (the public `GET /v1/health` answers 503 when `down`). Reports are cached for 5 s per execution environment.",
-    responses((status = 200, description = "The health report", body = HealthReportDoc)),
-    security(("bearer" = ["admin"])))]
-pub async fn details<S: ControlStore, Q: QueueStats>(deps: &Deps<S, Q>) -> Result<Reply, ApiError> {
-    Reply::ok(current(deps).await)
+    responses((status = 200, description = "The health report", body = HealthReportDoc)))]
+pub async fn details<S: ControlStore, Q: QueueStats>(
+    _: Scoped<Admin>,
+    Health(probe): Health<S, Q>,
+) -> Json<HealthReport> {
+    Json(probe.report().await)
 }
 
-async fn current<S: ControlStore, Q: QueueStats>(deps: &Deps<S, Q>) -> HealthReport {
-    deps.health
-        .get_or_probe(deps.clock.as_ref(), || {
-            assemble(
-                &deps.store,
-                &deps.jobs_queue,
-                &deps.dead_letter_queue,
-                deps.clock.as_ref(),
-                &deps.config,
-            )
-        })
-        .await
+/// The health operations.
+pub fn router<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+    operations![get, details]
 }
 
 /// Probes the dependencies concurrently, each within the probe timeout, and assembles the report.
@@ -424,8 +494,11 @@ mod tests {
             "test".into(),
         );
         let value = serde_json::to_value(&report).unwrap();
-        let doc: serde_json::Value =
-            serde_json::from_str(&crate::routes::docs::generate()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&crate::router::document::<
+            crate::testing::MemStore,
+            crate::testing::FakeQueue,
+        >())
+        .unwrap();
         let schemas = &doc["components"]["schemas"];
         fn check(
             value: &serde_json::Value,

@@ -1,19 +1,26 @@
 //! `/v1/oidc-issuers`: identity providers whose JWTs the authorizer accepts for the caller's tenant.
 
-use lambda_http::Request;
-use tributary_core::ApiError;
+use axum::http::StatusCode;
+use tributary_core::auth::Principal;
 use tributary_core::ids::{AuditEventId, IssuerId, TenantId};
+use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::{AuditEvent, IssuerCreated, OidcIssuer};
 
+use crate::access::{KeysRead, KeysWrite, TenantCaller};
 use crate::dto::{OidcIssuerIn, OidcIssuerOut, PageOf, bounded_expiry};
-use crate::handler::{Caller, ControlStore, Deps, Reply};
-use crate::request::{json_body, path_id};
-use crate::routes::docs::ProblemDoc;
-use crate::routes::{page_of, page_request, store_failure};
+use crate::idempotency::Idempotent;
+use crate::openapi::ProblemDoc;
+use crate::pagination::{PageQuery, page_of};
+use crate::problem::ApiError;
+use crate::request::Id;
+use crate::response::{Created, Json};
+use crate::router::{Api, operations};
+use crate::routes::store_failure;
+use crate::state::{AppState, Clock, ControlStore, Settings, Store};
 
 fn audit(
     tenant: &TenantId,
-    caller: &Caller,
+    actor: &Principal,
     at_ms: i64,
     action: &str,
     target: &IssuerId,
@@ -22,7 +29,7 @@ fn audit(
         id: AuditEventId::generate(),
         tenant_id: tenant.clone(),
         at_ms,
-        actor: caller.principal.principal.clone(),
+        actor: actor.principal.clone(),
         action: action.into(),
         target: target.to_string(),
     }
@@ -34,20 +41,17 @@ fn audit(
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of issuers", body = PageOf<OidcIssuerOut>),
               (status = 400, description = "Bad `limit` or `cursor`", body = ProblemDoc),
-              (status = 403, description = "Requires `keys:read`", body = ProblemDoc)),
-    security(("bearer" = ["keys:read"])))]
-pub async fn list<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    tenant: &TenantId,
-) -> Result<Reply, ApiError> {
-    let page = page_request(request)?;
-    let found = deps
-        .store
-        .list_issuers(tenant, &page)
+              (status = 403, description = "Requires `keys:read`", body = ProblemDoc)))]
+pub async fn list<S: ControlStore>(
+    caller: TenantCaller<KeysRead>,
+    store: Store<S>,
+    PageQuery(page): PageQuery,
+) -> Result<Json<PageOf<OidcIssuerOut>>, ApiError> {
+    let found = store
+        .list_issuers(&caller.tenant, &page)
         .await
         .map_err(store_failure)?;
-    Reply::ok(page_of(found, OidcIssuerOut::from))
+    Ok(Json(page_of(found, OidcIssuerOut::from)))
 }
 
 /// Registers an issuer for the caller's tenant. Its tokens can hold at most `allowed_scopes`, which
@@ -58,22 +62,24 @@ pub async fn list<S: ControlStore, Q>(
               (status = 400, description = "Invalid body: no allowed scopes, `admin` requested, or an expiry after the caller's own", body = ProblemDoc),
               (status = 403, description = "Requires `keys:write`; `allowed_scopes` cannot exceed the caller's scopes", body = ProblemDoc),
               (status = 409, description = "Issuer and audience already registered, the tenant's registration limit reached, or same Idempotency-Key in progress", body = ProblemDoc),
-              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)),
-    security(("bearer" = ["keys:write"])))]
-pub async fn create<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    caller: &Caller,
-    tenant: &TenantId,
-) -> Result<Reply, ApiError> {
-    let input: OidcIssuerIn = json_body(request)?;
-    let now = deps.clock.now_ms();
+              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)))]
+pub async fn create<S: ControlStore>(
+    caller: TenantCaller<KeysWrite>,
+    store: Store<S>,
+    clock: Clock,
+    settings: Settings,
+    Idempotent(input): Idempotent<OidcIssuerIn>,
+) -> Result<Created<OidcIssuerOut>, ApiError> {
+    let TenantCaller {
+        principal, tenant, ..
+    } = caller;
+    let now = clock.now_ms();
     let valid = input.validate(now)?;
-    let expires_at_ms = bounded_expiry("/expires_at", valid.expires_at_ms, &caller.principal)?;
+    let expires_at_ms = bounded_expiry("/expires_at", valid.expires_at_ms, &principal)?;
     if let Some(lacking) = valid
         .allowed_scopes
         .iter()
-        .find(|s| !caller.principal.has_scope(**s))
+        .find(|s| !principal.has_scope(**s))
     {
         return Err(ApiError::ScopeEscalation {
             scope: lacking.as_str(),
@@ -89,17 +95,16 @@ pub async fn create<S: ControlStore, Q>(
         allowed_scopes: valid.allowed_scopes,
         created_at_ms: now,
         expires_at_ms,
-        created_by: caller.principal.principal.clone(),
+        created_by: principal.principal.clone(),
     };
-    let limit = deps.config.max_issuers_per_tenant;
+    let limit = settings.max_issuers_per_tenant;
     // The store writes the (issuer, audience) pair as its own item, on the condition that it does
     // not exist: a pair identifies one tenant, or tokens would be ambiguous and one tenant could
     // claim another's tokens.
-    match deps
-        .store
+    match store
         .create_issuer(
             &record,
-            &audit(tenant, caller, now, "oidc_issuer.created", &record.id),
+            &audit(&tenant, &principal, now, "oidc_issuer.created", &record.id),
             limit,
         )
         .await
@@ -113,8 +118,10 @@ pub async fn create<S: ControlStore, Q>(
             detail: format!("A tenant may register at most {limit} identity providers. Remove one you no longer use, then retry."),
         }),
     }
-    let location = format!("/v1/oidc-issuers/{}", record.id);
-    Reply::created(OidcIssuerOut::from(record), location)
+    Ok(Created {
+        location: format!("/v1/oidc-issuers/{}", record.id),
+        body: OidcIssuerOut::from(record),
+    })
 }
 
 /// Reads one of the tenant's issuers.
@@ -122,21 +129,18 @@ pub async fn create<S: ControlStore, Q>(
     params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)", pattern = "^iss_[0-9a-f]{32}$")),
     responses((status = 200, description = "The issuer", body = OidcIssuerOut),
               (status = 403, description = "Requires `keys:read`", body = ProblemDoc),
-              (status = 404, description = "No such issuer for this tenant", body = ProblemDoc)),
-    security(("bearer" = ["keys:read"])))]
-pub async fn get<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    tenant: &TenantId,
-    raw: &str,
-) -> Result<Reply, ApiError> {
-    let id: IssuerId = path_id(raw, "issuer_id")?;
-    match deps
-        .store
-        .get_issuer(tenant, &id)
+              (status = 404, description = "No such issuer for this tenant", body = ProblemDoc)))]
+pub async fn get<S: ControlStore>(
+    caller: TenantCaller<KeysRead>,
+    store: Store<S>,
+    Id(id): Id<IssuerId>,
+) -> Result<Json<OidcIssuerOut>, ApiError> {
+    match store
+        .get_issuer(&caller.tenant, &id)
         .await
         .map_err(store_failure)?
     {
-        Some(issuer) => Reply::ok(OidcIssuerOut::from(issuer)),
+        Some(issuer) => Ok(Json(OidcIssuerOut::from(issuer))),
         None => Err(ApiError::NotFound {
             resource: "OIDC issuer",
         }),
@@ -148,32 +152,34 @@ pub async fn get<S: ControlStore, Q>(
     params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)", pattern = "^iss_[0-9a-f]{32}$")),
     responses((status = 204, description = "Removed"),
               (status = 403, description = "Requires `keys:write`", body = ProblemDoc),
-              (status = 404, description = "No such issuer for this tenant", body = ProblemDoc)),
-    security(("bearer" = ["keys:write"])))]
-pub async fn delete<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    caller: &Caller,
-    tenant: &TenantId,
-    raw: &str,
-) -> Result<Reply, ApiError> {
-    let id: IssuerId = path_id(raw, "issuer_id")?;
+              (status = 404, description = "No such issuer for this tenant", body = ProblemDoc)))]
+pub async fn delete<S: ControlStore>(
+    caller: TenantCaller<KeysWrite>,
+    store: Store<S>,
+    clock: Clock,
+    Id(id): Id<IssuerId>,
+) -> Result<StatusCode, ApiError> {
     let event = audit(
-        tenant,
-        caller,
-        deps.clock.now_ms(),
+        &caller.tenant,
+        &caller.principal,
+        clock.now_ms(),
         "oidc_issuer.deleted",
         &id,
     );
-    if deps
-        .store
-        .delete_issuer(tenant, &id, &event)
+    if store
+        .delete_issuer(&caller.tenant, &id, &event)
         .await
         .map_err(store_failure)?
     {
-        Reply::no_content()
+        Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound {
             resource: "OIDC issuer",
         })
     }
+}
+
+/// The identity provider operations.
+pub fn router<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+    operations![list, create, get, delete]
 }

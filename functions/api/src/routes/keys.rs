@@ -1,18 +1,24 @@
 //! `/v1/keys`: the caller's tenant's API keys; `/v1/tenants/{id}/keys`: an admin issues a tenant's
 //! first key. Secrets are shown once, stored as hashes, and every creation and revocation is audited.
 
-use lambda_http::Request;
 use secrecy::ExposeSecret;
-use tributary_core::ApiError;
 use tributary_core::apikey;
+use tributary_core::auth::Principal;
 use tributary_core::ids::{ApiKeyId, AuditEventId, TenantId};
+use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::{ApiKeyRecord, AuditEvent};
 
+use crate::access::{Admin, KeysRead, KeysWrite, Scoped, TenantCaller};
 use crate::dto::{ApiKeyCreatedOut, ApiKeyIn, ApiKeyOut, PageOf, bounded_expiry};
-use crate::handler::{Caller, ControlStore, Deps, Reply};
-use crate::request::{json_body, path_id};
-use crate::routes::docs::ProblemDoc;
-use crate::routes::{page_of, page_request, store_failure};
+use crate::idempotency::Idempotent;
+use crate::openapi::ProblemDoc;
+use crate::pagination::{PageQuery, page_of};
+use crate::problem::ApiError;
+use crate::request::Id;
+use crate::response::{Created, Json};
+use crate::router::{Api, operations};
+use crate::routes::store_failure;
+use crate::state::{AppState, Clock, ControlStore, Store};
 
 /// Lists the tenant's keys (without secrets).
 #[utoipa::path(get, path = "/v1/keys", tag = "API keys",
@@ -20,20 +26,17 @@ use crate::routes::{page_of, page_request, store_failure};
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of keys", body = PageOf<ApiKeyOut>),
               (status = 400, description = "Bad `limit` or `cursor`", body = ProblemDoc),
-              (status = 403, description = "Requires `keys:read` and a tenant credential", body = ProblemDoc)),
-    security(("bearer" = ["keys:read"])))]
-pub async fn list<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    tenant: &TenantId,
-) -> Result<Reply, ApiError> {
-    let page = page_request(request)?;
-    let found = deps
-        .store
-        .list_keys(tenant, &page)
+              (status = 403, description = "Requires `keys:read` and a tenant credential", body = ProblemDoc)))]
+pub async fn list<S: ControlStore>(
+    caller: TenantCaller<KeysRead>,
+    store: Store<S>,
+    PageQuery(page): PageQuery,
+) -> Result<Json<PageOf<ApiKeyOut>>, ApiError> {
+    let found = store
+        .list_keys(&caller.tenant, &page)
         .await
         .map_err(store_failure)?;
-    Reply::ok(page_of(found, ApiKeyOut::from))
+    Ok(Json(page_of(found, ApiKeyOut::from)))
 }
 
 /// Creates a key for the caller's tenant.
@@ -43,15 +46,14 @@ pub async fn list<S: ControlStore, Q>(
               (status = 400, description = "Invalid body: no scopes, `admin` requested, or an expiry after the caller's own", body = ProblemDoc),
               (status = 403, description = "Requires `keys:write`; cannot grant scopes the caller lacks", body = ProblemDoc),
               (status = 409, description = "Same Idempotency-Key in progress", body = ProblemDoc),
-              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)),
-    security(("bearer" = ["keys:write"])))]
-pub async fn create<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    caller: &Caller,
-    tenant: &TenantId,
-) -> Result<Reply, ApiError> {
-    issue(deps, request, caller, tenant.clone()).await
+              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)))]
+pub async fn create<S: ControlStore>(
+    caller: TenantCaller<KeysWrite>,
+    store: Store<S>,
+    clock: Clock,
+    Idempotent(input): Idempotent<ApiKeyIn>,
+) -> Result<Created<ApiKeyCreatedOut>, ApiError> {
+    issue(&*store, &clock, &caller.principal, caller.tenant, input).await
 }
 
 /// Creates a key for a tenant (deployment admin).
@@ -61,17 +63,15 @@ pub async fn create<S: ControlStore, Q>(
     responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
               (status = 400, description = "Invalid body; `admin` cannot be granted to a tenant's key", body = ProblemDoc),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
-              (status = 404, description = "No such tenant", body = ProblemDoc)),
-    security(("bearer" = ["admin"])))]
-pub async fn create_for_tenant<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    caller: &Caller,
-    raw_tenant: &str,
-) -> Result<Reply, ApiError> {
-    let tenant: TenantId = path_id(raw_tenant, "tenant_id")?;
-    if deps
-        .store
+              (status = 404, description = "No such tenant", body = ProblemDoc)))]
+pub async fn create_for_tenant<S: ControlStore>(
+    caller: Scoped<Admin>,
+    store: Store<S>,
+    clock: Clock,
+    Id(tenant): Id<TenantId>,
+    Idempotent(input): Idempotent<ApiKeyIn>,
+) -> Result<Created<ApiKeyCreatedOut>, ApiError> {
+    if store
         .get_tenant(&tenant)
         .await
         .map_err(store_failure)?
@@ -79,20 +79,20 @@ pub async fn create_for_tenant<S: ControlStore, Q>(
     {
         return Err(ApiError::NotFound { resource: "tenant" });
     }
-    issue(deps, request, caller, tenant).await
+    issue(&*store, &clock, &caller.principal, tenant, input).await
 }
 
-async fn issue<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    caller: &Caller,
+async fn issue<S: ControlStore>(
+    store: &S,
+    clock: &Clock,
+    creator: &Principal,
     tenant: TenantId,
-) -> Result<Reply, ApiError> {
-    let input: ApiKeyIn = json_body(request)?;
-    let now = deps.clock.now_ms();
+    input: ApiKeyIn,
+) -> Result<Created<ApiKeyCreatedOut>, ApiError> {
+    let now = clock.now_ms();
     let (name, scopes, requested_expiry) = input.validate(now)?;
-    let expires_at_ms = bounded_expiry("/expires_at", requested_expiry, &caller.principal)?;
-    if let Some(lacking) = scopes.iter().find(|s| !caller.principal.has_scope(**s)) {
+    let expires_at_ms = bounded_expiry("/expires_at", requested_expiry, creator)?;
+    if let Some(lacking) = scopes.iter().find(|s| !creator.has_scope(**s)) {
         return Err(ApiError::ScopeEscalation {
             scope: lacking.as_str(),
         });
@@ -107,29 +107,28 @@ async fn issue<S: ControlStore, Q>(
         created_at_ms: now,
         expires_at_ms,
         revoked_at_ms: None,
-        created_by: caller.principal.principal.clone(),
+        created_by: creator.principal.clone(),
     };
     let audit = AuditEvent {
         id: AuditEventId::generate(),
         tenant_id: tenant,
         at_ms: now,
-        actor: caller.principal.principal.clone(),
+        actor: creator.principal.clone(),
         action: "api_key.created".into(),
         target: record.id.to_string(),
     };
-    deps.store
+    store
         .create_key(&record, &audit)
         .await
         .map_err(store_failure)?;
     tracing::info!(key_id = %record.id, tenant_id = %record.tenant_id, "API key created");
-    let location = format!("/v1/keys/{}", record.id);
-    Reply::created(
-        ApiKeyCreatedOut {
+    Ok(Created {
+        location: format!("/v1/keys/{}", record.id),
+        body: ApiKeyCreatedOut {
             key: ApiKeyOut::from(record),
             secret: Some(generated.token.expose_secret().to_owned()),
         },
-        location,
-    )
+    })
 }
 
 /// Reads one of the tenant's keys.
@@ -137,16 +136,14 @@ async fn issue<S: ControlStore, Q>(
     params(("key_id" = String, Path, description = "Key id (`key_…`)", pattern = "^key_[0-9a-f]{32}$")),
     responses((status = 200, description = "The key", body = ApiKeyOut),
               (status = 403, description = "Requires `keys:read`", body = ProblemDoc),
-              (status = 404, description = "No such key for this tenant", body = ProblemDoc)),
-    security(("bearer" = ["keys:read"])))]
-pub async fn get<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    tenant: &TenantId,
-    raw: &str,
-) -> Result<Reply, ApiError> {
-    let id: ApiKeyId = path_id(raw, "key_id")?;
-    match deps.store.get_key(&id).await.map_err(store_failure)? {
-        Some(key) if key.tenant_id == *tenant => Reply::ok(ApiKeyOut::from(key)),
+              (status = 404, description = "No such key for this tenant", body = ProblemDoc)))]
+pub async fn get<S: ControlStore>(
+    caller: TenantCaller<KeysRead>,
+    store: Store<S>,
+    Id(id): Id<ApiKeyId>,
+) -> Result<Json<ApiKeyOut>, ApiError> {
+    match store.get_key(&id).await.map_err(store_failure)? {
+        Some(key) if key.tenant_id == caller.tenant => Ok(Json(ApiKeyOut::from(key))),
         _ => Err(ApiError::NotFound {
             resource: "API key",
         }),
@@ -158,36 +155,38 @@ pub async fn get<S: ControlStore, Q>(
     params(("key_id" = String, Path, description = "Key id (`key_…`)", pattern = "^key_[0-9a-f]{32}$")),
     responses((status = 200, description = "The revoked key", body = ApiKeyOut),
               (status = 403, description = "Requires `keys:write`", body = ProblemDoc),
-              (status = 404, description = "No such key for this tenant", body = ProblemDoc)),
-    security(("bearer" = ["keys:write"])))]
-pub async fn revoke<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    caller: &Caller,
-    tenant: &TenantId,
-    raw: &str,
-) -> Result<Reply, ApiError> {
-    let id: ApiKeyId = path_id(raw, "key_id")?;
-    let now = deps.clock.now_ms();
+              (status = 404, description = "No such key for this tenant", body = ProblemDoc)))]
+pub async fn revoke<S: ControlStore>(
+    caller: TenantCaller<KeysWrite>,
+    store: Store<S>,
+    clock: Clock,
+    Id(id): Id<ApiKeyId>,
+) -> Result<Json<ApiKeyOut>, ApiError> {
+    let now = clock.now_ms();
     let audit = AuditEvent {
         id: AuditEventId::generate(),
-        tenant_id: tenant.clone(),
+        tenant_id: caller.tenant.clone(),
         at_ms: now,
         actor: caller.principal.principal.clone(),
         action: "api_key.revoked".into(),
         target: id.to_string(),
     };
-    match deps
-        .store
-        .revoke_key(tenant, &id, now, &audit)
+    match store
+        .revoke_key(&caller.tenant, &id, now, &audit)
         .await
         .map_err(store_failure)?
     {
         Some(key) => {
             tracing::info!(key_id = %id, "API key revoked");
-            Reply::ok(ApiKeyOut::from(key))
+            Ok(Json(ApiKeyOut::from(key)))
         }
         None => Err(ApiError::NotFound {
             resource: "API key",
         }),
     }
+}
+
+/// The API key operations.
+pub fn router<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+    operations![create_for_tenant, list, create, get, revoke]
 }

@@ -1,4 +1,4 @@
-//! The API's routes, one module per resource.
+//! The API's operations, one module per resource, each with its `router()`, merged here.
 
 pub mod audit;
 pub mod docs;
@@ -8,26 +8,30 @@ pub mod keys;
 pub mod me;
 pub mod tenants;
 
-use lambda_http::Request;
-use tributary_core::ApiError;
-use tributary_core::pagination::{Page, PageRequest, encode_cursor};
+use tributary_core::PortError;
+use tributary_core::ports::QueueStats;
+use utoipa::OpenApi as _;
 
-use crate::dto::PageOf;
+use crate::openapi::ApiDoc;
+use crate::problem::ApiError;
+use crate::router::Api;
+use crate::state::{AppState, ControlStore};
 
-use crate::request::only_query;
-
-/// Reads `limit` and `cursor` (and refuses other query parameters).
-pub fn page_request(request: &Request) -> Result<PageRequest, ApiError> {
-    let q = only_query(request, &["limit", "cursor"])?;
-    PageRequest::from_query(
-        q.get("limit").map(String::as_str),
-        q.get("cursor").map(String::as_str),
-    )
+/// Every operation.
+pub fn api<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+    Api::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(docs::router())
+        .merge(me::router())
+        .merge(tenants::router())
+        .merge(keys::router())
+        .merge(issuers::router())
+        .merge(audit::router())
 }
 
 /// Maps a store failure to a 503 (retryable) or 500, logging the cause.
-pub fn store_failure(e: tributary_core::PortError) -> ApiError {
-    if let tributary_core::PortError::OutOfRange { .. } = e {
+pub fn store_failure(e: PortError) -> ApiError {
+    if let PortError::OutOfRange { .. } = e {
         return crate::request::invalid(
             "query.cursor",
             "`cursor` does not belong to this list. Pass `next_cursor` from the previous page of the same list unchanged.",
@@ -38,13 +42,5 @@ pub fn store_failure(e: tributary_core::PortError) -> ApiError {
         ApiError::Unavailable
     } else {
         ApiError::Internal
-    }
-}
-
-/// Converts a store page to the wire shape, encoding the cursor.
-pub fn page_of<T, U>(page: Page<T>, f: impl FnMut(T) -> U) -> PageOf<U> {
-    PageOf {
-        data: page.items.into_iter().map(f).collect(),
-        next_cursor: page.next_after.as_deref().map(encode_cursor),
     }
 }

@@ -2,19 +2,27 @@
 
 use std::time::{Duration, Instant};
 
-use lambda_http::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tributary_core::PortError;
 use tributary_core::ids::TenantId;
+use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::{
     DEFAULT_RATE_LIMIT_PER_MINUTE, DELETED_TENANT_AUDIT_RETENTION_DAYS, PurgeProgress, Tenant,
     TenantStatus,
 };
-use tributary_core::{ApiError, PortError};
 
+use crate::access::{Admin, Scoped};
 use crate::dto::{PageOf, TenantIn, TenantOut, TenantPatch};
-use crate::handler::{ControlStore, Deps, Reply};
-use crate::request::{json_body, path_id};
-use crate::routes::docs::ProblemDoc;
-use crate::routes::{page_of, page_request, store_failure};
+use crate::idempotency::Idempotent;
+use crate::openapi::ProblemDoc;
+use crate::pagination::{PageQuery, page_of};
+use crate::problem::ApiError;
+use crate::request::{Id, JsonBody};
+use crate::response::{Accepted, Created, Json};
+use crate::router::{Api, operations};
+use crate::routes::store_failure;
+use crate::state::{AppState, Clock, ControlStore, Store};
 
 /// Lists tenants.
 #[utoipa::path(get, path = "/v1/tenants", tag = "Tenants",
@@ -22,19 +30,14 @@ use crate::routes::{page_of, page_request, store_failure};
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of tenants", body = PageOf<TenantOut>),
               (status = 400, description = "Bad `limit` or `cursor`", body = ProblemDoc),
-              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc)),
-    security(("bearer" = ["admin"])))]
-pub async fn list<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-) -> Result<Reply, ApiError> {
-    let page = page_request(request)?;
-    let found = deps
-        .store
-        .list_tenants(&page)
-        .await
-        .map_err(store_failure)?;
-    Reply::ok(page_of(found, TenantOut::from))
+              (status = 403, description = "Requires the `admin` scope", body = ProblemDoc)))]
+pub async fn list<S: ControlStore>(
+    _: Scoped<Admin>,
+    store: Store<S>,
+    PageQuery(page): PageQuery,
+) -> Result<Json<PageOf<TenantOut>>, ApiError> {
+    let found = store.list_tenants(&page).await.map_err(store_failure)?;
+    Ok(Json(page_of(found, TenantOut::from)))
 }
 
 /// Creates a tenant.
@@ -44,15 +47,15 @@ pub async fn list<S: ControlStore, Q>(
               (status = 400, description = "Invalid body", body = ProblemDoc),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
               (status = 409, description = "Same Idempotency-Key in progress", body = ProblemDoc),
-              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)),
-    security(("bearer" = ["admin"])))]
-pub async fn create<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-) -> Result<Reply, ApiError> {
-    let input: TenantIn = json_body(request)?;
+              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc)))]
+pub async fn create<S: ControlStore>(
+    _: Scoped<Admin>,
+    store: Store<S>,
+    clock: Clock,
+    Idempotent(input): Idempotent<TenantIn>,
+) -> Result<Created<TenantOut>, ApiError> {
     let (name, rate) = input.validate()?;
-    let now = deps.clock.now_ms();
+    let now = clock.now_ms();
     let tenant = Tenant {
         id: TenantId::generate(),
         name,
@@ -62,19 +65,17 @@ pub async fn create<S: ControlStore, Q>(
         updated_at_ms: now,
         version: 0,
     };
-    deps.store
-        .create_tenant(&tenant)
-        .await
-        .map_err(store_failure)?;
+    store.create_tenant(&tenant).await.map_err(store_failure)?;
     tracing::info!(tenant_id = %tenant.id, "tenant created");
-    let location = format!("/v1/tenants/{}", tenant.id);
-    Reply::created(TenantOut::from(tenant), location)
+    Ok(Created {
+        location: format!("/v1/tenants/{}", tenant.id),
+        body: TenantOut::from(tenant),
+    })
 }
 
-async fn load<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Tenant, ApiError> {
-    let id: TenantId = path_id(raw, "tenant_id")?;
-    deps.store
-        .get_tenant(&id)
+async fn load<S: ControlStore>(store: &S, id: &TenantId) -> Result<Tenant, ApiError> {
+    store
+        .get_tenant(id)
         .await
         .map_err(store_failure)?
         .ok_or(ApiError::NotFound { resource: "tenant" })
@@ -85,10 +86,13 @@ async fn load<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Tenant
     params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
     responses((status = 200, description = "The tenant", body = TenantOut),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
-              (status = 404, description = "No such tenant", body = ProblemDoc)),
-    security(("bearer" = ["admin"])))]
-pub async fn get<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Reply, ApiError> {
-    Reply::ok(TenantOut::from(load(deps, raw).await?))
+              (status = 404, description = "No such tenant", body = ProblemDoc)))]
+pub async fn get<S: ControlStore>(
+    _: Scoped<Admin>,
+    store: Store<S>,
+    Id(id): Id<TenantId>,
+) -> Result<Json<TenantOut>, ApiError> {
+    Ok(Json(TenantOut::from(load(&*store, &id).await?)))
 }
 
 /// Updates a tenant (name, status, rate limit).
@@ -97,22 +101,22 @@ pub async fn get<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Rep
     responses((status = 200, description = "The updated tenant", body = TenantOut),
               (status = 400, description = "Invalid body", body = ProblemDoc),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
-              (status = 404, description = "No such tenant", body = ProblemDoc)),
-    security(("bearer" = ["admin"])))]
-pub async fn update<S: ControlStore, Q>(
-    deps: &Deps<S, Q>,
-    request: &Request,
-    raw: &str,
-) -> Result<Reply, ApiError> {
-    let patch: TenantPatch = json_body(request)?;
+              (status = 404, description = "No such tenant", body = ProblemDoc)))]
+pub async fn update<S: ControlStore>(
+    _: Scoped<Admin>,
+    store: Store<S>,
+    clock: Clock,
+    Id(id): Id<TenantId>,
+    JsonBody(patch): JsonBody<TenantPatch>,
+) -> Result<Json<TenantOut>, ApiError> {
     // Read, apply, write only if nobody wrote in between; on a race, apply the patch again to what
     // the other writer left (so a rename never undoes a concurrent disable).
     let mut attempts = 0;
     let tenant = loop {
-        let mut tenant = load(deps, raw).await?;
+        let mut tenant = load(&*store, &id).await?;
         let read_version = tenant.version;
-        patch.apply(&mut tenant, deps.clock.now_ms())?;
-        match deps.store.update_tenant(&tenant, read_version).await {
+        patch.apply(&mut tenant, clock.now_ms())?;
+        match store.update_tenant(&tenant, read_version).await {
             Ok(true) => break tenant,
             Ok(false) => return Err(ApiError::NotFound { resource: "tenant" }),
             Err(PortError::Conflict { .. }) if attempts < 4 => attempts += 1,
@@ -125,7 +129,7 @@ pub async fn update<S: ControlStore, Q>(
         }
     };
     tracing::info!(tenant_id = %tenant.id, status = ?tenant.status, "tenant updated");
-    Reply::ok(TenantOut::from(tenant))
+    Ok(Json(TenantOut::from(tenant)))
 }
 
 /// How long one `DELETE` works on a tenant's items before answering 202 (well under API Gateway's
@@ -142,17 +146,21 @@ const DELETE_BUDGET: Duration = Duration::from_secs(20);
     responses((status = 204, description = "Deleted, with everything it owned"),
               (status = 202, description = "Deletion under way: call DELETE again to continue", body = TenantOut),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
-              (status = 404, description = "No such tenant", body = ProblemDoc)),
-    security(("bearer" = ["admin"])))]
-pub async fn delete<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<Reply, ApiError> {
+              (status = 404, description = "No such tenant", body = ProblemDoc)))]
+pub async fn delete<S: ControlStore>(
+    _: Scoped<Admin>,
+    store: Store<S>,
+    clock: Clock,
+    Id(id): Id<TenantId>,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let mut tenant = load(deps, raw).await?;
+    let mut tenant = load(&*store, &id).await?;
     if tenant.status != TenantStatus::Deleting {
         let read_version = tenant.version;
         tenant.status = TenantStatus::Deleting;
-        tenant.updated_at_ms = deps.clock.now_ms();
+        tenant.updated_at_ms = clock.now_ms();
         tenant.version = read_version.saturating_add(1);
-        match deps.store.update_tenant(&tenant, read_version).await {
+        match store.update_tenant(&tenant, read_version).await {
             Ok(true) => {}
             Ok(false) => return Err(ApiError::NotFound { resource: "tenant" }),
             Err(PortError::Conflict { .. }) => {
@@ -165,10 +173,9 @@ pub async fn delete<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<
         tracing::info!(tenant_id = %tenant.id, "tenant deletion started");
     }
     let audit_expires_at_s =
-        (deps.clock.now_ms() / 1000).saturating_add(DELETED_TENANT_AUDIT_RETENTION_DAYS * 86_400);
+        (clock.now_ms() / 1000).saturating_add(DELETED_TENANT_AUDIT_RETENTION_DAYS * 86_400);
     while started.elapsed() < DELETE_BUDGET {
-        match deps
-            .store
+        match store
             .purge_tenant(&tenant.id, audit_expires_at_s)
             .await
             .map_err(store_failure)?
@@ -176,10 +183,15 @@ pub async fn delete<S: ControlStore, Q>(deps: &Deps<S, Q>, raw: &str) -> Result<
             PurgeProgress::More => {}
             PurgeProgress::Done => {
                 tracing::info!(tenant_id = %tenant.id, "tenant deleted");
-                return Reply::no_content();
+                return Ok(StatusCode::NO_CONTENT.into_response());
             }
         }
     }
     tracing::info!(tenant_id = %tenant.id, "tenant deletion continues on the next DELETE");
-    Reply::accepted(TenantOut::from(tenant))
+    Ok(Accepted(TenantOut::from(tenant)).into_response())
+}
+
+/// The tenant operations.
+pub fn router<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+    operations![list, create, get, update, delete]
 }

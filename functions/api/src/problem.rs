@@ -1,8 +1,16 @@
 //! API errors and their RFC 9457 `application/problem+json` rendering.
 //!
 //! Every 4xx carries a stable machine-readable `code` and a `detail` that tells the caller what to do
-//! next. A 5xx body is opaque: the cause is logged by the caller, never sent.
+//! next. A 5xx body is opaque: the cause is logged, never sent.
+//!
+//! A handler or extractor returns an [`ApiError`]; its `IntoResponse` renders the problem and keeps the
+//! error in the response's extensions, so the router's edge can render it again with the request path
+//! as `instance` (which `IntoResponse` cannot see) and log 5xx causes once.
 
+use axum::body::Body;
+use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// The media type of problem documents.
@@ -44,7 +52,7 @@ pub struct Problem {
 }
 
 /// Everything the API can answer with other than success.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// No route matches the path.
     #[error("no route for {path}")]
@@ -58,7 +66,7 @@ pub enum ApiError {
         /// The requested method.
         method: String,
         /// The methods the path supports, for the `Allow` header.
-        allowed: Vec<&'static str>,
+        allowed: Vec<String>,
     },
     /// The object does not exist, or belongs to another tenant: the answer is the same.
     #[error("{resource} not found")]
@@ -259,6 +267,46 @@ impl ApiError {
     }
 }
 
+/// An answered error, kept in the response's extensions for the edge (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Answered(pub ApiError);
+
+impl ApiError {
+    /// The problem+json response for this error, about the request path `instance`.
+    pub fn to_response(&self, instance: Option<&str>) -> Response {
+        let doc = self.to_problem(instance);
+        // A problem document always serializes; should it not, the answer is still a 500 problem.
+        let body =
+            serde_json::to_vec(&doc).unwrap_or_else(|_| INTERNAL_PROBLEM.as_bytes().to_vec());
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() =
+            StatusCode::from_u16(doc.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = doc.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::MethodNotAllowed { allowed, .. } = self
+            && !allowed.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&allowed.join(", "))
+        {
+            headers.insert(ALLOW, value);
+        }
+        response
+    }
+}
+
+const INTERNAL_PROBLEM: &str = r#"{"type":"urn:tributary:problem:internal_error","title":"Internal Server Error","status":500,"detail":"An unexpected error occurred. It has been logged; retry later.","code":"internal_error"}"#;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.to_response(None);
+        response.extensions_mut().insert(Answered(self));
+        response
+    }
+}
+
 fn truncate(s: &str, max_chars: usize) -> &str {
     match s.char_indices().nth(max_chars) {
         Some((i, _)) => &s[..i],
@@ -309,6 +357,13 @@ mod tests {
         let p = ApiError::RouteNotFound { path: long.clone() }.to_problem(Some(&long));
         assert!(p.instance.unwrap().chars().count() <= 200);
         assert!(p.detail.chars().count() < 300);
+    }
+
+    #[test]
+    fn the_fallback_body_is_the_internal_problem() {
+        let fallback: serde_json::Value = serde_json::from_str(INTERNAL_PROBLEM).unwrap();
+        let rendered = serde_json::to_value(ApiError::Internal.to_problem(None)).unwrap();
+        assert_eq!(fallback, rendered);
     }
 
     #[test]

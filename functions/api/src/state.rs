@@ -1,0 +1,148 @@
+//! What the API is built from (the ports and settings `main` wires once at cold start) and the
+//! router's state, from which each handler extracts only what it uses: the store, the clock, the
+//! settings, the health probe, the OpenAPI document.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use tributary_core::ports::{
+    CanaryStore, CredentialStore, IdempotencyStore, RateCounter, TenantStore,
+};
+use tributary_core::time;
+
+use crate::config::Config;
+use crate::ratelimit::RateLimit;
+use crate::routes::health::HealthProbe;
+
+/// Everything the control-plane store must offer the API.
+pub trait ControlStore:
+    CanaryStore + TenantStore + CredentialStore + IdempotencyStore + RateCounter + 'static
+{
+}
+impl<T> ControlStore for T where
+    T: CanaryStore + TenantStore + CredentialStore + IdempotencyStore + RateCounter + 'static
+{
+}
+
+/// The ports and settings the API runs on.
+pub struct Deps<S, Q> {
+    /// The control-plane store.
+    pub store: S,
+    /// The jobs queue.
+    pub jobs_queue: Q,
+    /// The jobs dead-letter queue.
+    pub dead_letter_queue: Q,
+    /// The time source.
+    pub clock: Arc<dyn time::Clock>,
+    /// Settings.
+    pub config: Config,
+}
+
+/// The router's state: the ports, and what this execution environment caches (rate-limit leases,
+/// tenants' limits, the last health report).
+pub struct AppState<S, Q> {
+    pub(crate) store: Arc<S>,
+    pub(crate) clock: Arc<dyn time::Clock>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) rate_limit: Arc<RateLimit>,
+    pub(crate) health: Arc<HealthProbe<S, Q>>,
+    pub(crate) document: Arc<str>,
+}
+
+impl<S, Q> Clone for AppState<S, Q> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            rate_limit: self.rate_limit.clone(),
+            health: self.health.clone(),
+            document: self.document.clone(),
+        }
+    }
+}
+
+impl<S, Q> AppState<S, Q> {
+    /// The state over `deps`, serving `document` as the OpenAPI document.
+    pub fn new(deps: Deps<S, Q>, document: String) -> Self {
+        let store = Arc::new(deps.store);
+        let config = Arc::new(deps.config);
+        Self {
+            health: Arc::new(HealthProbe::new(
+                store.clone(),
+                deps.jobs_queue,
+                deps.dead_letter_queue,
+                deps.clock.clone(),
+                config.clone(),
+            )),
+            store,
+            clock: deps.clock,
+            config,
+            rate_limit: Arc::default(),
+            document: document.into(),
+        }
+    }
+}
+
+/// Implements an extractor that clones one part of the state.
+macro_rules! part_of_state {
+    ($(#[$doc:meta])* $name:ident $(<$param:ident>)? ($inner:ty) = $field:ident) => {
+        $(#[$doc])*
+        pub struct $name $(<$param>)? (pub $inner);
+
+        impl<S, Q> FromRequestParts<AppState<S, Q>> for $name $(<$param>)?
+        where
+            S: Send + Sync,
+            Q: Send + Sync,
+        {
+            type Rejection = std::convert::Infallible;
+
+            async fn from_request_parts(
+                _: &mut Parts,
+                state: &AppState<S, Q>,
+            ) -> Result<Self, Self::Rejection> {
+                Ok(Self(state.$field.clone()))
+            }
+        }
+    };
+}
+
+part_of_state!(
+    /// The control-plane store.
+    Store<S>(Arc<S>) = store
+);
+part_of_state!(
+    /// The time source.
+    Clock(Arc<dyn time::Clock>) = clock
+);
+part_of_state!(
+    /// The settings.
+    Settings(Arc<Config>) = config
+);
+
+impl<S> Deref for Store<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.0
+    }
+}
+
+impl Deref for Clock {
+    type Target = dyn time::Clock;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
+impl Deref for Settings {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+part_of_state!(
+    /// The OpenAPI document, rendered at cold start.
+    Document(Arc<str>) = document
+);
