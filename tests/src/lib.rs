@@ -3,7 +3,12 @@
 //! - Adapter tests start a private moto with [`MotoServer::start`] (a free port, stopped on drop) and
 //!   build clients from [`MotoServer::sdk_config`].
 //! - End-to-end tests start the whole local stack with [`Stack::start`] (binaries mode: the function
-//!   binaries must have been built with `make build`).
+//!   binaries must have been built with `make build`, which `make cargo-test` runs first). It refuses
+//!   to run a binary older than any source cargo built it from (`tributary_local::freshness`), so a
+//!   `cargo test --workspace` after an edit fails with "run `make build`" instead of testing old code.
+//!   The tests do not build the binaries themselves: a nested `cargo build` would build them with
+//!   another feature set than `make build` (features unify over the packages of one invocation) and
+//!   rebuild them back and forth.
 //! - [`eventually`] waits for asynchronous effects (a canary, a dead-lettered message) with a deadline.
 
 use std::future::Future;

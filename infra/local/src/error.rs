@@ -49,6 +49,18 @@ pub enum Error {
         /// The cargo package that builds it.
         package: String,
     },
+    /// A function binary is older than the sources it is built from.
+    #[error(
+        "function binary {path} is stale ({why}): build it first with `make build` (or `cargo build -p {package}`)"
+    )]
+    BinaryStale {
+        /// The binary.
+        path: PathBuf,
+        /// The cargo package that builds it.
+        package: String,
+        /// Which source is newer (or gone).
+        why: String,
+    },
     /// A child process could not be started.
     #[error("cannot start {what}: {source}")]
     Spawn {

@@ -38,9 +38,11 @@
 //!
 //! [`MotoServer::start`] needs `.tributary/tools/moto/bin/moto_server` (`make tools`) or
 //! `TRIBUTARY_MOTO_SERVER`; [`Stack::start`] in binaries mode also needs the function binaries in
-//! `target/debug` (`make build`).
+//! `target/debug` (`make build`), and refuses to start when one is older than a source it is built
+//! from ([`freshness`]).
 
 mod error;
+pub mod freshness;
 mod gateway;
 mod invoke;
 mod moto;

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::freshness::{self, Staleness};
 use crate::gateway::{Gateway, Route};
 use crate::invoke::{InvokeError, Invoker, WatchClient};
 use crate::moto::{ACCESS_KEY_ID, MotoOptions, MotoServer, REGION, SECRET_ACCESS_KEY};
@@ -413,18 +414,32 @@ fn locate_binaries(
         .binaries_dir
         .clone()
         .unwrap_or_else(|| workspace::target_dir().join("debug"));
+    // Binaries from elsewhere (a release build copied around) may come without dep-info.
+    let from_cargo = options.binaries_dir.is_none();
     functions
         .iter()
         .map(|f| {
             let path = dir.join(&f.binary);
-            if path.is_file() {
-                Ok((f.binary.clone(), path))
-            } else {
-                Err(Error::BinaryMissing {
+            if !path.is_file() {
+                return Err(Error::BinaryMissing {
                     path,
                     package: f.binary.clone(),
-                })
+                });
             }
+            match freshness::check(&path)
+                .map_err(|e| Error::io("check the freshness of", &path, e))?
+            {
+                None => {}
+                Some(Staleness::NoDepInfo(_)) if !from_cargo => {}
+                Some(why) => {
+                    return Err(Error::BinaryStale {
+                        path,
+                        package: f.binary.clone(),
+                        why: why.to_string(),
+                    });
+                }
+            }
+            Ok((f.binary.clone(), path))
         })
         .collect()
 }
