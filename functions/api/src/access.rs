@@ -46,7 +46,9 @@ impl Access {
     pub fn security(self) -> Vec<SecurityRequirement> {
         match self {
             Access::Public => Vec::new(),
-            Access::Authenticated => vec![SecurityRequirement::new("bearer", [""; 0])],
+            Access::Authenticated => {
+                vec![SecurityRequirement::new("bearer", Vec::<String>::new())]
+            }
             Access::Scope(scope) | Access::TenantScope(scope) => {
                 vec![SecurityRequirement::new("bearer", [scope.as_str()])]
             }

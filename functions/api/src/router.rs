@@ -38,6 +38,9 @@ pub struct Declaration {
     pub path: String,
     /// Who may call it.
     pub access: Access,
+    /// Whether its `#[utoipa::path]` writes a `security` of its own (it should not: the handler
+    /// declares it).
+    pub security_by_hand: bool,
 }
 
 /// Registers handlers (of the calling module) as operations: `operations![list, create]`. Each
@@ -65,7 +68,7 @@ impl<St: Clone + Send + Sync + 'static> Api<St> {
     }
 
     /// Adds the operation `routes!(handler)` made, documenting the access rule `handler` declares as
-    /// its `security` (unless its `#[utoipa::path]` documents one, which the tests then compare).
+    /// its `security` (unless its `#[utoipa::path]` writes one, which the tests refuse).
     pub fn operation<H, T, M>(mut self, routes: UtoipaMethodRouter<St>, _handler: H) -> Self
     where
         H: Handler<T, St> + Declared<M>,
@@ -75,11 +78,13 @@ impl<St: Clone + Send + Sync + 'static> Api<St> {
         let access = <H as Declared<M>>::ACCESS;
         for (path, item) in paths.paths.iter_mut() {
             for (method, operation) in operations_mut(item) {
+                let security_by_hand = operation.security.is_some();
                 operation.security.get_or_insert_with(|| access.security());
                 self.declared.push(Declaration {
                     method,
                     path: path.clone(),
                     access,
+                    security_by_hand,
                 });
             }
         }

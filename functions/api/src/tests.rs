@@ -1114,14 +1114,18 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
         for (method, op) in item.as_object().unwrap() {
             let method = method.to_uppercase();
             let what = format!("{method} {path}");
-            let rules: Vec<Access> = declared
+            let rules: Vec<_> = declared
                 .iter()
                 .filter(|r| r.path == *path && r.method.as_str() == method)
-                .map(|r| r.access)
                 .collect();
-            let [access] = rules[..] else {
+            let [rule] = rules[..] else {
                 panic!("{what}: {} access rules declared, not one", rules.len());
             };
+            let access = rule.access;
+            assert!(
+                !rule.security_by_hand,
+                "{what}: `security` is declared by the handler's first argument, not in #[utoipa::path]"
+            );
             walked.push((what.clone(), access));
             assert_eq!(
                 op["security"],
