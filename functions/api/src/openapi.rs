@@ -91,6 +91,10 @@ fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
         .into()
 }
 
+fn is_problem(schema: Option<&RefOr<Schema>>) -> bool {
+    matches!(schema, Some(RefOr::Ref(r)) if r.ref_location == "#/components/schemas/ProblemDoc")
+}
+
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
@@ -104,10 +108,15 @@ impl Modify for CommonResponses {
             for op in operations.into_iter().flatten() {
                 let public = op.security.as_ref().is_some_and(Vec::is_empty);
                 let responses = &mut op.responses.responses;
-                // Documented problems use the problem media type.
+                // Documented problems use the problem media type (other error bodies, such as
+                // the public health's 503, keep theirs).
                 for (status, response) in responses.iter_mut() {
                     if let RefOr::T(response) = response
                         && !status.starts_with('2')
+                        && response
+                            .content
+                            .get("application/json")
+                            .is_some_and(|c| is_problem(c.schema.as_ref()))
                         && let Some(content) = response.content.shift_remove("application/json")
                     {
                         response

@@ -81,6 +81,18 @@ async fn when_store_is_slow_health_answers_503_within_the_probe_timeout() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(res.status, 503);
     assert_eq!(res.body, json!({"status": "down"}));
+    // As documented: the status document, not a problem.
+    assert_eq!(res.headers["content-type"], "application/json");
+    let doc: Value = serde_json::from_str(&crate::router::document::<
+        MemStore,
+        crate::testing::FakeQueue,
+    >())
+    .unwrap();
+    let documented = &doc["paths"]["/v1/health"]["get"]["responses"]["503"]["content"];
+    assert_eq!(
+        documented.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["application/json"]
+    );
     let res = call(&d, admin(Req::new("GET", "/v1/health/details"))).await;
     assert_eq!(res.body["checks"]["dynamodb"]["error"], "timeout");
 }
