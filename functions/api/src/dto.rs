@@ -360,22 +360,22 @@ pub struct IssuerInput {
     pub expires_at_ms: Option<EpochMillis>,
 }
 
+/// An issuer or JWKS URL, by the one policy the authorizer's fetches also apply
+/// ([`tributary_http::issuer_url`]). The raw text is kept: `iss` is compared byte for byte.
 fn check_url(pointer: &str, raw: &str) -> Result<String, ApiError> {
-    let parsed = url::Url::parse(raw).map_err(|_| invalid(pointer, "Must be an absolute URL."))?;
-    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
-        return Err(invalid(
+    use tributary_http::issuer_url::{IssuerUrlError, validate_registration};
+    match validate_registration(raw) {
+        Ok(_) => Ok(raw.to_owned()),
+        Err(IssuerUrlError::NotAbsolute) => Err(invalid(pointer, "Must be an absolute URL.")),
+        Err(IssuerUrlError::NotHttps) => Err(invalid(
             pointer,
             "Must be an https URL (http is accepted only for loopback hosts, for local development).",
-        ));
-    }
-    if raw.len() > 512 || parsed.username() != "" || parsed.password().is_some() {
-        return Err(invalid(
+        )),
+        Err(IssuerUrlError::Credentials | IssuerUrlError::TooLong) => Err(invalid(
             pointer,
             "Must be at most 512 characters without credentials.",
-        ));
+        )),
     }
-    Ok(raw.to_owned())
 }
 
 impl OidcIssuerIn {
