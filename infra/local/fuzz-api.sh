@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
+# The helpers and the hooks file would leave __pycache__/ beside them.
+export PYTHONDONTWRITEBYTECODE=1
 
 st="$root/.tributary/tools/schemathesis/bin/schemathesis"
 [ -x "$st" ] || { echo "fuzz-api: $st missing: run make tools" >&2; exit 1; }
