@@ -11,13 +11,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 CARGO ?= cargo
 FUNCTIONS := tributary-api tributary-auth tributary-connector tributary-monitor
 FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
+# Every crate but the workspace-hack, whose dependencies no code uses by design.
+MACHETE_DIRS := functions infra tests shared/core shared/aws shared/engine shared/cli shared/http
 # Extra arguments for tributary-local, e.g. `make dev DEV_ARGS="--schedule-every 10s --log-format Text"`.
 DEV_ARGS ?=
 
 SAM := $(TOOLS)/sam/bin/sam
 CFN_LINT := $(TOOLS)/sam/bin/cfn-lint
 TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS)/sam/.installed \
-	$(TOOLS)/schemathesis/.installed $(TOOLS)/cargo-machete/.installed
+	$(TOOLS)/schemathesis/.installed $(TOOLS)/cargo-machete/.installed $(TOOLS)/cargo-hakari/.installed \
+	$(TOOLS)/rustup-aarch64/.installed
 
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
@@ -49,17 +52,40 @@ $(TOOLS)/%/.installed: infra/local/tools/%.txt
 
 # A cargo tool is built from crates.io at the exact version its .version file pins; the stamp is
 # newer than that file once installed.
-$(TOOLS)/cargo-machete/.installed: infra/local/tools/cargo-machete.version
-	@echo "installing cargo-machete from $<"
-	rm -rf "$(TOOLS)/cargo-machete"
-	$(CARGO) install --locked --version "$$(tr -d '[:space:]' < "$<")" --root "$(TOOLS)/cargo-machete" cargo-machete
+$(TOOLS)/cargo-%/.installed: infra/local/tools/cargo-%.version
+	@echo "installing cargo-$* from $<"
+	rm -rf "$(TOOLS)/cargo-$*"
+	$(CARGO) install --locked --version "$$(tr -d '[:space:]' < "$<")" --root "$(TOOLS)/cargo-$*" cargo-$*
 	touch "$@"
+
+# The standard library `make sam-build` cross-compiles the arm64 functions against, for the
+# active toolchain. Where rustup cannot fetch it, this says so and sam-build-ci builds x86_64 on a
+# line of its own; `make sam-build` (arm64) then fails.
+$(TOOLS)/rustup-aarch64/.installed:
+	mkdir -p "$(@D)"
+	if rustup target add aarch64-unknown-linux-gnu; then touch "$@"; \
+	else echo "tools: rustup could not add aarch64-unknown-linux-gnu; sam-build-ci will build x86_64" >&2; fi
 
 # Fails on a dependency no crate uses. A false positive (a crate used only through a macro, or
 # renamed) goes in that crate's [package.metadata.cargo-machete] ignored, with the reason.
 .PHONY: machete
 machete: $(TOOLS)/cargo-machete/.installed
-	"$(TOOLS)/cargo-machete/bin/cargo-machete" --with-metadata
+	"$(TOOLS)/cargo-machete/bin/cargo-machete" --with-metadata $(MACHETE_DIRS)
+
+# Every member builds with the same dependency features whichever subset cargo is asked for (make
+# build, cargo test, cargo lambda watch's per-function `cargo run`, sam build's per-function
+# builds), so one copy of each dependency is compiled, not one per function: the hakari-managed
+# crate shared/workspace-hack. Fails when it or a member's dependency on it is out of date; `make
+# hakari-fix` regenerates both after a dependency change.
+HAKARI := "$(TOOLS)/cargo-hakari/bin/cargo-hakari" hakari
+.PHONY: hakari hakari-fix
+hakari: $(TOOLS)/cargo-hakari/.installed
+	$(HAKARI) generate --diff
+	$(HAKARI) manage-deps --dry-run
+	$(HAKARI) verify
+hakari-fix: $(TOOLS)/cargo-hakari/.installed
+	$(HAKARI) generate
+	$(HAKARI) manage-deps --yes
 
 build:
 	$(CARGO) build -p tributary-local $(FUNCTION_PACKAGES)
@@ -111,6 +137,7 @@ sam-build: $(TOOLS)/sam/.installed $(TOOLS)/cargo-lambda/.installed
 test: tools
 	$(MAKE) --no-print-directory fmt-check
 	$(MAKE) --no-print-directory machete
+	$(MAKE) --no-print-directory hakari
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory cargo-test
 	$(MAKE) --no-print-directory smoke-dev
@@ -138,6 +165,16 @@ endif
 # part of `make test`.
 bench:
 	$(CARGO) bench -p tributary-engine --bench throughput
+
+# Cold start and size: release builds of the functions and of a lambda_runtime hello world (in
+# target/coldstart, so the shared debug target dir's lock is never held), each started against a
+# Runtime API stub with the template's environment, timed from exec to its first /next. Fails when
+# a goal is missed. SAM_BUILD_DIR (default .aws-sam/build) is where zips are taken from when present.
+.PHONY: bench-coldstart
+bench-coldstart:
+	CARGO_TARGET_DIR="$(ROOT)/target/coldstart" $(CARGO) build --release $(FUNCTION_PACKAGES) -p tributary-coldstart
+	"$(ROOT)/target/coldstart/release/coldstart-bench" --bin-dir "$(ROOT)/target/coldstart/release" \
+	  --template "$(ROOT)/infra/template.yaml" --python "$(PYTHON)"
 
 clean-tools:
 	rm -rf "$(TOOLS)"
