@@ -238,18 +238,18 @@ fn tenant_scopes(pointer: &str, requested: &[Scope]) -> Result<Vec<Scope>, ApiEr
 /// An API key to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "billing-service", "scopes": ["connections:read", "records:read"], "expires_at": "2027-06-30T00:00:00Z"}))]
+#[schema(example = json!({"name": "billing-service", "scopes": ["connections:read", "records:read"], "expires_at": "2099-12-31T00:00:00Z"}))]
 pub struct ApiKeyIn {
     /// What the key is for, 1 to 100 characters.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Scopes to grant: at least one, only scopes the caller holds, never `admin` (which belongs to
     /// the deployment alone).
-    #[schema(value_type = Vec<crate::openapi::ScopeName>, example = json!(["connections:read"]))]
+    #[schema(value_type = Vec<crate::openapi::GrantableScopeName>, min_items = 1, example = json!(["connections:read"]))]
     pub scopes: Vec<Scope>,
     /// When the key stops working (RFC 3339, in the future); never when absent. Required, and at
     /// most the creating credential's own expiry, when that credential expires.
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, example = "2099-12-31T00:00:00Z")]
     pub expires_at: Option<String>,
 }
 
@@ -323,24 +323,30 @@ pub struct ApiKeyCreatedOut {
 #[schema(example = json!({"issuer": "https://acme.eu.auth0.com/", "audience": "https://api.acme.com/tributary", "scopes_claim": "permissions", "allowed_scopes": ["connections:read", "records:read"]}))]
 pub struct OidcIssuerIn {
     /// The exact `iss` value of the tokens (an https URL).
-    #[schema(max_length = 512)]
+    #[schema(
+        max_length = 512,
+        pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[!-~]*)?$"
+    )]
     pub issuer: String,
     /// The `aud` value tokens must carry.
     #[schema(min_length = 1, max_length = 256)]
     pub audience: String,
     /// Where the signing keys are (https); discovered from the issuer's metadata when absent.
-    #[schema(max_length = 512)]
+    #[schema(
+        max_length = 512,
+        pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[!-~]*)?$"
+    )]
     pub jwks_uri: Option<String>,
     /// The claim that carries scopes (default `scope`).
     #[schema(pattern = "^[A-Za-z0-9_.:/-]{1,64}$")]
     pub scopes_claim: Option<String>,
     /// The most a token of this issuer can grant: the authorizer gives a token the scopes it claims
     /// that are also in this list. At least one, only scopes the caller holds, never `admin`.
-    #[schema(value_type = Vec<crate::openapi::ScopeName>, example = json!(["connections:read", "records:read"]))]
+    #[schema(value_type = Vec<crate::openapi::GrantableScopeName>, min_items = 1, example = json!(["connections:read", "records:read"]))]
     pub allowed_scopes: Vec<Scope>,
     /// When the registration stops being honoured (RFC 3339, in the future); never when absent.
     /// Required, and at most the registering credential's own expiry, when that credential expires.
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, example = "2099-12-31T00:00:00Z")]
     pub expires_at: Option<String>,
 }
 

@@ -53,7 +53,7 @@ impl<S: ControlStore, Q: Send + Sync, T: DeserializeOwned> FromRequest<AppState<
 
     async fn from_request(request: Request, state: &AppState<S, Q>) -> Result<Self, Response> {
         let (parts, body) = request.into_parts();
-        let key = key(&parts.headers).map_err(IntoResponse::into_response)?;
+        let key = validate_key(&parts.headers).map_err(IntoResponse::into_response)?;
         let bytes = body_bytes(body)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -113,7 +113,7 @@ impl<S: ControlStore, Q: Send + Sync, T: DeserializeOwned> FromRequest<AppState<
 }
 
 /// The `Idempotency-Key` header, validated: 1 to 255 visible ASCII characters.
-fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn validate_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };

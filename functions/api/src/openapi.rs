@@ -6,7 +6,9 @@
 
 use serde::Serialize;
 use tributary_core::scope::Scope;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::header::Header;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -73,6 +75,122 @@ impl utoipa::PartialSchema for ScopeName {
 }
 
 impl ToSchema for ScopeName {}
+
+/// The name of a scope a tenant's credential can hold: every scope but `admin`, which belongs to
+/// the deployment alone (the API answers 400 when a key or issuer registration asks for it).
+pub struct GrantableScopeName;
+
+impl utoipa::PartialSchema for GrantableScopeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A scope a tenant's credential can hold (any but `admin`).",
+            ))
+            .enum_values(Some(
+                Scope::ALL
+                    .iter()
+                    .filter(|s| **s != Scope::Admin)
+                    .map(|s| s.as_str()),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for GrantableScopeName {}
+
+/// The `Idempotency-Key` header's schema: what `crate::idempotency` accepts (1 to 255 visible
+/// ASCII characters), stated once and given to every operation that declares the header.
+fn idempotency_key_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(255))
+        .pattern(Some("^[!-~]+$"))
+        .description(Some(
+            "1 to 255 visible ASCII characters, e.g. a UUID; the same key and body within 24 h replays the first response.",
+        ))
+        .examples([serde_json::json!("7f7c2a9e-2f6b-4d0e-9a51-0c1f3b8e6d21")])
+        .into()
+}
+
+/// Every operation's parameters and creations, stated exactly: the `Idempotency-Key` header points
+/// at the shared schema, and a `201` says where the new resource is (`Location`, absent on an
+/// idempotent replay) and links to the operations on it (`$response.body#/id`), which clients and
+/// schemathesis' stateful phase follow from create to get to delete.
+struct Creations;
+
+impl Modify for Creations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .schemas
+            .insert("IdempotencyKey".into(), idempotency_key_schema().into());
+        let paths = &mut openapi.paths.paths;
+        // `POST {collection}` → the operations of `{collection}/{param}`.
+        let mut item_operations = std::collections::BTreeMap::new();
+        for (path, item) in paths.iter() {
+            let Some((collection, last)) = path.rsplit_once('/') else {
+                continue;
+            };
+            let Some(param) = last.strip_prefix('{').and_then(|l| l.strip_suffix('}')) else {
+                continue;
+            };
+            let ids: Vec<(&str, String)> = [
+                ("get", &item.get),
+                ("delete", &item.delete),
+                ("update", &item.patch),
+            ]
+            .into_iter()
+            .filter_map(|(verb, op)| Some((verb, op.as_ref()?.operation_id.clone()?)))
+            .collect();
+            item_operations.insert(collection.to_owned(), (param.to_owned(), ids));
+        }
+        for (path, item) in paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                for param in op.parameters.iter_mut().flatten() {
+                    if param.name.eq_ignore_ascii_case("Idempotency-Key") {
+                        param.schema = Some(Ref::from_schema_name("IdempotencyKey").into());
+                        param.required = utoipa::openapi::Required::False;
+                    }
+                }
+            }
+            let Some(post) = item.post.as_mut() else {
+                continue;
+            };
+            let Some(RefOr::T(created)) = post.responses.responses.get_mut("201") else {
+                continue;
+            };
+            let mut location = Header::new(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::Custom("uri-reference".into()))),
+            );
+            location.description = Some(
+                "Where the new resource is (absent when the response is an idempotent replay)"
+                    .into(),
+            );
+            created.headers.insert("Location".into(), location);
+            if let Some((param, ids)) = item_operations.get(path) {
+                for (verb, operation_id) in ids {
+                    let link = LinkBuilder::new()
+                        .operation_id(operation_id.clone())
+                        .parameter(param.clone(), "$response.body#/id")
+                        .description(format!("The new resource ({verb})"))
+                        .build();
+                    created.links.insert((*verb).to_owned(), link.into());
+                }
+            }
+        }
+    }
+}
 
 /// The responses every operation can give besides its own: from the gateway (401, 403), the
 /// authorizer-context and scope checks (403), the rate limit (429) and failures (500, 503); with a
@@ -241,11 +359,14 @@ pub struct ApiDoc;
 
 /// The document with the shared responses, pretty-printed as it is checked in.
 pub fn render(mut doc: utoipa::openapi::OpenApi) -> String {
+    Creations.modify(&mut doc);
     CommonResponses.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut json = doc.to_pretty_json().unwrap_or_default();
     json.push('\n');
-    json
+    // utoipa 5.5 serializes a Link Object's fields in snake case (`operation_id`), which OpenAPI
+    // readers ignore; the key appears nowhere else in the document (operations use `operationId`).
+    json.replace("\"operation_id\": ", "\"operationId\": ")
 }
 
 #[cfg(test)]
@@ -289,6 +410,168 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    fn operations(doc: &serde_json::Value) -> Vec<(String, String, serde_json::Value)> {
+        let mut all = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                all.push((method.to_uppercase(), path.clone(), op.clone()));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn operation_ids_are_unique_snake_case_names() {
+        let doc: serde_json::Value = serde_json::from_str(&generate()).unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{method} {path}: operationId {id:?} is not a snake_case name"
+            );
+            if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                panic!("operationId {id:?} is used by {other} and {method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn creations_state_location_and_link_to_the_new_resource() {
+        let doc: serde_json::Value = serde_json::from_str(&generate()).unwrap();
+        let ops = operations(&doc);
+        let id_of = |method: &str, path: &str| {
+            ops.iter()
+                .find(|(m, p, _)| m == method && p == path)
+                .map(|(_, _, op)| op["operationId"].as_str().unwrap().to_owned())
+        };
+        let mut linked = 0;
+        for (method, path, op) in &ops {
+            let Some(created) = op["responses"].get("201") else {
+                continue;
+            };
+            assert_eq!(method, "POST", "{method} {path} answers 201");
+            assert_eq!(
+                created["headers"]["Location"]["schema"]["format"], "uri-reference",
+                "POST {path}: 201 without a Location header"
+            );
+            // `POST /x` → `GET /x/{param}` and `DELETE /x/{param}` where they exist.
+            let item = ops.iter().map(|(_, p, _)| p).find(|p| {
+                p.rsplit_once('/')
+                    .is_some_and(|(c, last)| c == path && last.starts_with('{'))
+            });
+            let Some(item) = item else {
+                assert!(
+                    created.get("links").is_none(),
+                    "POST {path}: links without an item route"
+                );
+                continue;
+            };
+            let param = item.rsplit_once('/').unwrap().1.trim_matches(['{', '}']);
+            for (verb, method) in [("get", "GET"), ("delete", "DELETE"), ("update", "PATCH")] {
+                match id_of(method, item) {
+                    Some(target) => {
+                        let link = &created["links"][verb];
+                        assert_eq!(
+                            link["operationId"],
+                            target.as_str(),
+                            "POST {path}: link {verb}"
+                        );
+                        assert_eq!(
+                            link["parameters"][param], "$response.body#/id",
+                            "POST {path}: link {verb}"
+                        );
+                        linked += 1;
+                    }
+                    None => assert!(
+                        created["links"].get(verb).is_none(),
+                        "POST {path}: link {verb} to nothing"
+                    ),
+                }
+            }
+        }
+        assert!(linked >= 6, "only {linked} links");
+    }
+
+    #[test]
+    fn idempotency_key_is_documented_as_the_api_validates_it() {
+        let doc: serde_json::Value = serde_json::from_str(&generate()).unwrap();
+        let schema = &doc["components"]["schemas"]["IdempotencyKey"];
+        assert_eq!(schema["type"], "string");
+        assert_eq!(schema["minLength"], 1);
+        assert_eq!(schema["maxLength"], 255);
+        assert_eq!(schema["pattern"], "^[!-~]+$");
+        let mut declared = 0;
+        for (method, path, op) in operations(&doc) {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                if param["name"] == "Idempotency-Key" {
+                    assert_eq!(
+                        param["schema"]["$ref"], "#/components/schemas/IdempotencyKey",
+                        "{method} {path}"
+                    );
+                    assert_eq!(param["required"], false, "{method} {path}");
+                    declared += 1;
+                }
+            }
+        }
+        assert_eq!(declared, 4, "the four creations declare the header");
+        // `[!-~]` is 0x21..=0x7e: what crate::idempotency accepts, one character at a time.
+        for byte in 0u8..=0x7f {
+            let mut headers = axum::http::HeaderMap::new();
+            let Ok(value) = axum::http::HeaderValue::from_bytes(&[byte]) else {
+                continue;
+            };
+            headers.insert("idempotency-key", value);
+            assert_eq!(
+                crate::idempotency::validate_key(&headers).is_ok(),
+                (0x21..=0x7e).contains(&byte),
+                "byte {byte:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn granted_scopes_are_documented_as_at_least_one_and_never_admin() {
+        let doc: serde_json::Value = serde_json::from_str(&generate()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let grantable: Vec<&str> = tributary_core::scope::Scope::ALL
+            .iter()
+            .filter(|s| **s != tributary_core::scope::Scope::Admin)
+            .map(|s| s.as_str())
+            .collect();
+        for (schema, field) in [("ApiKeyIn", "scopes"), ("OidcIssuerIn", "allowed_scopes")] {
+            let prop = &schemas[schema]["properties"][field];
+            assert_eq!(prop["minItems"], 1, "{schema}.{field}");
+            let items = &prop["items"];
+            let enumerated = match items.get("$ref") {
+                Some(r) => &schemas[r.as_str().unwrap().rsplit('/').next().unwrap()]["enum"],
+                None => &items["enum"],
+            };
+            assert_eq!(
+                enumerated,
+                &serde_json::json!(grantable),
+                "{schema}.{field}"
+            );
+        }
+        // Examples stay valid for decades: an expiry must be in the future.
+        let text = generate();
+        for (at, _) in text.match_indices("T00:00:00Z") {
+            let year: u32 = text[at - 10..at - 6].parse().unwrap();
+            assert!(
+                year >= 2090,
+                "an example timestamp in {year} will be in the past"
+            );
+        }
+        for field in ["issuer", "jwks_uri"] {
+            assert!(
+                schemas["OidcIssuerIn"]["properties"][field]["pattern"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("^https://")),
+                "OidcIssuerIn.{field}"
+            );
         }
     }
 }

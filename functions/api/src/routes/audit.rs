@@ -13,7 +13,7 @@ use crate::routes::store_failure;
 use crate::state::{AppState, ControlStore, Store};
 
 /// Lists the tenant's audit events.
-#[utoipa::path(get, path = "/v1/audit-events", tag = "Audit",
+#[utoipa::path(get, path = "/v1/audit-events", operation_id = "list_audit_events", tag = "Audit",
     params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of events", body = PageOf<AuditEventOut>),

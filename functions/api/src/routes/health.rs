@@ -134,7 +134,7 @@ pub struct PublicHealth {
 }
 
 /// Answers the overall status only.
-#[utoipa::path(get, path = "/v1/health", tag = "Operations",
+#[utoipa::path(get, path = "/v1/health", operation_id = "get_health", tag = "Operations",
     description = "The overall status, for load balancers and uptime probes: 503 when a dependency is down. Reports are cached for 5 s per execution environment.",
     responses((status = 200, description = "Serving: `ok` or `degraded`", body = PublicHealth),
               (status = 503, description = "A dependency is down: `down`", body = PublicHealth)))]
@@ -154,7 +154,7 @@ pub async fn get<S: ControlStore, Q: QueueStats>(
 }
 
 /// Answers the whole health report.
-#[utoipa::path(get, path = "/v1/health/details", tag = "Operations",
+#[utoipa::path(get, path = "/v1/health/details", operation_id = "get_health_details", tag = "Operations",
     description = "The deployment's health: stage, version, dependency checks, the pipeline canary and queue depths. Always 200 when the report could be assembled: read `status` (the public `GET /v1/health` answers 503 when `down`). Reports are cached for 5 s per execution environment.",
     responses((status = 200, description = "The health report", body = HealthReportDoc)))]
 pub async fn details<S: ControlStore, Q: QueueStats>(

@@ -36,7 +36,7 @@ fn audit(
 }
 
 /// Lists the tenant's issuers.
-#[utoipa::path(get, path = "/v1/oidc-issuers", tag = "Identity providers",
+#[utoipa::path(get, path = "/v1/oidc-issuers", operation_id = "list_oidc_issuers", tag = "Identity providers",
     params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of issuers", body = PageOf<OidcIssuerOut>),
@@ -56,7 +56,7 @@ pub async fn list<S: ControlStore>(
 
 /// Registers an issuer for the caller's tenant. Its tokens can hold at most `allowed_scopes`, which
 /// must be scopes the caller holds: registering an issuer never grants more than the registrant has.
-#[utoipa::path(post, path = "/v1/oidc-issuers", tag = "Identity providers", request_body = OidcIssuerIn,
+#[utoipa::path(post, path = "/v1/oidc-issuers", operation_id = "create_oidc_issuer", tag = "Identity providers", request_body = OidcIssuerIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h")),
     responses((status = 201, description = "Registered", body = OidcIssuerOut),
               (status = 400, description = "Invalid body: no allowed scopes, `admin` requested, or an expiry after the caller's own", body = ProblemDoc),
@@ -125,7 +125,7 @@ pub async fn create<S: ControlStore>(
 }
 
 /// Reads one of the tenant's issuers.
-#[utoipa::path(get, path = "/v1/oidc-issuers/{issuer_id}", tag = "Identity providers",
+#[utoipa::path(get, path = "/v1/oidc-issuers/{issuer_id}", operation_id = "get_oidc_issuer", tag = "Identity providers",
     params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)", pattern = "^iss_[0-9a-f]{32}$")),
     responses((status = 200, description = "The issuer", body = OidcIssuerOut),
               (status = 403, description = "Requires `keys:read`", body = ProblemDoc),
@@ -148,7 +148,7 @@ pub async fn get<S: ControlStore>(
 }
 
 /// Removes one of the tenant's issuers; its tokens stop working within the authorizer cache TTL.
-#[utoipa::path(delete, path = "/v1/oidc-issuers/{issuer_id}", tag = "Identity providers",
+#[utoipa::path(delete, path = "/v1/oidc-issuers/{issuer_id}", operation_id = "delete_oidc_issuer", tag = "Identity providers",
     params(("issuer_id" = String, Path, description = "Issuer id (`iss_…`)", pattern = "^iss_[0-9a-f]{32}$")),
     responses((status = 204, description = "Removed"),
               (status = 403, description = "Requires `keys:write`", body = ProblemDoc),

@@ -21,7 +21,7 @@ use crate::routes::store_failure;
 use crate::state::{AppState, Clock, ControlStore, Store};
 
 /// Lists the tenant's keys (without secrets).
-#[utoipa::path(get, path = "/v1/keys", tag = "API keys",
+#[utoipa::path(get, path = "/v1/keys", operation_id = "list_keys", tag = "API keys",
     params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of keys", body = PageOf<ApiKeyOut>),
@@ -40,7 +40,7 @@ pub async fn list<S: ControlStore>(
 }
 
 /// Creates a key for the caller's tenant.
-#[utoipa::path(post, path = "/v1/keys", tag = "API keys", request_body = ApiKeyIn,
+#[utoipa::path(post, path = "/v1/keys", operation_id = "create_key", tag = "API keys", request_body = ApiKeyIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h (without the secret)")),
     responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
               (status = 400, description = "Invalid body: no scopes, `admin` requested, or an expiry after the caller's own", body = ProblemDoc),
@@ -57,7 +57,7 @@ pub async fn create<S: ControlStore>(
 }
 
 /// Creates a key for a tenant (deployment admin).
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/keys", tag = "Tenants", request_body = ApiKeyIn,
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/keys", operation_id = "create_tenant_key", tag = "Tenants", request_body = ApiKeyIn,
     params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$"),
            ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h (without the secret)")),
     responses((status = 201, description = "Created; `secret` is shown only now", body = ApiKeyCreatedOut),
@@ -132,7 +132,7 @@ async fn issue<S: ControlStore>(
 }
 
 /// Reads one of the tenant's keys.
-#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "API keys",
+#[utoipa::path(get, path = "/v1/keys/{key_id}", operation_id = "get_key", tag = "API keys",
     params(("key_id" = String, Path, description = "Key id (`key_…`)", pattern = "^key_[0-9a-f]{32}$")),
     responses((status = 200, description = "The key", body = ApiKeyOut),
               (status = 403, description = "Requires `keys:read`", body = ProblemDoc),
@@ -151,7 +151,7 @@ pub async fn get<S: ControlStore>(
 }
 
 /// Revokes one of the tenant's keys (idempotent: revoking twice keeps the first time).
-#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "API keys",
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", operation_id = "revoke_key", tag = "API keys",
     params(("key_id" = String, Path, description = "Key id (`key_…`)", pattern = "^key_[0-9a-f]{32}$")),
     responses((status = 200, description = "The revoked key", body = ApiKeyOut),
               (status = 403, description = "Requires `keys:write`", body = ProblemDoc),

@@ -10,7 +10,7 @@ use crate::router::{Api, operations};
 use crate::state::{AppState, ControlStore};
 
 /// Answers with the caller's principal.
-#[utoipa::path(get, path = "/v1/me", tag = "Identity",
+#[utoipa::path(get, path = "/v1/me", operation_id = "get_me", tag = "Identity",
     responses((status = 200, description = "The caller", body = MeOut)))]
 pub async fn get(Caller { principal }: Caller) -> Json<MeOut> {
     Json(MeOut {

@@ -25,7 +25,7 @@ use crate::routes::store_failure;
 use crate::state::{AppState, Clock, ControlStore, Store};
 
 /// Lists tenants.
-#[utoipa::path(get, path = "/v1/tenants", tag = "Tenants",
+#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "Tenants",
     params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of tenants", body = PageOf<TenantOut>),
@@ -41,7 +41,7 @@ pub async fn list<S: ControlStore>(
 }
 
 /// Creates a tenant.
-#[utoipa::path(post, path = "/v1/tenants", tag = "Tenants", request_body = TenantIn,
+#[utoipa::path(post, path = "/v1/tenants", operation_id = "create_tenant", tag = "Tenants", request_body = TenantIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h")),
     responses((status = 201, description = "Created", body = TenantOut),
               (status = 400, description = "Invalid body", body = ProblemDoc),
@@ -82,7 +82,7 @@ async fn load<S: ControlStore>(store: &S, id: &TenantId) -> Result<Tenant, ApiEr
 }
 
 /// Reads a tenant.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "Tenants",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", operation_id = "get_tenant", tag = "Tenants",
     params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
     responses((status = 200, description = "The tenant", body = TenantOut),
               (status = 403, description = "Requires the `admin` scope", body = ProblemDoc),
@@ -96,7 +96,7 @@ pub async fn get<S: ControlStore>(
 }
 
 /// Updates a tenant (name, status, rate limit).
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "Tenants", request_body = TenantPatch,
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", operation_id = "update_tenant", tag = "Tenants", request_body = TenantPatch,
     params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
     responses((status = 200, description = "The updated tenant", body = TenantOut),
               (status = 400, description = "Invalid body", body = ProblemDoc),
@@ -141,7 +141,7 @@ const DELETE_BUDGET: Duration = Duration::from_secs(20);
 /// events are kept for 90 days; finally the tenant itself is removed (204). If that takes longer than
 /// one request may, the answer is 202 with the tenant still `deleting`: call `DELETE` again to go on
 /// (an interrupted deletion resumes the same way).
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "Tenants",
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", operation_id = "delete_tenant", tag = "Tenants",
     params(("tenant_id" = String, Path, description = "Tenant id (`ten_…`)", pattern = "^ten_[0-9a-f]{32}$")),
     responses((status = 204, description = "Deleted, with everything it owned"),
               (status = 202, description = "Deletion under way: call DELETE again to continue", body = TenantOut),
