@@ -147,8 +147,9 @@ test: tools
 	$(MAKE) --no-print-directory cfn-lint
 	$(MAKE) --no-print-directory sam-build-ci
 
-# What `make test` builds: SAM_ARCH when given, else arm64 where the aarch64 standard library is
-# installed, else x86_64, said on a line of its own (CI's machine cannot install that library).
+# What `make test` builds: SAM_ARCH when given, else arm64 (make tools adds the aarch64 standard
+# library with rustup), so a failed arm64 build fails make test. Only where rustup could not add the
+# library (make tools said so) does it build x86_64, said on a line of its own.
 sam-build-ci:
 ifeq ($(origin SAM_ARCH),file)
 	@if bash infra/sam-build.sh --has-std arm64; then \
