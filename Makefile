@@ -25,7 +25,7 @@ TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help tools build dev smoke-dev fuzz-api docs-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench clean-tools
+.PHONY: help tools build dev smoke-dev fuzz-api docs-vendor docs-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench clean-tools
 
 help:
 	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
@@ -33,6 +33,7 @@ help:
 	@echo "make tools        install the pinned tools into .tributary/tools (idempotent)"
 	@echo "make build        build the functions and tributary-local (debug)"
 	@echo "make smoke-dev    the make dev path (cargo lambda watch) up, canary, authorizer, clean stop"
+	@echo "make docs-vendor  re-vendor the pinned Redoc bundle /docs serves (infra/local/docs, npm ci)"
 	@echo "make docs-check   /docs rendered by headless Chromium (installs Debian's chromium if missing)"
 	@echo "make fuzz-api     schemathesis against the local stack from the checked-in OpenAPI document"
 	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
@@ -101,8 +102,14 @@ smoke-dev: tools build
 fuzz-api: tools build
 	bash infra/local/fuzz-api.sh
 
-# The API reference page in headless Chromium, served by the local stack.
+# The Redoc bundle /docs serves, from the exact npm release infra/local/docs pins.
+docs-vendor:
+	bash infra/local/vendor-docs.sh
+
+# The API reference page in headless Chromium, served by the local stack (after checking that the
+# vendored bundle is the pinned one).
 docs-check: build
+	bash infra/local/vendor-docs.sh --check
 	bash infra/local/docs-check.sh
 
 fmt:
