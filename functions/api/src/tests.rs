@@ -1224,7 +1224,12 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
         .collect();
     assert_eq!(
         public,
-        ["GET /docs", "GET /v1/health", "GET /v1/openapi.json"],
+        [
+            "GET /docs",
+            "GET /docs/redoc-2.5.4.standalone.js",
+            "GET /v1/health",
+            "GET /v1/openapi.json"
+        ],
         "public operations are exactly these"
     );
 }

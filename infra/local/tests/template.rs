@@ -105,6 +105,7 @@ fn exactly_health_openapi_and_docs_are_public_and_everything_else_needs_the_auth
             public("GET", "/v1/health"),
             public("GET", "/v1/openapi.json"),
             public("GET", "/docs"),
+            public("GET", "/docs/redoc-2.5.4.standalone.js"),
             ("ANY".to_owned(), "/{proxy+}".to_owned(), None),
         ])
     );
