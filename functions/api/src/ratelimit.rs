@@ -197,24 +197,13 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use tributary_core::PortError;
-
-    #[derive(Default)]
-    struct Counter {
-        total: AtomicU64,
-        calls: AtomicUsize,
-    }
-    impl RateCounter for Counter {
-        async fn add(&self, _: &str, _: i64, amount: u32, _: Duration) -> Result<u64, PortError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            Ok(self.total.fetch_add(u64::from(amount), Ordering::SeqCst) + u64::from(amount))
-        }
-    }
+    // The shared counter keys its items by (bucket, window), like the table: a new window's item
+    // starts empty.
+    use tributary_testing::MemStore;
 
     #[tokio::test]
     async fn admits_exactly_the_limit_per_window_with_few_counter_writes() {
-        let counter = Counter::default();
+        let counter = MemStore::default();
         let limiter = Limiter::default();
         let now = 1_800_000_000_000; // a window boundary
         let mut admitted = 0;
@@ -231,19 +220,19 @@ mod tests {
             other => panic!("expected 429, got {other:?}"),
         }
         // 100 admitted with leases of 5: 20 writes, and one more that finds the budget exhausted.
-        assert_eq!(counter.calls.load(Ordering::SeqCst), 21);
+        assert_eq!(counter.calls("add"), 21);
     }
 
     #[tokio::test]
     async fn when_budget_is_exhausted_refusals_cost_no_store_write_until_the_window_ends() {
-        let counter = Counter::default();
+        let counter = MemStore::default();
         let limiter = Limiter::default();
         let window = 1_800_000_000_000; // a window boundary
         for _ in 0..10 {
             limiter.admit(&counter, "ten_a", 10, window).await.unwrap();
         }
         assert!(limiter.admit(&counter, "ten_a", 10, window).await.is_err());
-        let writes = counter.calls.load(Ordering::SeqCst);
+        let writes = counter.calls("add");
 
         for i in 0..1_000 {
             match limiter
@@ -256,26 +245,21 @@ mod tests {
                 other => panic!("expected 429, got {other:?}"),
             }
         }
-        assert_eq!(
-            counter.calls.load(Ordering::SeqCst),
-            writes,
-            "refusals wrote"
-        );
+        assert_eq!(counter.calls("add"), writes, "refusals wrote");
 
         // The next window asks the shared counter again.
-        counter.total.store(0, Ordering::SeqCst); // the next window's counter item starts empty
         assert!(
             limiter
                 .admit(&counter, "ten_a", 10, window + 60_000)
                 .await
                 .is_ok()
         );
-        assert_eq!(counter.calls.load(Ordering::SeqCst), writes + 1);
+        assert_eq!(counter.calls("add"), writes + 1);
     }
 
     #[tokio::test]
     async fn two_environments_together_never_exceed_the_limit() {
-        let counter = Counter::default();
+        let counter = MemStore::default();
         let (a, b) = (Limiter::default(), Limiter::default());
         let now = 1_800_000_000_000;
         let mut admitted = 0;
@@ -290,12 +274,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_window_starts_a_new_budget() {
-        let counter = Counter::default();
+        let counter = MemStore::default();
         let limiter = Limiter::default();
         let now = 1_800_000_000_000;
         assert!(limiter.admit(&counter, "t", 1, now).await.is_ok());
         assert!(limiter.admit(&counter, "t", 1, now).await.is_err());
-        counter.total.store(0, Ordering::SeqCst); // the next window's counter item starts empty
         assert!(limiter.admit(&counter, "t", 1, now + 60_000).await.is_ok());
     }
 

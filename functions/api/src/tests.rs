@@ -71,10 +71,8 @@ async fn health_answers_only_its_status_publicly_and_the_report_to_the_admin() {
 
 #[tokio::test]
 async fn when_store_is_slow_health_answers_503_within_the_probe_timeout() {
-    let store = MemStore {
-        slow_canary: true,
-        ..MemStore::default()
-    };
+    let store = MemStore::default();
+    store.slow_canary(true);
     let d = deps(store, Ok(QueueDepth::default()));
     let started = std::time::Instant::now();
     let res = call(&d, Req::new("GET", "/v1/health")).await;
@@ -988,7 +986,8 @@ async fn a_cursor_from_another_list_is_a_400_not_a_500() {
 #[tokio::test]
 async fn deleting_a_tenant_removes_what_it_owns_keeps_its_audit_and_resumes() {
     use tributary_core::ports::TenantStore;
-    let store = MemStore::default();
+    // One item a purge step, so that the interrupted deletion below stops half way.
+    let store = MemStore::default().with_purge_batch(1);
     let t = tenant(&store, 100_000);
     let other = tenant(&store, 100_000);
     let d = deps(store.clone(), Ok(QueueDepth::default()));

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
-
 use lambda_runtime::LambdaEvent;
 use support::{ADMIN_KEY, World};
 
@@ -40,7 +38,7 @@ async fn when_header_is_missing_should_deny_without_reading_secrets() {
     let w = World::new(&[]);
     let out = w.authorize(None).await;
     assert!(!out.is_authorized);
-    assert_eq!(w.deps.secrets.reads.load(Ordering::SeqCst), 0);
+    assert_eq!(w.deps.secrets.calls("secret"), 0);
 }
 
 #[tokio::test]
@@ -55,7 +53,7 @@ async fn when_credential_is_a_tenant_key_or_jwt_should_not_read_the_admin_secret
         let out = w.authorize(Some(&format!("Bearer {token}"))).await;
         assert!(!out.is_authorized);
     }
-    assert_eq!(w.deps.secrets.reads.load(Ordering::SeqCst), 0);
+    assert_eq!(w.deps.secrets.calls("secret"), 0);
 }
 
 #[tokio::test]
@@ -81,7 +79,7 @@ async fn when_event_is_garbage_should_deny_not_fail() {
 #[tokio::test]
 async fn when_secret_store_is_down_should_error_not_deny() {
     let w = World::new(&[]);
-    w.deps.secrets.down.store(true, Ordering::SeqCst);
+    w.deps.secrets.fail(true);
     let result = w.try_authorize(Some(&format!("Bearer {ADMIN_KEY}"))).await;
     assert!(result.is_err());
 }

@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
-
-use support::{NOW, World};
+use support::{NOW, Seed as _, World};
 use tributary_core::scope::Scope;
 
 fn bearer(token: &str) -> String {
@@ -26,7 +24,7 @@ async fn when_key_is_valid_should_allow_with_tenant_and_scopes() {
     assert_eq!(out.context["principal"], id.to_string());
     assert_eq!(out.context["tenant_id"], tenant.to_string());
     assert_eq!(out.context["scopes"], "connections:read syncs:write");
-    assert_eq!(w.deps.secrets.reads.load(Ordering::SeqCst), 0);
+    assert_eq!(w.deps.secrets.calls("secret"), 0);
 }
 
 #[tokio::test]
@@ -115,7 +113,7 @@ async fn when_store_is_down_should_error_not_deny() {
     let w = World::new(&[]);
     let tenant = w.store().add_tenant();
     let (_, token) = w.store().add_key(&tenant, vec![Scope::ConnectionsRead]);
-    w.store().down.store(true, Ordering::SeqCst);
+    w.store().fail(true);
 
     assert!(w.try_authorize(Some(&bearer(&token))).await.is_err());
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use support::{NOW, World};
+use support::{NOW, Seed as _, World};
 use tributary_auth::denial::Denial;
 use tributary_auth::jwks::FETCH_DEADLINE;
 use wiremock::matchers::{method, path};

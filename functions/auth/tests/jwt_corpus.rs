@@ -10,7 +10,7 @@ use jsonwebtoken::crypto::sign;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use support::{NOW, World};
+use support::{NOW, Seed as _, World};
 use tributary_auth::denial::Denial;
 use tributary_core::ids::TenantId;
 use tributary_core::time::Clock;

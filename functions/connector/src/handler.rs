@@ -134,72 +134,14 @@ fn retry_delay(err: &JobError, receive_count: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-    use std::sync::Mutex;
     use tributary_core::error::Service;
-    use tributary_core::ids::JobId;
-    use tributary_core::time::ManualClock;
+    use tributary_testing::{FakeQueue, ManualClock, MemStore};
 
-    #[derive(Default)]
-    struct FakeQueue {
-        retried: Mutex<Vec<(String, Duration)>>,
-    }
-    impl JobQueue for FakeQueue {
-        async fn send(&self, _: &JobEnvelope, _: Duration) -> Result<(), PortError> {
-            Ok(())
-        }
-        async fn send_batch(&self, _: &[JobEnvelope]) -> Result<(), PortError> {
-            Ok(())
-        }
-        async fn retry_after(&self, handle: &str, delay: Duration) -> Result<(), PortError> {
-            self.retried
-                .lock()
-                .unwrap()
-                .push((handle.to_owned(), delay));
-            Ok(())
-        }
-    }
-
-    #[derive(Default)]
-    struct FakeLedger {
-        done: Mutex<HashSet<JobId>>,
-    }
-    impl JobLedger for FakeLedger {
-        async fn is_done(&self, id: &JobId) -> Result<bool, PortError> {
-            Ok(self.done.lock().unwrap().contains(id))
-        }
-        async fn mark_done(&self, id: &JobId, _: Duration) -> Result<(), PortError> {
-            self.done.lock().unwrap().insert(id.clone());
-            Ok(())
-        }
-    }
-
-    #[derive(Default)]
-    struct FakeCanaries {
-        recorded: Mutex<Vec<CanaryObservation>>,
-        fail: bool,
-    }
-    impl CanaryStore for FakeCanaries {
-        async fn record(&self, o: &CanaryObservation) -> Result<(), PortError> {
-            if self.fail {
-                return Err(PortError::Unavailable {
-                    service: Service::Store,
-                    operation: "PutItem",
-                    detail: "down".into(),
-                });
-            }
-            self.recorded.lock().unwrap().push(o.clone());
-            Ok(())
-        }
-        async fn latest(&self) -> Result<Option<CanaryObservation>, PortError> {
-            Ok(self.recorded.lock().unwrap().last().cloned())
-        }
-    }
-
-    fn deps(canaries: FakeCanaries) -> Deps<FakeQueue, FakeLedger, FakeCanaries> {
+    /// The handler over `canaries`, with a ledger of its own.
+    fn deps(canaries: MemStore) -> Deps<FakeQueue, MemStore, MemStore> {
         Deps {
             queue: FakeQueue::default(),
-            ledger: FakeLedger::default(),
+            ledger: MemStore::default(),
             canaries,
             clock: Arc::new(ManualClock::at(1_764_000_000_750)),
             ledger_retention: Duration::from_secs(3600),
@@ -232,17 +174,17 @@ mod tests {
 
     #[tokio::test]
     async fn when_canary_arrives_should_record_round_trip_and_ack() {
-        let d = deps(FakeCanaries::default());
+        let d = deps(MemStore::default());
         let out = handle(&d, event(&[("m1", CANARY, "1")])).await.unwrap();
         assert!(out.batch_item_failures.is_empty());
-        let recorded = d.canaries.recorded.lock().unwrap();
+        let recorded = d.canaries.recorded_canaries();
         assert_eq!(recorded.len(), 1);
         assert_eq!(recorded[0].round_trip_ms(), 750);
     }
 
     #[tokio::test]
     async fn when_message_is_malformed_should_report_only_it_and_retry_at_once() {
-        let d = deps(FakeCanaries::default());
+        let d = deps(MemStore::default());
         let out = handle(&d, event(&[("bad", "not json", "1"), ("m1", CANARY, "1")]))
             .await
             .unwrap();
@@ -253,40 +195,39 @@ mod tests {
             .collect();
         assert_eq!(failed, vec!["bad"]);
         assert_eq!(
-            *d.queue.retried.lock().unwrap(),
+            d.queue.retried(),
             vec![("rh-bad".to_owned(), Duration::ZERO)]
         );
-        assert_eq!(d.canaries.recorded.lock().unwrap().len(), 1);
+        assert_eq!(d.canaries.recorded_canaries().len(), 1);
     }
 
     #[tokio::test]
     async fn when_job_is_redelivered_after_completion_should_not_run_twice() {
-        let d = deps(FakeCanaries::default());
+        let d = deps(MemStore::default());
         handle(&d, event(&[("m1", CANARY, "1")])).await.unwrap();
         let out = handle(&d, event(&[("m1", CANARY, "2")])).await.unwrap();
         assert!(out.batch_item_failures.is_empty());
-        assert_eq!(d.canaries.recorded.lock().unwrap().len(), 1);
+        assert_eq!(d.canaries.recorded_canaries().len(), 1);
     }
 
     #[tokio::test]
     async fn when_store_is_down_should_fail_and_back_off_by_receive_count() {
-        let d = deps(FakeCanaries {
-            fail: true,
-            ..FakeCanaries::default()
-        });
+        let canaries = MemStore::default();
+        canaries.fail(true);
+        let d = deps(canaries);
         let out = handle(&d, event(&[("m1", CANARY, "3")])).await.unwrap();
         assert_eq!(out.batch_item_failures.len(), 1);
         assert_eq!(
-            *d.queue.retried.lock().unwrap(),
+            d.queue.retried(),
             vec![("rh-m1".to_owned(), Duration::from_secs(20))]
         );
         // Not marked done: the retry must run it.
-        assert!(d.ledger.done.lock().unwrap().is_empty());
+        assert!(d.ledger.done_jobs().is_empty());
     }
 
     #[tokio::test]
     async fn fixture_batch_fails_only_the_malformed_record() {
-        let d = deps(FakeCanaries::default());
+        let d = deps(MemStore::default());
         let event = event_from_fixture();
         let malformed: Vec<String> = event
             .payload

@@ -45,35 +45,7 @@ pub async fn handle<Q: JobQueue>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use tributary_core::PortError;
-    use tributary_core::error::Service;
-    use tributary_core::time::ManualClock;
-
-    #[derive(Default)]
-    struct FakeQueue {
-        sent: Mutex<Vec<JobEnvelope>>,
-        down: bool,
-    }
-    impl JobQueue for FakeQueue {
-        async fn send(&self, job: &JobEnvelope, _: Duration) -> Result<(), PortError> {
-            if self.down {
-                return Err(PortError::Unavailable {
-                    service: Service::Queue,
-                    operation: "SendMessage",
-                    detail: "down".into(),
-                });
-            }
-            self.sent.lock().unwrap().push(job.clone());
-            Ok(())
-        }
-        async fn send_batch(&self, _: &[JobEnvelope]) -> Result<(), PortError> {
-            Ok(())
-        }
-        async fn retry_after(&self, _: &str, _: Duration) -> Result<(), PortError> {
-            Ok(())
-        }
-    }
+    use tributary_testing::{FakeQueue, ManualClock};
 
     fn scheduled_event() -> LambdaEvent<serde_json::Value> {
         let raw = include_str!("../events/scheduled.json");
@@ -90,7 +62,7 @@ mod tests {
             clock: Arc::new(ManualClock::at(42_000)),
         };
         let out = handle(&deps, scheduled_event()).await.unwrap();
-        let sent = deps.queue.sent.lock().unwrap();
+        let sent = deps.queue.sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].id.to_string(), out.canary_job_id);
         assert_eq!(
@@ -104,10 +76,7 @@ mod tests {
     #[tokio::test]
     async fn when_queue_is_down_the_tick_fails_so_it_is_visible_in_errors() {
         let deps = Deps {
-            queue: FakeQueue {
-                down: true,
-                ..FakeQueue::default()
-            },
+            queue: FakeQueue::failing(),
             clock: Arc::new(ManualClock::at(0)),
         };
         assert!(handle(&deps, scheduled_event()).await.is_err());

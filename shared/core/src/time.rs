@@ -1,6 +1,5 @@
-//! Time as the domain sees it: milliseconds since the Unix epoch, from a clock that tests can control.
-
-use std::sync::atomic::{AtomicI64, Ordering};
+//! Time as the domain sees it: milliseconds since the Unix epoch, from a [`Clock`] that tests can
+//! replace (`tributary_testing::ManualClock`).
 
 /// Milliseconds since the Unix epoch (UTC).
 pub type EpochMillis = i64;
@@ -22,28 +21,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until told to move (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    /// A clock showing `ms`.
-    pub fn at(ms: EpochMillis) -> Self {
-        Self(AtomicI64::new(ms))
-    }
-
-    /// Moves the clock forward by `ms`.
-    pub fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> EpochMillis {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// Formats epoch milliseconds as RFC 3339 (UTC), or `None` when out of range.
 pub fn rfc3339(ms: EpochMillis) -> Option<String> {
     let nanos = i128::from(ms) * 1_000_000;
@@ -62,12 +39,5 @@ mod tests {
             rfc3339(1_764_000_000_123).as_deref(),
             Some("2025-11-24T16:00:00.123Z")
         );
-    }
-
-    #[test]
-    fn manual_clock_advances() {
-        let c = ManualClock::at(10);
-        c.advance(5);
-        assert_eq!(c.now_ms(), 15);
     }
 }

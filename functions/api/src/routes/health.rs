@@ -343,42 +343,13 @@ pub struct QueueDepthDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tributary_core::PortError;
     use tributary_core::canary::CanaryObservation;
     use tributary_core::config::Env;
     use tributary_core::ids::JobId;
     use tributary_core::ports::QueueDepth;
-    use tributary_core::time::ManualClock;
+    use tributary_testing::{FakeQueue, ManualClock, MemStore};
 
     const NOW: EpochMillis = 1_800_000_000_000;
-
-    #[derive(Default)]
-    struct CountingCanaries(AtomicUsize);
-    impl CanaryStore for CountingCanaries {
-        async fn record(&self, _: &CanaryObservation) -> Result<(), PortError> {
-            Ok(())
-        }
-        async fn latest(&self) -> Result<Option<CanaryObservation>, PortError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            // A real store call yields: other requests run meanwhile.
-            tokio::task::yield_now().await;
-            Ok(Some(CanaryObservation {
-                job_id: JobId::generate(),
-                enqueued_at_ms: NOW - 10_400,
-                processed_at_ms: NOW - 10_000,
-            }))
-        }
-    }
-
-    #[derive(Default)]
-    struct CountingQueue(AtomicUsize);
-    impl QueueStats for CountingQueue {
-        async fn depth(&self) -> Result<QueueDepth, PortError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(QueueDepth::default())
-        }
-    }
 
     fn config() -> Config {
         Config::from_env(&Env::from_pairs([
@@ -392,9 +363,9 @@ mod tests {
     }
 
     struct Probed {
-        canaries: CountingCanaries,
-        jobs: CountingQueue,
-        dead_letters: CountingQueue,
+        canaries: MemStore,
+        jobs: FakeQueue,
+        dead_letters: FakeQueue,
         clock: ManualClock,
         config: Config,
         cache: HealthCache,
@@ -402,10 +373,16 @@ mod tests {
 
     impl Probed {
         fn new() -> Self {
+            let canaries = MemStore::default();
+            canaries.set_canary(CanaryObservation {
+                job_id: JobId::generate(),
+                enqueued_at_ms: NOW - 10_400,
+                processed_at_ms: NOW - 10_000,
+            });
             Self {
-                canaries: CountingCanaries::default(),
-                jobs: CountingQueue::default(),
-                dead_letters: CountingQueue::default(),
+                canaries,
+                jobs: FakeQueue::default(),
+                dead_letters: FakeQueue::default(),
                 clock: ManualClock::at(NOW),
                 config: config(),
                 cache: HealthCache::default(),
@@ -428,9 +405,9 @@ mod tests {
 
         fn calls(&self) -> [usize; 3] {
             [
-                self.canaries.0.load(Ordering::SeqCst),
-                self.jobs.0.load(Ordering::SeqCst),
-                self.dead_letters.0.load(Ordering::SeqCst),
+                self.canaries.calls("latest"),
+                self.jobs.calls("depth"),
+                self.dead_letters.calls("depth"),
             ]
         }
     }

@@ -1,0 +1,26 @@
+//! In-memory test doubles of the ports in `tributary_core::ports`, one of each, shared by the tests
+//! of every function (as a dev-dependency only; nothing here is production code):
+//!
+//! - [`MemStore`]: the control table (every store port: canary, job ledger, tenants, credentials,
+//!   idempotency keys, rate counters);
+//! - [`FakeQueue`]: the jobs queue or its dead-letter queue (sending, rescheduling, depth);
+//! - [`FakeSecrets`]: Secrets Manager;
+//! - [`ManualClock`]: a clock that moves only when told to.
+//!
+//! Each double keeps the semantics of the real adapter in `tributary-aws` that the functions' tests
+//! rely on: conditional writes refuse what DynamoDB's conditions would, an (issuer, audience) pair
+//! belongs to one registration, the per-tenant issuer cap holds, a tenant is purged in batches, list
+//! positions are sort keys scoped to one list. Each also injects faults (a store, queue or secret
+//! store that is down), counts calls per port method, and offers seeding and inspection helpers that
+//! bypass the ports.
+
+mod calls;
+mod clock;
+mod queue;
+mod secrets;
+mod store;
+
+pub use clock::ManualClock;
+pub use queue::FakeQueue;
+pub use secrets::FakeSecrets;
+pub use store::{MemStore, PURGE_BATCH};
