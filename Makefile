@@ -12,7 +12,7 @@ CARGO ?= cargo
 FUNCTIONS := tributary-api tributary-auth tributary-connector tributary-monitor
 FUNCTION_PACKAGES := $(addprefix -p ,$(FUNCTIONS))
 # Every crate but the workspace-hack, whose dependencies no code uses by design.
-MACHETE_DIRS := functions infra tests shared/core shared/aws shared/engine shared/cli shared/http
+MACHETE_DIRS := functions infra tests shared/core shared/aws shared/engine shared/cli shared/http shared/testing
 # Extra arguments for tributary-local, e.g. `make dev DEV_ARGS="--schedule-every 10s --log-format Text"`.
 DEV_ARGS ?=
 
