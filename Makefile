@@ -25,7 +25,7 @@ TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help tools build dev smoke-dev fuzz-api docs-vendor docs-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench clean-tools
+.PHONY: help tools build dev smoke-dev fuzz-api docs-vendor docs-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench bench-coldstart clean-tools
 
 help:
 	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
@@ -39,6 +39,7 @@ help:
 	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
 	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda) for SAM_ARCH=arm64 (or x86_64)"
 	@echo "make bench        the connector engine throughput benchmark (release; fails when a target is missed)"
+	@echo "make bench-coldstart  init time (exec to first /next) and zip size of each function vs a hello world"
 
 tools: $(TOOL_STAMPS)
 
