@@ -147,14 +147,7 @@ impl Modify for Creations {
             item_operations.insert(collection.to_owned(), (param.to_owned(), ids));
         }
         for (path, item) in paths.iter_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ];
-            for op in operations.into_iter().flatten() {
+            for op in operations_mut(item) {
                 for param in op.parameters.iter_mut().flatten() {
                     if param.name.eq_ignore_ascii_case("Idempotency-Key") {
                         param.schema = Some(Ref::from_schema_name("IdempotencyKey").into());
@@ -192,6 +185,21 @@ impl Modify for Creations {
     }
 }
 
+/// The operations of a path, whichever methods it has.
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// The responses every operation can give besides its own: from the gateway (401, 403), the
 /// authorizer-context and scope checks (403), the rate limit (429) and failures (500, 503); with a
 /// body, the body checks (400, 413, 415); with parameters, their validation (400). A public operation
@@ -216,14 +224,7 @@ fn is_problem(schema: Option<&RefOr<Schema>>) -> bool {
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ];
-            for op in operations.into_iter().flatten() {
+            for op in operations_mut(item) {
                 let public = op.security.as_ref().is_some_and(Vec::is_empty);
                 let responses = &mut op.responses.responses;
                 // Documented problems use the problem media type (other error bodies, such as
