@@ -32,7 +32,7 @@ async fn when_key_is_revoked_should_deny() {
     let w = World::new(&[]);
     let tenant = w.store().add_tenant();
     let (id, token) = w.store().add_key(&tenant, vec![Scope::ConnectionsRead]);
-    w.store().edit_key(&id, |k| k.revoked_at_ms = Some(NOW - 1));
+    assert!(w.store().edit_key(&id, |k| k.revoked_at_ms = Some(NOW - 1)));
 
     assert!(!w.authorize(Some(&bearer(&token))).await.is_authorized);
 }
@@ -42,8 +42,10 @@ async fn when_key_has_expired_should_deny_and_before_expiry_allow() {
     let w = World::new(&[]);
     let tenant = w.store().add_tenant();
     let (id, token) = w.store().add_key(&tenant, vec![Scope::ConnectionsRead]);
-    w.store()
-        .edit_key(&id, |k| k.expires_at_ms = Some(NOW + 1_000));
+    assert!(
+        w.store()
+            .edit_key(&id, |k| k.expires_at_ms = Some(NOW + 1_000))
+    );
 
     assert!(w.authorize(Some(&bearer(&token))).await.is_authorized);
     w.clock.advance(1_000);
@@ -141,8 +143,10 @@ async fn a_key_expiry_travels_in_the_context_so_the_api_can_enforce_it_past_the_
         w.authorize(Some(&bearer(&token))).await.context["expires_at_ms"],
         ""
     );
-    w.store()
-        .edit_key(&id, |k| k.expires_at_ms = Some(NOW + 5_000));
+    assert!(
+        w.store()
+            .edit_key(&id, |k| k.expires_at_ms = Some(NOW + 5_000))
+    );
     let out = w.authorize(Some(&bearer(&token))).await;
     assert_eq!(out.context["expires_at_ms"], (NOW + 5_000).to_string());
 }

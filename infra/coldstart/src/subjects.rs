@@ -42,15 +42,18 @@ pub fn from_template(template: &Template, bin_dir: &Path) -> Result<Vec<Subject>
     let functions = template.functions()?;
     let mut subjects = Vec::with_capacity(functions.len() + 1);
     // The hello world logs as the functions do: the template's `Globals` set one logging config.
-    let logging = match functions.first() {
-        Some(f) => Logging {
+    let logging_of = |f: &tributary_local::FunctionDef| -> Result<Logging, Error> {
+        Ok(Logging {
             format: f.log_format.clone(),
             level: f
                 .log_level
                 .as_ref()
                 .map(|l| resolver.eval_string(l))
                 .transpose()?,
-        },
+        })
+    };
+    let logging = match functions.first() {
+        Some(f) => logging_of(f)?,
         None => Logging::default(),
     };
     subjects.push(Subject {
@@ -60,14 +63,7 @@ pub fn from_template(template: &Template, bin_dir: &Path) -> Result<Vec<Subject>
         env: lambda_env(&format!("{STACK}-ColdstartHello"), 256, &logging),
     });
     for f in functions {
-        let logging = Logging {
-            format: f.log_format.clone(),
-            level: f
-                .log_level
-                .as_ref()
-                .map(|l| resolver.eval_string(l))
-                .transpose()?,
-        };
+        let logging = logging_of(&f)?;
         let mut env = lambda_env(&physical_id(&f.logical_id), f.memory_mb, &logging);
         for (name, value) in &f.environment {
             env.insert(name.clone(), resolver.eval_string(value)?);

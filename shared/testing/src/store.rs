@@ -320,13 +320,10 @@ impl MemStore {
         self.tables().tenants.insert(t.id.to_string(), t);
     }
 
-    /// Changes a stored tenant. Panics when it does not exist.
-    pub fn edit_tenant(&self, id: &TenantId, f: impl FnOnce(&mut Tenant)) {
-        f(self
-            .tables()
-            .tenants
-            .get_mut(id.as_str())
-            .expect("no such tenant"));
+    /// Changes a stored tenant; `false` (and nothing changed) when it does not exist.
+    #[must_use]
+    pub fn edit_tenant(&self, id: &TenantId, f: impl FnOnce(&mut Tenant)) -> bool {
+        self.tables().tenants.get_mut(id.as_str()).map(f).is_some()
     }
 
     /// Removes the tenant item only: what it owns stays (as if its deletion had been interrupted
@@ -340,13 +337,10 @@ impl MemStore {
         self.tables().keys.insert(k.id.to_string(), k);
     }
 
-    /// Changes a stored key. Panics when it does not exist.
-    pub fn edit_key(&self, id: &ApiKeyId, f: impl FnOnce(&mut ApiKeyRecord)) {
-        f(self
-            .tables()
-            .keys
-            .get_mut(id.as_str())
-            .expect("no such key"));
+    /// Changes a stored key; `false` (and nothing changed) when it does not exist.
+    #[must_use]
+    pub fn edit_key(&self, id: &ApiKeyId, f: impl FnOnce(&mut ApiKeyRecord)) -> bool {
+        self.tables().keys.get_mut(id.as_str()).map(f).is_some()
     }
 
     /// Stores an issuer registration (no audit event, no cap). Panics when another registration

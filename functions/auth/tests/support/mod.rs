@@ -72,7 +72,10 @@ impl Seed for MemStore {
     }
 
     fn disable(&self, id: &TenantId) {
-        self.edit_tenant(id, |t| t.status = TenantStatus::Disabled);
+        assert!(
+            self.edit_tenant(id, |t| t.status = TenantStatus::Disabled),
+            "no such tenant"
+        );
     }
 
     fn delete(&self, id: &TenantId) {
