@@ -115,7 +115,7 @@ async fn batch_put_writes_every_item_and_the_last_write_per_key_wins() {
 
     let out = env
         .clients
-        .dynamodb
+        .dynamodb()
         .query()
         .table_name(table.name())
         .key_condition_expression("pk = :pk")
@@ -153,7 +153,7 @@ async fn jobs_queue_sends_batches_reports_depth_and_reschedules() {
     // Receive one, make it visible again at once, and see it counted as visible again.
     let received = env
         .clients
-        .sqs
+        .sqs()
         .receive_message()
         .queue_url(queue.url())
         .max_number_of_messages(1)
@@ -182,7 +182,7 @@ async fn secrets_are_read_and_cached() {
     );
     // Rotate behind the cache's back: the cached value stays until the TTL passes.
     env.clients
-        .secrets
+        .secrets_manager()
         .put_secret_value()
         .secret_id(id)
         .secret_string("rotated")
@@ -666,7 +666,7 @@ async fn purging_a_deleting_tenant_removes_everything_but_its_audit_and_then_the
     // What is left of the tenant's partition is its audit, expiring at the retention's end.
     let left = env
         .clients
-        .dynamodb
+        .dynamodb()
         .query()
         .table_name(table.name())
         .key_condition_expression("pk = :pk")

@@ -23,7 +23,7 @@ async fn start_stack(schedule_every: Duration) -> Stack {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    tributary_http::tls::reqwest_builder()
         .timeout(Duration::from_secs(35))
         .build()
         .expect("http client")

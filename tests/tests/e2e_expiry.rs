@@ -20,7 +20,7 @@ async fn an_expired_key_is_refused_while_the_gateway_still_caches_its_allow() {
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
     let api = stack.api_url().to_owned();
     let admin = stack.admin_key().to_owned();
-    let http = reqwest::Client::builder()
+    let http = tributary_http::tls::reqwest_builder()
         .timeout(Duration::from_secs(35))
         .build()
         .expect("client");

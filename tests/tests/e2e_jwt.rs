@@ -81,7 +81,7 @@ async fn tokens_from_a_registered_issuer_authenticate_with_their_scopes() {
     })
     .await
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
-    let http = reqwest::Client::builder()
+    let http = tributary_http::tls::reqwest_builder()
         .timeout(Duration::from_secs(35))
         .build()
         .expect("client");

@@ -58,7 +58,7 @@ async fn start_with(options: StackOptions) -> (Stack, Client) {
     .await
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
     let client = Client {
-        http: reqwest::Client::builder()
+        http: tributary_http::tls::reqwest_builder()
             .timeout(Duration::from_secs(35))
             .build()
             .expect("client"),

@@ -11,22 +11,35 @@ use axum::http::header::{ALLOW, CACHE_CONTROL};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::routing::MethodRouter;
 use tributary_core::ports::QueueStats;
-use utoipa::openapi::OpenApi;
-use utoipa::openapi::path::{Operation, PathItem};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
+use utoipa::openapi::{Components, OpenApi};
+use utoipa_axum::PathItemExt as _;
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::access::{Access, Declared};
 use crate::idempotency;
-use crate::openapi;
 use crate::problem::{Answered, ApiError};
 use crate::state::{AppState, ControlStore, Deps};
 
-/// Operations, each with its OpenAPI entry and its declared access rule.
+/// Operations: the axum routes, and what documents them (built only when the document is asked for).
 pub struct Api<St> {
-    router: OpenApiRouter<St>,
-    declared: Vec<Declaration>,
+    router: Router<St>,
+    documentation: Documentation<St>,
 }
+
+/// How to build the OpenAPI document of an [`Api`]: the base document and, per operation, its
+/// utoipa entry and declared access rule. Building runs utoipa's generated code for every operation
+/// and schema, which is most of what the router costs, so it happens on the first request for the
+/// document ([`crate::openapi::LazyDocument`]) rather than at cold start.
+pub struct Documentation<St> {
+    base: fn() -> OpenApi,
+    operations: Vec<(Entry<St>, Access)>,
+}
+
+/// Builds one operation's utoipa entry (`routes!(handler)`).
+type Entry<St> = fn() -> UtoipaMethodRouter<St>;
 
 /// The access rule one operation declares (read by the test that walks every operation).
 #[derive(Debug, Clone)]
@@ -44,65 +57,119 @@ pub struct Declaration {
 }
 
 /// Registers handlers (of the calling module) as operations: `operations![list, create]`. Each
-/// handler carries `#[utoipa::path]`, and its first argument declares who may call it.
+/// handler carries `#[utoipa::path]`, and its first argument declares who may call it. The route is
+/// registered from the path and methods of its `#[utoipa::path]`; the entry itself is built from
+/// the same attribute (utoipa-axum's `routes!`) when the document is.
 macro_rules! operations {
     ($($handler:ident),+ $(,)?) => {
         $crate::router::Api::new()
-            $(.operation(::utoipa_axum::routes!($handler), $handler))+
+            $(.operation(
+                ::utoipa_axum::paste! { <[<__path_ $handler>] as ::utoipa::Path>::path() },
+                ::utoipa_axum::paste! { <[<__path_ $handler>] as ::utoipa::Path>::methods() },
+                $handler,
+                || ::utoipa_axum::routes!($handler),
+            ))+
     };
 }
 pub(crate) use operations;
 
 impl<St: Clone + Send + Sync + 'static> Api<St> {
     /// No operations, documented into `base` (info, tags, shared components).
-    pub fn with_openapi(base: OpenApi) -> Self {
+    pub fn with_openapi(base: fn() -> OpenApi) -> Self {
         Self {
-            router: OpenApiRouter::with_openapi(base),
-            declared: Vec::new(),
+            router: Router::new(),
+            documentation: Documentation {
+                base,
+                operations: Vec::new(),
+            },
         }
     }
 
     /// No operations.
     pub fn new() -> Self {
-        Self::with_openapi(OpenApi::default())
+        Self::with_openapi(OpenApi::default)
     }
 
-    /// Adds the operation `routes!(handler)` made, documenting the access rule `handler` declares as
-    /// its `security` (unless its `#[utoipa::path]` writes one, which the tests refuse).
-    pub fn operation<H, T, M>(mut self, routes: UtoipaMethodRouter<St>, _handler: H) -> Self
+    /// Adds `handler` at `path` for `methods`, documented by `entry` (`routes!(handler)`) with the
+    /// access rule `handler` declares as its `security`.
+    pub fn operation<H, T, M>(
+        mut self,
+        path: String,
+        methods: Vec<HttpMethod>,
+        handler: H,
+        entry: Entry<St>,
+    ) -> Self
     where
         H: Handler<T, St> + Declared<M>,
         T: 'static,
     {
-        let (schemas, mut paths, method_router) = routes;
-        let access = <H as Declared<M>>::ACCESS;
-        for (path, item) in paths.paths.iter_mut() {
-            for (method, operation) in operations_mut(item) {
-                let security_by_hand = operation.security.is_some();
-                operation.security.get_or_insert_with(|| access.security());
-                self.declared.push(Declaration {
-                    method,
-                    path: path.clone(),
-                    access,
-                    security_by_hand,
-                });
-            }
-        }
-        self.router = self.router.routes((schemas, paths, method_router));
+        let method_router = methods.iter().fold(MethodRouter::new(), |router, method| {
+            router.on(method.to_method_filter(), handler.clone())
+        });
+        self.router = self.router.route(&path, method_router);
+        self.documentation
+            .operations
+            .push((entry, <H as Declared<M>>::ACCESS));
         self
     }
 
     /// Adds `other`'s operations.
     pub fn merge(mut self, other: Api<St>) -> Self {
         self.router = self.router.merge(other.router);
-        self.declared.extend(other.declared);
+        self.documentation
+            .operations
+            .extend(other.documentation.operations);
         self
     }
 
-    /// The axum router, the OpenAPI document and the access table.
-    pub fn into_parts(self) -> (Router<St>, OpenApi, Vec<Declaration>) {
-        let (router, document) = self.router.split_for_parts();
-        (router, document, self.declared)
+    /// The axum router and what documents it.
+    pub fn into_parts(self) -> (Router<St>, Documentation<St>) {
+        (self.router, self.documentation)
+    }
+}
+
+impl<St: Clone + Send + Sync + 'static> Documentation<St> {
+    /// The OpenAPI document: the base, and every operation with its access rule as its `security`
+    /// (unless its `#[utoipa::path]` writes one, which the tests refuse).
+    pub fn build(&self) -> OpenApi {
+        self.walk().0
+    }
+
+    /// The access rule of every operation, as documented.
+    #[cfg(test)]
+    pub fn declarations(&self) -> Vec<Declaration> {
+        self.walk().1
+    }
+
+    fn walk(&self) -> (OpenApi, Vec<Declaration>) {
+        let mut document = (self.base)();
+        let mut declared = Vec::new();
+        for (entry, access) in &self.operations {
+            let (schemas, paths, _) = entry();
+            for (path, mut item) in paths.paths {
+                for (method, operation) in operations_mut(&mut item) {
+                    let security_by_hand = operation.security.is_some();
+                    operation.security.get_or_insert_with(|| access.security());
+                    declared.push(Declaration {
+                        method,
+                        path: path.clone(),
+                        access: *access,
+                        security_by_hand,
+                    });
+                }
+                if let Some(known) = document.paths.paths.get_mut(&path) {
+                    known.merge_operations(item);
+                } else {
+                    document.paths.paths.insert(path, item);
+                }
+            }
+            document
+                .components
+                .get_or_insert_with(Components::new)
+                .schemas
+                .extend(schemas);
+        }
+        (document, declared)
     }
 }
 
@@ -125,14 +192,14 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Ope
 /// The OpenAPI document of every operation, as served and checked in.
 #[cfg(test)]
 pub fn document<S: ControlStore, Q: QueueStats + 'static>() -> String {
-    let (_, document, _) = crate::routes::api::<S, Q>().into_parts();
-    openapi::render(document)
+    let (_, documentation) = crate::routes::api::<S, Q>().into_parts();
+    crate::openapi::render(documentation.build())
 }
 
 /// The API: every operation over `deps`, built once per execution environment.
 pub fn app<S: ControlStore, Q: QueueStats + 'static>(deps: Deps<S, Q>) -> Router {
-    let (operations, document, _) = crate::routes::api::<S, Q>().into_parts();
-    let state = AppState::new(deps, openapi::render(document));
+    let (operations, documentation) = crate::routes::api::<S, Q>().into_parts();
+    let state = AppState::new(deps, move || documentation.build());
     let operations = operations
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -13,6 +13,7 @@ use tributary_core::ports::{
 use tributary_core::time;
 
 use crate::config::Config;
+use crate::openapi::LazyDocument;
 use crate::ratelimit::RateLimit;
 use crate::routes::health::HealthProbe;
 
@@ -48,7 +49,7 @@ pub struct AppState<S, Q> {
     pub(crate) config: Arc<Config>,
     pub(crate) rate_limit: Arc<RateLimit>,
     pub(crate) health: Arc<HealthProbe<S, Q>>,
-    pub(crate) document: Arc<str>,
+    pub(crate) document: Arc<LazyDocument>,
 }
 
 impl<S, Q> Clone for AppState<S, Q> {
@@ -66,7 +67,10 @@ impl<S, Q> Clone for AppState<S, Q> {
 
 impl<S, Q> AppState<S, Q> {
     /// The state over `deps`, serving `document` as the OpenAPI document.
-    pub fn new(deps: Deps<S, Q>, document: String) -> Self {
+    pub fn new(
+        deps: Deps<S, Q>,
+        document: impl Fn() -> utoipa::openapi::OpenApi + Send + Sync + 'static,
+    ) -> Self {
         let store = Arc::new(deps.store);
         let config = Arc::new(deps.config);
         Self {
@@ -81,7 +85,7 @@ impl<S, Q> AppState<S, Q> {
             clock: deps.clock,
             config,
             rate_limit: Arc::default(),
-            document: document.into(),
+            document: Arc::new(LazyDocument::new(document)),
         }
     }
 }
@@ -143,6 +147,6 @@ impl Deref for Settings {
     }
 }
 part_of_state!(
-    /// The OpenAPI document, rendered at cold start.
-    Document(Arc<str>) = document
+    /// The OpenAPI document, rendered on its first request.
+    Document(Arc<LazyDocument>) = document
 );

@@ -1112,7 +1112,10 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
     use crate::access::Access;
     use crate::testing::FakeQueue;
     use tributary_core::scope::Scope;
-    let (_, _, declared) = crate::routes::api::<MemStore, FakeQueue>().into_parts();
+    let declared = crate::routes::api::<MemStore, FakeQueue>()
+        .into_parts()
+        .1
+        .declarations();
     let doc: Value =
         serde_json::from_str(&crate::router::document::<MemStore, FakeQueue>()).unwrap();
     let store = MemStore::default();

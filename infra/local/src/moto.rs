@@ -94,7 +94,7 @@ impl MotoServer {
         )
         .await?;
         let endpoint_url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::builder()
+        let client = tributary_http::tls::reqwest_builder()
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| Error::InvalidOption(e.to_string()))?;

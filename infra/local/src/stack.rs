@@ -666,7 +666,7 @@ async fn start_watch(
         .iter()
         .map(|f| (f.binary.clone(), f.timeout + WATCH_COMPILE_ALLOWANCE))
         .collect();
-    let http = reqwest::Client::builder()
+    let http = tributary_http::tls::reqwest_builder()
         .build()
         .map_err(|e| Error::InvalidOption(e.to_string()))?;
     Ok((

@@ -50,7 +50,10 @@ async fn get(
     path: &str,
     token: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", stack.api_url()));
+    let mut request = tributary_http::tls::reqwest_builder()
+        .build()
+        .expect("client")
+        .get(format!("{}{path}", stack.api_url()));
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
@@ -141,7 +144,9 @@ async fn public_route_skips_the_authorizer_and_unrouted_paths_are_404() {
 async fn binary_body_is_passed_base64_encoded() {
     let stack = fake_stack().await;
 
-    let response = reqwest::Client::new()
+    let response = tributary_http::tls::reqwest_builder()
+        .build()
+        .expect("client")
         .post(format!("{}/items/7", stack.api_url()))
         .header("authorization", "Bearer good")
         .header("content-type", "application/octet-stream")

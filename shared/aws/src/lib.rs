@@ -7,12 +7,14 @@ pub mod dynamo;
 mod errors;
 mod guards;
 pub mod iam;
+pub mod lazy;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;
 pub mod tenancy;
 
 pub use dynamo::DynamoTable;
+pub use lazy::Lazy;
 pub use sdk::Clients;
 pub use secrets::CachedSecrets;
 pub use sqs::SqsQueue;

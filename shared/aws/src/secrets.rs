@@ -12,6 +12,8 @@ use tributary_core::PortError;
 use tributary_core::error::Service;
 use tributary_core::ports::SecretSource;
 
+use crate::lazy::Lazy;
+
 /// Values with an expiry, keyed by string.
 #[derive(Debug)]
 pub struct TtlCache<V> {
@@ -47,15 +49,16 @@ impl<V: Clone> TtlCache<V> {
 /// Reads secrets from Secrets Manager through a TTL cache.
 #[derive(Debug)]
 pub struct CachedSecrets {
-    client: Client,
+    client: Lazy<Client>,
     cache: TtlCache<SecretString>,
 }
 
 impl CachedSecrets {
-    /// A reader whose cached values live for `ttl`.
-    pub fn new(client: Client, ttl: Duration) -> Self {
+    /// A reader through `client` (a client, or one built on first use) whose cached values live for
+    /// `ttl`.
+    pub fn new(client: impl Into<Lazy<Client>>, ttl: Duration) -> Self {
         Self {
-            client,
+            client: client.into(),
             cache: TtlCache::new(ttl),
         }
     }
@@ -68,6 +71,7 @@ impl SecretSource for CachedSecrets {
         }
         let out =
             self.client
+            .get()
                 .get_secret_value()
                 .secret_id(id)
                 .send()

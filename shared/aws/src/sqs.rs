@@ -11,6 +11,7 @@ use tributary_core::job::JobEnvelope;
 use tributary_core::ports::{JobQueue, QueueDepth, QueueStats};
 
 use crate::backoff::Backoff;
+use crate::lazy::Lazy;
 
 /// The most entries one `SendMessageBatch` call may carry.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -24,15 +25,15 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// One SQS queue.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
-    client: Client,
+    client: Lazy<Client>,
     url: String,
 }
 
 impl SqsQueue {
-    /// The queue at `url`, reached through `client`.
-    pub fn new(client: Client, url: impl Into<String>) -> Self {
+    /// The queue at `url`, reached through `client` (a client, or one built on first use).
+    pub fn new(client: impl Into<Lazy<Client>>, url: impl Into<String>) -> Self {
         Self {
-            client,
+            client: client.into(),
             url: url.into(),
         }
     }
@@ -65,6 +66,7 @@ impl SqsQueue {
                     .collect::<Result<Vec<_>, _>>()?;
                 let out = self
                     .client
+                    .get()
                     .send_message_batch()
                     .queue_url(&self.url)
                     .set_entries(Some(entries))
@@ -139,6 +141,7 @@ fn whole_seconds(d: Duration, max: Duration) -> i32 {
 impl JobQueue for SqsQueue {
     async fn send(&self, job: &JobEnvelope, delay: Duration) -> Result<(), PortError> {
         self.client
+            .get()
             .send_message()
             .queue_url(&self.url)
             .message_body(job.to_body())
@@ -156,6 +159,7 @@ impl JobQueue for SqsQueue {
 
     async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), PortError> {
         self.client
+            .get()
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(receipt_handle)
@@ -173,6 +177,7 @@ impl QueueStats for SqsQueue {
     async fn depth(&self) -> Result<QueueDepth, PortError> {
         let out = self
             .client
+            .get()
             .get_queue_attributes()
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)

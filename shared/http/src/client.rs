@@ -3,7 +3,7 @@
 //! credentials dropped across origins, and a request body never forwarded to another origin),
 //! capped bodies, and error classification through [`Classify`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -151,36 +151,57 @@ pub struct Response {
     pub url: Url,
 }
 
-/// The client. Build once and share; it pools connections.
+/// The client. Build once and share; it pools connections. The connection pool and TLS
+/// configuration are built by the first request, so a function that makes outbound calls on only
+/// some paths (the authorizer fetches keys only for JWTs) does not pay for them at cold start.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    inner: reqwest::Client,
+    inner: Arc<OnceLock<Result<reqwest::Client, String>>>,
     cfg: Arc<HttpConfig>,
     policy: Arc<EgressPolicy>,
     stats: Arc<Stats>,
 }
 
 impl HttpClient {
-    /// Builds a client enforcing `cfg.egress`.
+    /// A client enforcing `cfg.egress`.
+    ///
+    /// # Errors
+    ///
+    /// None today: the connection pool is built by the first request, which reports a failure to
+    /// build it as [`HttpError::Transport`]. The signature keeps room for checks of `cfg`.
     pub fn new(cfg: HttpConfig) -> Result<Self, HttpError> {
-        let policy = Arc::new(cfg.egress.clone());
-        let inner = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.request_timeout)
-            // Redirects are followed by hand so each hop is re-checked and credentials stay home.
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve names itself and defeat the pinned, checked address.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&policy))))
-            .user_agent(cfg.user_agent.clone())
-            .build()
-            .map_err(|e| HttpError::Transport(e.without_url().to_string()))?;
         Ok(Self {
-            inner,
+            inner: Arc::new(OnceLock::new()),
+            policy: Arc::new(cfg.egress.clone()),
             cfg: Arc::new(cfg),
-            policy,
             stats: Arc::new(Stats::default()),
         })
+    }
+
+    /// The reqwest client, built on first use.
+    fn pool(&self) -> Result<&reqwest::Client, HttpError> {
+        self.inner
+            .get_or_init(|| {
+                crate::tls::reqwest_builder()
+                    .connect_timeout(self.cfg.connect_timeout)
+                    .timeout(self.cfg.request_timeout)
+                    // Redirects are followed by hand so each hop is re-checked and credentials stay
+                    // home.
+                    .redirect(reqwest::redirect::Policy::none())
+                    // A proxy would resolve names itself and defeat the pinned, checked address.
+                    .no_proxy()
+                    .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&self.policy))))
+                    .user_agent(self.cfg.user_agent.clone())
+                    .build()
+                    .map_err(|e| e.without_url().to_string())
+            })
+            .as_ref()
+            .map_err(|e| HttpError::Transport(e.clone()))
+    }
+
+    /// Whether the connection pool has been built (by a first request).
+    pub fn is_built(&self) -> bool {
+        self.inner.get().is_some()
     }
 
     /// Settings.
@@ -271,7 +292,7 @@ impl HttpClient {
                 }
             }
             let mut rb = self
-                .inner
+                .pool()?
                 .request(method.clone(), target)
                 .headers(req.headers.clone());
             if with_credentials {

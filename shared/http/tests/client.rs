@@ -49,6 +49,25 @@ async fn a_plain_get_with_the_defaults_returns_the_body() {
     assert_eq!(&resp.body[..], br#"{"ok":true}"#);
 }
 
+/// Building the client builds no connection pool or TLS configuration; the first request does,
+/// and clones share it.
+#[tokio::test]
+async fn the_pool_is_built_by_the_first_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let client = client();
+    let clone = client.clone();
+    assert!(!client.is_built());
+    clone
+        .send(&OutRequest::get(url(&server, "/first")))
+        .await
+        .unwrap();
+    assert!(client.is_built());
+}
+
 #[tokio::test]
 async fn when_not_found_should_fail_once_with_the_server_message() {
     let server = MockServer::start().await;

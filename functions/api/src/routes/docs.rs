@@ -48,7 +48,7 @@ pub async fn openapi(_: Public, Document(document): Document) -> Response {
     response::raw(
         StatusCode::OK,
         "application/json",
-        document.as_bytes().to_vec(),
+        document.json().as_bytes().to_vec(),
         Some("public, max-age=300"),
     )
 }

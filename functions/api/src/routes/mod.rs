@@ -19,7 +19,7 @@ use crate::state::{AppState, ControlStore};
 
 /// Every operation.
 pub fn api<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
-    Api::with_openapi(ApiDoc::openapi())
+    Api::with_openapi(ApiDoc::openapi)
         .merge(health::router())
         .merge(docs::router())
         .merge(me::router())
