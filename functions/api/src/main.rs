@@ -4,6 +4,9 @@ mod access;
 mod config;
 mod dto;
 mod idempotency;
+// The document is generated in test builds only (`router::Api`); the release binary serves the
+// checked-in one.
+#[cfg_attr(not(test), allow(dead_code))]
 mod openapi;
 mod pagination;
 mod problem;
@@ -29,7 +32,7 @@ use crate::state::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    tributary_aws::logging::init();
     let config = Config::from_env(&Env::from_process())?;
     let clients = Clients::from_env().await;
     let deps = Deps {

@@ -4,8 +4,6 @@
 //! operation can give besides its own. Served at `GET /v1/openapi.json` and checked in as
 //! `functions/api/openapi.json`, which a test keeps equal to the code.
 
-use std::sync::OnceLock;
-
 use serde::Serialize;
 use tributary_core::scope::Scope;
 use utoipa::openapi::header::Header;
@@ -360,43 +358,12 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document, rendered on its first request: rendering (the shared responses, then
-/// pretty-printed JSON) was most of the API function's cold start.
-pub struct LazyDocument {
-    source: Box<dyn Fn() -> utoipa::openapi::OpenApi + Send + Sync>,
-    json: OnceLock<String>,
-}
-
-impl std::fmt::Debug for LazyDocument {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyDocument")
-            .field("rendered", &self.json.get().is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl LazyDocument {
-    /// A document to build with `source` and render when first asked for.
-    pub fn new(source: impl Fn() -> utoipa::openapi::OpenApi + Send + Sync + 'static) -> Self {
-        Self {
-            source: Box::new(source),
-            json: OnceLock::new(),
-        }
-    }
-
-    /// The rendered document, as [`render`] makes it.
-    pub fn json(&self) -> &str {
-        self.json.get_or_init(|| render((self.source)()))
-    }
-
-    /// Whether it has been rendered yet.
-    #[cfg(test)]
-    pub fn is_rendered(&self) -> bool {
-        self.json.get().is_some()
-    }
-}
+/// The OpenAPI document the API serves: the checked-in `functions/api/openapi.json`, which
+/// `tests::checked_in_openapi_matches_the_code` holds equal to the document the code generates.
+pub const DOCUMENT: &str = include_str!("../openapi.json");
 
 /// The document with the shared responses, pretty-printed as it is checked in.
+#[cfg(test)]
 pub fn render(mut doc: utoipa::openapi::OpenApi) -> String {
     Creations.modify(&mut doc);
     CommonResponses.modify(&mut doc);
@@ -414,16 +381,6 @@ mod tests {
 
     fn generate() -> String {
         crate::router::document::<MemStore, FakeQueue>()
-    }
-
-    /// The document costs nothing at cold start and, once asked for, is the checked-in one.
-    #[test]
-    fn the_document_is_rendered_on_first_request_only() {
-        let (_, documentation) = crate::routes::api::<MemStore, FakeQueue>().into_parts();
-        let document = super::LazyDocument::new(move || documentation.build());
-        assert!(!document.is_rendered());
-        assert_eq!(document.json(), generate());
-        assert!(document.is_rendered());
     }
 
     /// Regenerate with `UPDATE_OPENAPI=1 cargo test -p tributary-api openapi`.

@@ -13,53 +13,42 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::MethodRouter;
 use tributary_core::ports::QueueStats;
-use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
-use utoipa::openapi::{Components, OpenApi};
+use utoipa::openapi::path::HttpMethod;
 use utoipa_axum::PathItemExt as _;
-use utoipa_axum::router::UtoipaMethodRouter;
 
-use crate::access::{Access, Declared};
+use crate::access::Declared;
 use crate::idempotency;
 use crate::problem::{Answered, ApiError};
 use crate::state::{AppState, ControlStore, Deps};
 
-/// Operations: the axum routes, and what documents them (built only when the document is asked for).
+/// Operations: the axum routes and, in test builds, what documents them.
+///
+/// The API serves the checked-in `openapi.json` ([`crate::openapi::DOCUMENT`]), which a test
+/// holds equal to the document built from these operations. So the release binary carries no
+/// document generation: utoipa's generated code for every operation and schema is dead there and
+/// linked out, which keeps it out of the cold start and the zip.
 pub struct Api<St> {
     router: Router<St>,
+    #[cfg(test)]
     documentation: Documentation<St>,
-}
-
-/// How to build the OpenAPI document of an [`Api`]: the base document and, per operation, its
-/// utoipa entry and declared access rule. Building runs utoipa's generated code for every operation
-/// and schema, which is most of what the router costs, so it happens on the first request for the
-/// document ([`crate::openapi::LazyDocument`]) rather than at cold start.
-pub struct Documentation<St> {
-    base: fn() -> OpenApi,
-    operations: Vec<(Entry<St>, Access)>,
-}
-
-/// Builds one operation's utoipa entry (`routes!(handler)`).
-type Entry<St> = fn() -> UtoipaMethodRouter<St>;
-
-/// The access rule one operation declares (read by the test that walks every operation).
-#[derive(Debug, Clone)]
-#[cfg_attr(not(test), allow(dead_code))]
-pub struct Declaration {
-    /// The operation's method.
-    pub method: Method,
-    /// Its path, as documented (`/v1/keys/{key_id}`).
-    pub path: String,
-    /// Who may call it.
-    pub access: Access,
-    /// Whether its `#[utoipa::path]` writes a `security` of its own (it should not: the handler
-    /// declares it).
-    pub security_by_hand: bool,
 }
 
 /// Registers handlers (of the calling module) as operations: `operations![list, create]`. Each
 /// handler carries `#[utoipa::path]`, and its first argument declares who may call it. The route is
-/// registered from the path and methods of its `#[utoipa::path]`; the entry itself is built from
-/// the same attribute (utoipa-axum's `routes!`) when the document is.
+/// registered from the path and methods of its `#[utoipa::path]`; in test builds the entry itself
+/// (utoipa-axum's `routes!`) is kept to build the document from.
+#[cfg(not(test))]
+macro_rules! operations {
+    ($($handler:ident),+ $(,)?) => {
+        $crate::router::Api::new()
+            $(.operation(
+                ::utoipa_axum::paste! { <[<__path_ $handler>] as ::utoipa::Path>::path() },
+                ::utoipa_axum::paste! { <[<__path_ $handler>] as ::utoipa::Path>::methods() },
+                $handler,
+            ))+
+    };
+}
+#[cfg(test)]
 macro_rules! operations {
     ($($handler:ident),+ $(,)?) => {
         $crate::router::Api::new()
@@ -73,31 +62,31 @@ macro_rules! operations {
 }
 pub(crate) use operations;
 
+#[cfg(test)]
+mod documentation;
+#[cfg(test)]
+pub use documentation::{Documentation, document};
+
 impl<St: Clone + Send + Sync + 'static> Api<St> {
-    /// No operations, documented into `base` (info, tags, shared components).
-    pub fn with_openapi(base: fn() -> OpenApi) -> Self {
+    /// No operations.
+    pub fn new() -> Self {
         Self {
             router: Router::new(),
+            #[cfg(test)]
             documentation: Documentation {
-                base,
                 operations: Vec::new(),
             },
         }
     }
 
-    /// No operations.
-    pub fn new() -> Self {
-        Self::with_openapi(OpenApi::default)
-    }
-
-    /// Adds `handler` at `path` for `methods`, documented by `entry` (`routes!(handler)`) with the
-    /// access rule `handler` declares as its `security`.
+    /// Adds `handler` at `path` for `methods`; its access rule is the one `handler` declares
+    /// (enforced by its first argument, documented as its `security` from `entry`).
     pub fn operation<H, T, M>(
         mut self,
         path: String,
         methods: Vec<HttpMethod>,
         handler: H,
-        entry: Entry<St>,
+        #[cfg(test)] entry: documentation::Entry<St>,
     ) -> Self
     where
         H: Handler<T, St> + Declared<M>,
@@ -107,6 +96,7 @@ impl<St: Clone + Send + Sync + 'static> Api<St> {
             router.on(method.to_method_filter(), handler.clone())
         });
         self.router = self.router.route(&path, method_router);
+        #[cfg(test)]
         self.documentation
             .operations
             .push((entry, <H as Declared<M>>::ACCESS));
@@ -116,90 +106,29 @@ impl<St: Clone + Send + Sync + 'static> Api<St> {
     /// Adds `other`'s operations.
     pub fn merge(mut self, other: Api<St>) -> Self {
         self.router = self.router.merge(other.router);
+        #[cfg(test)]
         self.documentation
             .operations
             .extend(other.documentation.operations);
         self
     }
 
-    /// The axum router and what documents it.
-    pub fn into_parts(self) -> (Router<St>, Documentation<St>) {
-        (self.router, self.documentation)
-    }
-}
-
-impl<St: Clone + Send + Sync + 'static> Documentation<St> {
-    /// The OpenAPI document: the base, and every operation with its access rule as its `security`
-    /// (unless its `#[utoipa::path]` writes one, which the tests refuse).
-    pub fn build(&self) -> OpenApi {
-        self.walk().0
+    /// The axum router.
+    pub fn into_router(self) -> Router<St> {
+        self.router
     }
 
-    /// The access rule of every operation, as documented.
+    /// What documents the operations.
     #[cfg(test)]
-    pub fn declarations(&self) -> Vec<Declaration> {
-        self.walk().1
+    pub fn into_documentation(self) -> Documentation<St> {
+        self.documentation
     }
-
-    fn walk(&self) -> (OpenApi, Vec<Declaration>) {
-        let mut document = (self.base)();
-        let mut declared = Vec::new();
-        for (entry, access) in &self.operations {
-            let (schemas, paths, _) = entry();
-            for (path, mut item) in paths.paths {
-                for (method, operation) in operations_mut(&mut item) {
-                    let security_by_hand = operation.security.is_some();
-                    operation.security.get_or_insert_with(|| access.security());
-                    declared.push(Declaration {
-                        method,
-                        path: path.clone(),
-                        access: *access,
-                        security_by_hand,
-                    });
-                }
-                if let Some(known) = document.paths.paths.get_mut(&path) {
-                    known.merge_operations(item);
-                } else {
-                    document.paths.paths.insert(path, item);
-                }
-            }
-            document
-                .components
-                .get_or_insert_with(Components::new)
-                .schemas
-                .extend(schemas);
-        }
-        (document, declared)
-    }
-}
-
-/// The operations of a path item, with their methods.
-fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operation)> {
-    [
-        (Method::GET, &mut item.get),
-        (Method::PUT, &mut item.put),
-        (Method::POST, &mut item.post),
-        (Method::DELETE, &mut item.delete),
-        (Method::OPTIONS, &mut item.options),
-        (Method::HEAD, &mut item.head),
-        (Method::PATCH, &mut item.patch),
-        (Method::TRACE, &mut item.trace),
-    ]
-    .into_iter()
-    .filter_map(|(method, operation)| operation.as_mut().map(|op| (method, op)))
-}
-
-/// The OpenAPI document of every operation, as served and checked in.
-#[cfg(test)]
-pub fn document<S: ControlStore, Q: QueueStats + 'static>() -> String {
-    let (_, documentation) = crate::routes::api::<S, Q>().into_parts();
-    crate::openapi::render(documentation.build())
 }
 
 /// The API: every operation over `deps`, built once per execution environment.
 pub fn app<S: ControlStore, Q: QueueStats + 'static>(deps: Deps<S, Q>) -> Router {
-    let (operations, documentation) = crate::routes::api::<S, Q>().into_parts();
-    let state = AppState::new(deps, move || documentation.build());
+    let operations = crate::routes::api::<S, Q>().into_router();
+    let state = AppState::new(deps);
     let operations = operations
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

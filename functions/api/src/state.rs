@@ -1,6 +1,6 @@
 //! What the API is built from (the ports and settings `main` wires once at cold start) and the
 //! router's state, from which each handler extracts only what it uses: the store, the clock, the
-//! settings, the health probe, the OpenAPI document.
+//! settings, the health probe.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -13,7 +13,6 @@ use tributary_core::ports::{
 use tributary_core::time;
 
 use crate::config::Config;
-use crate::openapi::LazyDocument;
 use crate::ratelimit::RateLimit;
 use crate::routes::health::HealthProbe;
 
@@ -49,7 +48,6 @@ pub struct AppState<S, Q> {
     pub(crate) config: Arc<Config>,
     pub(crate) rate_limit: Arc<RateLimit>,
     pub(crate) health: Arc<HealthProbe<S, Q>>,
-    pub(crate) document: Arc<LazyDocument>,
 }
 
 impl<S, Q> Clone for AppState<S, Q> {
@@ -60,17 +58,13 @@ impl<S, Q> Clone for AppState<S, Q> {
             config: self.config.clone(),
             rate_limit: self.rate_limit.clone(),
             health: self.health.clone(),
-            document: self.document.clone(),
         }
     }
 }
 
 impl<S, Q> AppState<S, Q> {
-    /// The state over `deps`, serving `document` as the OpenAPI document.
-    pub fn new(
-        deps: Deps<S, Q>,
-        document: impl Fn() -> utoipa::openapi::OpenApi + Send + Sync + 'static,
-    ) -> Self {
+    /// The state over `deps`.
+    pub fn new(deps: Deps<S, Q>) -> Self {
         let store = Arc::new(deps.store);
         let config = Arc::new(deps.config);
         Self {
@@ -85,7 +79,6 @@ impl<S, Q> AppState<S, Q> {
             clock: deps.clock,
             config,
             rate_limit: Arc::default(),
-            document: Arc::new(LazyDocument::new(document)),
         }
     }
 }
@@ -146,7 +139,3 @@ impl Deref for Settings {
         &self.0
     }
 }
-part_of_state!(
-    /// The OpenAPI document, rendered on its first request.
-    Document(Arc<LazyDocument>) = document
-);

@@ -1113,8 +1113,7 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
     use crate::testing::FakeQueue;
     use tributary_core::scope::Scope;
     let declared = crate::routes::api::<MemStore, FakeQueue>()
-        .into_parts()
-        .1
+        .into_documentation()
         .declarations();
     let doc: Value =
         serde_json::from_str(&crate::router::document::<MemStore, FakeQueue>()).unwrap();

@@ -15,7 +15,7 @@ use crate::handler::{Deps, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    tributary_aws::logging::init();
     let config = Config::from_env(&Env::from_process())?;
     let clients = Clients::from_env().await;
     let control = clients.table(&config.control_table);

@@ -263,6 +263,7 @@ mod tests {
 
         fn sdk(&self) -> aws_config::SdkConfig {
             aws_config::SdkConfig::builder()
+                .http_client(crate::sdk::https_client())
                 .endpoint_url(&self.url)
                 .region(Region::new("us-east-1"))
                 .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(

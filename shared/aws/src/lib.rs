@@ -8,6 +8,7 @@ mod errors;
 mod guards;
 pub mod iam;
 pub mod lazy;
+pub mod logging;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;

@@ -42,14 +42,14 @@ pub async fn load() -> SdkConfig {
         .await
 }
 
-/// The SDK's HTTPS client: hyper 1 and rustls on aws-lc-rs, trusting the Mozilla roots compiled
+/// The SDK's HTTPS client: hyper 1 and rustls on ring, trusting the Mozilla roots compiled
 /// into the binary, and built on the first request rather than with each service client.
 ///
 /// The SDK's default client builds its TLS connector when each service client is built, to load
 /// the system trust store at initialization: on Debian 146 files under `/etc/ssl/certs`, on Amazon
 /// Linux one bundle, and in both a constant-time base64 decode of every certificate, repeated for
 /// every service client. That was most of a function's cold start (`make bench-coldstart`).
-fn https_client() -> SharedHttpClient {
+pub fn https_client() -> SharedHttpClient {
     SharedHttpClient::new(LazyHttps::default())
 }
 
@@ -88,7 +88,7 @@ fn build_https_client() -> SharedHttpClient {
         .unwrap_or_default();
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
+            tls::rustls_provider::CryptoMode::Ring,
         ))
         .tls_context(context)
         .build_https()

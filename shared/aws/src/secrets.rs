@@ -71,7 +71,7 @@ impl SecretSource for CachedSecrets {
         }
         let out =
             self.client
-            .get()
+                .get()
                 .get_secret_value()
                 .secret_id(id)
                 .send()

@@ -3,8 +3,8 @@
 //! credentials dropped across origins, and a request body never forwarded to another origin),
 //! capped bodies, and error classification through [`Classify`].
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -1,25 +1,25 @@
-//! TLS for every reqwest client of the workspace: rustls on aws-lc-rs (the provider the AWS SDK and
-//! jsonwebtoken already link, so the binaries carry one) with the Mozilla roots compiled in, so
-//! building a client reads no trust-store files.
+//! TLS for every reqwest client of the workspace: rustls on ring (the provider the AWS SDK's client
+//! uses, so the binaries carry one) with the Mozilla roots compiled in, so building a client reads
+//! no trust-store files.
 
 use std::sync::Arc;
 
-/// A rustls client configuration: aws-lc-rs, TLS 1.2 and 1.3, the `webpki-roots` anchors, and ALPN
+/// A rustls client configuration: ring, TLS 1.2 and 1.3, the `webpki-roots` anchors, and ALPN
 /// offering HTTP/2 before HTTP/1.1.
 ///
 /// # Panics
 ///
-/// Never in practice: the aws-lc-rs provider supports rustls's safe default protocol versions.
+/// Never in practice: the ring provider supports rustls's safe default protocol versions.
 #[must_use]
 pub fn client_config() -> rustls::ClientConfig {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .expect("aws-lc-rs supports the default protocol versions")
+    .expect("ring supports the default protocol versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -10,16 +10,14 @@ pub mod tenants;
 
 use tributary_core::PortError;
 use tributary_core::ports::QueueStats;
-use utoipa::OpenApi as _;
 
-use crate::openapi::ApiDoc;
 use crate::problem::ApiError;
 use crate::router::Api;
 use crate::state::{AppState, ControlStore};
 
 /// Every operation.
 pub fn api<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
-    Api::with_openapi(ApiDoc::openapi)
+    Api::new()
         .merge(health::router())
         .merge(docs::router())
         .merge(me::router())
