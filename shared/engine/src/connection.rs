@@ -17,7 +17,7 @@ use crate::spec::{ApiKeyLocation, AuthMode, BodyEncoding, ProviderSpec, RequestT
 use crate::template::{Context, Template, TemplateError, render_json_tree};
 
 /// Characters left as-is in a path segment (RFC 3986 unreserved).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

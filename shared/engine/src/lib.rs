@@ -13,6 +13,7 @@ pub mod connector;
 pub mod cursor;
 pub mod engine;
 pub mod error;
+pub mod oauth;
 pub mod page;
 pub mod read;
 pub mod selector;
