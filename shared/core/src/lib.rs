@@ -16,5 +16,6 @@ pub mod ports;
 pub mod scope;
 pub mod tenancy;
 pub mod time;
+pub mod vault;
 
 pub use error::PortError;
