@@ -767,3 +767,166 @@ async fn rate_counters_add_per_bucket_and_window() {
     assert_eq!(table.add("ten_a", 120, 1, keep).await.unwrap(), 1);
     assert_eq!(table.add("ten_b", 60, 1, keep).await.unwrap(), 1);
 }
+
+fn integration(t: &TenantId) -> tributary_core::integration::Integration {
+    tributary_core::integration::Integration {
+        id: tributary_core::ids::IntegrationId::generate(),
+        tenant_id: t.clone(),
+        provider: "hubspot".into(),
+        name: "HubSpot".into(),
+        auth_mode: "oauth2_authorization_code".into(),
+        oauth_client_id: Some("client".into()),
+        oauth_client_secret: Some("v1.k1.sealed".into()),
+        scopes: vec!["crm.objects.contacts.read".into()],
+        return_urls: vec!["https://app.example.com/done".into()],
+        enabled: true,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version: 1,
+    }
+}
+
+#[tokio::test]
+async fn integrations_are_per_tenant_versioned_audited_and_purged_with_their_tenant() {
+    use tributary_core::ports::IntegrationStore;
+    use tributary_core::tenancy::PurgeProgress;
+    let env = env().await;
+    let table = env.control();
+    let (a, b) = (TenantId::generate(), TenantId::generate());
+    let first = integration(&a);
+    table
+        .create_integration(&first, &audit(&a, "integration.created", first.id.as_str()))
+        .await
+        .unwrap();
+    // The same id again is a conflict; nothing is overwritten.
+    let mut again = first.clone();
+    again.name = "other".into();
+    assert!(matches!(
+        table.create_integration(&again, &audit(&a, "x", "x")).await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+    assert_eq!(
+        table.get_integration(&a, &first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    // Another tenant cannot reach it by id, list it, update or delete it.
+    assert_eq!(table.get_integration(&b, &first.id).await.unwrap(), None);
+    let page = PageRequest {
+        limit: 10,
+        after: None,
+    };
+    assert!(
+        table
+            .list_integrations(&b, &page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let mut stolen = first.clone();
+    stolen.tenant_id = b.clone();
+    stolen.version = 2;
+    assert!(
+        !table
+            .update_integration(&stolen, 1, &audit(&b, "x", "x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !table
+            .delete_integration(&b, &first.id, &audit(&b, "x", "x"))
+            .await
+            .unwrap()
+    );
+
+    // Updates apply to the version they read.
+    let mut renamed = first.clone();
+    renamed.name = "CRM".into();
+    renamed.version = 2;
+    assert!(
+        table
+            .update_integration(&renamed, 1, &audit(&a, "integration.updated", "x"))
+            .await
+            .unwrap()
+    );
+    let mut stale = first.clone();
+    stale.enabled = false;
+    stale.version = 2;
+    assert!(matches!(
+        table
+            .update_integration(&stale, 1, &audit(&a, "x", "x"))
+            .await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+    assert_eq!(
+        table.get_integration(&a, &first.id).await.unwrap(),
+        Some(renamed.clone())
+    );
+    let second = integration(&a);
+    table
+        .create_integration(&second, &audit(&a, "integration.created", "x"))
+        .await
+        .unwrap();
+    let listed = table.list_integrations(&a, &page).await.unwrap().items;
+    assert_eq!(listed, vec![renamed.clone(), second.clone()]);
+
+    assert!(
+        table
+            .delete_integration(&a, &first.id, &audit(&a, "integration.deleted", "x"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(table.get_integration(&a, &first.id).await.unwrap(), None);
+    assert!(
+        !table
+            .delete_integration(&a, &first.id, &audit(&a, "x", "x"))
+            .await
+            .unwrap()
+    );
+    let actions: Vec<String> = table
+        .list_audit(
+            &a,
+            &PageRequest {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"integration.deleted".to_owned()));
+
+    // A deleted tenant's integrations go with it.
+    let mut doomed = tenant("doomed");
+    doomed.id = a.clone();
+    doomed.status = TenantStatus::Deleting;
+    table.create_tenant(&doomed).await.unwrap();
+    while table.purge_tenant(&a, 1).await.unwrap() == PurgeProgress::More {}
+    assert_eq!(table.get_integration(&a, &second.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_template_s_generated_keyring_seals_and_opens() {
+    use tributary_core::vault::{Keyring, Owner};
+    let env = env().await;
+    let secrets = env.clients.secrets(Duration::from_secs(60));
+    let value = secrets
+        .secret(&env.provisioned.secrets["CredentialKeyringSecret"])
+        .await
+        .unwrap();
+    let ring = Keyring::from_secret(&value).expect("the generated keyring is valid");
+    assert_eq!(ring.active(), "k1");
+    let owner = Owner {
+        tenant: "ten_a",
+        object: "int_b",
+        purpose: "client_secret",
+    };
+    let sealed = ring.seal(&owner, b"value").unwrap();
+    assert_eq!(
+        ring.open(&owner, &sealed).unwrap().expose_secret(),
+        b"value"
+    );
+}

@@ -93,6 +93,10 @@ scope_rules! {
     KeysRead => KeysRead,
     /// `keys:write`.
     KeysWrite => KeysWrite,
+    /// `integrations:read`.
+    IntegrationsRead => IntegrationsRead,
+    /// `integrations:write`.
+    IntegrationsWrite => IntegrationsWrite,
 }
 
 /// Implemented for every handler whose first argument is an access rule ([`Guard`]): how the router

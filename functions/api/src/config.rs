@@ -23,6 +23,11 @@ pub struct Config {
     /// `MAX_ISSUERS_PER_TENANT`: how many OIDC issuer registrations one tenant may hold (default 20,
     /// 1 to 1000).
     pub max_issuers_per_tenant: u32,
+    /// `KEYRING_SECRET_ID`: the Secrets Manager secret holding the credential vault's keyring.
+    pub keyring_secret_id: String,
+    /// `KEYRING_CACHE_TTL_SECONDS`: how long an execution environment keeps the keyring it read
+    /// (default 300, 1 to 3600): a rotation reaches every environment within this time.
+    pub keyring_ttl: Duration,
 }
 
 impl Config {
@@ -60,6 +65,16 @@ impl Config {
             )?,
             probe_timeout: Duration::from_millis(probe_ms),
             max_issuers_per_tenant: max_issuers,
+            keyring_secret_id: env.required(
+                "KEYRING_SECRET_ID",
+                "the Secrets Manager secret of the credential keyring",
+            )?,
+            keyring_ttl: env.seconds_or(
+                "KEYRING_CACHE_TTL_SECONDS",
+                Duration::from_secs(300),
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            )?,
         })
     }
 }

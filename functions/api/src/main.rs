@@ -22,10 +22,12 @@ mod testing;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tributary_aws::Clients;
 use tributary_core::config::Env;
 use tributary_core::time::SystemClock;
+use tributary_core::vault::CachedKeyring;
 
 use crate::config::Config;
 use crate::state::Deps;
@@ -35,11 +37,19 @@ async fn main() -> Result<(), lambda_http::Error> {
     tributary_aws::logging::init();
     let config = Config::from_env(&Env::from_process())?;
     let clients = Clients::from_env().await;
+    let clock = Arc::new(SystemClock);
     let deps = Deps {
         store: clients.table(&config.control_table),
         jobs_queue: clients.queue(&config.jobs_queue_url),
         dead_letter_queue: clients.queue(&config.jobs_dlq_url),
-        clock: Arc::new(SystemClock),
+        // The keyring keeps its own TTL over the parsed keys, so the secret is not cached twice.
+        keyring: Arc::new(CachedKeyring::new(
+            clients.secrets(Duration::ZERO),
+            config.keyring_secret_id.clone(),
+            config.keyring_ttl,
+            clock.clone(),
+        )),
+        clock,
         config,
     };
     lambda_http::run(router::app(deps)).await

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
-    CanaryStore, CredentialStore, IdempotencyStore, RateCounter, TenantStore,
+    CanaryStore, CredentialStore, IdempotencyStore, IntegrationStore, RateCounter, TenantStore,
 };
 use tributary_core::time;
+use tributary_core::vault::{KeyringSource, Vault};
 
 use crate::config::Config;
 use crate::ratelimit::RateLimit;
@@ -18,11 +19,23 @@ use crate::routes::health::HealthProbe;
 
 /// Everything the control-plane store must offer the API.
 pub trait ControlStore:
-    CanaryStore + TenantStore + CredentialStore + IdempotencyStore + RateCounter + 'static
+    CanaryStore
+    + TenantStore
+    + CredentialStore
+    + IntegrationStore
+    + IdempotencyStore
+    + RateCounter
+    + 'static
 {
 }
 impl<T> ControlStore for T where
-    T: CanaryStore + TenantStore + CredentialStore + IdempotencyStore + RateCounter + 'static
+    T: CanaryStore
+        + TenantStore
+        + CredentialStore
+        + IntegrationStore
+        + IdempotencyStore
+        + RateCounter
+        + 'static
 {
 }
 
@@ -34,6 +47,8 @@ pub struct Deps<S, Q> {
     pub jobs_queue: Q,
     /// The jobs dead-letter queue.
     pub dead_letter_queue: Q,
+    /// The credential vault's keyring.
+    pub keyring: Arc<dyn KeyringSource>,
     /// The time source.
     pub clock: Arc<dyn time::Clock>,
     /// Settings.
@@ -45,6 +60,7 @@ pub struct Deps<S, Q> {
 pub struct AppState<S, Q> {
     pub(crate) store: Arc<S>,
     pub(crate) clock: Arc<dyn time::Clock>,
+    pub(crate) vault: Vault,
     pub(crate) config: Arc<Config>,
     pub(crate) rate_limit: Arc<RateLimit>,
     pub(crate) health: Arc<HealthProbe<S, Q>>,
@@ -55,6 +71,7 @@ impl<S, Q> Clone for AppState<S, Q> {
         Self {
             store: self.store.clone(),
             clock: self.clock.clone(),
+            vault: self.vault.clone(),
             config: self.config.clone(),
             rate_limit: self.rate_limit.clone(),
             health: self.health.clone(),
@@ -77,6 +94,7 @@ impl<S, Q> AppState<S, Q> {
             )),
             store,
             clock: deps.clock,
+            vault: Vault::new(deps.keyring),
             config,
             rate_limit: Arc::default(),
         }
@@ -115,6 +133,10 @@ part_of_state!(
     Clock(Arc<dyn time::Clock>) = clock
 );
 part_of_state!(
+    /// The credential vault.
+    Secrets(Vault) = vault
+);
+part_of_state!(
     /// The settings.
     Settings(Arc<Config>) = config
 );
@@ -130,6 +152,13 @@ impl Deref for Clock {
     type Target = dyn time::Clock;
     fn deref(&self) -> &Self::Target {
         self.0.as_ref()
+    }
+}
+
+impl Deref for Secrets {
+    type Target = Vault;
+    fn deref(&self) -> &Vault {
+        &self.0
     }
 }
 

@@ -27,7 +27,16 @@ pub fn config() -> Config {
         canary_stale_after: Duration::from_secs(180),
         probe_timeout: Duration::from_millis(200),
         max_issuers_per_tenant: 20,
+        keyring_secret_id: "keyring".into(),
+        keyring_ttl: Duration::from_secs(300),
     }
+}
+
+/// The test keyring: one key, `k1`, of fixed material.
+pub fn keyring() -> tributary_core::vault::Keyring {
+    let doc = serde_json::json!({"active": "k1", "k1": "test-key-material-".repeat(3)});
+    tributary_core::vault::Keyring::from_secret(&secrecy::SecretString::from(doc.to_string()))
+        .expect("the test keyring is valid")
 }
 
 /// The API over an in-memory store, built once like at cold start.
@@ -42,8 +51,25 @@ pub fn deps(store: MemStore, queue: Result<QueueDepth, ()>) -> TestApi {
     deps_with(store, queue, config())
 }
 
+/// The API over `store` whose vault reads `keyring`.
+pub fn deps_with_keyring(
+    store: MemStore,
+    keyring: Arc<dyn tributary_core::vault::KeyringSource>,
+) -> TestApi {
+    build(store, Ok(QueueDepth::default()), config(), keyring)
+}
+
 /// The API over `store` with `config`.
 pub fn deps_with(store: MemStore, queue: Result<QueueDepth, ()>, config: Config) -> TestApi {
+    build(store, queue, config, Arc::new(Arc::new(keyring())))
+}
+
+fn build(
+    store: MemStore,
+    queue: Result<QueueDepth, ()>,
+    config: Config,
+    keyring: Arc<dyn tributary_core::vault::KeyringSource>,
+) -> TestApi {
     TestApi {
         store: store.clone(),
         router: crate::router::app(Deps {
@@ -53,6 +79,7 @@ pub fn deps_with(store: MemStore, queue: Result<QueueDepth, ()>, config: Config)
                 Err(()) => FakeQueue::failing(),
             },
             dead_letter_queue: FakeQueue::default(),
+            keyring,
             clock: Arc::new(ManualClock::at(NOW)),
             config,
         }),

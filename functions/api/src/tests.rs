@@ -12,6 +12,8 @@ use tributary_core::tenancy::{Tenant, TenantStatus};
 
 use crate::testing::{MemStore, NOW, Req, call, deps};
 
+mod integrations;
+
 fn tenant(store: &MemStore, rate: u32) -> TenantId {
     let t = Tenant {
         id: TenantId::generate(),
@@ -27,7 +29,7 @@ fn tenant(store: &MemStore, rate: u32) -> TenantId {
     id
 }
 
-const ALL: &str = "connections:read connections:write syncs:read syncs:write records:read actions:execute proxy webhooks:read webhooks:write keys:read keys:write";
+const ALL: &str = "integrations:read integrations:write connections:read connections:write syncs:read syncs:write records:read actions:execute proxy webhooks:read webhooks:write keys:read keys:write";
 
 fn admin(req: Req) -> Req {
     req.auth("admin-key", "", "admin")
@@ -153,8 +155,28 @@ fn operations(
     t: &TenantId,
     key: &str,
     issuer: &str,
+    integration: &str,
 ) -> Vec<(&'static str, String, Option<Value>, &'static str)> {
     vec![
+        ("GET", "/v1/integrations".into(), None, "integrations:read"),
+        (
+            "POST",
+            "/v1/integrations".into(),
+            Some(json!({"provider": "stripe"})),
+            "integrations:write",
+        ),
+        (
+            "GET",
+            format!("/v1/integrations/{integration}"),
+            None,
+            "integrations:read",
+        ),
+        (
+            "PATCH",
+            format!("/v1/integrations/{integration}"),
+            Some(json!({"name": "Billing"})),
+            "integrations:write",
+        ),
         ("GET", "/v1/tenants".into(), None, "admin"),
         (
             "POST",
@@ -206,8 +228,35 @@ fn operations(
             "keys:write",
         ),
         ("GET", "/v1/audit-events".into(), None, "keys:read"),
+        (
+            "DELETE",
+            format!("/v1/integrations/{integration}"),
+            None,
+            "integrations:write",
+        ),
         ("DELETE", format!("/v1/tenants/{t}"), None, "admin"),
     ]
+}
+
+/// A key, an issuer and an integration of `t`.
+async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, String) {
+    let (key, issuer) = seed_key_and_issuer(d, t).await;
+    let integration = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/integrations"), t).json(json!({
+            "provider": "hubspot",
+            "oauth_client_id": "client-1",
+            "oauth_client_secret": "client-secret-value-1",
+            "return_urls": ["https://app.example.com/done"]
+        })),
+    )
+    .await;
+    assert_eq!(integration.status, 201, "{:?}", integration.body);
+    (
+        key,
+        issuer,
+        integration.body["id"].as_str().unwrap().to_owned(),
+    )
 }
 
 async fn seed_key_and_issuer(d: &crate::testing::TestApi, t: &TenantId) -> (String, String) {
@@ -236,8 +285,8 @@ async fn scope_matrix_every_route_refuses_without_its_scope_and_serves_with_it()
     let store = MemStore::default();
     let t = tenant(&store, 100_000);
     let d = deps(store, Ok(QueueDepth::default()));
-    let (key, issuer) = seed_key_and_issuer(&d, &t).await;
-    for (method, path, body, scope) in operations(&t, &key, &issuer) {
+    let (key, issuer, integration) = seed(&d, &t).await;
+    for (method, path, body, scope) in operations(&t, &key, &issuer, &integration) {
         // Every scope but the required one (admin holds everything, so it is never in the set).
         let others: Vec<&str> = ALL.split(' ').filter(|s| *s != scope).collect();
         let mut without = Req::new(method, &path).auth("key_x", t.as_str(), &others.join(" "));
@@ -287,9 +336,10 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     let a = tenant(&store, 100_000);
     let b = tenant(&store, 100_000);
     let d = deps(store, Ok(QueueDepth::default()));
-    let (key_a, issuer_a) = seed_key_and_issuer(&d, &a).await;
+    let (key_a, issuer_a, integration_a) = seed(&d, &a).await;
     let random_key = tributary_core::ids::ApiKeyId::generate().to_string();
     let random_issuer = tributary_core::ids::IssuerId::generate().to_string();
+    let random_integration = tributary_core::ids::IntegrationId::generate().to_string();
 
     for (method, foreign, random) in [
         (
@@ -312,9 +362,32 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
             format!("/v1/oidc-issuers/{issuer_a}"),
             format!("/v1/oidc-issuers/{random_issuer}"),
         ),
+        (
+            "GET",
+            format!("/v1/integrations/{integration_a}"),
+            format!("/v1/integrations/{random_integration}"),
+        ),
+        (
+            "PATCH",
+            format!("/v1/integrations/{integration_a}"),
+            format!("/v1/integrations/{random_integration}"),
+        ),
+        (
+            "DELETE",
+            format!("/v1/integrations/{integration_a}"),
+            format!("/v1/integrations/{random_integration}"),
+        ),
     ] {
-        let leaked = call(&d, as_tenant(Req::new(method, &foreign), &b)).await;
-        let missing = call(&d, as_tenant(Req::new(method, &random), &b)).await;
+        let request = |path: &str| {
+            let req = as_tenant(Req::new(method, path), &b);
+            if method == "PATCH" {
+                req.json(json!({"enabled": false}))
+            } else {
+                req
+            }
+        };
+        let leaked = call(&d, request(&foreign)).await;
+        let missing = call(&d, request(&random)).await;
         is_problem(&leaked, 404, "not_found");
         let foreign_id = foreign.rsplit('/').next().unwrap();
         let random_id = random.rsplit('/').next().unwrap();
@@ -327,7 +400,12 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     }
 
     // Lists (query) show only the caller's own objects.
-    for path in ["/v1/keys", "/v1/oidc-issuers", "/v1/audit-events"] {
+    for path in [
+        "/v1/keys",
+        "/v1/oidc-issuers",
+        "/v1/audit-events",
+        "/v1/integrations",
+    ] {
         let res = call(&d, as_tenant(Req::new("GET", path), &b)).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.body["data"], json!([]), "{path}");
@@ -356,6 +434,16 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.body["revoked_at"], Value::Null);
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new("GET", &format!("/v1/integrations/{integration_a}")),
+            &a,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["enabled"], true);
 }
 
 #[tokio::test]
@@ -1045,7 +1133,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
     let store = MemStore::default();
     let t = tenant(&store, 100_000);
     let d = deps(store.clone(), Ok(QueueDepth::default()));
-    let (key, issuer) = seed_key_and_issuer(&d, &t).await;
+    let (key, issuer, integration) = seed(&d, &t).await;
     // Warm the tenant's rate-limit lease so that the failing call is the route's own.
     assert_eq!(
         call(&d, as_tenant(Req::new("GET", "/v1/me"), &t))
@@ -1055,7 +1143,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
     );
     store.fail(true);
     let mut checked = 0;
-    for (method, path, body, scope) in operations(&t, &key, &issuer) {
+    for (method, path, body, scope) in operations(&t, &key, &issuer, &integration) {
         let mut req = if scope == "admin" {
             admin(Req::new(method, &path))
         } else {
@@ -1084,7 +1172,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
         );
         checked += 1;
     }
-    assert_eq!(checked, operations(&t, &key, &issuer).len());
+    assert_eq!(checked, operations(&t, &key, &issuer, &integration).len());
     assert!(EVERY_TENANT_PATH_OP.len() <= checked);
 }
 
@@ -1095,6 +1183,7 @@ fn concrete(path: &str) -> String {
             "{tenant_id}" => TenantId::generate().to_string(),
             "{key_id}" => tributary_core::ids::ApiKeyId::generate().to_string(),
             "{issuer_id}" => tributary_core::ids::IssuerId::generate().to_string(),
+            "{integration_id}" => tributary_core::ids::IntegrationId::generate().to_string(),
             s if s.starts_with('{') => panic!("no example id for the path parameter {s}"),
             s => s.to_owned(),
         })

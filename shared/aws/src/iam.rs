@@ -29,9 +29,9 @@ pub struct Grant {
     pub leading_keys: &'static [&'static str],
 }
 
-/// The API: the control plane over tenants, keys, issuers, audit events, idempotency keys and rate
-/// counters (`TENANTS`, `TENANT#…`, `APIKEY#…`, `ISSUERAUD#…`, `IDEMP#…`, `RATE#…`, and the canary
-/// under `SYSTEM` for health). It reaches nearly every partition prefix of the control table, so a
+/// The API: the control plane over tenants, keys, issuers, integrations, audit events, idempotency
+/// keys and rate counters (`TENANTS`, `TENANT#…`, `APIKEY#…`, `ISSUERAUD#…`, `IDEMP#…`, `RATE#…`,
+/// and the canary under `SYSTEM` for health), and the credential keyring. It reaches nearly every partition prefix of the control table, so a
 /// `LeadingKeys` condition would exclude little (the job ledger) and break the API in AWS whenever a
 /// prefix is added; it has none. `BatchWriteItem` purges a deleted tenant's items; no `Scan`.
 pub const API: &[Grant] = &[
@@ -45,6 +45,11 @@ pub const API: &[Grant] = &[
             "dynamodb:DeleteItem",
             "dynamodb:BatchWriteItem",
         ],
+        leading_keys: &[],
+    },
+    Grant {
+        resource: "CredentialKeyringSecret",
+        actions: &["secretsmanager:GetSecretValue"],
         leading_keys: &[],
     },
     Grant {
@@ -449,8 +454,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_api_calls_nothing_it_is_not_granted() {
+        use tributary_core::ids::IntegrationId;
         use tributary_core::pagination::PageRequest;
-        use tributary_core::ports::{IdempotencyStore, RateCounter};
+        use tributary_core::ports::{
+            IdempotencyStore, IntegrationStore, RateCounter, SecretSource,
+        };
         let aws = Recorder::start();
         let (table, queue) = (aws.table(), aws.queue());
         let tenant = TenantId::generate();
@@ -485,7 +493,16 @@ mod tests {
         table.list_keys(&tenant, &page).await.unwrap();
         table.list_issuers(&tenant, &page).await.unwrap();
         table.list_audit(&tenant, &page).await.unwrap();
+        table.list_integrations(&tenant, &page).await.unwrap();
+        table
+            .get_integration(&tenant, &IntegrationId::generate())
+            .await
+            .unwrap();
         table.purge_tenant(&tenant, 1).await.unwrap();
+        aws.secrets()
+            .secret("CredentialKeyringSecret")
+            .await
+            .unwrap();
         let mut used = check("api", API, &aws.take());
 
         // Purging a deleted tenant's partition: a key found there goes with its lookup item.

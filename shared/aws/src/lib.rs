@@ -7,6 +7,7 @@ pub mod dynamo;
 mod errors;
 mod guards;
 pub mod iam;
+pub mod integrations;
 pub mod lazy;
 pub mod logging;
 pub mod sdk;

@@ -11,6 +11,7 @@
 //! | issuer (lookup by `iss` and `aud`) | `ISSUERAUD#<sha256 of the pair>` | `ISSUERAUD` |
 //! | issuer count (the per-tenant cap) | `TENANT#<tenant id>` | `ISSUERCOUNT` |
 //! | audit event | `TENANT#<tenant id>` | `AUDIT#<event id>` |
+//! | integration ([`crate::integrations`]) | `TENANT#<tenant id>` | `INTEGRATION#<integration id>` |
 //!
 //! Every tenant-owned item is under the tenant's partition or is found from an item there, so a read
 //! can only reach another tenant's data by a key the caller does not control, and deleting a tenant
@@ -43,7 +44,7 @@ use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
 use crate::errors::classify;
 
 const DOC: &str = "doc";
-const VERSION: &str = "version";
+pub(crate) const VERSION: &str = "version";
 const TENANTS_PK: &str = "TENANTS";
 const ISSUER_PAIR_SK: &str = "ISSUERAUD";
 const ISSUER_COUNT_SK: &str = "ISSUERCOUNT";
@@ -51,7 +52,7 @@ const ISSUER_COUNT: &str = "n";
 /// Items of a deleting tenant's partition read (and removed) per purge step.
 const PURGE_PAGE: i32 = 25;
 
-fn tenant_pk(id: &TenantId) -> String {
+pub(crate) fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")
 }
 
@@ -66,7 +67,7 @@ fn issuer_pair_pk(issuer: &str, audience: &str) -> String {
     format!("ISSUERAUD#{}", hex::encode(hasher.finalize()))
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -76,11 +77,11 @@ fn tenant_item(tenant: &Tenant) -> Result<Item, PortError> {
     Ok(it)
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn item<T: Serialize>(pk: String, sk: String, doc: &T) -> Result<Item, PortError> {
+pub(crate) fn item<T: Serialize>(pk: String, sk: String, doc: &T) -> Result<Item, PortError> {
     let json = serde_json::to_string(doc).map_err(|e| PortError::Rejected {
         service: Service::Store,
         operation: "serialize",
@@ -93,7 +94,10 @@ fn item<T: Serialize>(pk: String, sk: String, doc: &T) -> Result<Item, PortError
     ]))
 }
 
-fn decode<T: DeserializeOwned>(item: &Item, operation: &'static str) -> Result<T, PortError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    item: &Item,
+    operation: &'static str,
+) -> Result<T, PortError> {
     let Some(AttributeValue::S(json)) = item.get(DOC) else {
         return Err(PortError::Corrupt {
             service: Service::Store,
@@ -108,7 +112,11 @@ fn decode<T: DeserializeOwned>(item: &Item, operation: &'static str) -> Result<T
     })
 }
 
-fn put(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, PortError> {
+pub(crate) fn put(
+    table: &str,
+    item: Item,
+    condition: Option<&str>,
+) -> Result<TransactWriteItem, PortError> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
@@ -118,7 +126,7 @@ fn put(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWrite
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-fn delete(table: &str, pk: String, sk: String) -> Result<TransactWriteItem, PortError> {
+pub(crate) fn delete(table: &str, pk: String, sk: String) -> Result<TransactWriteItem, PortError> {
     let delete = Delete::builder()
         .table_name(table)
         .key(PK, s(pk))
@@ -128,7 +136,7 @@ fn delete(table: &str, pk: String, sk: String) -> Result<TransactWriteItem, Port
     Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
-fn rejected(operation: &'static str, detail: String) -> PortError {
+pub(crate) fn rejected(operation: &'static str, detail: String) -> PortError {
     PortError::Rejected {
         service: Service::Store,
         operation,
@@ -136,7 +144,7 @@ fn rejected(operation: &'static str, detail: String) -> PortError {
     }
 }
 
-fn audit_item(event: &AuditEvent) -> Result<Item, PortError> {
+pub(crate) fn audit_item(event: &AuditEvent) -> Result<Item, PortError> {
     item(
         tenant_pk(&event.tenant_id),
         format!("AUDIT#{}", event.id),
@@ -145,7 +153,7 @@ fn audit_item(event: &AuditEvent) -> Result<Item, PortError> {
 }
 
 impl DynamoTable {
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PortError> {
+    pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PortError> {
         self.client()
             .transact_write_items()
             .set_transact_items(Some(items))
@@ -172,7 +180,7 @@ impl DynamoTable {
 
     /// Runs a transaction; when it is cancelled, returns for each of its items whether its condition
     /// failed.
-    async fn transact_checked(
+    pub(crate) async fn transact_checked(
         &self,
         items: Vec<TransactWriteItem>,
     ) -> Result<Result<(), Vec<bool>>, PortError> {
@@ -213,7 +221,7 @@ impl DynamoTable {
         }
     }
 
-    async fn get_doc<T: DeserializeOwned>(
+    pub(crate) async fn get_doc<T: DeserializeOwned>(
         &self,
         pk: &str,
         sk: &str,
@@ -225,7 +233,7 @@ impl DynamoTable {
     }
 
     /// Reads one page of `pk`'s items whose sort key starts with `prefix`, in sort-key order.
-    async fn query_docs<T: DeserializeOwned>(
+    pub(crate) async fn query_docs<T: DeserializeOwned>(
         &self,
         pk: &str,
         prefix: &str,

@@ -116,6 +116,12 @@ prefixed_id!(
     "issuer"
 );
 prefixed_id!(
+    /// A tenant's configuration of a provider.
+    IntegrationId,
+    "int",
+    "integration"
+);
+prefixed_id!(
     /// An audit event.
     AuditEventId,
     "evt",

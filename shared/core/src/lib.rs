@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod integration;
 pub mod job;
 pub mod pagination;
 pub mod ports;

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::canary::CanaryObservation;
 use crate::error::PortError;
-use crate::ids::{ApiKeyId, IssuerId, JobId, TenantId};
+use crate::ids::{ApiKeyId, IntegrationId, IssuerId, JobId, TenantId};
+use crate::integration::Integration;
 use crate::job::JobEnvelope;
 use crate::pagination::{Page, PageRequest};
 use crate::tenancy::{ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant};
@@ -89,6 +90,12 @@ pub trait JobLedger: Send + Sync {
 pub trait SecretSource: Send + Sync {
     /// The current value of the secret `id`.
     fn secret(&self, id: &str) -> impl Future<Output = Result<SecretString, PortError>> + Send;
+}
+
+impl<T: SecretSource + ?Sized> SecretSource for std::sync::Arc<T> {
+    fn secret(&self, id: &str) -> impl Future<Output = Result<SecretString, PortError>> + Send {
+        (**self).secret(id)
+    }
 }
 
 /// Stores tenants.
@@ -195,6 +202,44 @@ pub trait CredentialStore: Send + Sync {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<AuditEvent>, PortError>> + Send;
+}
+
+/// Stores integrations. Every change is written atomically with its audit event.
+pub trait IntegrationStore: Send + Sync {
+    /// Stores a new integration.
+    fn create_integration(
+        &self,
+        integration: &Integration,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's integration.
+    fn get_integration(
+        &self,
+        tenant: &TenantId,
+        id: &IntegrationId,
+    ) -> impl Future<Output = Result<Option<Integration>, PortError>> + Send;
+    /// The tenant's integrations, oldest first.
+    fn list_integrations(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Integration>, PortError>> + Send;
+    /// Replaces the tenant's integration whose stored version is `expected_version`, storing
+    /// `integration.version`; `false` when it does not exist, [`PortError::Conflict`] when another
+    /// write changed it since it was read.
+    fn update_integration(
+        &self,
+        integration: &Integration,
+        expected_version: u64,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Removes the tenant's integration; `false` when it does not exist.
+    fn delete_integration(
+        &self,
+        tenant: &TenantId,
+        id: &IntegrationId,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }
 
 /// A response kept for idempotent replay.

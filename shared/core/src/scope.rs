@@ -39,6 +39,10 @@ macro_rules! scopes {
 }
 
 scopes! {
+    /// Read integrations (a tenant's provider configurations).
+    IntegrationsRead => "integrations:read",
+    /// Create, update and delete integrations.
+    IntegrationsWrite => "integrations:write",
     /// Read connections.
     ConnectionsRead => "connections:read",
     /// Create, update and delete connections.

@@ -2,22 +2,33 @@
 //! the owner of a value (tenant, object, purpose) as associated data, so that a sealed value copied
 //! into another tenant's or another connection's item does not open.
 //!
-//! The keyring is one JSON secret: `{"active": "k2", "keys": {"k1": "<base64 of 32 bytes>", "k2":
-//! "…"}}`. Rotation adds a key and makes it active: new values are sealed under it, values sealed
-//! under an older key still open ([`Keyring::needs_reseal`] says which to re-seal when next written),
-//! and an old key is removed only once nothing is sealed under it. Each value gets a random 96-bit
-//! nonce, which keeps a key well inside AES-GCM's limits for the number of values one deployment
-//! seals.
+//! The keyring is one JSON secret: `{"active": "k2", "k1": "<key material>", "k2": "…"}`, each
+//! member but `active` a key id and its material: at least 43 characters with 256 bits of entropy
+//! (64 random letters and digits, as the template generates at deploy time, or the base64 of 32
+//! random bytes). The AES key is derived from the material with HKDF-SHA256, bound to the key id.
+//! Rotation adds a key and makes it active: new values are sealed under it, values sealed under an
+//! older key still open ([`Keyring::needs_reseal`] says which to re-seal when next written), and an
+//! old key is removed only once nothing is sealed under it. Each value gets a random 96-bit nonce,
+//! which keeps a key well inside AES-GCM's limits for the number of values one deployment seals.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hkdf::Hkdf;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
-use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::error::PortError;
+use crate::ports::SecretSource;
+use crate::time::{Clock, EpochMillis};
 
 /// The format tag of a sealed value.
 const FORMAT: &str = "v1";
@@ -25,9 +36,11 @@ const FORMAT: &str = "v1";
 const AAD_DOMAIN: &[u8] = b"tributary-vault-v1";
 /// AES-GCM nonce length.
 const NONCE_LEN: usize = 12;
+/// The shortest key material accepted: 43 base64 characters carry 256 bits.
+const MIN_MATERIAL: usize = 43;
 
 /// Why sealing or opening failed. Never carries key material or plaintext.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     /// The keyring secret is not a valid keyring.
     #[error("keyring: {0}")]
@@ -44,6 +57,23 @@ pub enum VaultError {
     /// An owner field is empty or holds a NUL byte.
     #[error("associated data: `{0}` must be non-empty and free of NUL bytes")]
     Owner(&'static str),
+    /// The keyring secret could not be read.
+    #[error("reading the keyring: {0}")]
+    Source(#[from] PortError),
+}
+
+impl PartialEq for VaultError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Keyring(a), Self::Keyring(b)) | (Self::UnknownKey(a), Self::UnknownKey(b)) => {
+                a == b
+            }
+            (Self::Malformed, Self::Malformed) | (Self::Open, Self::Open) => true,
+            (Self::Owner(a), Self::Owner(b)) => a == b,
+            (Self::Source(a), Self::Source(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
 }
 
 /// Whose a value is: bound into the ciphertext as associated data.
@@ -141,50 +171,46 @@ pub struct Keyring {
     keys: BTreeMap<String, Aes256Gcm>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyringDoc {
-    active: String,
-    keys: BTreeMap<String, String>,
-}
-
 impl Keyring {
     /// Reads the keyring secret.
     pub fn from_secret(secret: &SecretString) -> Result<Self, VaultError> {
-        let doc: KeyringDoc = serde_json::from_str(secret.expose_secret()).map_err(|e| {
-            // Only the kind and position: serde's message may quote a value.
-            VaultError::Keyring(format!(
-                "not a keyring document ({:?} error at line {}, column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let mut doc: BTreeMap<String, String> = serde_json::from_str(secret.expose_secret())
+            .map_err(|e| {
+                // Only the kind and position: serde's message may quote a value.
+                VaultError::Keyring(format!(
+                    "not a keyring document: a JSON object of strings ({:?} error at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+        let active = doc
+            .remove("active")
+            .ok_or_else(|| VaultError::Keyring("no `active` key id".into()))?;
         let mut keys = BTreeMap::new();
-        for (id, encoded) in &doc.keys {
+        for (id, material) in &doc {
             if !valid_key_id(id) {
                 return Err(VaultError::Keyring(format!(
-                    "key id `{id}`: use 1 to 32 letters, digits, `-` or `_`"
+                    "key id `{}`: use 1 to 32 letters, digits, `-` or `_`",
+                    id.chars().take(40).collect::<String>()
                 )));
             }
-            let bytes = STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| VaultError::Keyring(format!("key `{id}` is not base64")))?;
-            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
-                VaultError::Keyring(format!("key `{id}` is {} bytes, not 32", bytes.len()))
-            })?;
-            keys.insert(id.clone(), cipher);
+            let material = material.trim();
+            if material.len() < MIN_MATERIAL {
+                return Err(VaultError::Keyring(format!(
+                    "key `{id}` has {} characters of material; use at least {MIN_MATERIAL} (for example `openssl rand -base64 32`)",
+                    material.len()
+                )));
+            }
+            keys.insert(id.clone(), derive(id, material.as_bytes()));
         }
-        if !keys.contains_key(&doc.active) {
+        if !keys.contains_key(&active) {
             return Err(VaultError::Keyring(format!(
                 "the active key `{}` is not among the keys",
-                doc.active
+                active.chars().take(40).collect::<String>()
             )));
         }
-        Ok(Self {
-            active: doc.active,
-            keys,
-        })
+        Ok(Self { active, keys })
     }
 
     /// The key new values are sealed under.
@@ -249,6 +275,119 @@ impl fmt::Debug for Keyring {
     }
 }
 
+/// A future of the keyring.
+pub type KeyringFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<Keyring>, VaultError>> + Send + 'a>>;
+
+/// Where the keyring comes from: object-safe, so the API's state holds one without another type
+/// parameter.
+pub trait KeyringSource: Send + Sync {
+    /// The current keyring.
+    fn keyring(&self) -> KeyringFuture<'_>;
+}
+
+/// A fixed keyring (tests, the CLI).
+impl KeyringSource for Arc<Keyring> {
+    fn keyring(&self) -> KeyringFuture<'_> {
+        let ring = self.clone();
+        Box::pin(async move { Ok(ring) })
+    }
+}
+
+/// The keyring read from a secret and kept for `ttl` per execution environment: a warm function
+/// parses it once per TTL, and a rotation reaches every environment within one TTL. A keyring that
+/// fails to parse is not kept, so a fixed secret is picked up by the next call.
+pub struct CachedKeyring<S> {
+    source: S,
+    secret_id: String,
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+    cached: Mutex<Option<(EpochMillis, Arc<Keyring>)>>,
+}
+
+impl<S: SecretSource> CachedKeyring<S> {
+    /// The keyring of the secret `secret_id` read through `source`, kept for `ttl`.
+    pub fn new(
+        source: S,
+        secret_id: impl Into<String>,
+        ttl: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            source,
+            secret_id: secret_id.into(),
+            ttl,
+            clock,
+            cached: Mutex::new(None),
+        }
+    }
+
+    async fn load(&self) -> Result<Arc<Keyring>, VaultError> {
+        let now = self.clock.now_ms();
+        let ttl = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        if let Some((at, ring)) = &*self.cached.lock().unwrap_or_else(|p| p.into_inner())
+            && now.saturating_sub(*at) < ttl
+        {
+            return Ok(ring.clone());
+        }
+        let secret = self.source.secret(&self.secret_id).await?;
+        let ring = Arc::new(Keyring::from_secret(&secret)?);
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, ring.clone()));
+        Ok(ring)
+    }
+}
+
+impl<S: SecretSource> KeyringSource for CachedKeyring<S> {
+    fn keyring(&self) -> KeyringFuture<'_> {
+        Box::pin(self.load())
+    }
+}
+
+/// Seals and opens text values (credentials as JSON, client secrets) in their stored form.
+#[derive(Clone)]
+pub struct Vault(Arc<dyn KeyringSource>);
+
+impl Vault {
+    /// A vault over `keys`.
+    pub fn new(keys: Arc<dyn KeyringSource>) -> Self {
+        Self(keys)
+    }
+
+    /// `plaintext` sealed for `owner` under the active key, in its stored form.
+    pub async fn seal(&self, owner: &Owner<'_>, plaintext: &[u8]) -> Result<String, VaultError> {
+        Ok(self.0.keyring().await?.seal(owner, plaintext)?.encode())
+    }
+
+    /// The plaintext of a stored value sealed for `owner`, and whether it should be re-sealed
+    /// (it was sealed under a key that is no longer active).
+    pub async fn open(
+        &self,
+        owner: &Owner<'_>,
+        stored: &str,
+    ) -> Result<(SecretSlice<u8>, bool), VaultError> {
+        let sealed = Sealed::decode(stored)?;
+        let ring = self.0.keyring().await?;
+        let plain = ring.open(owner, &sealed)?;
+        Ok((plain, ring.needs_reseal(&sealed)))
+    }
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Vault")
+    }
+}
+
+/// The AES-256 key of `material` under the key id `id`.
+fn derive(id: &str, material: &[u8]) -> Aes256Gcm {
+    let mut key = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's output limit (8160 bytes), so expansion cannot fail.
+    let _ = Hkdf::<Sha256>::new(Some(AAD_DOMAIN), material).expand(id.as_bytes(), &mut key);
+    let cipher = Aes256Gcm::new(&key.into());
+    key.fill(0);
+    cipher
+}
+
 fn valid_key_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
         && id
@@ -260,14 +399,20 @@ fn valid_key_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
+    use base64::engine::general_purpose::STANDARD;
+
     fn key(byte: u8) -> String {
         STANDARD.encode([byte; 32])
     }
 
+    fn doc(active: &str, keys: &[(&str, u8)]) -> SecretString {
+        let mut doc: BTreeMap<&str, String> = keys.iter().map(|(id, b)| (*id, key(*b))).collect();
+        doc.insert("active", active.to_owned());
+        SecretString::from(serde_json::to_string(&doc).unwrap())
+    }
+
     fn keyring(active: &str, keys: &[(&str, u8)]) -> Keyring {
-        let keys: BTreeMap<&str, String> = keys.iter().map(|(id, b)| (*id, key(*b))).collect();
-        let doc = serde_json::json!({ "active": active, "keys": keys });
-        Keyring::from_secret(&SecretString::from(doc.to_string())).unwrap()
+        Keyring::from_secret(&doc(active, keys)).unwrap()
     }
 
     fn owner<'a>(tenant: &'a str, object: &'a str) -> Owner<'a> {
@@ -397,25 +542,26 @@ mod tests {
         let parse = |doc: serde_json::Value| {
             Keyring::from_secret(&SecretString::from(doc.to_string())).unwrap_err()
         };
-        let short = STANDARD.encode([1u8; 16]);
+        let short = STANDARD.encode([7u8; 16]);
         for (doc, needle) in [
             (
-                serde_json::json!({"active": "k2", "keys": {"k1": key(1)}}),
+                serde_json::json!({"active": "k2", "k1": key(1)}),
                 "active key",
             ),
             (
-                serde_json::json!({"active": "k1", "keys": {"k1": short.clone()}}),
-                "16 bytes",
+                serde_json::json!({"active": "k1", "k1": short.clone()}),
+                "24 characters",
             ),
             (
-                serde_json::json!({"active": "k1", "keys": {"k1": "%%%"}}),
-                "not base64",
-            ),
-            (
-                serde_json::json!({"active": "k 1", "keys": {"k 1": key(1)}}),
+                serde_json::json!({"active": "k 1", "k 1": key(1)}),
                 "key id",
             ),
-            (serde_json::json!({"keys": {}}), "not a keyring"),
+            (serde_json::json!({"k1": key(1)}), "no `active`"),
+            (
+                serde_json::json!({"active": "k1", "k1": 5}),
+                "not a keyring",
+            ),
+            (serde_json::json!(["k1"]), "not a keyring"),
         ] {
             let err = parse(doc).to_string();
             assert!(err.contains(needle), "{err}");
@@ -423,5 +569,118 @@ mod tests {
         }
         let ring = keyring("k1", &[("k1", 1)]);
         assert!(!format!("{ring:?}").contains(&key(1)));
+    }
+
+    #[test]
+    fn the_template_s_generated_keyring_is_accepted_and_keys_are_bound_to_their_ids() {
+        // What `GenerateSecretString` makes of the template's definition.
+        let material = "aZ3".repeat(21) + "q";
+        let generated = serde_json::json!({"active": "k1", "k1": material}).to_string();
+        let ring = Keyring::from_secret(&SecretString::from(generated)).unwrap();
+        let sealed = ring.seal(&owner("t", "o"), SECRET).unwrap();
+        // The same material under another id is another key.
+        let renamed = serde_json::json!({"active": "k2", "k2": material}).to_string();
+        let renamed = Keyring::from_secret(&SecretString::from(renamed)).unwrap();
+        let moved = Sealed {
+            key_id: "k2".into(),
+            ..sealed
+        };
+        assert_eq!(
+            renamed.open(&owner("t", "o"), &moved).unwrap_err(),
+            VaultError::Open
+        );
+    }
+
+    struct Source {
+        value: Mutex<SecretString>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SecretSource for Source {
+        async fn secret(&self, _: &str) -> Result<SecretString, PortError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.value.lock().unwrap().clone())
+        }
+    }
+
+    struct At(std::sync::atomic::AtomicI64);
+
+    impl Clock for At {
+        fn now_ms(&self) -> EpochMillis {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        // The futures here never wait on anything, so one poll completes them.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the future waited"),
+        }
+    }
+
+    #[test]
+    fn the_keyring_is_read_once_per_ttl_and_a_rotation_arrives_after_it() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let source = Arc::new(Source {
+            value: Mutex::new(doc("k1", &[("k1", 1)])),
+            reads: 0.into(),
+        });
+        let clock = Arc::new(At(1_000.into()));
+        let cached = CachedKeyring::new(
+            source.clone(),
+            "keyring",
+            Duration::from_secs(300),
+            clock.clone(),
+        );
+        let vault = Vault::new(Arc::new(cached));
+        let me = owner("ten_a", "conn_1");
+        let old = block_on(vault.seal(&me, SECRET)).unwrap();
+        assert!(old.starts_with("v1.k1."));
+        assert!(
+            block_on(vault.seal(&me, SECRET))
+                .unwrap()
+                .starts_with("v1.k1.")
+        );
+        assert_eq!(source.reads.load(SeqCst), 1);
+
+        // A rotation in the secret store reaches the environment once the TTL has passed.
+        *source.value.lock().unwrap() = doc("k2", &[("k1", 1), ("k2", 2)]);
+        clock.0.store(1_000 + 299_999, SeqCst);
+        assert!(
+            block_on(vault.seal(&me, SECRET))
+                .unwrap()
+                .starts_with("v1.k1.")
+        );
+        clock.0.store(1_000 + 300_000, SeqCst);
+        assert!(
+            block_on(vault.seal(&me, SECRET))
+                .unwrap()
+                .starts_with("v1.k2.")
+        );
+        assert_eq!(source.reads.load(SeqCst), 2);
+        let (plain, reseal) = block_on(vault.open(&me, &old)).unwrap();
+        assert_eq!(plain.expose_secret(), SECRET);
+        assert!(
+            reseal,
+            "a value under the retired active key is re-sealed when next written"
+        );
+
+        // A broken secret is an error, and is not kept: the fixed one is read on the next call.
+        *source.value.lock().unwrap() = SecretString::from("{}".to_owned());
+        clock.0.store(1_000 + 600_000, SeqCst);
+        assert!(matches!(
+            block_on(vault.seal(&me, SECRET)).unwrap_err(),
+            VaultError::Keyring(_)
+        ));
+        *source.value.lock().unwrap() = doc("k2", &[("k2", 2)]);
+        assert!(
+            block_on(vault.seal(&me, SECRET))
+                .unwrap()
+                .starts_with("v1.k2.")
+        );
     }
 }

@@ -44,6 +44,13 @@ pub fn load_all() -> Result<Vec<ProviderSpec>, SpecErrors> {
     }
 }
 
+/// The whole embedded catalog, parsed once per process.
+pub fn shared() -> Result<&'static [ProviderSpec], &'static SpecErrors> {
+    static CATALOG: std::sync::OnceLock<Result<Vec<ProviderSpec>, SpecErrors>> =
+        std::sync::OnceLock::new();
+    CATALOG.get_or_init(load_all).as_ref().map(Vec::as_slice)
+}
+
 /// The embedded spec with this id.
 pub fn get(id: &str) -> Option<Result<ProviderSpec, SpecErrors>> {
     FILES

@@ -8,11 +8,12 @@ use std::time::Duration;
 use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
 use tributary_core::error::Service;
-use tributary_core::ids::{ApiKeyId, IssuerId, JobId, TenantId};
+use tributary_core::ids::{ApiKeyId, IntegrationId, IssuerId, JobId, TenantId};
+use tributary_core::integration::Integration;
 use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
 use tributary_core::ports::{
-    CanaryStore, CredentialStore, IdempotencyBegin, IdempotencyStore, JobLedger, RateCounter,
-    StoredResponse, TenantStore,
+    CanaryStore, CredentialStore, IdempotencyBegin, IdempotencyStore, IntegrationStore, JobLedger,
+    RateCounter, StoredResponse, TenantStore,
 };
 use tributary_core::tenancy::{
     ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant, TenantStatus,
@@ -49,6 +50,12 @@ const METHODS: &[&str] = &[
     "delete_issuer",
     "issuer_registration",
     "list_audit",
+    // IntegrationStore
+    "create_integration",
+    "get_integration",
+    "list_integrations",
+    "update_integration",
+    "delete_integration",
     // IdempotencyStore
     "begin",
     "complete",
@@ -62,6 +69,7 @@ const METHODS: &[&str] = &[
 const KEY_SK: &str = "APIKEY#";
 const ISSUER_SK: &str = "ISSUER#";
 const AUDIT_SK: &str = "AUDIT#";
+const INTEGRATION_SK: &str = "INTEGRATION#";
 const ISSUER_COUNT_SK: &str = "ISSUERCOUNT";
 
 /// An idempotency key's item.
@@ -87,6 +95,7 @@ struct Tables {
     /// Tenants whose partition holds the issuer-count item.
     issuer_counters: BTreeSet<TenantId>,
     audit: BTreeMap<String, AuditEvent>,
+    integrations: BTreeMap<String, Integration>,
     /// Audit events kept after their tenant's deletion, with their expiry (epoch seconds).
     kept_audit: HashMap<String, i64>,
     idempotency: HashMap<(String, String), Claim>,
@@ -99,6 +108,7 @@ enum Owned {
     Key(String),
     Audit(String),
     Issuer(String),
+    Integration(String),
     IssuerCount,
 }
 
@@ -118,6 +128,14 @@ impl Tables {
         for (id, e) in &self.audit {
             if e.tenant_id == *tenant {
                 items.insert(format!("{AUDIT_SK}{id}"), Owned::Audit(id.clone()));
+            }
+        }
+        for (id, i) in &self.integrations {
+            if i.tenant_id == *tenant {
+                items.insert(
+                    format!("{INTEGRATION_SK}{id}"),
+                    Owned::Integration(id.clone()),
+                );
             }
         }
         if self.issuer_counters.contains(tenant) {
@@ -162,11 +180,11 @@ enum Access {
 }
 
 /// The control table in memory: one implementation of every store port the functions use
-/// ([`CanaryStore`], [`JobLedger`], [`TenantStore`], [`CredentialStore`], [`IdempotencyStore`],
-/// [`RateCounter`]), with the DynamoDB adapter's semantics where tests rely on them:
+/// ([`CanaryStore`], [`JobLedger`], [`TenantStore`], [`CredentialStore`], [`IntegrationStore`],
+/// [`IdempotencyStore`], [`RateCounter`]), with the DynamoDB adapter's semantics where tests rely on them:
 ///
-/// - conditional writes: creating a tenant, key or issuer whose id exists is a
-///   [`PortError::Conflict`]; a tenant update checks the stored version; a canary older than the
+/// - conditional writes: creating a tenant, key, issuer or integration whose id exists is a
+///   [`PortError::Conflict`]; a tenant or integration update checks the stored version; a canary older than the
 ///   recorded one is ignored; an idempotency key is claimed only when absent, expired or pending past
 ///   its lease (times in whole seconds, as the adapter stores them);
 /// - an (issuer, audience) pair belongs to one registration across tenants, and a tenant holds at
@@ -372,7 +390,7 @@ impl MemStore {
         self.tables().done.keys().cloned().collect()
     }
 
-    /// How many items the store holds for `tenant` (keys, issuers, audit events not kept after a
+    /// How many items the store holds for `tenant` (keys, issuers, integrations, audit events not kept after a
     /// deletion).
     pub fn owned_by(&self, tenant: &TenantId) -> usize {
         let t = self.tables();
@@ -380,6 +398,10 @@ impl MemStore {
             + t.issuers
                 .values()
                 .filter(|o| o.tenant_id == *tenant)
+                .count()
+            + t.integrations
+                .values()
+                .filter(|i| i.tenant_id == *tenant)
                 .count()
             + t.audit
                 .iter()
@@ -523,6 +545,9 @@ impl TenantStore for MemStore {
                     }
                     Owned::Audit(event) => {
                         t.kept_audit.insert(event, audit_expires_at_s);
+                    }
+                    Owned::Integration(integration) => {
+                        t.integrations.remove(&integration);
                     }
                     Owned::IssuerCount => {
                         t.issuer_counters.remove(id);
@@ -706,6 +731,108 @@ impl CredentialStore for MemStore {
             page(mine, AUDIT_SK, req)
         })
         .await?
+    }
+}
+
+impl IntegrationStore for MemStore {
+    async fn create_integration(&self, i: &Integration, a: &AuditEvent) -> Result<(), PortError> {
+        self.port(
+            "create_integration",
+            Access::Write,
+            "TransactWriteItems",
+            |t| {
+                if t.integrations.contains_key(i.id.as_str()) {
+                    return Err(conflict("TransactWriteItems"));
+                }
+                t.integrations.insert(i.id.to_string(), i.clone());
+                t.audit.insert(a.id.to_string(), a.clone());
+                Ok(())
+            },
+        )
+        .await?
+    }
+
+    async fn get_integration(
+        &self,
+        tenant: &TenantId,
+        id: &IntegrationId,
+    ) -> Result<Option<Integration>, PortError> {
+        self.port("get_integration", Access::Read, "GetItem", |t| {
+            t.integrations
+                .get(id.as_str())
+                .filter(|i| i.tenant_id == *tenant)
+                .cloned()
+        })
+        .await
+    }
+
+    async fn list_integrations(
+        &self,
+        tenant: &TenantId,
+        req: &PageRequest,
+    ) -> Result<Page<Integration>, PortError> {
+        self.port("list_integrations", Access::Read, "Query", |t| {
+            let mine = t
+                .integrations
+                .iter()
+                .filter(|(_, i)| i.tenant_id == *tenant)
+                .map(|(id, i)| (format!("{INTEGRATION_SK}{id}"), i.clone()))
+                .collect();
+            page(mine, INTEGRATION_SK, req)
+        })
+        .await?
+    }
+
+    async fn update_integration(
+        &self,
+        i: &Integration,
+        expected: u64,
+        a: &AuditEvent,
+    ) -> Result<bool, PortError> {
+        self.port(
+            "update_integration",
+            Access::Write,
+            "TransactWriteItems",
+            |t| match t
+                .integrations
+                .get_mut(i.id.as_str())
+                .filter(|x| x.tenant_id == i.tenant_id)
+            {
+                None => Ok(false),
+                Some(stored) if stored.version != expected => Err(conflict("TransactWriteItems")),
+                Some(stored) => {
+                    *stored = i.clone();
+                    t.audit.insert(a.id.to_string(), a.clone());
+                    Ok(true)
+                }
+            },
+        )
+        .await?
+    }
+
+    async fn delete_integration(
+        &self,
+        tenant: &TenantId,
+        id: &IntegrationId,
+        a: &AuditEvent,
+    ) -> Result<bool, PortError> {
+        self.port(
+            "delete_integration",
+            Access::Write,
+            "TransactWriteItems",
+            |t| {
+                let mine = t
+                    .integrations
+                    .get(id.as_str())
+                    .is_some_and(|i| i.tenant_id == *tenant);
+                if mine {
+                    t.integrations.remove(id.as_str());
+                    t.audit.insert(a.id.to_string(), a.clone());
+                }
+                mine
+            },
+        )
+        .await
     }
 }
 

@@ -357,6 +357,7 @@ mod tests {
             ("CONTROL_TABLE", "t"),
             ("JOBS_QUEUE_URL", "q"),
             ("JOBS_DLQ_URL", "d"),
+            ("KEYRING_SECRET_ID", "k"),
             ("HEALTH_PROBE_TIMEOUT_MS", "200"),
         ]))
         .unwrap()

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod docs;
 pub mod health;
+pub mod integrations;
 pub mod issuers;
 pub mod keys;
 pub mod me;
@@ -25,6 +26,7 @@ pub fn api<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
         .merge(keys::router())
         .merge(issuers::router())
         .merge(audit::router())
+        .merge(integrations::router())
 }
 
 /// Maps a store failure to a 503 (retryable) or 500, logging the cause.
