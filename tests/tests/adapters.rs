@@ -930,3 +930,210 @@ async fn the_template_s_generated_keyring_seals_and_opens() {
         b"value"
     );
 }
+
+fn connection(
+    t: &TenantId,
+    integration: &tributary_core::ids::IntegrationId,
+    user: &str,
+    tier: &str,
+) -> tributary_core::connection::Connection {
+    use tributary_core::connection::{Connection, ConnectionStatus};
+    Connection {
+        id: tributary_core::ids::ConnectionId::generate(),
+        tenant_id: t.clone(),
+        integration_id: integration.clone(),
+        provider: "stripe".into(),
+        auth_mode: "api_key".into(),
+        end_user_id: user.into(),
+        config: BTreeMap::new(),
+        credentials: "v1.k1.sealed".into(),
+        tags: BTreeMap::from([("tier".to_owned(), tier.to_owned())]),
+        metadata: serde_json::json!({}),
+        status: ConnectionStatus::Active,
+        status_reason: None,
+        status_changed_at_ms: 1,
+        last_verified_at_ms: Some(1),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version: 1,
+    }
+}
+
+fn connection_event(
+    c: &tributary_core::connection::Connection,
+    kind: tributary_core::connection::ConnectionEventType,
+) -> tributary_core::connection::ConnectionEvent {
+    tributary_core::connection::ConnectionEvent {
+        id: tributary_core::ids::EventId::generate(),
+        tenant_id: c.tenant_id.clone(),
+        connection_id: c.id.clone(),
+        kind,
+        status: c.status,
+        reason: None,
+        at_ms: 1_000,
+    }
+}
+
+#[tokio::test]
+async fn connections_are_filtered_as_read_versioned_and_deleted_with_their_events() {
+    use tributary_core::connection::{
+        ConnectionEventType as Kind, ConnectionFilter, ConnectionStatus,
+    };
+    use tributary_core::ports::ConnectionStore;
+    let env = env().await;
+    let table = env.control();
+    let (a, b) = (TenantId::generate(), TenantId::generate());
+    let (int_1, int_2) = (
+        tributary_core::ids::IntegrationId::generate(),
+        tributary_core::ids::IntegrationId::generate(),
+    );
+    let mut made = Vec::new();
+    for i in 0..9 {
+        let c = connection(
+            &a,
+            if i % 3 == 0 { &int_2 } else { &int_1 },
+            &format!("user-{}", i % 2),
+            if i < 4 { "gold" } else { "free" },
+        );
+        table
+            .create_connection(
+                &c,
+                &connection_event(&c, Kind::Created),
+                &audit(&a, "connection.created", c.id.as_str()),
+            )
+            .await
+            .unwrap();
+        made.push(c);
+    }
+    let other = connection(&b, &int_1, "user-0", "gold");
+    table
+        .create_connection(
+            &other,
+            &connection_event(&other, Kind::Created),
+            &audit(&b, "connection.created", "x"),
+        )
+        .await
+        .unwrap();
+
+    // Pages of 2 through a filter: every match once, in order, never another tenant's.
+    let walk = |filter: ConnectionFilter| {
+        let table = &table;
+        let a = &a;
+        async move {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = table
+                    .list_connections(a, &filter, &PageRequest { limit: 2, after })
+                    .await
+                    .unwrap();
+                assert!(page.items.len() <= 2);
+                seen.extend(page.items.into_iter().map(|c| c.id));
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break seen,
+                }
+            }
+        }
+    };
+    let ids = |pick: &dyn Fn(&tributary_core::connection::Connection) -> bool| -> Vec<_> {
+        made.iter()
+            .filter(|c| pick(c))
+            .map(|c| c.id.clone())
+            .collect()
+    };
+    assert_eq!(walk(ConnectionFilter::default()).await, ids(&|_| true));
+    assert_eq!(
+        walk(ConnectionFilter {
+            tag: Some(("tier".into(), "gold".into())),
+            ..Default::default()
+        })
+        .await,
+        ids(&|c| c.tags["tier"] == "gold")
+    );
+    assert_eq!(
+        walk(ConnectionFilter {
+            integration_id: Some(int_2.clone()),
+            end_user_id: Some("user-0".into()),
+            ..Default::default()
+        })
+        .await,
+        ids(&|c| c.integration_id == int_2 && c.end_user_id == "user-0")
+    );
+    assert!(
+        walk(ConnectionFilter {
+            provider: Some("hubspot".into()),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+
+    // A status change is seen by the status filter; a stale version is a conflict.
+    let mut changed = made[1].clone();
+    changed.status = ConnectionStatus::NeedsReauth;
+    changed.version = 2;
+    assert!(
+        table
+            .update_connection(
+                &changed,
+                1,
+                Some(&connection_event(&changed, Kind::VerificationFailed))
+            )
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        table.update_connection(&changed, 1, None).await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+    assert_eq!(
+        walk(ConnectionFilter {
+            status: Some(ConnectionStatus::NeedsReauth),
+            ..Default::default()
+        })
+        .await,
+        vec![changed.id.clone()]
+    );
+    // Another tenant's id does not reach it.
+    assert_eq!(table.get_connection(&b, &made[0].id).await.unwrap(), None);
+    assert!(
+        !table
+            .delete_connection(
+                &b,
+                &made[0].id,
+                &connection_event(&other, Kind::Deleted),
+                &audit(&b, "x", "x")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        table
+            .delete_connection(
+                &a,
+                &made[0].id,
+                &connection_event(&made[0], Kind::Deleted),
+                &audit(&a, "connection.deleted", "x")
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(table.get_connection(&a, &made[0].id).await.unwrap(), None);
+    let kinds: Vec<Kind> = table
+        .list_connection_events(
+            &a,
+            &PageRequest {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.len(), 11);
+    assert_eq!(kinds.last(), Some(&Kind::Deleted));
+}

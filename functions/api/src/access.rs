@@ -97,6 +97,10 @@ scope_rules! {
     IntegrationsRead => IntegrationsRead,
     /// `integrations:write`.
     IntegrationsWrite => IntegrationsWrite,
+    /// `connections:read`.
+    ConnectionsRead => ConnectionsRead,
+    /// `connections:write`.
+    ConnectionsWrite => ConnectionsWrite,
 }
 
 /// Implemented for every handler whose first argument is an access rule ([`Guard`]): how the router

@@ -1,8 +1,10 @@
 //! The API's configuration, read once at cold start.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
+use tributary_http::EgressPolicy;
 
 /// The API's settings (set by `infra/template.yaml`).
 #[derive(Debug, Clone)]
@@ -28,6 +30,74 @@ pub struct Config {
     /// `KEYRING_CACHE_TTL_SECONDS`: how long an execution environment keeps the keyring it read
     /// (default 300, 1 to 3600): a rotation reaches every environment within this time.
     pub keyring_ttl: Duration,
+    /// `EGRESS_ALLOWLIST`: comma-separated IPs or CIDRs that requests to providers (a new
+    /// connection's verification) may reach although they are loopback or private. Empty in AWS;
+    /// the local stack opens `127.0.0.1` for its local providers.
+    pub egress: EgressPolicy,
+    /// `PROVIDER_BASE_URLS`: `provider=url` pairs, comma-separated, that replace a provider's base
+    /// URL (local providers for development and tests). Set by the deployment only (a template
+    /// parameter, empty in AWS); no tenant or end user can change where a provider's requests go.
+    pub provider_base_urls: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The HTTP settings of requests to providers from the API: a verification answers within an
+    /// API request (API Gateway waits 30 s), so it gets two attempts within 12 s and never waits
+    /// out a long `Retry-After`.
+    pub fn provider_http(&self) -> tributary_engine::HttpConfig {
+        tributary_engine::HttpConfig {
+            connect_timeout: Duration::from_secs(4),
+            request_timeout: Duration::from_secs(8),
+            max_attempts: 2,
+            time_budget: Duration::from_secs(12),
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(1),
+            max_inline_wait: Duration::from_secs(2),
+            max_response_bytes: 1024 * 1024,
+            egress: self.egress.clone(),
+            ..tributary_engine::HttpConfig::default()
+        }
+    }
+}
+
+fn allowlist(env: &Env) -> Result<EgressPolicy, ConfigError> {
+    let allowlist = env.optional("EGRESS_ALLOWLIST").unwrap_or_default();
+    EgressPolicy::with_allowlist(
+        allowlist
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty()),
+    )
+    .map_err(|e| ConfigError::Invalid {
+        name: "EGRESS_ALLOWLIST",
+        reason: e.to_string(),
+    })
+}
+
+fn base_urls(env: &Env) -> Result<BTreeMap<String, String>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "PROVIDER_BASE_URLS",
+        reason,
+    };
+    let mut out = BTreeMap::new();
+    for pair in env
+        .optional("PROVIDER_BASE_URLS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let (provider, url) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("`{pair}` is not `provider=url`")))?;
+        let parsed =
+            url::Url::parse(url.trim()).map_err(|e| invalid(format!("`{provider}`: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(format!("`{provider}`: not an http(s) URL")));
+        }
+        out.insert(provider.trim().to_owned(), url.trim().to_owned());
+    }
+    Ok(out)
 }
 
 impl Config {
@@ -75,6 +145,8 @@ impl Config {
                 Duration::from_secs(1),
                 Duration::from_secs(3600),
             )?,
+            egress: allowlist(env)?,
+            provider_base_urls: base_urls(env)?,
         })
     }
 }

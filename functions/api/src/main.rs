@@ -49,6 +49,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             config.keyring_ttl,
             clock.clone(),
         )),
+        engine: tributary_engine::Engine::new(config.provider_http())?,
         clock,
         config,
     };

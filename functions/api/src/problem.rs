@@ -127,6 +127,21 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after_secs: u64,
     },
+    /// The provider refused the credentials it was given (its verification request failed as
+    /// unauthorized); nothing was saved.
+    #[error("credentials rejected by {provider}")]
+    CredentialsRejected {
+        /// The catalog provider.
+        provider: String,
+        /// The provider's HTTP status.
+        status: u16,
+    },
+    /// The provider did not answer usably (timeout, rate limit, server error); nothing was saved.
+    #[error("provider {provider} unavailable")]
+    ProviderUnavailable {
+        /// The catalog provider.
+        provider: String,
+    },
     /// A dependency is down; retry later. The cause is logged, not returned.
     #[error("service unavailable")]
     Unavailable,
@@ -152,6 +167,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::RateLimited { .. } => 429,
+            ApiError::CredentialsRejected { .. } => 400,
+            ApiError::ProviderUnavailable { .. } => 502,
             ApiError::Unavailable => 503,
             ApiError::Internal => 500,
         }
@@ -174,6 +191,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::CredentialsRejected { .. } => "credentials_rejected",
+            ApiError::ProviderUnavailable { .. } => "provider_unavailable",
             ApiError::Unavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
         }
@@ -194,6 +213,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "Content Too Large",
             ApiError::UnsupportedMediaType => "Unsupported Media Type",
             ApiError::RateLimited { .. } => "Too Many Requests",
+            ApiError::CredentialsRejected { .. } => "Bad Request",
+            ApiError::ProviderUnavailable { .. } => "Bad Gateway",
             ApiError::Unavailable => "Service Unavailable",
             ApiError::Internal => "Internal Server Error",
         }
@@ -235,6 +256,12 @@ impl ApiError {
             }
             ApiError::RateLimited { retry_after_secs } => format!(
                 "Your tenant's request rate limit is exhausted. Retry after {retry_after_secs} seconds."
+            ),
+            ApiError::CredentialsRejected { provider, status } => format!(
+                "{provider} refused these credentials (HTTP {status}) when they were checked; nothing was saved. Check the values and their permissions at {provider}, then retry."
+            ),
+            ApiError::ProviderUnavailable { provider } => format!(
+                "{provider} did not answer usably (a timeout, a rate limit or a server error), so the credentials could not be checked and nothing was saved. Retry later."
             ),
             ApiError::Unavailable => {
                 "A dependency is temporarily unavailable. Retry with backoff.".to_owned()

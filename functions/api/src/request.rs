@@ -11,7 +11,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use serde::de::DeserializeOwned;
-use tributary_core::ids::{ApiKeyId, IntegrationId, InvalidId, IssuerId, TenantId};
+use tributary_core::ids::{ApiKeyId, ConnectionId, IntegrationId, InvalidId, IssuerId, TenantId};
 
 use crate::problem::{ApiError, FieldError};
 
@@ -146,6 +146,10 @@ impl PathId for TenantId {
 
 impl PathId for ApiKeyId {
     const NAME: &'static str = "key_id";
+}
+
+impl PathId for ConnectionId {
+    const NAME: &'static str = "connection_id";
 }
 
 impl PathId for IntegrationId {

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
-    CanaryStore, CredentialStore, IdempotencyStore, IntegrationStore, RateCounter, TenantStore,
+    CanaryStore, ConnectionStore, CredentialStore, IdempotencyStore, IntegrationStore, RateCounter,
+    TenantStore,
 };
 use tributary_core::time;
 use tributary_core::vault::{KeyringSource, Vault};
+use tributary_engine::Engine;
 
 use crate::config::Config;
 use crate::ratelimit::RateLimit;
@@ -23,6 +25,7 @@ pub trait ControlStore:
     + TenantStore
     + CredentialStore
     + IntegrationStore
+    + ConnectionStore
     + IdempotencyStore
     + RateCounter
     + 'static
@@ -33,6 +36,7 @@ impl<T> ControlStore for T where
         + TenantStore
         + CredentialStore
         + IntegrationStore
+        + ConnectionStore
         + IdempotencyStore
         + RateCounter
         + 'static
@@ -49,6 +53,8 @@ pub struct Deps<S, Q> {
     pub dead_letter_queue: Q,
     /// The credential vault's keyring.
     pub keyring: Arc<dyn KeyringSource>,
+    /// Requests to providers (verifying a connection's credentials).
+    pub engine: Engine,
     /// The time source.
     pub clock: Arc<dyn time::Clock>,
     /// Settings.
@@ -61,6 +67,7 @@ pub struct AppState<S, Q> {
     pub(crate) store: Arc<S>,
     pub(crate) clock: Arc<dyn time::Clock>,
     pub(crate) vault: Vault,
+    pub(crate) engine: Arc<Engine>,
     pub(crate) config: Arc<Config>,
     pub(crate) rate_limit: Arc<RateLimit>,
     pub(crate) health: Arc<HealthProbe<S, Q>>,
@@ -72,6 +79,7 @@ impl<S, Q> Clone for AppState<S, Q> {
             store: self.store.clone(),
             clock: self.clock.clone(),
             vault: self.vault.clone(),
+            engine: self.engine.clone(),
             config: self.config.clone(),
             rate_limit: self.rate_limit.clone(),
             health: self.health.clone(),
@@ -95,6 +103,7 @@ impl<S, Q> AppState<S, Q> {
             store,
             clock: deps.clock,
             vault: Vault::new(deps.keyring),
+            engine: Arc::new(deps.engine),
             config,
             rate_limit: Arc::default(),
         }
@@ -137,6 +146,10 @@ part_of_state!(
     Secrets(Vault) = vault
 );
 part_of_state!(
+    /// Requests to providers.
+    Providers(Arc<Engine>) = engine
+);
+part_of_state!(
     /// The settings.
     Settings(Arc<Config>) = config
 );
@@ -158,6 +171,13 @@ impl Deref for Clock {
 impl Deref for Secrets {
     type Target = Vault;
     fn deref(&self) -> &Vault {
+        &self.0
+    }
+}
+
+impl Deref for Providers {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
         &self.0
     }
 }

@@ -29,6 +29,8 @@ pub fn config() -> Config {
         max_issuers_per_tenant: 20,
         keyring_secret_id: "keyring".into(),
         keyring_ttl: Duration::from_secs(300),
+        egress: tributary_http::EgressPolicy::public_only(),
+        provider_base_urls: Default::default(),
     }
 }
 
@@ -37,6 +39,45 @@ pub fn keyring() -> tributary_core::vault::Keyring {
     let doc = serde_json::json!({"active": "k1", "k1": "test-key-material-".repeat(3)});
     tributary_core::vault::Keyring::from_secret(&secrecy::SecretString::from(doc.to_string()))
         .expect("the test keyring is valid")
+}
+
+/// A Stripe key the mock provider accepts.
+pub const GOOD_KEY: &str = "sk_test_good4242";
+
+/// A local Stripe (the catalog's documented verification request, `GET /v1/balance`) that accepts
+/// [`GOOD_KEY`] and refuses any other key with Stripe's 401 body; and the settings that point the
+/// API's `stripe` at it, through the deployment-only base-URL override and a loopback allowlist.
+pub async fn stripe_mock() -> (wiremock::MockServer, Config) {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let server = wiremock::MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance"))
+        .and(header(
+            "authorization",
+            format!("Bearer {GOOD_KEY}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "object": "balance", "available": [{"amount": 0, "currency": "usd"}], "livemode": false
+        })))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+            "error": {"message": "Invalid API Key provided: sk_test_****", "type": "invalid_request_error"}
+        })))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let mut settings = config();
+    settings.egress = tributary_http::EgressPolicy::with_allowlist(["127.0.0.1"])
+        .expect("loopback is a valid allowlist entry");
+    settings
+        .provider_base_urls
+        .insert("stripe".into(), format!("{}/v1", server.uri()));
+    (server, settings)
 }
 
 /// The API over an in-memory store, built once like at cold start.
@@ -80,6 +121,8 @@ fn build(
             },
             dead_letter_queue: FakeQueue::default(),
             keyring,
+            engine: tributary_engine::Engine::new(config.provider_http())
+                .expect("the test engine builds"),
             clock: Arc::new(ManualClock::at(NOW)),
             config,
         }),

@@ -12,6 +12,7 @@ use tributary_core::tenancy::{Tenant, TenantStatus};
 
 use crate::testing::{MemStore, NOW, Req, call, deps};
 
+mod connections;
 mod integrations;
 
 fn tenant(store: &MemStore, rate: u32) -> TenantId {
@@ -155,9 +156,36 @@ fn operations(
     t: &TenantId,
     key: &str,
     issuer: &str,
-    integration: &str,
+    (integration, key_integration, connection): (&str, &str, &str),
 ) -> Vec<(&'static str, String, Option<Value>, &'static str)> {
     vec![
+        ("GET", "/v1/connections".into(), None, "connections:read"),
+        (
+            "POST",
+            "/v1/connections".into(),
+            Some(
+                json!({"integration_id": key_integration, "end_user_id": "u2", "credentials": {"api_key": crate::testing::GOOD_KEY}}),
+            ),
+            "connections:write",
+        ),
+        (
+            "GET",
+            format!("/v1/connections/{connection}"),
+            None,
+            "connections:read",
+        ),
+        (
+            "PATCH",
+            format!("/v1/connections/{connection}"),
+            Some(json!({"tags": {"plan": "pro"}})),
+            "connections:write",
+        ),
+        (
+            "POST",
+            format!("/v1/connections/{connection}/test"),
+            None,
+            "connections:write",
+        ),
         ("GET", "/v1/integrations".into(), None, "integrations:read"),
         (
             "POST",
@@ -230,6 +258,12 @@ fn operations(
         ("GET", "/v1/audit-events".into(), None, "keys:read"),
         (
             "DELETE",
+            format!("/v1/connections/{connection}"),
+            None,
+            "connections:write",
+        ),
+        (
+            "DELETE",
             format!("/v1/integrations/{integration}"),
             None,
             "integrations:write",
@@ -238,8 +272,12 @@ fn operations(
     ]
 }
 
-/// A key, an issuer and an integration of `t`.
-async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, String) {
+/// Ids of what [`seed`] makes: an OAuth integration, a key-based (Stripe) integration and a
+/// connection through it.
+type Seeded = (String, String, String);
+
+/// A key, an issuer, integrations and a connection of `t` (Stripe pointed at a local mock).
+async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, Seeded) {
     let (key, issuer) = seed_key_and_issuer(d, t).await;
     let integration = call(
         d,
@@ -252,10 +290,31 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, Str
     )
     .await;
     assert_eq!(integration.status, 201, "{:?}", integration.body);
+    let stripe = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/integrations"), t).json(json!({"provider": "stripe"})),
+    )
+    .await;
+    assert_eq!(stripe.status, 201, "{:?}", stripe.body);
+    let stripe = stripe.body["id"].as_str().unwrap().to_owned();
+    let connection = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/connections"), t).json(json!({
+            "integration_id": stripe,
+            "end_user_id": "user-1",
+            "credentials": {"api_key": crate::testing::GOOD_KEY}
+        })),
+    )
+    .await;
+    assert_eq!(connection.status, 201, "{:?}", connection.body);
     (
         key,
         issuer,
-        integration.body["id"].as_str().unwrap().to_owned(),
+        (
+            integration.body["id"].as_str().unwrap().to_owned(),
+            stripe,
+            connection.body["id"].as_str().unwrap().to_owned(),
+        ),
     )
 }
 
@@ -284,9 +343,11 @@ async fn seed_key_and_issuer(d: &crate::testing::TestApi, t: &TenantId) -> (Stri
 async fn scope_matrix_every_route_refuses_without_its_scope_and_serves_with_it() {
     let store = MemStore::default();
     let t = tenant(&store, 100_000);
-    let d = deps(store, Ok(QueueDepth::default()));
-    let (key, issuer, integration) = seed(&d, &t).await;
-    for (method, path, body, scope) in operations(&t, &key, &issuer, &integration) {
+    let (_provider, settings) = crate::testing::stripe_mock().await;
+    let d = crate::testing::deps_with(store, Ok(QueueDepth::default()), settings);
+    let (key, issuer, seeded) = seed(&d, &t).await;
+    let seeded = (seeded.0.as_str(), seeded.1.as_str(), seeded.2.as_str());
+    for (method, path, body, scope) in operations(&t, &key, &issuer, seeded) {
         // Every scope but the required one (admin holds everything, so it is never in the set).
         let others: Vec<&str> = ALL.split(' ').filter(|s| *s != scope).collect();
         let mut without = Req::new(method, &path).auth("key_x", t.as_str(), &others.join(" "));
@@ -335,8 +396,10 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     let store = MemStore::default();
     let a = tenant(&store, 100_000);
     let b = tenant(&store, 100_000);
-    let d = deps(store, Ok(QueueDepth::default()));
-    let (key_a, issuer_a, integration_a) = seed(&d, &a).await;
+    let (_provider, settings) = crate::testing::stripe_mock().await;
+    let d = crate::testing::deps_with(store, Ok(QueueDepth::default()), settings);
+    let (key_a, issuer_a, (integration_a, _, connection_a)) = seed(&d, &a).await;
+    let random_connection = tributary_core::ids::ConnectionId::generate().to_string();
     let random_key = tributary_core::ids::ApiKeyId::generate().to_string();
     let random_issuer = tributary_core::ids::IssuerId::generate().to_string();
     let random_integration = tributary_core::ids::IntegrationId::generate().to_string();
@@ -377,10 +440,32 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
             format!("/v1/integrations/{integration_a}"),
             format!("/v1/integrations/{random_integration}"),
         ),
+        (
+            "GET",
+            format!("/v1/connections/{connection_a}"),
+            format!("/v1/connections/{random_connection}"),
+        ),
+        (
+            "PATCH",
+            format!("/v1/connections/{connection_a}"),
+            format!("/v1/connections/{random_connection}"),
+        ),
+        (
+            "POST",
+            format!("/v1/connections/{connection_a}/test"),
+            format!("/v1/connections/{random_connection}/test"),
+        ),
+        (
+            "DELETE",
+            format!("/v1/connections/{connection_a}"),
+            format!("/v1/connections/{random_connection}"),
+        ),
     ] {
         let request = |path: &str| {
             let req = as_tenant(Req::new(method, path), &b);
-            if method == "PATCH" {
+            if method == "PATCH" && path.contains("/connections/") {
+                req.json(json!({"tags": {"plan": "pro"}}))
+            } else if method == "PATCH" {
                 req.json(json!({"enabled": false}))
             } else {
                 req
@@ -389,11 +474,17 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         let leaked = call(&d, request(&foreign)).await;
         let missing = call(&d, request(&random)).await;
         is_problem(&leaked, 404, "not_found");
-        let foreign_id = foreign.rsplit('/').next().unwrap();
-        let random_id = random.rsplit('/').next().unwrap();
+        let id_of = |path: &str| {
+            path.trim_end_matches("/test")
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let (foreign_id, random_id) = (id_of(&foreign), id_of(&random));
         assert_eq!(
-            normalized(leaked.body.clone(), foreign_id),
-            normalized(missing.body, random_id),
+            normalized(leaked.body.clone(), &foreign_id),
+            normalized(missing.body, &random_id),
             "{method} {foreign}"
         );
         assert!(!leaked.body.to_string().contains(a.as_str()));
@@ -405,6 +496,7 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         "/v1/oidc-issuers",
         "/v1/audit-events",
         "/v1/integrations",
+        "/v1/connections",
     ] {
         let res = call(&d, as_tenant(Req::new("GET", path), &b)).await;
         assert_eq!(res.status, 200);
@@ -444,6 +536,34 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.body["enabled"], true);
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new("GET", &format!("/v1/connections/{connection_a}")),
+            &a,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["tags"], json!({}));
+    // A body cannot make a connection through another tenant's integration: it is refused as an
+    // unknown one is.
+    let foreign = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/connections"), &b).json(json!({
+            "integration_id": integration_a, "end_user_id": "u", "credentials": {"api_key": crate::testing::GOOD_KEY}
+        })),
+    )
+    .await;
+    let unknown = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/connections"), &b).json(json!({
+            "integration_id": random_integration, "end_user_id": "u", "credentials": {"api_key": crate::testing::GOOD_KEY}
+        })),
+    )
+    .await;
+    is_problem(&foreign, 400, "validation_failed");
+    assert_eq!(foreign.body["errors"], unknown.body["errors"]);
 }
 
 #[tokio::test]
@@ -1132,8 +1252,10 @@ async fn deleting_a_tenant_removes_what_it_owns_keeps_its_audit_and_resumes() {
 async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
     let store = MemStore::default();
     let t = tenant(&store, 100_000);
-    let d = deps(store.clone(), Ok(QueueDepth::default()));
-    let (key, issuer, integration) = seed(&d, &t).await;
+    let (_provider, settings) = crate::testing::stripe_mock().await;
+    let d = crate::testing::deps_with(store.clone(), Ok(QueueDepth::default()), settings);
+    let (key, issuer, seeded) = seed(&d, &t).await;
+    let seeded = (seeded.0.as_str(), seeded.1.as_str(), seeded.2.as_str());
     // Warm the tenant's rate-limit lease so that the failing call is the route's own.
     assert_eq!(
         call(&d, as_tenant(Req::new("GET", "/v1/me"), &t))
@@ -1143,7 +1265,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
     );
     store.fail(true);
     let mut checked = 0;
-    for (method, path, body, scope) in operations(&t, &key, &issuer, &integration) {
+    for (method, path, body, scope) in operations(&t, &key, &issuer, seeded) {
         let mut req = if scope == "admin" {
             admin(Req::new(method, &path))
         } else {
@@ -1172,7 +1294,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
         );
         checked += 1;
     }
-    assert_eq!(checked, operations(&t, &key, &issuer, &integration).len());
+    assert_eq!(checked, operations(&t, &key, &issuer, seeded).len());
     assert!(EVERY_TENANT_PATH_OP.len() <= checked);
 }
 
@@ -1184,6 +1306,7 @@ fn concrete(path: &str) -> String {
             "{key_id}" => tributary_core::ids::ApiKeyId::generate().to_string(),
             "{issuer_id}" => tributary_core::ids::IssuerId::generate().to_string(),
             "{integration_id}" => tributary_core::ids::IntegrationId::generate().to_string(),
+            "{connection_id}" => tributary_core::ids::ConnectionId::generate().to_string(),
             s if s.starts_with('{') => panic!("no example id for the path parameter {s}"),
             s => s.to_owned(),
         })

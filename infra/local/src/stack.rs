@@ -63,6 +63,7 @@ pub struct StackOptions {
     /// The admin API key; generated as the template says when `None`.
     pub admin_key: Option<String>,
     /// Template parameter values; `Stage` defaults to `local`. A template's `IssuerEgressAllowlist`
+    /// and `ProviderEgressAllowlist`
     /// defaults to loopback, where local identity providers (a developer's, the tests') run. Settings
     /// of the emulated gateway that reference parameters follow them too (tests shorten the
     /// authorizer cache with `AuthorizerCacheTtlSeconds`).
@@ -102,9 +103,10 @@ impl Default for StackOptions {
     }
 }
 
-/// The template parameter that opens private addresses to the authorizer's issuer fetches; locally it
-/// defaults to loopback, where local identity providers run.
-const ISSUER_EGRESS_PARAMETER: &str = "IssuerEgressAllowlist";
+/// The template parameters that open private addresses to the authorizer's issuer fetches and to
+/// the requests the functions send providers; locally they default to loopback, where local
+/// identity providers and local providers run.
+const LOOPBACK_EGRESS_PARAMETERS: [&str; 2] = ["IssuerEgressAllowlist", "ProviderEgressAllowlist"];
 
 /// A running local stack.
 pub struct Stack {
@@ -159,10 +161,12 @@ impl Stack {
             secret_values.insert(ADMIN_KEY_SECRET.to_owned(), key.clone());
         }
         let mut parameters = options.parameters.clone();
-        if template.has_parameter(ISSUER_EGRESS_PARAMETER) {
-            parameters
-                .entry(ISSUER_EGRESS_PARAMETER.to_owned())
-                .or_insert_with(|| "127.0.0.1".to_owned());
+        for name in LOOPBACK_EGRESS_PARAMETERS {
+            if template.has_parameter(name) {
+                parameters
+                    .entry(name.to_owned())
+                    .or_insert_with(|| "127.0.0.1".to_owned());
+            }
         }
         let provisioned = resources::provision(
             &template,

@@ -157,7 +157,9 @@ fn samconfig_overrides() -> Vec<(String, String)> {
     for line in text.lines().map(str::trim) {
         if let Some(table) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             environment = table.split('.').next().unwrap_or_default().to_owned();
-        } else if line.starts_with("parameter_overrides") || line.contains("IssuerEgressAllowlist")
+        } else if line.starts_with("parameter_overrides")
+            || line.contains("EgressAllowlist")
+            || line.contains("ProviderBaseUrls")
         {
             out.push((environment.clone(), line.to_owned()));
         }
@@ -186,11 +188,33 @@ fn issuer_egress_allowlist_is_empty_in_aws() {
     );
     for (environment, line) in &overrides {
         let local = line.contains(r#"Stage=\"local\""#);
-        assert!(
-            local
-                || !line.contains("IssuerEgressAllowlist")
-                || line.contains(r#"IssuerEgressAllowlist=\"\""#),
-            "samconfig.toml [{environment}] opens the authorizer's egress in AWS: {line}"
+        for parameter in [
+            "IssuerEgressAllowlist",
+            "ProviderEgressAllowlist",
+            "ProviderBaseUrls",
+        ] {
+            assert!(
+                local
+                    || !line.contains(parameter)
+                    || line.contains(&format!(r#"{parameter}=\"\""#)),
+                "samconfig.toml [{environment}] sets {parameter} in AWS: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn provider_egress_and_base_url_overrides_are_empty_in_aws_and_reach_only_the_api() {
+    let t = template();
+    for (parameter, variable) in [
+        ("ProviderEgressAllowlist", "EGRESS_ALLOWLIST"),
+        ("ProviderBaseUrls", "PROVIDER_BASE_URLS"),
+    ] {
+        assert_eq!(t.parameter_defaults()[parameter], "", "{parameter}");
+        assert_eq!(
+            function(&t, "ApiFunction").environment[variable],
+            json!({"Ref": parameter}),
+            "{variable}"
         );
     }
 }

@@ -457,7 +457,7 @@ mod tests {
         use tributary_core::ids::IntegrationId;
         use tributary_core::pagination::PageRequest;
         use tributary_core::ports::{
-            IdempotencyStore, IntegrationStore, RateCounter, SecretSource,
+            ConnectionStore, IdempotencyStore, IntegrationStore, RateCounter, SecretSource,
         };
         let aws = Recorder::start();
         let (table, queue) = (aws.table(), aws.queue());
@@ -494,6 +494,10 @@ mod tests {
         table.list_issuers(&tenant, &page).await.unwrap();
         table.list_audit(&tenant, &page).await.unwrap();
         table.list_integrations(&tenant, &page).await.unwrap();
+        table
+            .list_connections(&tenant, &Default::default(), &page)
+            .await
+            .unwrap();
         table
             .get_integration(&tenant, &IntegrationId::generate())
             .await

@@ -122,6 +122,18 @@ prefixed_id!(
     "integration"
 );
 prefixed_id!(
+    /// One end user's account at a provider.
+    ConnectionId,
+    "conn",
+    "connection"
+);
+prefixed_id!(
+    /// Something that happened to a tenant's objects (kept for webhooks).
+    EventId,
+    "ev",
+    "event"
+);
+prefixed_id!(
     /// An audit event.
     AuditEventId,
     "evt",

@@ -10,8 +10,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::canary::CanaryObservation;
+use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use crate::error::PortError;
-use crate::ids::{ApiKeyId, IntegrationId, IssuerId, JobId, TenantId};
+use crate::ids::{ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, TenantId};
 use crate::integration::Integration;
 use crate::job::JobEnvelope;
 use crate::pagination::{Page, PageRequest};
@@ -240,6 +241,56 @@ pub trait IntegrationStore: Send + Sync {
         id: &IntegrationId,
         audit: &AuditEvent,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
+/// Stores connections and their events. Every change is written atomically with the event it
+/// records (and, for creation and deletion, its audit event).
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a new connection.
+    fn create_connection(
+        &self,
+        connection: &Connection,
+        event: &ConnectionEvent,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's connection.
+    fn get_connection(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<Connection>, PortError>> + Send;
+    /// The tenant's connections that pass `filter`, oldest first. A page may hold fewer than
+    /// `page.limit` items (even none) and still have a next one: the filter is applied as the
+    /// partition is read, and one call reads a bounded number of items.
+    fn list_connections(
+        &self,
+        tenant: &TenantId,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Connection>, PortError>> + Send;
+    /// Replaces the tenant's connection whose stored version is `expected_version`, with `event`
+    /// when it records something; `false` when it does not exist, [`PortError::Conflict`] when
+    /// another write changed it since it was read.
+    fn update_connection(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+        event: Option<&ConnectionEvent>,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Removes the tenant's connection and its sealed credentials; `false` when it does not exist.
+    fn delete_connection(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        event: &ConnectionEvent,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// The tenant's connection events, oldest first.
+    fn list_connection_events(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<ConnectionEvent>, PortError>> + Send;
 }
 
 /// A response kept for idempotent replay.

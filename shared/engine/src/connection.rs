@@ -426,3 +426,124 @@ mod tests {
         assert_eq!(out, json!({"email": "a@b.c"}));
     }
 }
+
+/// What is wrong with the value given for a field (or a value given for no field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldProblem {
+    /// A required field has no value.
+    Missing,
+    /// No field of this name.
+    Unknown,
+    /// The value does not match the field's pattern (shown).
+    Mismatch(String),
+    /// The value is empty, too long (over [`MAX_FIELD_CHARS`]) or holds control characters.
+    Malformed,
+}
+
+/// The longest value a field takes.
+pub const MAX_FIELD_CHARS: usize = 4096;
+
+/// Checks the values an end user gave against the spec's fields: every required field present,
+/// none unknown, each value well-formed and matching its field's pattern (anchored, as
+/// [`Bound::new`] applies it). Returns the problems by field name, in name order; never the values.
+pub fn check_fields<'a>(
+    fields: &[crate::spec::FieldSpec],
+    values: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, FieldProblem)> {
+    let given: BTreeMap<&str, &str> = values.into_iter().collect();
+    let mut problems = BTreeMap::new();
+    for (name, value) in &given {
+        let Some(field) = fields.iter().find(|f| f.name == *name) else {
+            problems.insert((*name).to_owned(), FieldProblem::Unknown);
+            continue;
+        };
+        if value.is_empty()
+            || value.chars().count() > MAX_FIELD_CHARS
+            || value.chars().any(char::is_control)
+        {
+            problems.insert(field.name.clone(), FieldProblem::Malformed);
+            continue;
+        }
+        if let Some(pattern) = &field.pattern {
+            // The catalog's patterns are checked when it loads; one that does not compile refuses
+            // every value rather than none.
+            let matched =
+                regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value));
+            if !matched {
+                problems.insert(field.name.clone(), FieldProblem::Mismatch(pattern.clone()));
+            }
+        }
+    }
+    for field in fields {
+        if field.required && field.default.is_none() && !given.contains_key(field.name.as_str()) {
+            problems.insert(field.name.clone(), FieldProblem::Missing);
+        }
+    }
+    problems.into_iter().collect()
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+    use crate::spec::FieldSpec;
+
+    fn field(
+        name: &str,
+        required: bool,
+        pattern: Option<&str>,
+        default: Option<&str>,
+    ) -> FieldSpec {
+        FieldSpec {
+            name: name.into(),
+            label: name.into(),
+            description: None,
+            required,
+            secret: false,
+            pattern: pattern.map(Into::into),
+            default: default.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn fields_are_checked_for_presence_names_patterns_and_shape_without_echoing_values() {
+        let fields = [
+            field("subdomain", true, Some("[a-z0-9-]+"), None),
+            field("region", true, None, Some("us")),
+            field("note", false, None, None),
+        ];
+        assert!(check_fields(&fields, [("subdomain", "acme")]).is_empty());
+        let problems = check_fields(
+            &fields,
+            [
+                ("subdomain", "evil.com/x"),
+                ("note", "a\nb"),
+                ("extra", "secret-value"),
+            ],
+        );
+        assert_eq!(
+            problems,
+            vec![
+                ("extra".to_owned(), FieldProblem::Unknown),
+                ("note".to_owned(), FieldProblem::Malformed),
+                (
+                    "subdomain".to_owned(),
+                    FieldProblem::Mismatch("[a-z0-9-]+".into())
+                ),
+            ]
+        );
+        assert!(!format!("{problems:?}").contains("secret-value"));
+        // Anchored: a match inside the value is not a match.
+        assert_eq!(
+            check_fields(&fields, [("subdomain", "ok-but/then")]).len(),
+            1
+        );
+        assert_eq!(
+            check_fields(&fields, []),
+            vec![("subdomain".to_owned(), FieldProblem::Missing)]
+        );
+        assert_eq!(
+            check_fields(&fields, [("subdomain", "")]),
+            vec![("subdomain".to_owned(), FieldProblem::Malformed)]
+        );
+    }
+}

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
+use tributary_core::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use tributary_core::error::Service;
+use tributary_core::ids::ConnectionId;
 use tributary_core::ids::{ApiKeyId, IntegrationId, IssuerId, JobId, TenantId};
 use tributary_core::integration::Integration;
 use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
 use tributary_core::ports::{
-    CanaryStore, CredentialStore, IdempotencyBegin, IdempotencyStore, IntegrationStore, JobLedger,
-    RateCounter, StoredResponse, TenantStore,
+    CanaryStore, ConnectionStore, CredentialStore, IdempotencyBegin, IdempotencyStore,
+    IntegrationStore, JobLedger, RateCounter, StoredResponse, TenantStore,
 };
 use tributary_core::tenancy::{
     ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant, TenantStatus,
@@ -56,6 +58,13 @@ const METHODS: &[&str] = &[
     "list_integrations",
     "update_integration",
     "delete_integration",
+    // ConnectionStore
+    "create_connection",
+    "get_connection",
+    "list_connections",
+    "update_connection",
+    "delete_connection",
+    "list_connection_events",
     // IdempotencyStore
     "begin",
     "complete",
@@ -70,6 +79,8 @@ const KEY_SK: &str = "APIKEY#";
 const ISSUER_SK: &str = "ISSUER#";
 const AUDIT_SK: &str = "AUDIT#";
 const INTEGRATION_SK: &str = "INTEGRATION#";
+const CONNECTION_SK: &str = "CONN#";
+const EVENT_SK: &str = "CONNEVENT#";
 const ISSUER_COUNT_SK: &str = "ISSUERCOUNT";
 
 /// An idempotency key's item.
@@ -96,6 +107,9 @@ struct Tables {
     issuer_counters: BTreeSet<TenantId>,
     audit: BTreeMap<String, AuditEvent>,
     integrations: BTreeMap<String, Integration>,
+    connections: BTreeMap<String, Connection>,
+    /// Connection events (they expire, so a tenant's deletion leaves them, as in the adapter).
+    events: BTreeMap<String, ConnectionEvent>,
     /// Audit events kept after their tenant's deletion, with their expiry (epoch seconds).
     kept_audit: HashMap<String, i64>,
     idempotency: HashMap<(String, String), Claim>,
@@ -109,6 +123,7 @@ enum Owned {
     Audit(String),
     Issuer(String),
     Integration(String),
+    Connection(String),
     IssuerCount,
 }
 
@@ -135,6 +150,14 @@ impl Tables {
                 items.insert(
                     format!("{INTEGRATION_SK}{id}"),
                     Owned::Integration(id.clone()),
+                );
+            }
+        }
+        for (id, c) in &self.connections {
+            if c.tenant_id == *tenant {
+                items.insert(
+                    format!("{CONNECTION_SK}{id}"),
+                    Owned::Connection(id.clone()),
                 );
             }
         }
@@ -181,10 +204,11 @@ enum Access {
 
 /// The control table in memory: one implementation of every store port the functions use
 /// ([`CanaryStore`], [`JobLedger`], [`TenantStore`], [`CredentialStore`], [`IntegrationStore`],
-/// [`IdempotencyStore`], [`RateCounter`]), with the DynamoDB adapter's semantics where tests rely on them:
+/// [`ConnectionStore`], [`IdempotencyStore`], [`RateCounter`]), with the DynamoDB adapter's semantics where tests rely on them:
 ///
-/// - conditional writes: creating a tenant, key, issuer or integration whose id exists is a
-///   [`PortError::Conflict`]; a tenant or integration update checks the stored version; a canary older than the
+/// - conditional writes: creating a tenant, key, issuer, integration or connection whose id exists
+///   is a [`PortError::Conflict`]; a tenant, integration or connection update checks the stored
+///   version; a canary older than the
 ///   recorded one is ignored; an idempotency key is claimed only when absent, expired or pending past
 ///   its lease (times in whole seconds, as the adapter stores them);
 /// - an (issuer, audience) pair belongs to one registration across tenants, and a tenant holds at
@@ -403,6 +427,10 @@ impl MemStore {
                 .values()
                 .filter(|i| i.tenant_id == *tenant)
                 .count()
+            + t.connections
+                .values()
+                .filter(|c| c.tenant_id == *tenant)
+                .count()
             + t.audit
                 .iter()
                 .filter(|(id, e)| e.tenant_id == *tenant && !t.kept_audit.contains_key(*id))
@@ -548,6 +576,9 @@ impl TenantStore for MemStore {
                     }
                     Owned::Integration(integration) => {
                         t.integrations.remove(&integration);
+                    }
+                    Owned::Connection(connection) => {
+                        t.connections.remove(&connection);
                     }
                     Owned::IssuerCount => {
                         t.issuer_counters.remove(id);
@@ -833,6 +864,136 @@ impl IntegrationStore for MemStore {
             },
         )
         .await
+    }
+}
+
+impl ConnectionStore for MemStore {
+    async fn create_connection(
+        &self,
+        c: &Connection,
+        e: &ConnectionEvent,
+        a: &AuditEvent,
+    ) -> Result<(), PortError> {
+        self.port(
+            "create_connection",
+            Access::Write,
+            "TransactWriteItems",
+            |t| {
+                if t.connections.contains_key(c.id.as_str()) {
+                    return Err(conflict("TransactWriteItems"));
+                }
+                t.connections.insert(c.id.to_string(), c.clone());
+                t.events.insert(e.id.to_string(), e.clone());
+                t.audit.insert(a.id.to_string(), a.clone());
+                Ok(())
+            },
+        )
+        .await?
+    }
+
+    async fn get_connection(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>, PortError> {
+        self.port("get_connection", Access::Read, "GetItem", |t| {
+            t.connections
+                .get(id.as_str())
+                .filter(|c| c.tenant_id == *tenant)
+                .cloned()
+        })
+        .await
+    }
+
+    async fn list_connections(
+        &self,
+        tenant: &TenantId,
+        filter: &ConnectionFilter,
+        req: &PageRequest,
+    ) -> Result<Page<Connection>, PortError> {
+        self.port("list_connections", Access::Read, "Query", |t| {
+            let mine = t
+                .connections
+                .iter()
+                .filter(|(_, c)| c.tenant_id == *tenant && filter.matches(c))
+                .map(|(id, c)| (format!("{CONNECTION_SK}{id}"), c.clone()))
+                .collect();
+            page(mine, CONNECTION_SK, req)
+        })
+        .await?
+    }
+
+    async fn update_connection(
+        &self,
+        c: &Connection,
+        expected: u64,
+        e: Option<&ConnectionEvent>,
+    ) -> Result<bool, PortError> {
+        self.port(
+            "update_connection",
+            Access::Write,
+            "TransactWriteItems",
+            |t| match t
+                .connections
+                .get_mut(c.id.as_str())
+                .filter(|x| x.tenant_id == c.tenant_id)
+            {
+                None => Ok(false),
+                Some(stored) if stored.version != expected => Err(conflict("TransactWriteItems")),
+                Some(stored) => {
+                    *stored = c.clone();
+                    if let Some(e) = e {
+                        t.events.insert(e.id.to_string(), e.clone());
+                    }
+                    Ok(true)
+                }
+            },
+        )
+        .await?
+    }
+
+    async fn delete_connection(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        e: &ConnectionEvent,
+        a: &AuditEvent,
+    ) -> Result<bool, PortError> {
+        self.port(
+            "delete_connection",
+            Access::Write,
+            "TransactWriteItems",
+            |t| {
+                let mine = t
+                    .connections
+                    .get(id.as_str())
+                    .is_some_and(|c| c.tenant_id == *tenant);
+                if mine {
+                    t.connections.remove(id.as_str());
+                    t.events.insert(e.id.to_string(), e.clone());
+                    t.audit.insert(a.id.to_string(), a.clone());
+                }
+                mine
+            },
+        )
+        .await
+    }
+
+    async fn list_connection_events(
+        &self,
+        tenant: &TenantId,
+        req: &PageRequest,
+    ) -> Result<Page<ConnectionEvent>, PortError> {
+        self.port("list_connection_events", Access::Read, "Query", |t| {
+            let mine = t
+                .events
+                .iter()
+                .filter(|(_, e)| e.tenant_id == *tenant)
+                .map(|(id, e)| (format!("{EVENT_SK}{id}"), e.clone()))
+                .collect();
+            page(mine, EVENT_SK, req)
+        })
+        .await?
     }
 }
 

@@ -136,7 +136,7 @@ impl From<Integration> for IntegrationOut {
 }
 
 /// The catalog provider `id`.
-fn provider(id: &str) -> Result<&'static ProviderSpec, ApiError> {
+pub(crate) fn provider(id: &str) -> Result<&'static ProviderSpec, ApiError> {
     let catalog = tributary_engine::catalog::shared().map_err(|e| {
         tracing::error!(error = %e, "the embedded catalog does not load");
         ApiError::Internal
@@ -344,7 +344,7 @@ fn owner<'a>(tenant: &'a TenantId, id: &'a IntegrationId) -> Owner<'a> {
 
 /// A vault failure: 503 when the keyring could not be read (retry), else 500; logged without any
 /// value.
-fn vault_failure(e: VaultError) -> ApiError {
+pub(crate) fn vault_failure(e: VaultError) -> ApiError {
     tracing::error!(error = %e, "the credential vault failed");
     match e {
         VaultError::Source(p) if p.is_retryable() => ApiError::Unavailable,

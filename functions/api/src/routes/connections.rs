@@ -1,0 +1,927 @@
+//! `/v1/connections`: end users' accounts at providers. A key-based connection (API key, Basic) is
+//! made directly: its configuration and credentials are checked against the provider's spec and
+//! proven with the spec's verification request before anything is saved; the credentials are then
+//! sealed by the vault and never shown again. Every change of a connection is recorded as an event
+//! (kept for the tenant's webhooks) in the same write.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use tributary_core::PortError;
+use tributary_core::auth::Principal;
+use tributary_core::connection::{
+    CREDENTIALS_PURPOSE, Connection, ConnectionEvent, ConnectionEventType, ConnectionFilter,
+    ConnectionStatus,
+};
+use tributary_core::ids::{AuditEventId, ConnectionId, EventId, IntegrationId, TenantId};
+use tributary_core::ports::QueueStats;
+use tributary_core::tenancy::AuditEvent;
+use tributary_core::time::{EpochMillis, rfc3339};
+use tributary_core::vault::{Owner, Vault};
+use tributary_engine::connection::{FieldProblem, check_fields};
+use tributary_engine::spec::{AuthMode, FieldSpec, ProviderSpec};
+use tributary_engine::{Engine, EngineError, ErrorClass};
+use utoipa::ToSchema;
+
+use crate::access::{ConnectionsRead, ConnectionsWrite, TenantCaller};
+use crate::config::Config;
+use crate::dto::PageOf;
+use crate::idempotency::Idempotent;
+use crate::openapi::ProblemDoc;
+use crate::pagination::{page_of, page_request};
+use crate::problem::{ApiError, FieldError};
+use crate::request::{Id, JsonBody, invalid, only_query, path_id};
+use crate::response::{Created, Json};
+use crate::router::{Api, operations};
+use crate::routes::integrations::{provider, vault_failure};
+use crate::routes::store_failure;
+use crate::state::{AppState, Clock, ControlStore, Providers, Secrets, Settings, Store};
+
+/// Most tags a connection carries.
+const MAX_TAGS: usize = 20;
+/// Largest metadata object, in bytes of its JSON.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// A key-based connection to make (OAuth providers connect through a connect session).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"integration_id": "int_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d", "end_user_id": "user-42", "credentials": {"api_key": "sk_test_…"}, "tags": {"workspace": "acme"}}))]
+pub struct ConnectionIn {
+    /// The integration (`int_…`) to connect through; its auth mode must be key-based.
+    #[schema(pattern = "^int_[0-9a-f]{32}$")]
+    pub integration_id: String,
+    /// The tenant's id of the end user.
+    #[schema(min_length = 1, max_length = 256)]
+    pub end_user_id: String,
+    /// Connection configuration: the provider's `connection_config` fields (a subdomain, …).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Credentials: the auth mode's fields (`api_key`, or `username` and `password`); write-only.
+    #[schema(write_only)]
+    pub credentials: BTreeMap<String, String>,
+    /// Tags: at most 20; keys of letters, digits and `_.:-`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The tenant's own data about the connection: a JSON object of at most 16 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A status the tenant may set.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettableStatus {
+    /// Use it again: its credentials are verified first.
+    Active,
+    /// Stop using it.
+    Disabled,
+}
+
+/// Changes to a connection; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"tags": {"workspace": "acme", "plan": "pro"}}))]
+pub struct ConnectionPatch {
+    /// Replaces the tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Replaces the metadata (a JSON object).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Replaces the connection configuration; the credentials are verified with it before it is
+    /// saved.
+    pub config: Option<BTreeMap<String, String>>,
+    /// `disabled`, or `active` (after its credentials are verified).
+    pub status: Option<SettableStatus>,
+}
+
+/// A connection. Its credentials are never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionOut {
+    /// Id (`conn_…`).
+    pub id: String,
+    /// The integration it was made through.
+    pub integration_id: String,
+    /// The catalog provider.
+    pub provider: String,
+    /// The auth mode in use.
+    pub auth_mode: String,
+    /// The tenant's id of the end user.
+    pub end_user_id: String,
+    /// Connection configuration.
+    pub config: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// The tenant's metadata.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// `active`, `needs_reauth` or `disabled`.
+    #[schema(value_type = String, example = "active")]
+    pub status: &'static str,
+    /// Why it is not `active`.
+    pub status_reason: Option<String>,
+    /// RFC 3339: when the status last changed.
+    pub status_changed_at: String,
+    /// RFC 3339: when the provider last accepted its credentials.
+    pub last_verified_at: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+fn time(ms: EpochMillis) -> String {
+    rfc3339(ms).unwrap_or_default()
+}
+
+impl From<Connection> for ConnectionOut {
+    fn from(c: Connection) -> Self {
+        Self {
+            id: c.id.to_string(),
+            integration_id: c.integration_id.to_string(),
+            provider: c.provider,
+            auth_mode: c.auth_mode,
+            end_user_id: c.end_user_id,
+            config: c.config,
+            tags: c.tags,
+            metadata: c.metadata,
+            status: c.status.as_str(),
+            status_reason: c.status_reason,
+            status_changed_at: time(c.status_changed_at_ms),
+            last_verified_at: c.last_verified_at_ms.map(time),
+            created_at: time(c.created_at_ms),
+            updated_at: time(c.updated_at_ms),
+        }
+    }
+}
+
+fn check_end_user(id: &str) -> Result<String, ApiError> {
+    if id.is_empty() || id.chars().count() > 256 || id.chars().any(char::is_control) {
+        return Err(invalid(
+            "/end_user_id",
+            "`end_user_id` must be 1 to 256 characters without control characters.",
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+fn valid_tag_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
+fn check_tags(pointer: &str, tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(pointer, &format!("At most {MAX_TAGS} tags.")));
+    }
+    for (key, value) in tags {
+        if !valid_tag_key(key) {
+            return Err(invalid(
+                &format!("{pointer}/{}", key.chars().take(64).collect::<String>()),
+                "A tag key is 1 to 64 letters, digits or `_.:-`.",
+            ));
+        }
+        if value.is_empty() || value.chars().count() > 256 || value.chars().any(char::is_control) {
+            return Err(invalid(
+                &format!("{pointer}/{key}"),
+                "A tag value is 1 to 256 characters without control characters.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_metadata(value: Option<serde_json::Value>) -> Result<serde_json::Value, ApiError> {
+    let value = value.unwrap_or_else(|| serde_json::json!({}));
+    if !value.is_object() {
+        return Err(invalid("/metadata", "`metadata` must be a JSON object."));
+    }
+    if value.to_string().len() > MAX_METADATA_BYTES {
+        return Err(invalid(
+            "/metadata",
+            &format!("`metadata` must be at most {MAX_METADATA_BYTES} bytes of JSON."),
+        ));
+    }
+    Ok(value)
+}
+
+/// The spec's fields checked against the given values, every problem pointed at; values are
+/// never echoed (credentials are among them).
+fn check_against(
+    spec: &ProviderSpec,
+    pointer: &str,
+    what: &str,
+    fields: &[FieldSpec],
+    values: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let problems = check_fields(fields, values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let names = fields
+        .iter()
+        .map(|f| format!("`{}`", f.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let errors: Vec<FieldError> = problems
+        .into_iter()
+        .map(|(name, problem)| {
+            let label = fields
+                .iter()
+                .find(|f| f.name == name)
+                .map_or(name.as_str(), |f| f.label.as_str());
+            let detail = match problem {
+                FieldProblem::Missing => format!("{label} (`{name}`) is required."),
+                FieldProblem::Unknown => format!(
+                    "`{}` has no {what} field `{}`; its fields are: {}.",
+                    spec.id,
+                    name.chars().take(64).collect::<String>(),
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.clone()
+                    }
+                ),
+                FieldProblem::Mismatch(pattern) => {
+                    format!("{label} (`{name}`) must match `{pattern}`.")
+                }
+                FieldProblem::Malformed => format!(
+                    "{label} (`{name}`) must be 1 to 4096 characters without control characters."
+                ),
+            };
+            FieldError {
+                pointer: format!("{pointer}/{}", name.chars().take(64).collect::<String>()),
+                detail,
+            }
+        })
+        .collect();
+    Err(ApiError::Validation {
+        detail: format!("The {what} does not fit `{}`: see `errors`.", spec.id),
+        errors,
+    })
+}
+
+/// What the provider said of the credentials.
+enum Verdict {
+    /// It accepted them.
+    Accepted,
+    /// It refused them, with this HTTP status.
+    Refused(u16),
+}
+
+/// Sends the spec's verification request with these values; `None` when the spec declares none.
+async fn verify(
+    engine: &Engine,
+    settings: &Config,
+    spec: &ProviderSpec,
+    auth_mode: &str,
+    config: &BTreeMap<String, String>,
+    credentials: BTreeMap<String, SecretString>,
+) -> Result<Option<Verdict>, ApiError> {
+    if spec.verify.is_none() {
+        return Ok(None);
+    }
+    let connection = tributary_engine::Connection {
+        config: config.clone(),
+        credentials,
+        auth_mode: Some(auth_mode.to_owned()),
+        base_url: settings.provider_base_urls.get(&spec.id).cloned(),
+    };
+    match engine.verify(spec, &connection).await {
+        Ok(()) => Ok(Some(Verdict::Accepted)),
+        Err(EngineError::Exhausted { last, .. }) => judge(spec, *last).map(Some),
+        Err(e) => judge(spec, e).map(Some),
+    }
+}
+
+/// What a failed verification means for the caller.
+fn judge(spec: &ProviderSpec, e: EngineError) -> Result<Verdict, ApiError> {
+    match e {
+        EngineError::Upstream { class, status, .. }
+            if class == ErrorClass::Auth
+                || (status != 429
+                    && (400..500).contains(&status)
+                    && !matches!(class, ErrorClass::RateLimited | ErrorClass::Transient)) =>
+        {
+            tracing::info!(provider = %spec.id, status, ?class, "the provider refused the credentials");
+            Ok(Verdict::Refused(status))
+        }
+        EngineError::Egress(denied) => {
+            tracing::info!(provider = %spec.id, reason = %denied, "verification refused by the egress guard");
+            Err(invalid(
+                "/config",
+                "This connection's provider address is not one this deployment may reach (a private, loopback or link-local address).",
+            ))
+        }
+        EngineError::Connection { message, .. } => Err(invalid("/config", &message)),
+        e @ (EngineError::Upstream { .. }
+        | EngineError::Timeout(_)
+        | EngineError::Transport(_)
+        | EngineError::ResponseTooLarge { .. }
+        | EngineError::Malformed { .. }
+        | EngineError::Redirect(_)) => {
+            // The class and status only: a provider's message may quote what it was sent.
+            let (class, status) = match &e {
+                EngineError::Upstream { class, status, .. } => (Some(*class), Some(*status)),
+                _ => (None, None),
+            };
+            tracing::warn!(provider = %spec.id, ?class, ?status, kind = error_kind(&e), "verification failed upstream");
+            Err(ApiError::ProviderUnavailable {
+                provider: spec.name.clone(),
+            })
+        }
+        e => {
+            tracing::error!(provider = %spec.id, kind = error_kind(&e), "verification could not be sent");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+fn error_kind(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::Timeout(_) => "timeout",
+        EngineError::Transport(_) => "transport",
+        EngineError::ResponseTooLarge { .. } => "response_too_large",
+        EngineError::Upstream { .. } => "upstream",
+        EngineError::Spec { .. } => "spec",
+        EngineError::Template { .. } => "template",
+        EngineError::Malformed { .. } => "malformed",
+        EngineError::Redirect(_) => "redirect",
+        _ => "other",
+    }
+}
+
+fn secrets(values: &BTreeMap<String, String>) -> BTreeMap<String, SecretString> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), SecretString::from(v.clone())))
+        .collect()
+}
+
+fn owner<'a>(tenant: &'a TenantId, id: &'a ConnectionId) -> Owner<'a> {
+    Owner {
+        tenant: tenant.as_str(),
+        object: id.as_str(),
+        purpose: CREDENTIALS_PURPOSE,
+    }
+}
+
+/// The connection's credentials, opened.
+async fn open_credentials(
+    vault: &Vault,
+    c: &Connection,
+) -> Result<BTreeMap<String, SecretString>, ApiError> {
+    let (plain, _) = vault
+        .open(&owner(&c.tenant_id, &c.id), &c.credentials)
+        .await
+        .map_err(vault_failure)?;
+    let values: BTreeMap<String, String> =
+        serde_json::from_slice(plain.expose_secret()).map_err(|_| {
+            tracing::error!(connection_id = %c.id, "sealed credentials are not a JSON object of strings");
+            ApiError::Internal
+        })?;
+    Ok(secrets(&values))
+}
+
+fn event(
+    c: &Connection,
+    kind: ConnectionEventType,
+    reason: Option<String>,
+    at_ms: EpochMillis,
+) -> ConnectionEvent {
+    ConnectionEvent {
+        id: EventId::generate(),
+        tenant_id: c.tenant_id.clone(),
+        connection_id: c.id.clone(),
+        kind,
+        status: c.status,
+        reason,
+        at_ms,
+    }
+}
+
+fn audit(c: &Connection, actor: &Principal, at_ms: EpochMillis, action: &str) -> AuditEvent {
+    AuditEvent {
+        id: AuditEventId::generate(),
+        tenant_id: c.tenant_id.clone(),
+        at_ms,
+        actor: actor.principal.clone(),
+        action: action.into(),
+        target: c.id.to_string(),
+    }
+}
+
+fn auth_mode<'s>(spec: &'s ProviderSpec, kind: &str) -> Result<&'s AuthMode, ApiError> {
+    spec.auth.iter().find(|m| m.kind() == kind).ok_or_else(|| {
+        tracing::error!(provider = %spec.id, auth_mode = kind, "a stored auth mode is no longer in the spec");
+        ApiError::Internal
+    })
+}
+
+fn refused(spec: &ProviderSpec, status: u16) -> ApiError {
+    ApiError::CredentialsRejected {
+        provider: spec.name.clone(),
+        status,
+    }
+}
+
+/// Makes a key-based connection: checked against the spec, verified with the provider, then saved
+/// with its credentials sealed.
+#[utoipa::path(post, path = "/v1/connections", operation_id = "create_connection", tag = "Connections", request_body = ConnectionIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h")),
+    responses((status = 201, description = "Created and verified", body = ConnectionOut),
+              (status = 400, description = "Invalid body: an unknown or disabled integration, an OAuth integration (connect those through a connect session), configuration or credentials that do not fit the provider's spec, or credentials the provider refused (`credentials_rejected`)", body = ProblemDoc),
+              (status = 403, description = "Requires `connections:write`", body = ProblemDoc),
+              (status = 409, description = "Same Idempotency-Key in progress", body = ProblemDoc),
+              (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc),
+              (status = 502, description = "The provider did not answer usably; nothing was saved", body = ProblemDoc)))]
+#[allow(clippy::too_many_arguments)]
+pub async fn create<S: ControlStore>(
+    caller: TenantCaller<ConnectionsWrite>,
+    store: Store<S>,
+    clock: Clock,
+    vault: Secrets,
+    engine: Providers,
+    settings: Settings,
+    Idempotent(input): Idempotent<ConnectionIn>,
+) -> Result<Created<ConnectionOut>, ApiError> {
+    let TenantCaller {
+        principal, tenant, ..
+    } = caller;
+    let no_integration = || {
+        invalid(
+            "/integration_id",
+            "No integration with this id exists for your tenant. List your integrations to find it.",
+        )
+    };
+    let integration_id: IntegrationId = input
+        .integration_id
+        .parse()
+        .map_err(|e| invalid("/integration_id", &format!("{e}.")))?;
+    let integration = store
+        .get_integration(&tenant, &integration_id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(no_integration)?;
+    if !integration.enabled {
+        return Err(invalid(
+            "/integration_id",
+            "This integration is disabled: enable it before making connections through it.",
+        ));
+    }
+    let spec = provider(&integration.provider)?;
+    let mode = auth_mode(spec, &integration.auth_mode)?;
+    if !matches!(mode, AuthMode::ApiKey(_) | AuthMode::Basic(_)) {
+        return Err(invalid(
+            "/integration_id",
+            &format!(
+                "This integration connects with `{}`: end users connect it through a connect session (POST /v1/connect/sessions), not with credentials sent here.",
+                mode.kind()
+            ),
+        ));
+    }
+    let end_user_id = check_end_user(&input.end_user_id)?;
+    check_tags("/tags", &input.tags)?;
+    let metadata = check_metadata(input.metadata)?;
+    check_against(
+        spec,
+        "/config",
+        "configuration",
+        &spec.connection_config,
+        &input.config,
+    )?;
+    check_against(
+        spec,
+        "/credentials",
+        "credential",
+        mode.credential_fields(),
+        &input.credentials,
+    )?;
+
+    let verified = match verify(
+        &engine,
+        &settings,
+        spec,
+        mode.kind(),
+        &input.config,
+        secrets(&input.credentials),
+    )
+    .await?
+    {
+        Some(Verdict::Accepted) => true,
+        Some(Verdict::Refused(status)) => return Err(refused(spec, status)),
+        None => false,
+    };
+
+    let now = clock.now_ms();
+    let id = ConnectionId::generate();
+    let plain = serde_json::to_vec(&input.credentials).map_err(|_| ApiError::Internal)?;
+    let sealed = vault
+        .seal(&owner(&tenant, &id), &plain)
+        .await
+        .map_err(vault_failure)?;
+    let connection = Connection {
+        id,
+        tenant_id: tenant,
+        integration_id,
+        provider: spec.id.clone(),
+        auth_mode: mode.kind().to_owned(),
+        end_user_id,
+        config: input.config,
+        credentials: sealed,
+        tags: input.tags,
+        metadata,
+        status: ConnectionStatus::Active,
+        status_reason: None,
+        status_changed_at_ms: now,
+        last_verified_at_ms: verified.then_some(now),
+        created_at_ms: now,
+        updated_at_ms: now,
+        version: 1,
+    };
+    store
+        .create_connection(
+            &connection,
+            &event(&connection, ConnectionEventType::Created, None, now),
+            &audit(&connection, &principal, now, "connection.created"),
+        )
+        .await
+        .map_err(store_failure)?;
+    tracing::info!(connection_id = %connection.id, provider = %connection.provider, verified, "connection created");
+    Ok(Created {
+        location: format!("/v1/connections/{}", connection.id),
+        body: ConnectionOut::from(connection),
+    })
+}
+
+/// The list's filters, from the query string.
+pub struct ListQuery {
+    filter: ConnectionFilter,
+    page: tributary_core::pagination::PageRequest,
+}
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &St,
+    ) -> Result<Self, ApiError> {
+        let q = only_query(
+            parts,
+            &[
+                "limit",
+                "cursor",
+                "integration_id",
+                "provider",
+                "end_user_id",
+                "tag",
+                "status",
+            ],
+        )?;
+        let page = page_request(
+            q.get("limit").map(String::as_str),
+            q.get("cursor").map(String::as_str),
+        )?;
+        let integration_id = q
+            .get("integration_id")
+            .map(|raw| path_id::<IntegrationId>(raw, "integration_id"))
+            .transpose()
+            .map_err(|_| {
+                invalid(
+                    "query.integration_id",
+                    "`integration_id` is an integration id (`int_…`).",
+                )
+            })?;
+        let tag = q
+            .get("tag")
+            .map(|raw| {
+                raw.split_once(':')
+                    .filter(|(k, v)| valid_tag_key(k) && !v.is_empty())
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| {
+                        invalid(
+                            "query.tag",
+                            "`tag` is `key:value`, the key of letters, digits or `_.:-`.",
+                        )
+                    })
+            })
+            .transpose()?;
+        let status = q
+            .get("status")
+            .map(|raw| match raw.as_str() {
+                "active" => Ok(ConnectionStatus::Active),
+                "needs_reauth" => Ok(ConnectionStatus::NeedsReauth),
+                "disabled" => Ok(ConnectionStatus::Disabled),
+                _ => Err(invalid(
+                    "query.status",
+                    "`status` is `active`, `needs_reauth` or `disabled`.",
+                )),
+            })
+            .transpose()?;
+        for (name, value) in [
+            ("provider", q.get("provider")),
+            ("end_user_id", q.get("end_user_id")),
+        ] {
+            if value.is_some_and(|v| v.is_empty() || v.chars().count() > 256) {
+                return Err(invalid(
+                    &format!("query.{name}"),
+                    &format!("`{name}` is 1 to 256 characters."),
+                ));
+            }
+        }
+        Ok(Self {
+            filter: ConnectionFilter {
+                integration_id,
+                provider: q.get("provider").cloned(),
+                end_user_id: q.get("end_user_id").cloned(),
+                tag,
+                status,
+            },
+            page,
+        })
+    }
+}
+
+/// Lists the tenant's connections, filtered. A page may hold fewer than `limit` connections and
+/// still have a `next_cursor`: follow it until it is absent.
+#[utoipa::path(get, path = "/v1/connections", operation_id = "list_connections", tag = "Connections",
+    params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+           ("integration_id" = Option<String>, Query, description = "Only connections made through this integration", pattern = "^int_[0-9a-f]{32}$"),
+           ("provider" = Option<String>, Query, description = "Only connections to this provider"),
+           ("end_user_id" = Option<String>, Query, description = "Only this end user's connections"),
+           ("tag" = Option<String>, Query, description = "Only connections carrying this tag: `key:value`"),
+           ("status" = Option<String>, Query, description = "`active`, `needs_reauth` or `disabled`")),
+    responses((status = 200, description = "A page of connections", body = PageOf<ConnectionOut>),
+              (status = 400, description = "Bad filter, `limit` or `cursor`", body = ProblemDoc),
+              (status = 403, description = "Requires `connections:read`", body = ProblemDoc)))]
+pub async fn list<S: ControlStore>(
+    caller: TenantCaller<ConnectionsRead>,
+    store: Store<S>,
+    query: ListQuery,
+) -> Result<Json<PageOf<ConnectionOut>>, ApiError> {
+    let found = store
+        .list_connections(&caller.tenant, &query.filter, &query.page)
+        .await
+        .map_err(store_failure)?;
+    Ok(Json(page_of(found, ConnectionOut::from)))
+}
+
+async fn load<S: ControlStore>(
+    store: &S,
+    tenant: &TenantId,
+    id: &ConnectionId,
+) -> Result<Connection, ApiError> {
+    store
+        .get_connection(tenant, id)
+        .await
+        .map_err(store_failure)?
+        .ok_or(ApiError::NotFound {
+            resource: "connection",
+        })
+}
+
+/// Reads one of the tenant's connections (never its credentials).
+#[utoipa::path(get, path = "/v1/connections/{connection_id}", operation_id = "get_connection", tag = "Connections",
+    params(("connection_id" = String, Path, description = "Connection id (`conn_…`)", pattern = "^conn_[0-9a-f]{32}$")),
+    responses((status = 200, description = "The connection", body = ConnectionOut),
+              (status = 403, description = "Requires `connections:read`", body = ProblemDoc),
+              (status = 404, description = "No such connection for this tenant", body = ProblemDoc)))]
+pub async fn get<S: ControlStore>(
+    caller: TenantCaller<ConnectionsRead>,
+    store: Store<S>,
+    Id(id): Id<ConnectionId>,
+) -> Result<Json<ConnectionOut>, ApiError> {
+    Ok(Json(ConnectionOut::from(
+        load(&*store, &caller.tenant, &id).await?,
+    )))
+}
+
+fn concurrent() -> ApiError {
+    ApiError::Conflict {
+        detail: "The connection changed while this request ran (a refresh or another update). Retry the request.".into(),
+    }
+}
+
+async fn save<S: ControlStore>(
+    store: &S,
+    connection: &Connection,
+    read_version: u64,
+    event: Option<&ConnectionEvent>,
+) -> Result<(), ApiError> {
+    match store
+        .update_connection(connection, read_version, event)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::NotFound {
+            resource: "connection",
+        }),
+        Err(PortError::Conflict { .. }) => Err(concurrent()),
+        Err(e) => Err(store_failure(e)),
+    }
+}
+
+/// Changes a connection's tags, metadata, configuration or status. A new configuration, and
+/// turning a connection back on, are verified with the provider first; nothing changes when the
+/// provider refuses.
+#[utoipa::path(patch, path = "/v1/connections/{connection_id}", operation_id = "update_connection", tag = "Connections", request_body = ConnectionPatch,
+    params(("connection_id" = String, Path, description = "Connection id (`conn_…`)", pattern = "^conn_[0-9a-f]{32}$")),
+    responses((status = 200, description = "The updated connection", body = ConnectionOut),
+              (status = 400, description = "Invalid body, or a configuration the provider refused with these credentials (`credentials_rejected`)", body = ProblemDoc),
+              (status = 403, description = "Requires `connections:write`", body = ProblemDoc),
+              (status = 404, description = "No such connection for this tenant", body = ProblemDoc),
+              (status = 409, description = "Changed concurrently; retry", body = ProblemDoc),
+              (status = 502, description = "The provider did not answer usably; nothing changed", body = ProblemDoc)))]
+#[allow(clippy::too_many_arguments)]
+pub async fn update<S: ControlStore>(
+    caller: TenantCaller<ConnectionsWrite>,
+    store: Store<S>,
+    clock: Clock,
+    vault: Secrets,
+    engine: Providers,
+    settings: Settings,
+    Id(id): Id<ConnectionId>,
+    JsonBody(patch): JsonBody<ConnectionPatch>,
+) -> Result<Json<ConnectionOut>, ApiError> {
+    let mut connection = load(&*store, &caller.tenant, &id).await?;
+    let read_version = connection.version;
+    let spec = provider(&connection.provider)?;
+    if let Some(tags) = patch.tags {
+        check_tags("/tags", &tags)?;
+        connection.tags = tags;
+    }
+    if let Some(metadata) = patch.metadata {
+        connection.metadata = check_metadata(Some(metadata))?;
+    }
+    if let Some(config) = &patch.config {
+        check_against(
+            spec,
+            "/config",
+            "configuration",
+            &spec.connection_config,
+            config,
+        )?;
+    }
+    let now = clock.now_ms();
+    let reactivate = matches!(patch.status, Some(SettableStatus::Active))
+        && connection.status != ConnectionStatus::Active;
+    let mut kind = ConnectionEventType::Updated;
+    if patch.config.is_some() || reactivate {
+        let config = patch.config.as_ref().unwrap_or(&connection.config);
+        let credentials = open_credentials(&vault, &connection).await?;
+        match verify(
+            &engine,
+            &settings,
+            spec,
+            &connection.auth_mode,
+            config,
+            credentials,
+        )
+        .await?
+        {
+            Some(Verdict::Refused(status)) => return Err(refused(spec, status)),
+            Some(Verdict::Accepted) => connection.last_verified_at_ms = Some(now),
+            None => {}
+        }
+        if reactivate && connection.status == ConnectionStatus::NeedsReauth {
+            kind = ConnectionEventType::Reauthorized;
+        }
+    }
+    if let Some(config) = patch.config {
+        connection.config = config;
+    }
+    match patch.status {
+        Some(SettableStatus::Disabled) if connection.status != ConnectionStatus::Disabled => {
+            connection.status = ConnectionStatus::Disabled;
+            connection.status_reason = Some("disabled by the tenant".into());
+            connection.status_changed_at_ms = now;
+        }
+        Some(SettableStatus::Active) if reactivate => {
+            connection.status = ConnectionStatus::Active;
+            connection.status_reason = None;
+            connection.status_changed_at_ms = now;
+        }
+        _ => {}
+    }
+    connection.updated_at_ms = now;
+    connection.version = read_version.saturating_add(1);
+    let recorded = event(&connection, kind, connection.status_reason.clone(), now);
+    save(&*store, &connection, read_version, Some(&recorded)).await?;
+    tracing::info!(connection_id = %id, event = kind.as_str(), "connection updated");
+    Ok(Json(ConnectionOut::from(connection)))
+}
+
+/// Checks a connection's credentials with the provider's verification request. Accepted: its
+/// verification time is recorded, and a connection that needed re-authorization is active again.
+/// Refused: it moves to `needs_reauth` with the reason (an event records it). A provider that does
+/// not answer usably changes nothing (502).
+#[utoipa::path(post, path = "/v1/connections/{connection_id}/test", operation_id = "test_connection", tag = "Connections",
+    params(("connection_id" = String, Path, description = "Connection id (`conn_…`)", pattern = "^conn_[0-9a-f]{32}$")),
+    responses((status = 200, description = "Tested: the connection with its status after the test", body = ConnectionOut),
+              (status = 403, description = "Requires `connections:write`", body = ProblemDoc),
+              (status = 404, description = "No such connection for this tenant", body = ProblemDoc),
+              (status = 409, description = "The provider's spec declares no verification request, or the connection changed concurrently", body = ProblemDoc),
+              (status = 502, description = "The provider did not answer usably; nothing changed", body = ProblemDoc)))]
+pub async fn test<S: ControlStore>(
+    caller: TenantCaller<ConnectionsWrite>,
+    store: Store<S>,
+    clock: Clock,
+    vault: Secrets,
+    engine: Providers,
+    settings: Settings,
+    Id(id): Id<ConnectionId>,
+) -> Result<Json<ConnectionOut>, ApiError> {
+    let mut connection = load(&*store, &caller.tenant, &id).await?;
+    let read_version = connection.version;
+    let spec = provider(&connection.provider)?;
+    let credentials = open_credentials(&vault, &connection).await?;
+    let config = connection.config.clone();
+    let verdict = verify(
+        &engine,
+        &settings,
+        spec,
+        &connection.auth_mode,
+        &config,
+        credentials,
+    )
+    .await?
+    .ok_or_else(|| ApiError::Conflict {
+        detail: format!(
+            "The `{}` spec declares no verification request, so its connections cannot be tested.",
+            spec.id
+        ),
+    })?;
+    let now = clock.now_ms();
+    let kind = match verdict {
+        Verdict::Accepted => {
+            connection.last_verified_at_ms = Some(now);
+            (connection.status == ConnectionStatus::NeedsReauth).then(|| {
+                connection.status = ConnectionStatus::Active;
+                connection.status_reason = None;
+                connection.status_changed_at_ms = now;
+                ConnectionEventType::Reauthorized
+            })
+        }
+        Verdict::Refused(status) => {
+            let reason = format!(
+                "{} refused the credentials (HTTP {status}) when they were tested",
+                spec.name
+            );
+            if connection.status == ConnectionStatus::Active {
+                connection.status = ConnectionStatus::NeedsReauth;
+                connection.status_changed_at_ms = now;
+            }
+            connection.status_reason = Some(reason);
+            Some(ConnectionEventType::VerificationFailed)
+        }
+    };
+    connection.updated_at_ms = now;
+    connection.version = read_version.saturating_add(1);
+    let recorded = kind.map(|k| event(&connection, k, connection.status_reason.clone(), now));
+    save(&*store, &connection, read_version, recorded.as_ref()).await?;
+    tracing::info!(connection_id = %id, status = connection.status.as_str(), "connection tested");
+    Ok(Json(ConnectionOut::from(connection)))
+}
+
+/// Deletes a connection with its credentials.
+#[utoipa::path(delete, path = "/v1/connections/{connection_id}", operation_id = "delete_connection", tag = "Connections",
+    params(("connection_id" = String, Path, description = "Connection id (`conn_…`)", pattern = "^conn_[0-9a-f]{32}$")),
+    responses((status = 204, description = "Deleted, with its credentials"),
+              (status = 403, description = "Requires `connections:write`", body = ProblemDoc),
+              (status = 404, description = "No such connection for this tenant", body = ProblemDoc)))]
+pub async fn delete<S: ControlStore>(
+    caller: TenantCaller<ConnectionsWrite>,
+    store: Store<S>,
+    clock: Clock,
+    Id(id): Id<ConnectionId>,
+) -> Result<StatusCode, ApiError> {
+    let connection = load(&*store, &caller.tenant, &id).await?;
+    let now = clock.now_ms();
+    if store
+        .delete_connection(
+            &caller.tenant,
+            &id,
+            &event(&connection, ConnectionEventType::Deleted, None, now),
+            &audit(&connection, &caller.principal, now, "connection.deleted"),
+        )
+        .await
+        .map_err(store_failure)?
+    {
+        tracing::info!(connection_id = %id, "connection deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound {
+            resource: "connection",
+        })
+    }
+}
+
+/// The connection operations.
+pub fn router<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+    operations![list, create, get, update, test, delete]
+}

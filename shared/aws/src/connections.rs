@@ -1,0 +1,291 @@
+//! Connections and their events in the control table:
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | connection | `TENANT#<tenant id>` | `CONN#<connection id>` |
+//! | connection event | `TENANT#<tenant id>` | `CONNEVENT#<event id>` |
+//!
+//! A connection keeps its record (sealed credentials included) as JSON in `doc`, beside a `version`
+//! that every update checks and the attributes a list filters on (`integration_id`, `provider`,
+//! `end_user_id`, `status`, `tags`). Events expire after [`EVENT_RETENTION_DAYS`]. Both are under
+//! the tenant's partition, so a tenant's deletion removes its connections with the rest (events
+//! carry an expiry and are left to it).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use tributary_core::PortError;
+use tributary_core::connection::{Connection, ConnectionEvent, ConnectionFilter};
+use tributary_core::error::Service;
+use tributary_core::ids::{ConnectionId, TenantId};
+use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
+use tributary_core::ports::ConnectionStore;
+use tributary_core::tenancy::AuditEvent;
+
+use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
+use crate::errors::classify;
+use crate::tenancy::{VERSION, audit_item, decode, item, n, put, rejected, s, tenant_pk};
+
+const CONN_SK: &str = "CONN#";
+const EVENT_SK: &str = "CONNEVENT#";
+/// How long connection events are kept.
+pub const EVENT_RETENTION_DAYS: i64 = 30;
+/// Items one list call reads at most before it answers with what it found and a cursor.
+const MAX_EXAMINED: usize = 1000;
+
+fn sk(id: &ConnectionId) -> String {
+    format!("{CONN_SK}{id}")
+}
+
+fn connection_item(c: &Connection) -> Result<Item, PortError> {
+    let mut it = item(tenant_pk(&c.tenant_id), sk(&c.id), c)?;
+    it.insert(VERSION.to_owned(), n(c.version));
+    it.insert("integration_id".into(), s(c.integration_id.as_str()));
+    it.insert("provider".into(), s(c.provider.clone()));
+    it.insert("end_user_id".into(), s(c.end_user_id.clone()));
+    it.insert("status".into(), s(c.status.as_str()));
+    if !c.tags.is_empty() {
+        it.insert(
+            "tags".into(),
+            AttributeValue::M(
+                c.tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), s(v.clone())))
+                    .collect(),
+            ),
+        );
+    }
+    Ok(it)
+}
+
+fn event_item(e: &ConnectionEvent) -> Result<Item, PortError> {
+    let mut it = item(tenant_pk(&e.tenant_id), format!("{EVENT_SK}{}", e.id), e)?;
+    it.insert(
+        EXPIRES_AT.to_owned(),
+        n(e.at_ms / 1000 + EVENT_RETENTION_DAYS * 86_400),
+    );
+    Ok(it)
+}
+
+fn put_event(table: &str, e: &ConnectionEvent) -> Result<TransactWriteItem, PortError> {
+    put(table, event_item(e)?, None)
+}
+
+/// The filter as a DynamoDB filter expression, its names and its values.
+fn filter_expression(
+    f: &ConnectionFilter,
+) -> (
+    Option<String>,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+) {
+    let mut terms = Vec::new();
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut eq = |attr: &str, value: String| {
+        let (name, placeholder) = (format!("#{attr}"), format!(":{attr}"));
+        terms.push(format!("{name} = {placeholder}"));
+        names.insert(name, attr.to_owned());
+        values.insert(placeholder, s(value));
+    };
+    if let Some(i) = &f.integration_id {
+        eq("integration_id", i.to_string());
+    }
+    if let Some(p) = &f.provider {
+        eq("provider", p.clone());
+    }
+    if let Some(u) = &f.end_user_id {
+        eq("end_user_id", u.clone());
+    }
+    if let Some(st) = f.status {
+        eq("status", st.as_str().to_owned());
+    }
+    if let Some((k, v)) = &f.tag {
+        terms.push("#tags.#tag_key = :tag_value".into());
+        names.insert("#tags".into(), "tags".into());
+        names.insert("#tag_key".into(), k.clone());
+        values.insert(":tag_value".into(), s(v.clone()));
+    }
+    let expression = (!terms.is_empty()).then(|| terms.join(" AND "));
+    (expression, names, values)
+}
+
+fn sort_key(item: &Item) -> Option<String> {
+    match item.get(SK) {
+        Some(AttributeValue::S(sk)) => Some(sk.clone()),
+        _ => None,
+    }
+}
+
+impl ConnectionStore for DynamoTable {
+    async fn create_connection(
+        &self,
+        connection: &Connection,
+        event: &ConnectionEvent,
+        audit: &AuditEvent,
+    ) -> Result<(), PortError> {
+        self.transact(vec![
+            put(
+                self.name(),
+                connection_item(connection)?,
+                Some("attribute_not_exists(pk)"),
+            )?,
+            put_event(self.name(), event)?,
+            put(self.name(), audit_item(audit)?, None)?,
+        ])
+        .await
+    }
+
+    async fn get_connection(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>, PortError> {
+        let found: Option<Connection> = self.get_doc(&tenant_pk(tenant), &sk(id)).await?;
+        Ok(found.filter(|c| c.tenant_id == *tenant))
+    }
+
+    async fn list_connections(
+        &self,
+        tenant: &TenantId,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Connection>, PortError> {
+        let limit = page.limit.clamp(1, MAX_LIMIT) as usize;
+        if page
+            .after
+            .as_deref()
+            .is_some_and(|a| !a.starts_with(CONN_SK))
+        {
+            return Err(PortError::OutOfRange {
+                service: Service::Store,
+                operation: "Query",
+            });
+        }
+        let pk = tenant_pk(tenant);
+        let (expression, names, values) = filter_expression(filter);
+        let mut found: Vec<(String, Connection)> = Vec::new();
+        let mut start = page.after.clone();
+        let mut examined = 0;
+        loop {
+            let mut request = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(CONN_SK))
+                .set_filter_expression(expression.clone())
+                .consistent_read(true)
+                .limit(100);
+            for (k, v) in &names {
+                request = request.expression_attribute_names(k, v);
+            }
+            for (k, v) in &values {
+                request = request.expression_attribute_values(k, v.clone());
+            }
+            if let Some(after) = &start {
+                request = request
+                    .exclusive_start_key(PK, s(pk.clone()))
+                    .exclusive_start_key(SK, s(after.clone()));
+            }
+            let out = request
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            examined += usize::try_from(out.scanned_count).unwrap_or(100);
+            for it in out.items.unwrap_or_default() {
+                let Some(key) = sort_key(&it) else { continue };
+                found.push((key, decode(&it, "Query")?));
+                if found.len() > limit {
+                    // One more than asked: the page ends at the last one asked for.
+                    found.truncate(limit);
+                    let next_after = found.last().map(|(k, _)| k.clone());
+                    return Ok(Page {
+                        items: found.into_iter().map(|(_, c)| c).collect(),
+                        next_after,
+                    });
+                }
+            }
+            let next = out.last_evaluated_key.as_ref().and_then(sort_key);
+            match next {
+                None => {
+                    return Ok(Page {
+                        items: found.into_iter().map(|(_, c)| c).collect(),
+                        next_after: None,
+                    });
+                }
+                // Read enough for one call: answer what matched, and where to go on.
+                Some(key) if examined >= MAX_EXAMINED => {
+                    return Ok(Page {
+                        items: found.into_iter().map(|(_, c)| c).collect(),
+                        next_after: Some(key),
+                    });
+                }
+                Some(key) => start = Some(key),
+            }
+        }
+    }
+
+    async fn update_connection(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+        event: Option<&ConnectionEvent>,
+    ) -> Result<bool, PortError> {
+        let replace = Put::builder()
+            .table_name(self.name())
+            .set_item(Some(connection_item(connection)?))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(expected_version))
+            .build()
+            .map_err(|e| rejected("TransactWriteItems", e.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().put(replace).build()];
+        if let Some(event) = event {
+            items.push(put_event(self.name(), event)?);
+        }
+        if self.transact_checked(items).await?.is_ok() {
+            return Ok(true);
+        }
+        match self
+            .get(&tenant_pk(&connection.tenant_id), &sk(&connection.id))
+            .await?
+        {
+            Some(_) => Err(PortError::Conflict {
+                service: Service::Store,
+                operation: "TransactWriteItems",
+            }),
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_connection(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        event: &ConnectionEvent,
+        audit: &AuditEvent,
+    ) -> Result<bool, PortError> {
+        let remove = Delete::builder()
+            .table_name(self.name())
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(sk(id)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| rejected("TransactWriteItems", e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().delete(remove).build(),
+            put_event(self.name(), event)?,
+            put(self.name(), audit_item(audit)?, None)?,
+        ];
+        Ok(self.transact_checked(items).await?.is_ok())
+    }
+
+    async fn list_connection_events(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<ConnectionEvent>, PortError> {
+        self.query_docs(&tenant_pk(tenant), EVENT_SK, page).await
+    }
+}
