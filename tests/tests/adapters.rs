@@ -953,6 +953,7 @@ fn connection(
         status_reason: None,
         status_changed_at_ms: 1,
         last_verified_at_ms: Some(1),
+        token_expires_at_ms: None,
         created_at_ms: 1,
         updated_at_ms: 1,
         version: 1,
@@ -1136,4 +1137,98 @@ async fn connections_are_filtered_as_read_versioned_and_deleted_with_their_event
         .collect();
     assert_eq!(kinds.len(), 11);
     assert_eq!(kinds.last(), Some(&Kind::Deleted));
+}
+
+#[tokio::test]
+async fn a_connect_session_completes_once_and_an_oauth_flow_is_taken_once() {
+    use tributary_core::connect::{ConnectSession, OAuthFlow, token_hash};
+    use tributary_core::ports::ConnectStore;
+    let env = env().await;
+    let table = env.control();
+    let token = tributary_core::connect::new_token("cst_");
+    let session = ConnectSession {
+        id: tributary_core::ids::ConnectSessionId::generate(),
+        tenant_id: TenantId::generate(),
+        token_hash: token_hash(&token),
+        end_user_id: "u".into(),
+        integration_ids: vec![tributary_core::ids::IntegrationId::generate()],
+        return_url: "https://app.example.com/done".into(),
+        connection_id: None,
+        tags: BTreeMap::new(),
+        created_by: "key_x".into(),
+        created_at_ms: 1,
+        expires_at_ms: 1_800_000,
+        completed_with: None,
+    };
+    table.create_session(&session).await.unwrap();
+    assert!(matches!(
+        table.create_session(&session).await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+    assert_eq!(
+        table.session(&session.token_hash).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(table.session(&token_hash("cst_other")).await.unwrap(), None);
+    // The token itself is stored nowhere.
+    let item = env
+        .clients
+        .dynamodb()
+        .get_item()
+        .table_name(table.name())
+        .key(
+            "pk",
+            AttributeValue::S(format!("CONNECT#{}", session.token_hash)),
+        )
+        .key("sk", AttributeValue::S("CONNECT".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(!format!("{item:?}").contains(&token));
+
+    let (first, second) = (
+        tributary_core::ids::ConnectionId::generate(),
+        tributary_core::ids::ConnectionId::generate(),
+    );
+    assert!(
+        table
+            .complete_session(&session.token_hash, &first)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !table
+            .complete_session(&session.token_hash, &second)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        table
+            .session(&session.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .completed_with,
+        Some(first)
+    );
+
+    let flow = OAuthFlow {
+        state_hash: token_hash("st_state"),
+        tenant_id: session.tenant_id.clone(),
+        session_id: session.id.clone(),
+        session_token_hash: session.token_hash.clone(),
+        integration_id: session.integration_ids[0].clone(),
+        redirect_uri: "https://api.example.com/connect/callback".into(),
+        pkce_verifier: Some("v1.k1.sealed".into()),
+        config: BTreeMap::new(),
+        expires_at_ms: 600_000,
+    };
+    table.put_flow(&flow).await.unwrap();
+    assert_eq!(
+        table.take_flow(&flow.state_hash).await.unwrap(),
+        Some(flow.clone())
+    );
+    assert_eq!(table.take_flow(&flow.state_hash).await.unwrap(), None);
 }

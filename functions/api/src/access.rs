@@ -136,6 +136,7 @@ declared!(T1, T2, T3, T4);
 declared!(T1, T2, T3, T4, T5);
 declared!(T1, T2, T3, T4, T5, T6);
 declared!(T1, T2, T3, T4, T5, T6, T7);
+declared!(T1, T2, T3, T4, T5, T6, T7, T8);
 
 /// Anyone may call the operation; no credential is looked at.
 pub struct Public;

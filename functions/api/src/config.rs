@@ -34,10 +34,14 @@ pub struct Config {
     /// connection's verification) may reach although they are loopback or private. Empty in AWS;
     /// the local stack opens `127.0.0.1` for its local providers.
     pub egress: EgressPolicy,
-    /// `PROVIDER_BASE_URLS`: `provider=url` pairs, comma-separated, that replace a provider's base
-    /// URL (local providers for development and tests). Set by the deployment only (a template
+    /// `PROVIDER_ORIGINS`: `provider=origin` pairs, comma-separated, that send every request to a
+    /// provider (its API, authorization and token endpoints) to another origin, keeping the path:
+    /// local providers for development and tests. Set by the deployment only (a template
     /// parameter, empty in AWS); no tenant or end user can change where a provider's requests go.
-    pub provider_base_urls: BTreeMap<String, String>,
+    pub provider_origins: BTreeMap<String, String>,
+    /// `PUBLIC_BASE_URL`: the origin end users reach the API at (a custom domain), for the connect
+    /// links and the OAuth redirect URI; empty: the request's own host.
+    pub public_base_url: Option<String>,
 }
 
 impl Config {
@@ -60,6 +64,25 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A URL template of `provider` (its base URL, an OAuth endpoint) sent to the deployment's
+    /// origin override, keeping its path; unchanged without one, or when the template's host is
+    /// itself a value (a whole URL from the connection, which the override cannot know).
+    pub fn provider_url(&self, provider: &str, template: &str) -> String {
+        let Some(origin) = self.provider_origins.get(provider) else {
+            return template.to_owned();
+        };
+        if template.starts_with('{') {
+            return template.to_owned();
+        }
+        let after_scheme = template.find("://").map_or(0, |i| i + 3);
+        let path = template[after_scheme..]
+            .find('/')
+            .map_or("", |i| &template[after_scheme + i..]);
+        format!("{origin}{path}")
+    }
+}
+
 fn allowlist(env: &Env) -> Result<EgressPolicy, ConfigError> {
     let allowlist = env.optional("EGRESS_ALLOWLIST").unwrap_or_default();
     EgressPolicy::with_allowlist(
@@ -74,14 +97,29 @@ fn allowlist(env: &Env) -> Result<EgressPolicy, ConfigError> {
     })
 }
 
-fn base_urls(env: &Env) -> Result<BTreeMap<String, String>, ConfigError> {
+/// An origin: `scheme://host[:port]`, nothing after it.
+fn origin(raw: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(raw.trim()).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err("not an http(s) URL".into());
+    }
+    let origin = parsed.origin().ascii_serialization();
+    if raw.trim().trim_end_matches('/') != origin {
+        return Err(format!(
+            "write it as the origin `{origin}` (no path, query or credentials)"
+        ));
+    }
+    Ok(origin)
+}
+
+fn origins(env: &Env) -> Result<BTreeMap<String, String>, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
-        name: "PROVIDER_BASE_URLS",
+        name: "PROVIDER_ORIGINS",
         reason,
     };
     let mut out = BTreeMap::new();
     for pair in env
-        .optional("PROVIDER_BASE_URLS")
+        .optional("PROVIDER_ORIGINS")
         .unwrap_or_default()
         .split(',')
         .map(str::trim)
@@ -146,7 +184,17 @@ impl Config {
                 Duration::from_secs(3600),
             )?,
             egress: allowlist(env)?,
-            provider_base_urls: base_urls(env)?,
+            provider_origins: origins(env)?,
+            public_base_url: env
+                .optional("PUBLIC_BASE_URL")
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    origin(&v).map_err(|reason| ConfigError::Invalid {
+                        name: "PUBLIC_BASE_URL",
+                        reason,
+                    })
+                })
+                .transpose()?,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod config;
+mod connect_page;
 mod dto;
 mod idempotency;
 // The document is generated in test builds only (`router::Api`); the release binary serves the

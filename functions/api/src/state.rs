@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
-    CanaryStore, ConnectionStore, CredentialStore, IdempotencyStore, IntegrationStore, RateCounter,
-    TenantStore,
+    CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyStore,
+    IntegrationStore, RateCounter, TenantStore,
 };
 use tributary_core::time;
 use tributary_core::vault::{KeyringSource, Vault};
@@ -26,6 +26,7 @@ pub trait ControlStore:
     + CredentialStore
     + IntegrationStore
     + ConnectionStore
+    + ConnectStore
     + IdempotencyStore
     + RateCounter
     + 'static
@@ -37,6 +38,7 @@ impl<T> ControlStore for T where
         + CredentialStore
         + IntegrationStore
         + ConnectionStore
+        + ConnectStore
         + IdempotencyStore
         + RateCounter
         + 'static

@@ -30,7 +30,8 @@ pub fn config() -> Config {
         keyring_secret_id: "keyring".into(),
         keyring_ttl: Duration::from_secs(300),
         egress: tributary_http::EgressPolicy::public_only(),
-        provider_base_urls: Default::default(),
+        provider_origins: Default::default(),
+        public_base_url: None,
     }
 }
 
@@ -46,7 +47,7 @@ pub const GOOD_KEY: &str = "sk_test_good4242";
 
 /// A local Stripe (the catalog's documented verification request, `GET /v1/balance`) that accepts
 /// [`GOOD_KEY`] and refuses any other key with Stripe's 401 body; and the settings that point the
-/// API's `stripe` at it, through the deployment-only base-URL override and a loopback allowlist.
+/// API's `stripe` at it, through the deployment-only origin override and a loopback allowlist.
 pub async fn stripe_mock() -> (wiremock::MockServer, Config) {
     use wiremock::matchers::{header, method, path};
     use wiremock::{Mock, ResponseTemplate};
@@ -75,8 +76,8 @@ pub async fn stripe_mock() -> (wiremock::MockServer, Config) {
     settings.egress = tributary_http::EgressPolicy::with_allowlist(["127.0.0.1"])
         .expect("loopback is a valid allowlist entry");
     settings
-        .provider_base_urls
-        .insert("stripe".into(), format!("{}/v1", server.uri()));
+        .provider_origins
+        .insert("stripe".into(), server.uri());
     (server, settings)
 }
 
@@ -84,6 +85,8 @@ pub async fn stripe_mock() -> (wiremock::MockServer, Config) {
 pub struct TestApi {
     /// The store (shared with the router).
     pub store: MemStore,
+    /// The router's clock.
+    pub clock: Arc<ManualClock>,
     router: Router,
 }
 
@@ -111,8 +114,10 @@ fn build(
     config: Config,
     keyring: Arc<dyn tributary_core::vault::KeyringSource>,
 ) -> TestApi {
+    let clock = Arc::new(ManualClock::at(NOW));
     TestApi {
         store: store.clone(),
+        clock: clock.clone(),
         router: crate::router::app(Deps {
             store,
             jobs_queue: match queue {
@@ -123,7 +128,7 @@ fn build(
             keyring,
             engine: tributary_engine::Engine::new(config.provider_http())
                 .expect("the test engine builds"),
-            clock: Arc::new(ManualClock::at(NOW)),
+            clock,
             config,
         }),
     }

@@ -12,6 +12,7 @@ use tributary_core::tenancy::{Tenant, TenantStatus};
 
 use crate::testing::{MemStore, NOW, Req, call, deps};
 
+mod connect;
 mod connections;
 mod integrations;
 
@@ -160,6 +161,14 @@ fn operations(
 ) -> Vec<(&'static str, String, Option<Value>, &'static str)> {
     vec![
         ("GET", "/v1/connections".into(), None, "connections:read"),
+        (
+            "POST",
+            "/v1/connect/sessions".into(),
+            Some(
+                json!({"end_user_id": "user-1", "integration_ids": [integration], "return_url": "https://app.example.com/done"}),
+            ),
+            "connections:write",
+        ),
         (
             "POST",
             "/v1/connections".into(),
@@ -1307,6 +1316,7 @@ fn concrete(path: &str) -> String {
             "{issuer_id}" => tributary_core::ids::IssuerId::generate().to_string(),
             "{integration_id}" => tributary_core::ids::IntegrationId::generate().to_string(),
             "{connection_id}" => tributary_core::ids::ConnectionId::generate().to_string(),
+            "{token}" => tributary_core::connect::new_token("cst_"),
             s if s.starts_with('{') => panic!("no example id for the path parameter {s}"),
             s => s.to_owned(),
         })
@@ -1438,6 +1448,10 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
     assert_eq!(
         public,
         [
+            "GET /connect/callback",
+            "GET /connect/{token}",
+            "POST /connect/{token}/{integration_id}",
+            "GET /connect/{token}/{integration_id}/oauth",
             "GET /docs",
             "GET /docs/redoc-2.5.4.standalone.js",
             "GET /v1/health",

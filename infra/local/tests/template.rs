@@ -94,7 +94,8 @@ fn routes(t: &Template) -> BTreeSet<(String, String, Option<String>)> {
 }
 
 #[test]
-fn exactly_health_openapi_and_docs_are_public_and_everything_else_needs_the_authorizer() {
+fn exactly_health_openapi_docs_and_the_connect_page_are_public_and_everything_else_needs_the_authorizer()
+ {
     let t = template();
     let public =
         |method: &str, path: &str| (method.to_owned(), path.to_owned(), Some("NONE".to_owned()));
@@ -106,6 +107,10 @@ fn exactly_health_openapi_and_docs_are_public_and_everything_else_needs_the_auth
             public("GET", "/v1/openapi.json"),
             public("GET", "/docs"),
             public("GET", "/docs/redoc-2.5.4.standalone.js"),
+            public("GET", "/connect/{token}"),
+            public("POST", "/connect/{token}/{integration_id}"),
+            public("GET", "/connect/{token}/{integration_id}/oauth"),
+            public("GET", "/connect/callback"),
             ("ANY".to_owned(), "/{proxy+}".to_owned(), None),
         ])
     );
@@ -159,7 +164,7 @@ fn samconfig_overrides() -> Vec<(String, String)> {
             environment = table.split('.').next().unwrap_or_default().to_owned();
         } else if line.starts_with("parameter_overrides")
             || line.contains("EgressAllowlist")
-            || line.contains("ProviderBaseUrls")
+            || line.contains("ProviderOrigins")
         {
             out.push((environment.clone(), line.to_owned()));
         }
@@ -191,7 +196,7 @@ fn issuer_egress_allowlist_is_empty_in_aws() {
         for parameter in [
             "IssuerEgressAllowlist",
             "ProviderEgressAllowlist",
-            "ProviderBaseUrls",
+            "ProviderOrigins",
         ] {
             assert!(
                 local
@@ -208,7 +213,7 @@ fn provider_egress_and_base_url_overrides_are_empty_in_aws_and_reach_only_the_ap
     let t = template();
     for (parameter, variable) in [
         ("ProviderEgressAllowlist", "EGRESS_ALLOWLIST"),
-        ("ProviderBaseUrls", "PROVIDER_BASE_URLS"),
+        ("ProviderOrigins", "PROVIDER_ORIGINS"),
     ] {
         assert_eq!(t.parameter_defaults()[parameter], "", "{parameter}");
         assert_eq!(

@@ -3,6 +3,7 @@
 //! `AWS_ENDPOINT_URL`, so the same code runs against AWS and the local emulator.
 
 pub mod backoff;
+pub mod connect;
 pub mod connections;
 pub mod dynamo;
 mod errors;

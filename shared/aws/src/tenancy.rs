@@ -289,7 +289,11 @@ impl DynamoTable {
         Ok(Page { items, next_after })
     }
 
-    async fn put_conditional(&self, item: Item, condition: &str) -> Result<bool, PortError> {
+    pub(crate) async fn put_conditional(
+        &self,
+        item: Item,
+        condition: &str,
+    ) -> Result<bool, PortError> {
         self.put_if(item, condition, None).await
     }
 

@@ -66,6 +66,9 @@ pub struct Connection {
     pub status_changed_at_ms: EpochMillis,
     /// When the provider last accepted its credentials, if ever checked.
     pub last_verified_at_ms: Option<EpochMillis>,
+    /// When its OAuth access token expires, when the provider said (the refresher's schedule).
+    #[serde(default)]
+    pub token_expires_at_ms: Option<EpochMillis>,
     /// When created.
     pub created_at_ms: EpochMillis,
     /// When last changed.

@@ -128,6 +128,12 @@ prefixed_id!(
     "connection"
 );
 prefixed_id!(
+    /// A connect session.
+    ConnectSessionId,
+    "cs",
+    "connect session"
+);
+prefixed_id!(
     /// Something that happened to a tenant's objects (kept for webhooks).
     EventId,
     "ev",

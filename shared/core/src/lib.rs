@@ -7,6 +7,7 @@ pub mod apikey;
 pub mod auth;
 pub mod canary;
 pub mod config;
+pub mod connect;
 pub mod connection;
 pub mod error;
 pub mod health;

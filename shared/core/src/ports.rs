@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::canary::CanaryObservation;
+use crate::connect::{ConnectSession, OAuthFlow};
 use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use crate::error::PortError;
 use crate::ids::{ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, TenantId};
@@ -291,6 +292,36 @@ pub trait ConnectionStore: Send + Sync {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<ConnectionEvent>, PortError>> + Send;
+}
+
+/// Stores connect sessions and OAuth flows, both found by a token's hash and kept until a while
+/// after they expire.
+pub trait ConnectStore: Send + Sync {
+    /// Stores a new session.
+    fn create_session(
+        &self,
+        session: &ConnectSession,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The session whose token has this hash.
+    fn session(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<ConnectSession>, PortError>> + Send;
+    /// Marks the session completed with `connection`, if it is not yet: `false` when another
+    /// request completed it first (or it is gone). Exactly one caller wins.
+    fn complete_session(
+        &self,
+        token_hash: &str,
+        connection: &ConnectionId,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Stores a flow.
+    fn put_flow(&self, flow: &OAuthFlow) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Removes and returns the flow whose `state` has this hash: of concurrent callers, one gets
+    /// it, the others `None`.
+    fn take_flow(
+        &self,
+        state_hash: &str,
+    ) -> impl Future<Output = Result<Option<OAuthFlow>, PortError>> + Send;
 }
 
 /// A response kept for idempotent replay.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
+use tributary_core::connect::{ConnectSession, OAuthFlow};
 use tributary_core::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use tributary_core::error::Service;
 use tributary_core::ids::ConnectionId;
@@ -14,8 +15,8 @@ use tributary_core::ids::{ApiKeyId, IntegrationId, IssuerId, JobId, TenantId};
 use tributary_core::integration::Integration;
 use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
 use tributary_core::ports::{
-    CanaryStore, ConnectionStore, CredentialStore, IdempotencyBegin, IdempotencyStore,
-    IntegrationStore, JobLedger, RateCounter, StoredResponse, TenantStore,
+    CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyBegin,
+    IdempotencyStore, IntegrationStore, JobLedger, RateCounter, StoredResponse, TenantStore,
 };
 use tributary_core::tenancy::{
     ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant, TenantStatus,
@@ -65,6 +66,12 @@ const METHODS: &[&str] = &[
     "update_connection",
     "delete_connection",
     "list_connection_events",
+    // ConnectStore
+    "create_session",
+    "session",
+    "complete_session",
+    "put_flow",
+    "take_flow",
     // IdempotencyStore
     "begin",
     "complete",
@@ -110,6 +117,10 @@ struct Tables {
     connections: BTreeMap<String, Connection>,
     /// Connection events (they expire, so a tenant's deletion leaves them, as in the adapter).
     events: BTreeMap<String, ConnectionEvent>,
+    /// Connect sessions by token hash.
+    sessions: HashMap<String, ConnectSession>,
+    /// OAuth flows by state hash.
+    flows: HashMap<String, OAuthFlow>,
     /// Audit events kept after their tenant's deletion, with their expiry (epoch seconds).
     kept_audit: HashMap<String, i64>,
     idempotency: HashMap<(String, String), Claim>,
@@ -204,7 +215,7 @@ enum Access {
 
 /// The control table in memory: one implementation of every store port the functions use
 /// ([`CanaryStore`], [`JobLedger`], [`TenantStore`], [`CredentialStore`], [`IntegrationStore`],
-/// [`ConnectionStore`], [`IdempotencyStore`], [`RateCounter`]), with the DynamoDB adapter's semantics where tests rely on them:
+/// [`ConnectionStore`], [`ConnectStore`], [`IdempotencyStore`], [`RateCounter`]), with the DynamoDB adapter's semantics where tests rely on them:
 ///
 /// - conditional writes: creating a tenant, key, issuer, integration or connection whose id exists
 ///   is a [`PortError::Conflict`]; a tenant, integration or connection update checks the stored
@@ -994,6 +1005,62 @@ impl ConnectionStore for MemStore {
             page(mine, EVENT_SK, req)
         })
         .await?
+    }
+}
+
+impl ConnectStore for MemStore {
+    async fn create_session(&self, session: &ConnectSession) -> Result<(), PortError> {
+        self.port("create_session", Access::Write, "PutItem", |t| {
+            if t.sessions.contains_key(&session.token_hash) {
+                return Err(conflict("PutItem"));
+            }
+            t.sessions
+                .insert(session.token_hash.clone(), session.clone());
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn session(&self, token_hash: &str) -> Result<Option<ConnectSession>, PortError> {
+        self.port("session", Access::Read, "GetItem", |t| {
+            t.sessions.get(token_hash).cloned()
+        })
+        .await
+    }
+
+    async fn complete_session(
+        &self,
+        token_hash: &str,
+        connection: &ConnectionId,
+    ) -> Result<bool, PortError> {
+        self.port("complete_session", Access::Write, "PutItem", |t| {
+            match t.sessions.get_mut(token_hash) {
+                Some(session) if session.completed_with.is_none() => {
+                    session.completed_with = Some(connection.clone());
+                    true
+                }
+                _ => false,
+            }
+        })
+        .await
+    }
+
+    async fn put_flow(&self, flow: &OAuthFlow) -> Result<(), PortError> {
+        self.port("put_flow", Access::Write, "PutItem", |t| {
+            if t.flows.contains_key(&flow.state_hash) {
+                return Err(conflict("PutItem"));
+            }
+            t.flows.insert(flow.state_hash.clone(), flow.clone());
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn take_flow(&self, state_hash: &str) -> Result<Option<OAuthFlow>, PortError> {
+        self.port("take_flow", Access::Write, "DeleteItem", |t| {
+            t.flows.remove(state_hash)
+        })
+        .await
     }
 }
 

@@ -156,7 +156,7 @@ impl From<Connection> for ConnectionOut {
     }
 }
 
-fn check_end_user(id: &str) -> Result<String, ApiError> {
+pub(crate) fn check_end_user(id: &str) -> Result<String, ApiError> {
     if id.is_empty() || id.chars().count() > 256 || id.chars().any(char::is_control) {
         return Err(invalid(
             "/end_user_id",
@@ -173,7 +173,7 @@ fn valid_tag_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
-fn check_tags(pointer: &str, tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub(crate) fn check_tags(pointer: &str, tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if tags.len() > MAX_TAGS {
         return Err(invalid(pointer, &format!("At most {MAX_TAGS} tags.")));
     }
@@ -265,7 +265,7 @@ fn check_against(
 }
 
 /// What the provider said of the credentials.
-enum Verdict {
+pub(crate) enum Verdict {
     /// It accepted them.
     Accepted,
     /// It refused them, with this HTTP status.
@@ -273,7 +273,7 @@ enum Verdict {
 }
 
 /// Sends the spec's verification request with these values; `None` when the spec declares none.
-async fn verify(
+pub(crate) async fn verify(
     engine: &Engine,
     settings: &Config,
     spec: &ProviderSpec,
@@ -288,7 +288,10 @@ async fn verify(
         config: config.clone(),
         credentials,
         auth_mode: Some(auth_mode.to_owned()),
-        base_url: settings.provider_base_urls.get(&spec.id).cloned(),
+        base_url: settings
+            .provider_origins
+            .contains_key(&spec.id)
+            .then(|| settings.provider_url(&spec.id, &spec.base_url)),
     };
     match engine.verify(spec, &connection).await {
         Ok(()) => Ok(Some(Verdict::Accepted)),
@@ -538,6 +541,7 @@ pub async fn create<S: ControlStore>(
         status_reason: None,
         status_changed_at_ms: now,
         last_verified_at_ms: verified.then_some(now),
+        token_expires_at_ms: None,
         created_at_ms: now,
         updated_at_ms: now,
         version: 1,

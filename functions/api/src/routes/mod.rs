@@ -1,6 +1,7 @@
 //! The API's operations, one module per resource, each with its `router()`, merged here.
 
 pub mod audit;
+pub mod connect;
 pub mod connections;
 pub mod docs;
 pub mod health;
@@ -29,6 +30,7 @@ pub fn api<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
         .merge(audit::router())
         .merge(integrations::router())
         .merge(connections::router())
+        .merge(connect::router())
 }
 
 /// Maps a store failure to a 503 (retryable) or 500, logging the cause.
