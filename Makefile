@@ -25,7 +25,7 @@ TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help tools build dev smoke-dev fuzz-api docs-vendor docs-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench bench-coldstart clean-tools
+.PHONY: help tools build dev smoke-dev fuzz-api docs-vendor docs-check connect-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench bench-coldstart clean-tools
 
 help:
 	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
@@ -35,6 +35,7 @@ help:
 	@echo "make smoke-dev    the make dev path (cargo lambda watch) up, canary, authorizer, clean stop"
 	@echo "make docs-vendor  re-vendor the pinned Redoc bundle /docs serves (infra/local/docs, npm ci)"
 	@echo "make docs-check   /docs rendered by headless Chromium (installs Debian's chromium if missing)"
+	@echo "make connect-check  the connect flow in headless Chromium, and a scan of the logs for credentials"
 	@echo "make fuzz-api     schemathesis against the local stack from the checked-in OpenAPI document"
 	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
 	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda) for SAM_ARCH=arm64 (or x86_64)"
@@ -113,6 +114,11 @@ docs-check: build
 	bash infra/local/vendor-docs.sh --check
 	bash infra/local/docs-check.sh
 
+# The connect flow in headless Chromium through the local stack (OAuth with PKCE and an API-key
+# form, against local providers), then a scan of the functions' logs for every credential used.
+connect-check: build
+	bash infra/local/connect-check.sh
+
 fmt:
 	$(CARGO) fmt --all
 
@@ -151,6 +157,7 @@ test: tools
 	$(MAKE) --no-print-directory smoke-dev
 	$(MAKE) --no-print-directory fuzz-api
 	$(MAKE) --no-print-directory docs-check
+	$(MAKE) --no-print-directory connect-check
 	$(MAKE) --no-print-directory sam-validate
 	$(MAKE) --no-print-directory cfn-lint
 	$(MAKE) --no-print-directory sam-build-ci

@@ -6,17 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "docs-check: installing Debian's chromium"
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
-
 CHECK_NAME=docs-check
 # shellcheck source=infra/local/stack.sh
 . infra/local/stack.sh
+ensure_chromium
 start_stack
 work="$stack_work"
 port="${TRIBUTARY_API_URL##*:}"

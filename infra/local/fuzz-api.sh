@@ -29,9 +29,20 @@ min_share="${FUZZ_MIN_2XX_SHARE:-0.10}"
 helper=(python3 "$root/infra/local/fuzz_api.py")
 
 CHECK_NAME=fuzz-api
+# Local providers (infra/local/connect/providers.py) behind the deployment-only ProviderOrigins, so
+# that connections can be made and verified: the seeds below give the hooks real objects to use.
+seeds_dir=$(mktemp -d)
+stripe_key="sk_test_fuzz$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+python3 "$root/infra/local/connect/providers.py" "$seeds_dir/port" "$seeds_dir/secrets.txt" \
+  fuzz-client fuzz-secret "$stripe_key" >"$seeds_dir/providers.log" 2>&1 &
+providers_pid=$!
+for _ in $(seq 1 50); do [ -s "$seeds_dir/port" ] && break; sleep 0.1; done
+[ -s "$seeds_dir/port" ] || { echo "fuzz-api: the local providers did not start" >&2; exit 1; }
+provider="http://127.0.0.1:$(cat "$seeds_dir/port")"
 # shellcheck source=infra/local/stack.sh
 . infra/local/stack.sh
-start_stack
+start_stack --parameter "ProviderOrigins=airtable=$provider,stripe=$provider"
+trap 'kill "$providers_pid" 2>/dev/null || true; kill -TERM "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true' EXIT
 api="$TRIBUTARY_API_URL"
 admin="Authorization: Bearer $TRIBUTARY_ADMIN_KEY"
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
@@ -42,6 +53,42 @@ tenant=$(curl -fs -H "$admin" -H 'content-type: application/json' \
 scopes=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1].split(",")))' "$tenant_scopes")
 key=$(curl -fs -H "$admin" -H 'content-type: application/json' \
   -d "{\"name\":\"fuzz\",\"scopes\":$scopes}" "$api/v1/tenants/$tenant/keys" | json secret)
+
+# Seeds for the hooks (infra/local/fuzz_hooks.py): an integration of the local Stripe, connections
+# through it, and connect links, made with a key of their own (the fuzzed key holds no
+# integrations:* scope). Valid (positive) cases get these ids, the key and the return URL, and what
+# a case uses up (a deletion, a form, an OAuth return) gets an object of its own; invalid ones are
+# sent as generated.
+seeder=$(curl -fs -H "$admin" -H 'content-type: application/json' \
+  -d '{"name":"seeder","scopes":["integrations:write","connections:write","connections:read"]}' \
+  "$api/v1/tenants/$tenant/keys" | json secret)
+python3 - "$api" "$seeder" "$provider" "$stripe_key" "$seeds_dir/seeds.json" <<'PY' || fail "seeding failed"
+import json, sys, urllib.request
+api, key, provider, stripe_key, out = sys.argv[1:]
+def call(method, path, body):
+    req = urllib.request.Request(api + path, method=method, data=json.dumps(body).encode(),
+                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+done = f"{provider}/app/done"
+integration = call("POST", "/v1/integrations", {"provider": "stripe", "return_urls": [done]})["id"]
+oauth = call("POST", "/v1/integrations", {"provider": "airtable", "oauth_client_id": "fuzz-client",
+             "oauth_client_secret": "fuzz-secret", "return_urls": [done]})["id"]
+connections = [
+    call("POST", "/v1/connections", {"integration_id": integration, "end_user_id": f"seed-{i}",
+         "credentials": {"api_key": stripe_key}})["id"]
+    for i in range(20)
+]
+tokens = [
+    call("POST", "/v1/connect/sessions", {"end_user_id": f"seed-{i}", "integration_ids": [integration, oauth],
+         "return_url": done})["token"]
+    for i in range(20)
+]
+json.dump({"api": api, "key": key, "integration_id": integration, "oauth_integration_id": oauth,
+           "connection_ids": connections, "tokens": tokens, "stripe_key": stripe_key, "return_url": done},
+          open(out, "w"))
+PY
+export FUZZ_SEEDS="$seeds_dir/seeds.json"
 
 # The checked-in document itself: it states every constraint the API enforces (unique operation
 # ids, the Idempotency-Key schema, grantable scopes, https issuer URLs, creation links), which the

@@ -48,7 +48,9 @@ def check(path, min_share, excluded):
                 code = response.get("status_code", 0)
                 sent[label] += 1
                 statuses[label][code] += 1
-                if 200 <= code < 300:
+                # Success: a 2xx, or the 303 of an operation that answers by redirecting (the
+                # connect page's form sends the end user back to the tenant's app).
+                if 200 <= code < 300 or code == 303:
                     ok[label] += 1
     return sent, ok, statuses
 

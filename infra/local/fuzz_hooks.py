@@ -5,8 +5,21 @@ back with another body within 24 h, as documented. Generated keys are short and 
 requests, so valid requests would be refused for a history the generator does not model: a valid
 (positive) key is replaced by a fresh UUID before the call. Invalid (negative) keys are sent as
 generated, so the API's validation of the header stays fuzzed.
+
+Connections can only be made against a provider that answers, and connect pages only opened with a
+link's token: fuzz-api.sh seeds an integration of a local Stripe, connections and connect links
+(`FUZZ_SEEDS`), and a valid case gets those ids, that key and that return URL where the generator could
+only have guessed them. Invalid cases are sent as generated.
 """
 
+import html
+import json
+import os
+import random
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 
 import schemathesis
@@ -25,3 +38,88 @@ def before_call(context, case, kwargs):
     if component is not None and component.mode.is_negative:
         return
     headers[HEADER] = str(uuid.uuid4())
+
+
+SEEDS = json.load(open(os.environ["FUZZ_SEEDS"], encoding="utf-8")) if os.environ.get("FUZZ_SEEDS") else None
+
+
+def positive(case, location):
+    meta = case.meta
+    component = meta.components.get(location) if meta is not None else None
+    return component is None or not component.mode.is_negative
+
+
+def api(method, path, body=None):
+    req = urllib.request.Request(
+        SEEDS["api"] + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"authorization": f"Bearer {SEEDS['key']}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def fresh_connection():
+    return api("POST", "/v1/connections", {"integration_id": SEEDS["integration_id"], "end_user_id": "fuzz",
+                                           "credentials": {"api_key": SEEDS["stripe_key"]}})["id"]
+
+
+def fresh_token():
+    return api("POST", "/v1/connect/sessions", {"end_user_id": "fuzz", "return_url": SEEDS["return_url"],
+                                                "integration_ids": [SEEDS["integration_id"], SEEDS["oauth_integration_id"]]})["token"]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def provider_return():
+    """What the local provider sends the browser back with after an Allow: a code and a state."""
+    start = f"{SEEDS['api']}/connect/{fresh_token()}/{SEEDS['oauth_integration_id']}/oauth?" + urllib.parse.urlencode(
+        {"config.base_id": "appFUZZFUZZFUZZ01", "config.table": "t"})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(start, timeout=30)
+        raise RuntimeError("the OAuth start did not redirect")
+    except urllib.error.HTTPError as e:
+        authorize = e.headers["location"]
+    page = urllib.request.urlopen(authorize, timeout=30).read().decode()
+    allow = html.unescape(re.search(r'id=allow href="([^"]+)"', page).group(1))
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(allow).query))
+
+
+@schemathesis.hook("before_call")
+def use_seeds(context, case, kwargs):
+    if SEEDS is None:
+        return
+    path = case.operation.path
+    method = case.method.upper()
+    params = case.path_parameters
+    if params and positive(case, ParameterLocation.PATH):
+        if "connection_id" in params:
+            params["connection_id"] = fresh_connection() if method == "DELETE" else random.choice(SEEDS["connection_ids"])
+        if "token" in params:
+            params["token"] = fresh_token() if method == "POST" or path.endswith("/oauth") else random.choice(SEEDS["tokens"])
+        if "integration_id" in params and path.startswith("/connect/"):
+            oauth = path.endswith("/oauth")
+            params["integration_id"] = SEEDS["oauth_integration_id"] if oauth else SEEDS["integration_id"]
+    if path.endswith("/oauth") and positive(case, ParameterLocation.QUERY):
+        case.query = {"config.base_id": "appFUZZFUZZFUZZ01", "config.table": "t"}
+    if path == "/connect/callback" and positive(case, ParameterLocation.QUERY):
+        case.query = provider_return()
+    if path == "/connect/{token}/{integration_id}" and method == "POST" and positive(case, ParameterLocation.BODY):
+        case.body = {"credentials.api_key": SEEDS["stripe_key"]}
+        return
+    body = case.body
+    if not isinstance(body, dict) or not positive(case, ParameterLocation.BODY):
+        return
+    if path == "/v1/connections" and method == "POST":
+        body["integration_id"] = SEEDS["integration_id"]
+        body["credentials"] = {"api_key": SEEDS["stripe_key"]}
+        body.pop("config", None)
+    if path == "/v1/connect/sessions":
+        body["integration_ids"] = [SEEDS["integration_id"]]
+        body["return_url"] = SEEDS["return_url"]
+        body.pop("connection_id", None)

@@ -1,9 +1,20 @@
-# Sourced by the checks that need the local stack in binaries mode (fuzz-api.sh, docs-check.sh):
+# Sourced by the checks that need the local stack in binaries mode (fuzz-api.sh, docs-check.sh,
+# connect-check.sh):
 # `start_stack` runs tributary-local on free ports with its own env file (never touching a running
 # `make dev`), waits for the gateway to answer, exports TRIBUTARY_API_URL and friends, and stops it on
 # exit. `fail MESSAGE` prints the stack's log tail and exits.
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Installs Debian's chromium when it is missing (the browser checks need it).
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  echo "${CHECK_NAME:-check}: installing Debian's chromium"
+  local sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
 
 fail() {
   echo "${CHECK_NAME:-check}: $*" >&2

@@ -41,7 +41,7 @@ pub fn page(status: StatusCode, title: &str, body: &str, form_origins: &[String]
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta name=\"robots\" content=\"noindex\"><title>{}</title><style>{STYLE}</style></head>\
+         <meta name=\"robots\" content=\"noindex\"><link rel=\"icon\" href=\"data:,\"><title>{}</title><style>{STYLE}</style></head>\
          <body><main>{body}</main></body></html>",
         escape(title)
     );
@@ -51,7 +51,7 @@ pub fn page(status: StatusCode, title: &str, body: &str, form_origins: &[String]
         form_action.push_str(origin);
     }
     let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action {form_action}; \
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action {form_action}; \
          base-uri 'none'; frame-ancestors 'none'"
     );
     let mut response = (status, html).into_response();

@@ -160,7 +160,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// One span per request; every error rendered as a problem about the request path (5xx causes were
 /// logged where they happened); `no-store` unless an answer says otherwise.
-#[tracing::instrument(skip_all, fields(method = %request.method(), path = %request.uri().path()))]
+#[tracing::instrument(skip_all, fields(method = %request.method(), path = %loggable(request.uri().path())))]
 async fn edge(mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let method = request.method().as_str().to_owned();
@@ -196,6 +196,20 @@ async fn edge(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// The path as logs may hold it: a connect link's token (a bearer secret in the path) is replaced.
+fn loggable(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with("cst_") {
+                "cst_<redacted>"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The methods axum's `Allow` lists, but `HEAD`, which it adds for every `GET`.
 fn allowed(headers: &HeaderMap) -> Vec<String> {
     headers
@@ -207,4 +221,15 @@ fn allowed(headers: &HeaderMap) -> Vec<String> {
         .filter(|m| !m.is_empty() && *m != "HEAD")
         .map(str::to_owned)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_connect_link_s_token_never_reaches_the_logs() {
+        let token = tributary_core::connect::new_token("cst_");
+        let logged = super::loggable(&format!("/connect/{token}/int_1/oauth"));
+        assert_eq!(logged, "/connect/cst_<redacted>/int_1/oauth");
+        assert_eq!(super::loggable("/v1/keys/key_1"), "/v1/keys/key_1");
+    }
 }

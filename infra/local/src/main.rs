@@ -36,6 +36,10 @@ struct Args {
     /// Do not echo function logs to the terminal (they are still written to the log directory).
     #[arg(long)]
     quiet: bool,
+    /// A template parameter, `Name=value` (repeatable): for example
+    /// `--parameter ProviderOrigins=stripe=http://127.0.0.1:9000` to point a provider at a local one.
+    #[arg(long = "parameter", value_parser = parse_parameter)]
+    parameters: Vec<(String, String)>,
     /// Where to write the URLs and the admin key for scripts (and read the admin key back from).
     #[arg(long, default_value_os_t = workspace::local_env_path())]
     env_file: PathBuf,
@@ -45,6 +49,16 @@ struct Args {
 enum RunMode {
     Watch,
     Binaries,
+}
+
+fn parse_parameter(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not `Name=value`"))?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("`{name}` is not a template parameter name"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -62,7 +76,10 @@ fn previous_admin_key(path: &Path) -> Option<String> {
 
 async fn run(args: Args) -> Result<(), tributary_local::Error> {
     let env_path = args.env_file.clone();
+    let mut parameters = StackOptions::default().parameters;
+    parameters.extend(args.parameters);
     let options = StackOptions {
+        parameters,
         mode: match args.mode {
             RunMode::Watch => Mode::Watch,
             RunMode::Binaries => Mode::Binaries,

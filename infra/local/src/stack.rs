@@ -363,9 +363,10 @@ impl Stack {
     /// `.tributary/local.env` contents: how scripts reach the stack.
     pub fn env_file(&self) -> String {
         format!(
-            "TRIBUTARY_API_URL={}\nTRIBUTARY_ADMIN_KEY={}\nAWS_ENDPOINT_URL={}\nAWS_REGION={REGION}\nAWS_ACCESS_KEY_ID={ACCESS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={SECRET_ACCESS_KEY}\n",
+            "TRIBUTARY_API_URL={}\nTRIBUTARY_ADMIN_KEY={}\nTRIBUTARY_LOG_DIR={}\nAWS_ENDPOINT_URL={}\nAWS_REGION={REGION}\nAWS_ACCESS_KEY_ID={ACCESS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={SECRET_ACCESS_KEY}\n",
             self.api_url,
             self.admin_key,
+            self.log_dir.display(),
             self.endpoint_url()
         )
     }

@@ -775,7 +775,7 @@ fn chosen<'a>(
 #[utoipa::path(post, path = "/connect/{token}/{integration_id}", operation_id = "connect_with_credentials", tag = "Connect",
     params(("token" = String, Path, description = "The connect link's token (`cst_…`)"),
            ("integration_id" = String, Path, description = "The integration (`int_…`) the form is for")),
-    request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "`config.<field>` and `credentials.<field>` of the provider's spec"),
+    request_body(content_type = "application/x-www-form-urlencoded", content = BTreeMap<String, String>, description = "`config.<field>` and `credentials.<field>` of the provider's spec"),
     responses((status = 303, description = "Connected: back to the return URL with `status=connected` and `connection_id`"),
               (status = 400, description = "The form again, with what is wrong (values the provider refused included)", content_type = "text/html", body = String),
               (status = 404, description = "Unknown link or integration", content_type = "text/html", body = String),
