@@ -65,6 +65,10 @@ def fresh_connection():
                                            "credentials": {"api_key": SEEDS["stripe_key"]}})["id"]
 
 
+def fresh_integration():
+    return api("POST", "/v1/integrations", {"provider": "stripe", "return_urls": [SEEDS["return_url"]]})["id"]
+
+
 def fresh_token():
     return api("POST", "/v1/connect/sessions", {"end_user_id": "fuzz", "return_url": SEEDS["return_url"],
                                                 "integration_ids": [SEEDS["integration_id"], SEEDS["oauth_integration_id"]]})["token"]
@@ -102,6 +106,9 @@ def use_seeds(context, case, kwargs):
             params["connection_id"] = fresh_connection() if method == "DELETE" else random.choice(SEEDS["connection_ids"])
         if "token" in params:
             params["token"] = fresh_token() if method == "POST" or path.endswith("/oauth") else random.choice(SEEDS["tokens"])
+        if "integration_id" in params and path.startswith("/v1/integrations/"):
+            # Changes and deletions get an integration of their own: the seeded one must stay usable.
+            params["integration_id"] = SEEDS["integration_id"] if method == "GET" else fresh_integration()
         if "integration_id" in params and path.startswith("/connect/"):
             oauth = path.endswith("/oauth")
             params["integration_id"] = SEEDS["oauth_integration_id"] if oauth else SEEDS["integration_id"]
@@ -115,6 +122,17 @@ def use_seeds(context, case, kwargs):
     body = case.body
     if not isinstance(body, dict) or not positive(case, ParameterLocation.BODY):
         return
+    if path == "/v1/integrations" and method == "POST":
+        # A provider of the catalog, with what its auth mode takes (Stripe: an API key, no client).
+        for field in ("oauth_client_id", "oauth_client_secret", "scopes", "auth_mode"):
+            body.pop(field, None)
+        body["provider"] = "stripe"
+        body["return_urls"] = [SEEDS["return_url"]]
+    if path == "/v1/integrations/{integration_id}" and method == "PATCH":
+        for field in ("oauth_client_id", "oauth_client_secret", "scopes"):
+            body.pop(field, None)
+        if "return_urls" in body:
+            body["return_urls"] = [SEEDS["return_url"]]
     if path == "/v1/connections" and method == "POST":
         body["integration_id"] = SEEDS["integration_id"]
         body["credentials"] = {"api_key": SEEDS["stripe_key"]}
