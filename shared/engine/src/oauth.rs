@@ -28,7 +28,8 @@ use url::Url;
 use crate::connection::{SEGMENT, form_encode};
 use crate::selector::Selector;
 use crate::spec::{
-    OAuth2AuthorizationCode, OAuth2ClientCredentials, TokenAuthMethod, TokenResponseFields,
+    OAuth2AuthorizationCode, OAuth2ClientCredentials, TokenAuthMethod, TokenEncoding,
+    TokenResponseFields,
 };
 use crate::template::{Context, Template};
 
@@ -235,8 +236,14 @@ pub struct TokenEndpoint<'a> {
     pub headers: &'a BTreeMap<String, String>,
 }
 
-/// No extra headers.
-static NO_HEADERS: BTreeMap<String, String> = BTreeMap::new();
+impl From<TokenEncoding> for TokenBody {
+    fn from(encoding: TokenEncoding) -> Self {
+        match encoding {
+            TokenEncoding::Form => TokenBody::Form,
+            TokenEncoding::Json => TokenBody::Json,
+        }
+    }
+}
 
 impl<'a> From<&'a OAuth2AuthorizationCode> for TokenEndpoint<'a> {
     fn from(spec: &'a OAuth2AuthorizationCode) -> Self {
@@ -245,8 +252,8 @@ impl<'a> From<&'a OAuth2AuthorizationCode> for TokenEndpoint<'a> {
             auth_method: spec.token_auth_method,
             params: &spec.token_params,
             scope_separator: &spec.scope_separator,
-            body: TokenBody::Form,
-            headers: &NO_HEADERS,
+            body: spec.token_body.into(),
+            headers: &spec.token_headers,
         }
     }
 }
@@ -258,8 +265,8 @@ impl<'a> From<&'a OAuth2ClientCredentials> for TokenEndpoint<'a> {
             auth_method: spec.token_auth_method,
             params: &spec.token_params,
             scope_separator: &spec.scope_separator,
-            body: TokenBody::Form,
-            headers: &NO_HEADERS,
+            body: spec.token_body.into(),
+            headers: &spec.token_headers,
         }
     }
 }

@@ -188,6 +188,17 @@ impl Default for ApplyToken {
     }
 }
 
+/// How a token request's body is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEncoding {
+    /// `application/x-www-form-urlencoded` (RFC 6749).
+    #[default]
+    Form,
+    /// `application/json`.
+    Json,
+}
+
 /// OAuth 2.0 authorization code grant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -217,6 +228,12 @@ pub struct OAuth2AuthorizationCode {
     /// Extra parameters on token requests.
     #[serde(default)]
     pub token_params: BTreeMap<String, String>,
+    /// How token requests are encoded (default `form`, RFC 6749; Notion takes `json`).
+    #[serde(default)]
+    pub token_body: TokenEncoding,
+    /// Extra headers on token requests (for example a version header).
+    #[serde(default)]
+    pub token_headers: BTreeMap<String, String>,
     /// Where fields are in the token response.
     #[serde(default)]
     pub token_response: TokenResponseFields,
@@ -256,6 +273,12 @@ pub struct OAuth2ClientCredentials {
     /// Extra parameters on token requests (e.g. `audience`).
     #[serde(default)]
     pub token_params: BTreeMap<String, String>,
+    /// How token requests are encoded (default `form`).
+    #[serde(default)]
+    pub token_body: TokenEncoding,
+    /// Extra headers on token requests.
+    #[serde(default)]
+    pub token_headers: BTreeMap<String, String>,
     /// Where fields are in the token response.
     #[serde(default)]
     pub token_response: TokenResponseFields,

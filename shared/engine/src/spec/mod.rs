@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{
     ApiKeyAuth, ApiKeyLocation, ApplyToken, AuthMode, BasicAuth, OAuth2AuthorizationCode,
-    OAuth2ClientCredentials, TokenAuthMethod, TokenResponseFields,
+    OAuth2ClientCredentials, TokenAuthMethod, TokenEncoding, TokenResponseFields,
 };
 pub use http::{
     BodyMatch, ErrorClass, ErrorRule, HeaderMatch, Method, RateLimitHints, RequestTemplate,
