@@ -1232,3 +1232,108 @@ async fn a_connect_session_completes_once_and_an_oauth_flow_is_taken_once() {
     );
     assert_eq!(table.take_flow(&flow.state_hash).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn the_refresh_lease_is_held_by_one_kept_by_other_writes_and_released_by_the_swap() {
+    use tributary_core::connection::ConnectionEventType as Kind;
+    use tributary_core::ports::{ConnectionStore, RefreshSwap};
+    let env = env().await;
+    let table = env.control();
+    let t = TenantId::generate();
+    let integration = tributary_core::ids::IntegrationId::generate();
+    let c = connection(&t, &integration, "u", "gold");
+    table
+        .create_connection(
+            &c,
+            &connection_event(&c, Kind::Created),
+            &audit(&t, "x", "x"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        table
+            .lease_refresh(&t, &c.id, "a", 1_000, 21_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !table
+            .lease_refresh(&t, &c.id, "b", 2_000, 22_000)
+            .await
+            .unwrap()
+    );
+    // Another tenant's id reaches nothing.
+    assert!(
+        !table
+            .lease_refresh(&TenantId::generate(), &c.id, "b", 30_000, 50_000)
+            .await
+            .unwrap()
+    );
+
+    // A tag change keeps the lease.
+    let mut tagged = c.clone();
+    tagged.tags.insert("plan".into(), "pro".into());
+    tagged.version = 2;
+    assert!(table.update_connection(&tagged, 1, None).await.unwrap());
+    assert!(
+        !table
+            .lease_refresh(&t, &c.id, "b", 3_000, 23_000)
+            .await
+            .unwrap()
+    );
+
+    // The swap: not by another holder, not over a stale version; then it releases the lease.
+    let mut refreshed = tagged.clone();
+    refreshed.credentials = "v1.k1.refreshed".into();
+    refreshed.version = 3;
+    let event = connection_event(&refreshed, Kind::Refreshed);
+    assert_eq!(
+        table
+            .swap_refreshed(&refreshed, 2, "b", &event)
+            .await
+            .unwrap(),
+        RefreshSwap::LeaseLost
+    );
+    assert!(matches!(
+        table.swap_refreshed(&refreshed, 1, "a", &event).await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+    assert_eq!(
+        table
+            .swap_refreshed(&refreshed, 2, "a", &event)
+            .await
+            .unwrap(),
+        RefreshSwap::Swapped
+    );
+    let stored = table.get_connection(&t, &c.id).await.unwrap().unwrap();
+    assert_eq!(stored.credentials, "v1.k1.refreshed");
+    assert_eq!(stored.tags["plan"], "pro");
+    assert!(
+        table
+            .lease_refresh(&t, &c.id, "b", 4_000, 24_000)
+            .await
+            .unwrap()
+    );
+
+    // Release: only by its holder; an expired lease can be taken.
+    table.release_refresh(&t, &c.id, "a").await.unwrap();
+    assert!(
+        !table
+            .lease_refresh(&t, &c.id, "c", 5_000, 25_000)
+            .await
+            .unwrap()
+    );
+    table.release_refresh(&t, &c.id, "b").await.unwrap();
+    assert!(
+        table
+            .lease_refresh(&t, &c.id, "c", 6_000, 26_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        table
+            .lease_refresh(&t, &c.id, "d", 26_001, 46_000)
+            .await
+            .unwrap()
+    );
+}

@@ -12,6 +12,7 @@ mod openapi;
 mod pagination;
 mod problem;
 mod ratelimit;
+mod refresh;
 mod request;
 mod response;
 mod router;

@@ -15,6 +15,7 @@ use crate::testing::{MemStore, NOW, Req, call, deps};
 mod connect;
 mod connections;
 mod integrations;
+mod refresh;
 
 fn tenant(store: &MemStore, rate: u32) -> TenantId {
     let t = Tenant {

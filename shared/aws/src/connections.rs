@@ -13,20 +13,24 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 use tributary_core::PortError;
 use tributary_core::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use tributary_core::error::Service;
 use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
-use tributary_core::ports::ConnectionStore;
+use tributary_core::ports::{ConnectionStore, RefreshSwap};
 use tributary_core::tenancy::AuditEvent;
+use tributary_core::time::EpochMillis;
 
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
 use crate::errors::classify;
 use crate::tenancy::{VERSION, audit_item, decode, item, n, put, rejected, s, tenant_pk};
 
 const CONN_SK: &str = "CONN#";
+const LEASE_UNTIL: &str = "refresh_lease_until";
+const LEASE_HOLDER: &str = "refresh_lease_holder";
 const EVENT_SK: &str = "CONNEVENT#";
 /// How long connection events are kept.
 pub const EVENT_RETENTION_DAYS: i64 = 30;
@@ -56,6 +60,55 @@ fn connection_item(c: &Connection) -> Result<Item, PortError> {
         );
     }
     Ok(it)
+}
+
+/// An update that replaces the record's attributes (not the lease's), with `extra` after them.
+fn record_update(
+    table: &str,
+    c: &Connection,
+    condition: &str,
+    extra_remove: &[&str],
+) -> Result<Update, PortError> {
+    let item = connection_item(c)?;
+    let mut sets = Vec::new();
+    let mut removes: Vec<String> = extra_remove.iter().map(|a| (*a).to_owned()).collect();
+    let mut update = Update::builder()
+        .table_name(table)
+        .key(PK, s(tenant_pk(&c.tenant_id)))
+        .key(SK, s(sk(&c.id)));
+    for attribute in [
+        crate::tenancy::DOC_ATTRIBUTE,
+        VERSION,
+        "integration_id",
+        "provider",
+        "end_user_id",
+        "status",
+    ] {
+        if let Some(value) = item.get(attribute) {
+            sets.push(format!("#{attribute} = :{attribute}"));
+            update = update
+                .expression_attribute_names(format!("#{attribute}"), attribute)
+                .expression_attribute_values(format!(":{attribute}"), value.clone());
+        }
+    }
+    match item.get("tags") {
+        Some(tags) => {
+            sets.push("#tags = :tags".into());
+            update = update
+                .expression_attribute_names("#tags", "tags")
+                .expression_attribute_values(":tags", tags.clone());
+        }
+        None => removes.push("tags".into()),
+    }
+    let mut expression = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    update
+        .update_expression(expression)
+        .condition_expression(condition)
+        .build()
+        .map_err(|e| rejected("TransactWriteItems", e.to_string()))
 }
 
 fn event_item(e: &ConnectionEvent) -> Result<Item, PortError> {
@@ -233,14 +286,13 @@ impl ConnectionStore for DynamoTable {
         expected_version: u64,
         event: Option<&ConnectionEvent>,
     ) -> Result<bool, PortError> {
-        let replace = Put::builder()
-            .table_name(self.name())
-            .set_item(Some(connection_item(connection)?))
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", n(expected_version))
-            .build()
-            .map_err(|e| rejected("TransactWriteItems", e.to_string()))?;
-        let mut items = vec![TransactWriteItem::builder().put(replace).build()];
+        // An update of the record's attributes, not a put: the refresh lease stays as it is.
+        let mut update = record_update(self.name(), connection, "#version = :expected", &[])?;
+        update
+            .expression_attribute_values
+            .get_or_insert_with(Default::default)
+            .insert(":expected".into(), n(expected_version));
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
         if let Some(event) = event {
             items.push(put_event(self.name(), event)?);
         }
@@ -279,6 +331,133 @@ impl ConnectionStore for DynamoTable {
             put(self.name(), audit_item(audit)?, None)?,
         ];
         Ok(self.transact_checked(items).await?.is_ok())
+    }
+
+    async fn lease_refresh(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+        now_ms: EpochMillis,
+        until_ms: EpochMillis,
+    ) -> Result<bool, PortError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(sk(id)))
+            .update_expression("SET #until = :until, #holder = :holder")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#until) OR #until < :now)",
+            )
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#holder", LEASE_HOLDER)
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
+                UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
+                    service: Service::Store,
+                    operation: "UpdateItem",
+                }),
+                _ => None,
+            }) {
+                PortError::Conflict { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn swap_refreshed(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+        holder: &str,
+        event: &ConnectionEvent,
+    ) -> Result<RefreshSwap, PortError> {
+        let mut update = record_update(
+            self.name(),
+            connection,
+            "#holder = :holder AND #version = :expected",
+            &["#until", "#holder"],
+        )?;
+        update
+            .expression_attribute_values
+            .get_or_insert_with(Default::default)
+            .extend([
+                (":expected".to_owned(), n(expected_version)),
+                (":holder".to_owned(), s(holder)),
+            ]);
+        update
+            .expression_attribute_names
+            .get_or_insert_with(Default::default)
+            .extend([
+                ("#until".to_owned(), LEASE_UNTIL.to_owned()),
+                ("#holder".to_owned(), LEASE_HOLDER.to_owned()),
+            ]);
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            put_event(self.name(), event)?,
+        ];
+        if self.transact_checked(items).await?.is_ok() {
+            return Ok(RefreshSwap::Swapped);
+        }
+        // Which condition failed: the lease (someone else's now, or gone) or the version.
+        let item = self
+            .get(&tenant_pk(&connection.tenant_id), &sk(&connection.id))
+            .await?;
+        let held = item
+            .as_ref()
+            .and_then(|i| i.get(LEASE_HOLDER))
+            .is_some_and(|h| *h == s(holder));
+        if held {
+            Err(PortError::Conflict {
+                service: Service::Store,
+                operation: "TransactWriteItems",
+            })
+        } else {
+            Ok(RefreshSwap::LeaseLost)
+        }
+    }
+
+    async fn release_refresh(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+    ) -> Result<(), PortError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(sk(id)))
+            .update_expression("REMOVE #until, #holder")
+            .condition_expression("#holder = :holder")
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#holder", LEASE_HOLDER)
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
+                UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
+                    service: Service::Store,
+                    operation: "UpdateItem",
+                }),
+                _ => None,
+            }) {
+                // Not ours (any more): nothing to give back.
+                PortError::Conflict { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 
     async fn list_connection_events(

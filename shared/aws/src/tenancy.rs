@@ -44,6 +44,8 @@ use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
 use crate::errors::classify;
 
 const DOC: &str = "doc";
+/// The attribute that holds a record's JSON document.
+pub(crate) const DOC_ATTRIBUTE: &str = DOC;
 pub(crate) const VERSION: &str = "version";
 const TENANTS_PK: &str = "TENANTS";
 const ISSUER_PAIR_SK: &str = "ISSUERAUD";

@@ -16,6 +16,7 @@ pub mod integration;
 pub mod job;
 pub mod pagination;
 pub mod ports;
+pub mod refresh;
 pub mod scope;
 pub mod tenancy;
 pub mod time;

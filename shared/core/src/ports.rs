@@ -244,6 +244,15 @@ pub trait IntegrationStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }
 
+/// What a refresh's write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshSwap {
+    /// Written, and the lease released.
+    Swapped,
+    /// The lease was no longer the writer's: nothing written.
+    LeaseLost,
+}
+
 /// Stores connections and their events. Every change is written atomically with the event it
 /// records (and, for creation and deletion, its audit event).
 pub trait ConnectionStore: Send + Sync {
@@ -286,6 +295,36 @@ pub trait ConnectionStore: Send + Sync {
         event: &ConnectionEvent,
         audit: &AuditEvent,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Takes the connection's refresh lease for `holder` until `until_ms`, if nobody holds it (or
+    /// the lease expired by `now_ms`); `false` when someone else holds it or the connection is gone.
+    /// The lease is kept by every other write, so that exactly one refresh runs at a time.
+    fn lease_refresh(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+        now_ms: EpochMillis,
+        until_ms: EpochMillis,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Writes `connection` (refreshed tokens, or a refresh's definitive failure) and releases the
+    /// lease, if `holder` still holds it and the stored version is `expected_version`:
+    /// [`RefreshSwap::LeaseLost`] when the lease is no longer `holder`'s (or the connection is gone),
+    /// [`PortError::Conflict`] when another write changed it since it was read.
+    fn swap_refreshed(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+        holder: &str,
+        event: &ConnectionEvent,
+    ) -> impl Future<Output = Result<RefreshSwap, PortError>> + Send;
+    /// Gives the lease back if `holder` holds it (a refresh that found nothing to do, or failed for
+    /// now).
+    fn release_refresh(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// The tenant's connection events, oldest first.
     fn list_connection_events(
         &self,

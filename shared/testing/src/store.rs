@@ -16,7 +16,8 @@ use tributary_core::integration::Integration;
 use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
 use tributary_core::ports::{
     CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyBegin,
-    IdempotencyStore, IntegrationStore, JobLedger, RateCounter, StoredResponse, TenantStore,
+    IdempotencyStore, IntegrationStore, JobLedger, RateCounter, RefreshSwap, StoredResponse,
+    TenantStore,
 };
 use tributary_core::tenancy::{
     ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant, TenantStatus,
@@ -66,6 +67,9 @@ const METHODS: &[&str] = &[
     "update_connection",
     "delete_connection",
     "list_connection_events",
+    "lease_refresh",
+    "swap_refreshed",
+    "release_refresh",
     // ConnectStore
     "create_session",
     "session",
@@ -117,6 +121,8 @@ struct Tables {
     connections: BTreeMap<String, Connection>,
     /// Connection events (they expire, so a tenant's deletion leaves them, as in the adapter).
     events: BTreeMap<String, ConnectionEvent>,
+    /// Refresh leases by connection id: (holder, until).
+    leases: HashMap<String, (String, EpochMillis)>,
     /// Connect sessions by token hash.
     sessions: HashMap<String, ConnectSession>,
     /// OAuth flows by state hash.
@@ -981,12 +987,83 @@ impl ConnectionStore for MemStore {
                     .is_some_and(|c| c.tenant_id == *tenant);
                 if mine {
                     t.connections.remove(id.as_str());
+                    t.leases.remove(id.as_str());
                     t.events.insert(e.id.to_string(), e.clone());
                     t.audit.insert(a.id.to_string(), a.clone());
                 }
                 mine
             },
         )
+        .await
+    }
+
+    async fn lease_refresh(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+        now_ms: EpochMillis,
+        until_ms: EpochMillis,
+    ) -> Result<bool, PortError> {
+        self.port("lease_refresh", Access::Write, "UpdateItem", |t| {
+            let exists = t
+                .connections
+                .get(id.as_str())
+                .is_some_and(|c| c.tenant_id == *tenant);
+            let free = t
+                .leases
+                .get(id.as_str())
+                .is_none_or(|(_, until)| *until < now_ms);
+            if exists && free {
+                t.leases
+                    .insert(id.to_string(), (holder.to_owned(), until_ms));
+            }
+            exists && free
+        })
+        .await
+    }
+
+    async fn swap_refreshed(
+        &self,
+        c: &Connection,
+        expected: u64,
+        holder: &str,
+        e: &ConnectionEvent,
+    ) -> Result<RefreshSwap, PortError> {
+        self.port("swap_refreshed", Access::Write, "TransactWriteItems", |t| {
+            let held = t
+                .leases
+                .get(c.id.as_str())
+                .is_some_and(|(h, _)| h == holder);
+            let stored = t
+                .connections
+                .get_mut(c.id.as_str())
+                .filter(|x| x.tenant_id == c.tenant_id);
+            match stored {
+                Some(stored) if held && stored.version == expected => {
+                    *stored = c.clone();
+                    t.leases.remove(c.id.as_str());
+                    t.events.insert(e.id.to_string(), e.clone());
+                    Ok(RefreshSwap::Swapped)
+                }
+                Some(_) if held => Err(conflict("TransactWriteItems")),
+                _ => Ok(RefreshSwap::LeaseLost),
+            }
+        })
+        .await?
+    }
+
+    async fn release_refresh(
+        &self,
+        _tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+    ) -> Result<(), PortError> {
+        self.port("release_refresh", Access::Write, "UpdateItem", |t| {
+            if t.leases.get(id.as_str()).is_some_and(|(h, _)| h == holder) {
+                t.leases.remove(id.as_str());
+            }
+        })
         .await
     }
 

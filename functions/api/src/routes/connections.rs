@@ -841,9 +841,53 @@ pub async fn test<S: ControlStore>(
     Id(id): Id<ConnectionId>,
 ) -> Result<Json<ConnectionOut>, ApiError> {
     let mut connection = load(&*store, &caller.tenant, &id).await?;
-    let read_version = connection.version;
     let spec = provider(&connection.provider)?;
-    let credentials = open_credentials(&vault, &connection).await?;
+    let mut credentials = open_credentials(&vault, &connection).await?;
+    if connection.auth_mode == "oauth2_authorization_code" {
+        // An OAuth token is tested as its users would get it: refreshed first when it expires
+        // within the margin (one refresh at a time across every environment).
+        let grant = crate::refresh::EngineGrant {
+            store: &*store,
+            vault: &vault,
+            engine: &engine,
+            settings: &settings,
+            clock: &*clock,
+        };
+        let refresher = tributary_core::refresh::Refresher {
+            store: &*store,
+            vault: &vault,
+            grant: &grant,
+            clock: &*clock,
+            policy: crate::refresh::policy(spec),
+        };
+        match refresher.access_token(&caller.tenant, &id).await {
+            Ok(token) => {
+                credentials.insert("access_token".into(), token);
+            }
+            Err(tributary_core::refresh::RefreshError::NeedsReauth(_)) => {
+                let connection = load(&*store, &caller.tenant, &id).await?;
+                return Ok(Json(ConnectionOut::from(connection)));
+            }
+            Err(tributary_core::refresh::RefreshError::Transient(_)) => {
+                return Err(ApiError::ProviderUnavailable {
+                    provider: spec.name.clone(),
+                });
+            }
+            Err(tributary_core::refresh::RefreshError::Busy) => return Err(concurrent()),
+            Err(tributary_core::refresh::RefreshError::NotFound) => {
+                return Err(ApiError::NotFound {
+                    resource: "connection",
+                });
+            }
+            Err(e) => {
+                tracing::error!(connection_id = %id, error = %e, "getting an access token failed");
+                return Err(ApiError::Internal);
+            }
+        }
+        // The refresh may have written the connection: test what is stored now.
+        connection = load(&*store, &caller.tenant, &id).await?;
+    }
+    let read_version = connection.version;
     let config = connection.config.clone();
     let verdict = verify(
         &engine,

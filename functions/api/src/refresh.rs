@@ -1,0 +1,127 @@
+//! The provider's token endpoint for [`tributary_core::refresh`]: a refresh-token grant sent by the
+//! engine with the integration's OAuth client (its secret opened from the vault), to the endpoint
+//! the spec names (with the deployment's origin override).
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use tributary_core::connection::Connection;
+use tributary_core::integration::CLIENT_SECRET_PURPOSE;
+use tributary_core::refresh::{GrantFailure, TokenGrant, Tokens};
+use tributary_core::time::Clock;
+use tributary_core::vault::{Owner, Vault};
+use tributary_engine::Engine;
+use tributary_engine::oauth::{self, ClientApp, Grant, OAuthError};
+use tributary_engine::spec::AuthMode;
+
+use crate::config::Config;
+use crate::routes::integrations::provider;
+use crate::state::ControlStore;
+
+/// Refresh-token grants through the engine.
+pub struct EngineGrant<'a, S> {
+    /// The store (for the connection's integration).
+    pub store: &'a S,
+    /// The vault (for the integration's client secret).
+    pub vault: &'a Vault,
+    /// The engine whose client sends the request.
+    pub engine: &'a Engine,
+    /// The deployment's settings (origin overrides).
+    pub settings: &'a Config,
+    /// The time source (to date `expires_in`).
+    pub clock: &'a dyn Clock,
+}
+
+impl<S: ControlStore> TokenGrant for EngineGrant<'_, S> {
+    async fn refresh(
+        &self,
+        connection: &Connection,
+        refresh_token: &SecretString,
+    ) -> Result<Tokens, GrantFailure> {
+        let broken = |what: &str| GrantFailure::Transient(what.to_owned());
+        let integration = self
+            .store
+            .get_integration(&connection.tenant_id, &connection.integration_id)
+            .await
+            .map_err(|_| broken("the integration could not be read"))?
+            .ok_or_else(|| GrantFailure::Definitive("integration_deleted".into()))?;
+        let spec = provider(&integration.provider).map_err(|_| broken("no such provider"))?;
+        let Some(AuthMode::OAuth2AuthorizationCode(oauth)) =
+            spec.auth.iter().find(|m| m.kind() == connection.auth_mode)
+        else {
+            return Err(GrantFailure::Definitive("not_oauth".into()));
+        };
+        let (Some(client_id), Some(sealed)) = (
+            &integration.oauth_client_id,
+            &integration.oauth_client_secret,
+        ) else {
+            return Err(GrantFailure::Definitive("no_client".into()));
+        };
+        let (secret, _) = self
+            .vault
+            .open(
+                &Owner {
+                    tenant: integration.tenant_id.as_str(),
+                    object: integration.id.as_str(),
+                    purpose: CLIENT_SECRET_PURPOSE,
+                },
+                sealed,
+            )
+            .await
+            .map_err(|_| broken("the client secret could not be opened"))?;
+        let app = ClientApp {
+            client_id: client_id.clone(),
+            client_secret: SecretString::from(
+                String::from_utf8(secret.expose_secret().to_vec())
+                    .map_err(|_| broken("the client secret is not text"))?,
+            ),
+        };
+        let mut local = oauth.clone();
+        local.token_url = self.settings.provider_url(&spec.id, &oauth.token_url);
+        let config: BTreeMap<String, String> = connection.config.clone();
+        let request = oauth::token_request(
+            &(&local).into(),
+            &config,
+            &app,
+            &Grant::RefreshToken { refresh_token },
+        )
+        .map_err(|_| broken("the token request cannot be built"))?;
+        let now = time::OffsetDateTime::from_unix_timestamp(self.clock.now_ms() / 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        match oauth::request_token(self.engine.client(), &request, &oauth.token_response, now).await
+        {
+            Ok(tokens) => Ok(Tokens {
+                access_token: tokens.access_token,
+                refresh_token: tokens.refresh_token,
+                expires_at_ms: tokens.expires_at.map(|t| {
+                    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+                }),
+            }),
+            Err(e) => {
+                let definitive = e.is_definitive();
+                tracing::warn!(provider = %spec.id, definitive, "a refresh failed");
+                match (definitive, e) {
+                    (true, OAuthError::Refused { code, .. }) => Err(GrantFailure::Definitive(code)),
+                    (true, _) => Err(GrantFailure::Definitive("refused".into())),
+                    (false, _) => Err(GrantFailure::Transient(
+                        "the provider did not answer".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The refresh policy of a provider: its spec's margin, the defaults otherwise.
+pub fn policy(
+    spec: &tributary_engine::spec::ProviderSpec,
+) -> tributary_core::refresh::RefreshPolicy {
+    let margin = spec.auth.iter().find_map(|m| match m {
+        AuthMode::OAuth2AuthorizationCode(o) => Some(o.refresh_margin_seconds),
+        _ => None,
+    });
+    tributary_core::refresh::RefreshPolicy {
+        margin: std::time::Duration::from_secs(margin.unwrap_or(900)),
+        ..Default::default()
+    }
+}
