@@ -15,7 +15,7 @@ fn time(ms: EpochMillis) -> String {
     rfc3339(ms).unwrap_or_default()
 }
 
-fn check_name(pointer: &str, name: &str) -> Result<String, ApiError> {
+pub(crate) fn check_name(pointer: &str, name: &str) -> Result<String, ApiError> {
     let trimmed = name.trim();
     let len = trimmed.chars().count();
     if len == 0 || len > 100 || trimmed.chars().any(char::is_control) {

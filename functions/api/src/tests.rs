@@ -574,6 +574,24 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     .await;
     is_problem(&foreign, 400, "validation_failed");
     assert_eq!(foreign.body["errors"], unknown.body["errors"]);
+    // Nor can a connect session of B reconnect A's connection.
+    let own = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/integrations"), &b)
+            .json(json!({"provider": "stripe", "return_urls": ["https://app.example.com/done"]})),
+    )
+    .await;
+    let session = |connection: &str| {
+        as_tenant(Req::new("POST", "/v1/connect/sessions"), &b).json(json!({
+            "end_user_id": "user-1", "integration_ids": [own.body["id"]],
+            "return_url": "https://app.example.com/done", "connection_id": connection
+        }))
+    };
+    let foreign = call(&d, session(&connection_a)).await;
+    let unknown = call(&d, session(&random_connection)).await;
+    is_problem(&foreign, 400, "validation_failed");
+    assert_eq!(foreign.body["errors"][0]["pointer"], "/connection_id");
+    assert_eq!(foreign.body["errors"], unknown.body["errors"]);
 }
 
 #[tokio::test]

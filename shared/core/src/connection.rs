@@ -184,3 +184,23 @@ pub struct ConnectionEvent {
     /// When.
     pub at_ms: EpochMillis,
 }
+
+impl ConnectionEvent {
+    /// What happened to `connection` (in the status it has now) at `at_ms`.
+    pub fn of(
+        connection: &Connection,
+        kind: ConnectionEventType,
+        reason: Option<String>,
+        at_ms: EpochMillis,
+    ) -> Self {
+        Self {
+            id: EventId::generate(),
+            tenant_id: connection.tenant_id.clone(),
+            connection_id: connection.id.clone(),
+            kind,
+            status: connection.status,
+            reason,
+            at_ms,
+        }
+    }
+}

@@ -244,7 +244,8 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                     connection.token_expires_at_ms = tokens.expires_at_ms;
                     connection.updated_at_ms = now;
                     connection.version = read_version.saturating_add(1);
-                    let event = event(&connection, ConnectionEventType::Refreshed, None, now);
+                    let event =
+                        ConnectionEvent::of(&connection, ConnectionEventType::Refreshed, None, now);
                     match self
                         .store
                         .swap_refreshed(&connection, read_version, holder, &event)
@@ -273,7 +274,7 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                     connection.status_changed_at_ms = now;
                     connection.updated_at_ms = now;
                     connection.version = read_version.saturating_add(1);
-                    let event = event(
+                    let event = ConnectionEvent::of(
                         &connection,
                         ConnectionEventType::RefreshFailed,
                         Some(reason.clone()),
@@ -298,22 +299,5 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                 Err(RefreshError::Transient(why))
             }
         }
-    }
-}
-
-fn event(
-    c: &Connection,
-    kind: ConnectionEventType,
-    reason: Option<String>,
-    at_ms: EpochMillis,
-) -> ConnectionEvent {
-    ConnectionEvent {
-        id: EventId::generate(),
-        tenant_id: c.tenant_id.clone(),
-        connection_id: c.id.clone(),
-        kind,
-        status: c.status,
-        reason,
-        at_ms,
     }
 }

@@ -154,3 +154,23 @@ pub struct AuditEvent {
     /// The object acted on (an id).
     pub target: String,
 }
+
+impl AuditEvent {
+    /// A new event: `actor` did `action` to `target` in `tenant` at `at_ms`.
+    pub fn new(
+        tenant: &TenantId,
+        actor: &str,
+        at_ms: EpochMillis,
+        action: &str,
+        target: impl std::fmt::Display,
+    ) -> Self {
+        Self {
+            id: AuditEventId::generate(),
+            tenant_id: tenant.clone(),
+            at_ms,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_string(),
+        }
+    }
+}

@@ -30,9 +30,7 @@ use tributary_core::connect::{
 use tributary_core::connection::{
     CREDENTIALS_PURPOSE, Connection, ConnectionEvent, ConnectionEventType, ConnectionStatus,
 };
-use tributary_core::ids::{
-    AuditEventId, ConnectSessionId, ConnectionId, EventId, IntegrationId, TenantId,
-};
+use tributary_core::ids::{ConnectSessionId, ConnectionId, IntegrationId, TenantId};
 use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::{AuditEvent, TenantStatus};
@@ -296,6 +294,27 @@ fn store_page(e: tributary_core::PortError) -> Response {
     )
 }
 
+fn used_page(session: &ConnectSession) -> Response {
+    notice(
+        StatusCode::CONFLICT,
+        "This link was already used",
+        "An account was already connected with this link, and a link works only once. Go back to the app to connect another.",
+        Some(&outcome_url(
+            &session.return_url,
+            &[("status", "already_used")],
+        )),
+    )
+}
+
+fn expired_page(session: &ConnectSession) -> Response {
+    notice(
+        StatusCode::GONE,
+        "This link has expired",
+        "Connect links work for 30 minutes. Go back to the app and start connecting again.",
+        Some(&outcome_url(&session.return_url, &[("status", "expired")])),
+    )
+}
+
 fn unknown_link() -> Response {
     notice(
         StatusCode::NOT_FOUND,
@@ -327,23 +346,10 @@ async fn usable_session<S: ControlStore>(
         return Err(unknown_link());
     }
     if session.completed_with.is_some() {
-        return Err(notice(
-            StatusCode::CONFLICT,
-            "This link was already used",
-            "An account was already connected with this link, and a link works only once. Go back to the app to connect another.",
-            Some(&outcome_url(
-                &session.return_url,
-                &[("status", "already_used")],
-            )),
-        ));
+        return Err(used_page(&session));
     }
     if now >= session.expires_at_ms {
-        return Err(notice(
-            StatusCode::GONE,
-            "This link has expired",
-            "Connect links work for 30 minutes. Go back to the app and start connecting again.",
-            Some(&outcome_url(&session.return_url, &[("status", "expired")])),
-        ));
+        return Err(expired_page(&session));
     }
     Ok(session)
 }
@@ -621,15 +627,7 @@ async fn finish<S: ControlStore>(
     match store.complete_session(&session.token_hash, &id).await {
         Ok(true) => {}
         Ok(false) => {
-            return notice(
-                StatusCode::CONFLICT,
-                "This link was already used",
-                "An account was already connected with this link. Go back to the app.",
-                Some(&outcome_url(
-                    &session.return_url,
-                    &[("status", "already_used")],
-                )),
-            );
+            return used_page(session);
         }
         Err(e) => return store_page(e),
     }
@@ -646,7 +644,8 @@ async fn finish<S: ControlStore>(
             connection.status_changed_at_ms = now;
             connection.updated_at_ms = now;
             connection.version = read_version.saturating_add(1);
-            let event = connection_event(&connection, ConnectionEventType::Reauthorized, now);
+            let event =
+                ConnectionEvent::of(&connection, ConnectionEventType::Reauthorized, None, now);
             store
                 .update_connection(&connection, read_version, Some(&event))
                 .await
@@ -673,15 +672,14 @@ async fn finish<S: ControlStore>(
                 updated_at_ms: now,
                 version: 1,
             };
-            let event = connection_event(&connection, ConnectionEventType::Created, now);
-            let audit = AuditEvent {
-                id: AuditEventId::generate(),
-                tenant_id: session.tenant_id.clone(),
-                at_ms: now,
-                actor: format!("connect_session:{}", session.id),
-                action: "connection.created".into(),
-                target: id.to_string(),
-            };
+            let event = ConnectionEvent::of(&connection, ConnectionEventType::Created, None, now);
+            let audit = AuditEvent::new(
+                &session.tenant_id,
+                &format!("connect_session:{}", session.id),
+                now,
+                "connection.created",
+                &id,
+            );
             store
                 .create_connection(&connection, &event, &audit)
                 .await
@@ -697,22 +695,6 @@ async fn finish<S: ControlStore>(
             ))
         }
         Err(e) => store_page(e),
-    }
-}
-
-fn connection_event(
-    c: &Connection,
-    kind: ConnectionEventType,
-    at_ms: EpochMillis,
-) -> ConnectionEvent {
-    ConnectionEvent {
-        id: EventId::generate(),
-        tenant_id: c.tenant_id.clone(),
-        connection_id: c.id.clone(),
-        kind,
-        status: c.status,
-        reason: None,
-        at_ms,
     }
 }
 
@@ -1096,23 +1078,10 @@ pub async fn callback<S: ControlStore>(
         Err(e) => return store_page(e),
     };
     if session.completed_with.is_some() {
-        return notice(
-            StatusCode::CONFLICT,
-            "This link was already used",
-            "An account was already connected with this link. Go back to the app.",
-            Some(&outcome_url(
-                &session.return_url,
-                &[("status", "already_used")],
-            )),
-        );
+        return used_page(&session);
     }
     if now >= session.expires_at_ms {
-        return notice(
-            StatusCode::GONE,
-            "This link has expired",
-            "Connect links work for 30 minutes. Go back to the app and start connecting again.",
-            Some(&outcome_url(&session.return_url, &[("status", "expired")])),
-        );
+        return expired_page(&session);
     }
     let integration = match store
         .get_integration(&session.tenant_id, &flow.integration_id)

@@ -15,7 +15,7 @@ use tributary_core::connection::{
     CREDENTIALS_PURPOSE, Connection, ConnectionEvent, ConnectionEventType, ConnectionFilter,
     ConnectionStatus,
 };
-use tributary_core::ids::{AuditEventId, ConnectionId, EventId, IntegrationId, TenantId};
+use tributary_core::ids::{ConnectionId, IntegrationId, TenantId};
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::{EpochMillis, rfc3339};
@@ -389,32 +389,8 @@ async fn open_credentials(
     Ok(secrets(&values))
 }
 
-fn event(
-    c: &Connection,
-    kind: ConnectionEventType,
-    reason: Option<String>,
-    at_ms: EpochMillis,
-) -> ConnectionEvent {
-    ConnectionEvent {
-        id: EventId::generate(),
-        tenant_id: c.tenant_id.clone(),
-        connection_id: c.id.clone(),
-        kind,
-        status: c.status,
-        reason,
-        at_ms,
-    }
-}
-
 fn audit(c: &Connection, actor: &Principal, at_ms: EpochMillis, action: &str) -> AuditEvent {
-    AuditEvent {
-        id: AuditEventId::generate(),
-        tenant_id: c.tenant_id.clone(),
-        at_ms,
-        actor: actor.principal.clone(),
-        action: action.into(),
-        target: c.id.to_string(),
-    }
+    AuditEvent::new(&c.tenant_id, &actor.principal, at_ms, action, &c.id)
 }
 
 fn auth_mode<'s>(spec: &'s ProviderSpec, kind: &str) -> Result<&'s AuthMode, ApiError> {
@@ -549,7 +525,7 @@ pub async fn create<S: ControlStore>(
     store
         .create_connection(
             &connection,
-            &event(&connection, ConnectionEventType::Created, None, now),
+            &ConnectionEvent::of(&connection, ConnectionEventType::Created, None, now),
             &audit(&connection, &principal, now, "connection.created"),
         )
         .await
@@ -814,7 +790,7 @@ pub async fn update<S: ControlStore>(
     }
     connection.updated_at_ms = now;
     connection.version = read_version.saturating_add(1);
-    let recorded = event(&connection, kind, connection.status_reason.clone(), now);
+    let recorded = ConnectionEvent::of(&connection, kind, connection.status_reason.clone(), now);
     save(&*store, &connection, read_version, Some(&recorded)).await?;
     tracing::info!(connection_id = %id, event = kind.as_str(), "connection updated");
     Ok(Json(ConnectionOut::from(connection)))
@@ -842,7 +818,7 @@ pub async fn test<S: ControlStore>(
 ) -> Result<Json<ConnectionOut>, ApiError> {
     let mut connection = load(&*store, &caller.tenant, &id).await?;
     let spec = provider(&connection.provider)?;
-    let mut credentials = open_credentials(&vault, &connection).await?;
+    let mut fresh_token = None;
     if connection.auth_mode == "oauth2_authorization_code" {
         // An OAuth token is tested as its users would get it: refreshed first when it expires
         // within the margin (one refresh at a time across every environment).
@@ -861,9 +837,7 @@ pub async fn test<S: ControlStore>(
             policy: crate::refresh::policy(spec),
         };
         match refresher.access_token(&caller.tenant, &id).await {
-            Ok(token) => {
-                credentials.insert("access_token".into(), token);
-            }
+            Ok(token) => fresh_token = Some(token),
             Err(tributary_core::refresh::RefreshError::NeedsReauth(_)) => {
                 let connection = load(&*store, &caller.tenant, &id).await?;
                 return Ok(Json(ConnectionOut::from(connection)));
@@ -886,6 +860,11 @@ pub async fn test<S: ControlStore>(
         }
         // The refresh may have written the connection: test what is stored now.
         connection = load(&*store, &caller.tenant, &id).await?;
+    }
+    let mut credentials = open_credentials(&vault, &connection).await?;
+    if let Some(token) = fresh_token {
+        // The token the refresher handed out, also when a reconnect replaced the stored one.
+        credentials.insert("access_token".into(), token);
     }
     let read_version = connection.version;
     let config = connection.config.clone();
@@ -930,7 +909,8 @@ pub async fn test<S: ControlStore>(
     };
     connection.updated_at_ms = now;
     connection.version = read_version.saturating_add(1);
-    let recorded = kind.map(|k| event(&connection, k, connection.status_reason.clone(), now));
+    let recorded =
+        kind.map(|k| ConnectionEvent::of(&connection, k, connection.status_reason.clone(), now));
     save(&*store, &connection, read_version, recorded.as_ref()).await?;
     tracing::info!(connection_id = %id, status = connection.status.as_str(), "connection tested");
     Ok(Json(ConnectionOut::from(connection)))
@@ -954,7 +934,7 @@ pub async fn delete<S: ControlStore>(
         .delete_connection(
             &caller.tenant,
             &id,
-            &event(&connection, ConnectionEventType::Deleted, None, now),
+            &ConnectionEvent::of(&connection, ConnectionEventType::Deleted, None, now),
             &audit(&connection, &caller.principal, now, "connection.deleted"),
         )
         .await

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use tributary_core::PortError;
 use tributary_core::auth::Principal;
-use tributary_core::ids::{AuditEventId, IntegrationId, TenantId};
+use tributary_core::ids::{IntegrationId, TenantId};
 use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::AuditEvent;
@@ -18,7 +18,7 @@ use tributary_engine::spec::{AuthMode, ProviderSpec};
 use utoipa::ToSchema;
 
 use crate::access::{IntegrationsRead, IntegrationsWrite, TenantCaller};
-use crate::dto::PageOf;
+use crate::dto::{PageOf, check_name};
 use crate::idempotency::Idempotent;
 use crate::openapi::ProblemDoc;
 use crate::pagination::{PageQuery, page_of};
@@ -182,18 +182,6 @@ fn auth_mode<'s>(spec: &'s ProviderSpec, kind: Option<&str>) -> Result<&'s AuthM
             )
         }),
     }
-}
-
-fn check_name(pointer: &str, name: &str) -> Result<String, ApiError> {
-    let trimmed = name.trim();
-    let len = trimmed.chars().count();
-    if len == 0 || len > 100 || trimmed.chars().any(char::is_control) {
-        return Err(invalid(
-            pointer,
-            "Names must be 1 to 100 characters without control characters.",
-        ));
-    }
-    Ok(trimmed.to_owned())
 }
 
 fn check_client_id(id: &str) -> Result<String, ApiError> {
@@ -372,14 +360,7 @@ fn audit(
     action: &str,
     target: &IntegrationId,
 ) -> AuditEvent {
-    AuditEvent {
-        id: AuditEventId::generate(),
-        tenant_id: tenant.clone(),
-        at_ms,
-        actor: actor.principal.clone(),
-        action: action.into(),
-        target: target.to_string(),
-    }
+    AuditEvent::new(tenant, &actor.principal, at_ms, action, target)
 }
 
 /// Lists the tenant's integrations.

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use tributary_core::auth::Principal;
-use tributary_core::ids::{AuditEventId, IssuerId, TenantId};
+use tributary_core::ids::{IssuerId, TenantId};
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::{AuditEvent, IssuerCreated, OidcIssuer};
 
@@ -25,14 +25,7 @@ fn audit(
     action: &str,
     target: &IssuerId,
 ) -> AuditEvent {
-    AuditEvent {
-        id: AuditEventId::generate(),
-        tenant_id: tenant.clone(),
-        at_ms,
-        actor: actor.principal.clone(),
-        action: action.into(),
-        target: target.to_string(),
-    }
+    AuditEvent::new(tenant, &actor.principal, at_ms, action, target)
 }
 
 /// Lists the tenant's issuers.
