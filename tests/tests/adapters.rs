@@ -954,6 +954,7 @@ fn connection(
         status_changed_at_ms: 1,
         last_verified_at_ms: Some(1),
         token_expires_at_ms: None,
+        tokens_obtained_at_ms: None,
         created_at_ms: 1,
         updated_at_ms: 1,
         version: 1,
@@ -1231,6 +1232,81 @@ async fn a_connect_session_completes_once_and_an_oauth_flow_is_taken_once() {
         Some(flow.clone())
     );
     assert_eq!(table.take_flow(&flow.state_hash).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_refresh_index_finds_due_connections_and_follows_every_write() {
+    use tributary_core::connection::{
+        ConnectionEventType as Kind, ConnectionStatus, IDLE_REFRESH_AFTER_MS,
+    };
+    use tributary_core::ports::{ConnectionStore, DueRefresh, RefreshSchedule};
+    let env = env().await;
+    let table = env.control();
+    let t = TenantId::generate();
+    let integration = tributary_core::ids::IntegrationId::generate();
+    // Far from any other test's times; only this tenant's connections are looked at.
+    let t0: i64 = 4_000_000_000_000;
+    let mut due = connection(&t, &integration, "due", "x");
+    due.tokens_obtained_at_ms = Some(t0);
+    let never = connection(&t, &integration, "never", "x");
+    let mut reauth = connection(&t, &integration, "reauth", "x");
+    reauth.tokens_obtained_at_ms = Some(t0);
+    reauth.status = ConnectionStatus::NeedsReauth;
+    for c in [&due, &never, &reauth] {
+        table
+            .create_connection(c, &connection_event(c, Kind::Created), &audit(&t, "x", "x"))
+            .await
+            .unwrap();
+    }
+    let mine = |found: Vec<DueRefresh>| -> Vec<(String, i64)> {
+        found
+            .into_iter()
+            .filter(|d| d.tenant_id == t)
+            .map(|d| (d.connection_id.to_string(), d.due_ms))
+            .collect()
+    };
+    let at = t0 + IDLE_REFRESH_AFTER_MS;
+    assert!(mine(table.due_refreshes(at - 1, 1000).await.unwrap()).is_empty());
+    let found = table.due_refreshes(at, 1000).await.unwrap();
+    assert_eq!(mine(found.clone()), [(due.id.to_string(), at)]);
+    assert!(
+        table.due_refreshes(at, 0).await.unwrap().is_empty(),
+        "the limit holds"
+    );
+
+    // Postponed once (a second monitor holding the old due time does nothing), out of range now.
+    let entry = found.into_iter().find(|d| d.tenant_id == t).unwrap();
+    let later = at + 900_000;
+    assert!(table.postpone_refresh(&entry, later).await.unwrap());
+    assert!(!table.postpone_refresh(&entry, later + 1).await.unwrap());
+    assert!(mine(table.due_refreshes(at, 1000).await.unwrap()).is_empty());
+    assert_eq!(
+        mine(table.due_refreshes(later, 1000).await.unwrap()),
+        [(due.id.to_string(), later)]
+    );
+    // Another tenant's id postpones nothing.
+    let foreign = DueRefresh {
+        tenant_id: TenantId::generate(),
+        connection_id: due.id.clone(),
+        due_ms: later,
+    };
+    assert!(!table.postpone_refresh(&foreign, later + 5).await.unwrap());
+
+    // Needs reauth: out of the index. Active again with new tokens: due a day after them.
+    let mut refused = due.clone();
+    refused.status = ConnectionStatus::NeedsReauth;
+    refused.version = 2;
+    assert!(table.update_connection(&refused, 1, None).await.unwrap());
+    assert!(mine(table.due_refreshes(i64::MAX / 2, 1000).await.unwrap()).is_empty());
+    let mut renewed = refused.clone();
+    renewed.status = ConnectionStatus::Active;
+    renewed.tokens_obtained_at_ms = Some(t0 + 5_000);
+    renewed.version = 3;
+    assert!(table.update_connection(&renewed, 2, None).await.unwrap());
+    assert_eq!(
+        mine(table.due_refreshes(i64::MAX / 2, 1000).await.unwrap()),
+        [(due.id.to_string(), t0 + 5_000 + IDLE_REFRESH_AFTER_MS)]
+    );
 }
 
 #[tokio::test]

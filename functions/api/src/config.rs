@@ -1,9 +1,9 @@
 //! The API's configuration, read once at cold start.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
+use tributary_engine::origins::ProviderOrigins;
 use tributary_http::EgressPolicy;
 
 /// The API's settings (set by `infra/template.yaml`).
@@ -38,7 +38,7 @@ pub struct Config {
     /// provider (its API, authorization and token endpoints) to another origin, keeping the path:
     /// local providers for development and tests. Set by the deployment only (a template
     /// parameter, empty in AWS); no tenant or end user can change where a provider's requests go.
-    pub provider_origins: BTreeMap<String, String>,
+    pub provider_origins: ProviderOrigins,
     /// `PUBLIC_BASE_URL`: the origin end users reach the API at (a custom domain), for the connect
     /// links and the OAuth redirect URI; empty: the request's own host.
     pub public_base_url: Option<String>,
@@ -65,21 +65,10 @@ impl Config {
 }
 
 impl Config {
-    /// A URL template of `provider` (its base URL, an OAuth endpoint) sent to the deployment's
-    /// origin override, keeping its path; unchanged without one, or when the template's host is
-    /// itself a value (a whole URL from the connection, which the override cannot know).
+    /// A URL template of `provider` sent to the deployment's origin override
+    /// ([`tributary_engine::origins::provider_url`]).
     pub fn provider_url(&self, provider: &str, template: &str) -> String {
-        let Some(origin) = self.provider_origins.get(provider) else {
-            return template.to_owned();
-        };
-        if template.starts_with('{') {
-            return template.to_owned();
-        }
-        let after_scheme = template.find("://").map_or(0, |i| i + 3);
-        let path = template[after_scheme..]
-            .find('/')
-            .map_or("", |i| &template[after_scheme + i..]);
-        format!("{origin}{path}")
+        tributary_engine::origins::provider_url(&self.provider_origins, provider, template)
     }
 }
 
@@ -112,30 +101,13 @@ fn origin(raw: &str) -> Result<String, String> {
     Ok(origin)
 }
 
-fn origins(env: &Env) -> Result<BTreeMap<String, String>, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        name: "PROVIDER_ORIGINS",
-        reason,
-    };
-    let mut out = BTreeMap::new();
-    for pair in env
-        .optional("PROVIDER_ORIGINS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        let (provider, url) = pair
-            .split_once('=')
-            .ok_or_else(|| invalid(format!("`{pair}` is not `provider=url`")))?;
-        let parsed =
-            url::Url::parse(url.trim()).map_err(|e| invalid(format!("`{provider}`: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid(format!("`{provider}`: not an http(s) URL")));
-        }
-        out.insert(provider.trim().to_owned(), url.trim().to_owned());
-    }
-    Ok(out)
+fn origins(env: &Env) -> Result<ProviderOrigins, ConfigError> {
+    tributary_engine::origins::parse(&env.optional("PROVIDER_ORIGINS").unwrap_or_default()).map_err(
+        |reason| ConfigError::Invalid {
+            name: "PROVIDER_ORIGINS",
+            reason,
+        },
+    )
 }
 
 impl Config {

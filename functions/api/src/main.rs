@@ -12,7 +12,6 @@ mod openapi;
 mod pagination;
 mod problem;
 mod ratelimit;
-mod refresh;
 mod request;
 mod response;
 mod router;

@@ -35,12 +35,7 @@ pub fn config() -> Config {
     }
 }
 
-/// The test keyring: one key, `k1`, of fixed material.
-pub fn keyring() -> tributary_core::vault::Keyring {
-    let doc = serde_json::json!({"active": "k1", "k1": "test-key-material-".repeat(3)});
-    tributary_core::vault::Keyring::from_secret(&secrecy::SecretString::from(doc.to_string()))
-        .expect("the test keyring is valid")
-}
+pub use tributary_testing::keyring;
 
 /// A Stripe key the mock provider accepts.
 pub const GOOD_KEY: &str = "sk_test_good4242";

@@ -3,17 +3,30 @@
 use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
+use tributary_engine::origins::ProviderOrigins;
+use tributary_http::EgressPolicy;
 
 /// The connector's settings (set by `infra/template.yaml`).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `CONTROL_TABLE`: the control-plane table (canary, job ledger).
+    /// `CONTROL_TABLE`: the control-plane table (canary, job ledger, connections).
     pub control_table: String,
     /// `JOBS_QUEUE_URL`: the queue this function consumes; used to reschedule failed messages.
     pub jobs_queue_url: String,
     /// `JOB_LEDGER_RETENTION_SECONDS`: how long completed job ids are remembered to drop redeliveries
     /// (default 4 days, the jobs queue's retention).
     pub ledger_retention: Duration,
+    /// `KEYRING_SECRET_ID`: the Secrets Manager secret holding the credential vault's keyring (a
+    /// refresh opens and seals connection credentials).
+    pub keyring_secret_id: String,
+    /// `KEYRING_CACHE_TTL_SECONDS`: how long an execution environment keeps the keyring it read
+    /// (default 300, 1 to 3600).
+    pub keyring_ttl: Duration,
+    /// `EGRESS_ALLOWLIST`: loopback or private IPs and CIDRs that requests to providers may reach
+    /// (the API's setting; empty in AWS).
+    pub egress: EgressPolicy,
+    /// `PROVIDER_ORIGINS`: the deployment's provider origin overrides (the API's setting).
+    pub provider_origins: ProviderOrigins,
 }
 
 impl Config {
@@ -28,6 +41,47 @@ impl Config {
                 Duration::from_secs(3600),
                 Duration::from_secs(14 * 24 * 3600),
             )?,
+            keyring_secret_id: env.required(
+                "KEYRING_SECRET_ID",
+                "the Secrets Manager secret of the credential keyring",
+            )?,
+            keyring_ttl: env.seconds_or(
+                "KEYRING_CACHE_TTL_SECONDS",
+                Duration::from_secs(300),
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            )?,
+            egress: EgressPolicy::with_allowlist(
+                env.optional("EGRESS_ALLOWLIST")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|entry| !entry.is_empty()),
+            )
+            .map_err(|e| ConfigError::Invalid {
+                name: "EGRESS_ALLOWLIST",
+                reason: e.to_string(),
+            })?,
+            provider_origins: tributary_engine::origins::parse(
+                &env.optional("PROVIDER_ORIGINS").unwrap_or_default(),
+            )
+            .map_err(|reason| ConfigError::Invalid {
+                name: "PROVIDER_ORIGINS",
+                reason,
+            })?,
         })
+    }
+}
+
+impl Config {
+    /// The HTTP settings of requests to providers from the connector: a refresh job is retried by
+    /// the queue, so one job makes at most three attempts within 30 s.
+    pub fn provider_http(&self) -> tributary_engine::HttpConfig {
+        tributary_engine::HttpConfig {
+            max_attempts: 3,
+            time_budget: Duration::from_secs(30),
+            egress: self.egress.clone(),
+            ..tributary_engine::HttpConfig::default()
+        }
     }
 }

@@ -11,12 +11,30 @@ use lambda_runtime::LambdaEvent;
 use tracing::Instrument;
 use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
+use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
-use tributary_core::ports::{CanaryStore, JobLedger, JobQueue};
+use tributary_core::ports::{CanaryStore, ConnectionStore, IntegrationStore, JobLedger, JobQueue};
+use tributary_core::refresh::{IdleRefresh, RefreshError, Refresher};
 use tributary_core::time::Clock;
+use tributary_core::vault::Vault;
+use tributary_engine::Engine;
+use tributary_engine::grant::{EngineGrant, catalog_spec, policy};
+use tributary_engine::origins::ProviderOrigins;
+
+/// What a token refresh needs.
+pub struct Refreshing<S> {
+    /// Connections and integrations.
+    pub store: S,
+    /// The credential vault.
+    pub vault: Vault,
+    /// The engine whose HTTP client calls token endpoints.
+    pub engine: Engine,
+    /// The deployment's provider origin overrides.
+    pub origins: ProviderOrigins,
+}
 
 /// What the handler needs.
-pub struct Deps<Q, L, C> {
+pub struct Deps<Q, L, C, S> {
     /// The jobs queue (to reschedule failed messages).
     pub queue: Q,
     /// Which jobs already completed.
@@ -27,6 +45,8 @@ pub struct Deps<Q, L, C> {
     pub clock: Arc<dyn Clock>,
     /// How long completed jobs are remembered.
     pub ledger_retention: Duration,
+    /// Token refreshes.
+    pub refreshing: Refreshing<S>,
 }
 
 /// Why one message failed.
@@ -36,18 +56,22 @@ enum JobError {
     Envelope(#[from] tributary_core::job::EnvelopeError),
     #[error(transparent)]
     Port(#[from] PortError),
+    /// A refresh that may work later (the provider, the store or the vault failed for now).
+    #[error("the refresh failed for now: {0}")]
+    Refresh(RefreshError),
 }
 
 /// Handles one SQS batch and reports which messages failed.
 #[tracing::instrument(skip_all, fields(records = event.payload.records.len()))]
-pub async fn handle<Q, L, C>(
-    deps: &Deps<Q, L, C>,
+pub async fn handle<Q, L, C, S>(
+    deps: &Deps<Q, L, C, S>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error>
 where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
+    S: ConnectionStore + IntegrationStore,
 {
     let mut response = SqsBatchResponse::default();
     for message in &event.payload.records {
@@ -78,11 +102,12 @@ where
     Ok(response)
 }
 
-async fn process<Q, L, C>(deps: &Deps<Q, L, C>, message: &SqsMessage) -> Result<(), JobError>
+async fn process<Q, L, C, S>(deps: &Deps<Q, L, C, S>, message: &SqsMessage) -> Result<(), JobError>
 where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
+    S: ConnectionStore + IntegrationStore,
 {
     let job = JobEnvelope::parse(message.body.as_deref().unwrap_or_default())?;
     tracing::Span::current().record("job_id", tracing::field::display(&job.id));
@@ -104,11 +129,74 @@ where
                 "canary recorded"
             );
         }
+        JobKind::RefreshConnection {
+            tenant_id,
+            connection_id,
+        } => refresh(deps, tenant_id, connection_id).await?,
     }
     deps.ledger
         .mark_done(&job.id, deps.ledger_retention)
         .await?;
     Ok(())
+}
+
+/// The monitor's refresh of an idle connection. Done (acknowledged) when refreshed, when nothing was
+/// due any more, when the connection is gone or cannot be refreshed, and when the provider refused
+/// the refresh token for good (the connection is `needs_reauth` with an event); anything that may
+/// work later fails the message, which the queue brings back with backoff.
+async fn refresh<Q, L, C, S>(
+    deps: &Deps<Q, L, C, S>,
+    tenant: &TenantId,
+    id: &ConnectionId,
+) -> Result<(), JobError>
+where
+    S: ConnectionStore + IntegrationStore,
+{
+    let r = &deps.refreshing;
+    let Some(connection) = r.store.get_connection(tenant, id).await? else {
+        tracing::info!(connection_id = %id, "the connection is gone; nothing to refresh");
+        return Ok(());
+    };
+    let Some(spec) = catalog_spec(&connection.provider) else {
+        tracing::error!(connection_id = %id, provider = %connection.provider, "not in the catalog");
+        return Ok(());
+    };
+    let grant = EngineGrant {
+        store: &r.store,
+        vault: &r.vault,
+        engine: &r.engine,
+        origins: &r.origins,
+        clock: &*deps.clock,
+    };
+    let refresher = Refresher {
+        store: &r.store,
+        vault: &r.vault,
+        grant: &grant,
+        clock: &*deps.clock,
+        policy: policy(spec),
+    };
+    match refresher.refresh_idle(tenant, id).await {
+        Ok(outcome) => {
+            let outcome = match outcome {
+                IdleRefresh::Refreshed => "refreshed",
+                IdleRefresh::NotDue => "not due",
+                IdleRefresh::InProgress => "in progress elsewhere",
+            };
+            tracing::info!(connection_id = %id, outcome, "idle refresh");
+            Ok(())
+        }
+        Err(RefreshError::NeedsReauth(_)) => {
+            tracing::info!(connection_id = %id, "idle refresh refused; the connection needs reauthorization");
+            Ok(())
+        }
+        Err(
+            e @ (RefreshError::NotFound | RefreshError::NotRefreshable | RefreshError::Malformed),
+        ) => {
+            tracing::warn!(connection_id = %id, error = %e, "idle refresh not possible");
+            Ok(())
+        }
+        Err(e) => Err(JobError::Refresh(e)),
+    }
 }
 
 fn receive_count(message: &SqsMessage) -> u32 {
@@ -124,7 +212,7 @@ fn receive_count(message: &SqsMessage) -> u32 {
 fn retry_delay(err: &JobError, receive_count: u32) -> Duration {
     match err {
         JobError::Envelope(_) => Duration::ZERO,
-        JobError::Port(_) => {
+        JobError::Port(_) | JobError::Refresh(_) => {
             let exp = receive_count.saturating_sub(1).min(10);
             Duration::from_secs((5u64 << exp).min(900))
         }
@@ -138,13 +226,28 @@ mod tests {
     use tributary_testing::{FakeQueue, ManualClock, MemStore};
 
     /// The handler over `canaries`, with a ledger of its own.
-    fn deps(canaries: MemStore) -> Deps<FakeQueue, MemStore, MemStore> {
+    fn deps(canaries: MemStore) -> Deps<FakeQueue, MemStore, MemStore, MemStore> {
         Deps {
             queue: FakeQueue::default(),
             ledger: MemStore::default(),
             canaries,
             clock: Arc::new(ManualClock::at(1_764_000_000_750)),
             ledger_retention: Duration::from_secs(3600),
+            refreshing: refreshing(MemStore::default(), ProviderOrigins::new()),
+        }
+    }
+
+    fn refreshing(store: MemStore, origins: ProviderOrigins) -> Refreshing<MemStore> {
+        Refreshing {
+            store,
+            vault: Vault::new(Arc::new(Arc::new(tributary_testing::keyring()))),
+            engine: Engine::new(tributary_engine::HttpConfig {
+                max_attempts: 1,
+                egress: tributary_engine::EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+                ..tributary_engine::HttpConfig::default()
+            })
+            .unwrap(),
+            origins,
         }
     }
 
@@ -244,6 +347,192 @@ mod tests {
             .collect();
         assert!(!malformed.is_empty());
         assert_eq!(failed, malformed);
+    }
+
+    mod idle_refresh {
+        use std::collections::BTreeMap;
+
+        use tributary_core::connection::{
+            CREDENTIALS_PURPOSE, Connection, ConnectionStatus, IDLE_REFRESH_AFTER_MS,
+        };
+        use tributary_core::ids::IntegrationId;
+        use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
+        use tributary_core::vault::Owner;
+        use tributary_testing::keyring;
+        use wiremock::matchers::{body_string_contains, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        use super::*;
+
+        const NOW: i64 = 1_764_000_000_000;
+
+        struct Setup {
+            d: Deps<FakeQueue, MemStore, MemStore, MemStore>,
+            store: MemStore,
+            connection: Connection,
+            server: MockServer,
+        }
+
+        /// A due Airtable connection (tokens obtained 21 hours ago, access token valid for
+        /// another hour) and a local token endpoint answering `status` with `body`.
+        async fn setup(status: u16, body: serde_json::Value) -> Setup {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/oauth2/v1/token"))
+                .and(body_string_contains("refresh_token=rt-0"))
+                .respond_with(ResponseTemplate::new(status).set_body_json(body))
+                .mount(&server)
+                .await;
+            let store = MemStore::default();
+            let tenant = TenantId::generate();
+            let seal = |object: &str, purpose: &str, plain: &[u8]| {
+                keyring()
+                    .seal(
+                        &Owner {
+                            tenant: tenant.as_str(),
+                            object,
+                            purpose,
+                        },
+                        plain,
+                    )
+                    .unwrap()
+                    .encode()
+            };
+            let integration = Integration {
+                id: IntegrationId::generate(),
+                tenant_id: tenant.clone(),
+                provider: "airtable".into(),
+                name: "Airtable".into(),
+                auth_mode: "oauth2_authorization_code".into(),
+                oauth_client_id: Some("client".into()),
+                oauth_client_secret: None,
+                scopes: vec![],
+                return_urls: vec![],
+                enabled: true,
+                created_at_ms: 1,
+                updated_at_ms: 1,
+                version: 1,
+            };
+            let integration = Integration {
+                oauth_client_secret: Some(seal(
+                    integration.id.as_str(),
+                    CLIENT_SECRET_PURPOSE,
+                    b"secret",
+                )),
+                ..integration
+            };
+            store.put_integration(&integration);
+            let id = ConnectionId::generate();
+            let connection = Connection {
+                id: id.clone(),
+                tenant_id: tenant.clone(),
+                integration_id: integration.id.clone(),
+                provider: "airtable".into(),
+                auth_mode: "oauth2_authorization_code".into(),
+                end_user_id: "u".into(),
+                config: BTreeMap::from([
+                    ("base_id".to_owned(), "appAAAABBBBCCCCDD".to_owned()),
+                    ("table".to_owned(), "t".to_owned()),
+                ]),
+                credentials: seal(
+                    id.as_str(),
+                    CREDENTIALS_PURPOSE,
+                    br#"{"access_token":"at-0","refresh_token":"rt-0"}"#,
+                ),
+                tags: BTreeMap::new(),
+                metadata: serde_json::json!({}),
+                status: ConnectionStatus::Active,
+                status_reason: None,
+                status_changed_at_ms: 1,
+                last_verified_at_ms: None,
+                token_expires_at_ms: Some(NOW + 3_600_000),
+                tokens_obtained_at_ms: Some(NOW - IDLE_REFRESH_AFTER_MS - 3_600_000),
+                created_at_ms: 1,
+                updated_at_ms: 1,
+                version: 1,
+            };
+            store.put_connection(&connection);
+            let mut d = deps(MemStore::default());
+            d.clock = Arc::new(ManualClock::at(NOW));
+            d.refreshing = refreshing(
+                store.clone(),
+                ProviderOrigins::from([("airtable".to_owned(), server.uri())]),
+            );
+            Setup {
+                d,
+                store,
+                connection,
+                server,
+            }
+        }
+
+        fn job(s: &Setup) -> String {
+            JobEnvelope::new(JobKind::RefreshConnection {
+                tenant_id: s.connection.tenant_id.clone(),
+                connection_id: s.connection.id.clone(),
+            })
+            .to_body()
+        }
+
+        async fn stored(s: &Setup) -> Connection {
+            s.store
+                .get_connection(&s.connection.tenant_id, &s.connection.id)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+
+        async fn token_calls(s: &Setup) -> usize {
+            s.server.received_requests().await.unwrap_or_default().len()
+        }
+
+        #[tokio::test]
+        async fn a_due_connection_is_refreshed_once_although_its_token_is_still_valid() {
+            let s = setup(
+                200,
+                serde_json::json!({"access_token": "at-1", "refresh_token": "rt-1",
+                    "expires_in": 3600, "token_type": "Bearer"}),
+            )
+            .await;
+            let body = job(&s);
+            let out = handle(&s.d, event(&[("m1", &body, "1")])).await.unwrap();
+            assert!(out.batch_item_failures.is_empty());
+            assert_eq!(token_calls(&s).await, 1);
+            let c = stored(&s).await;
+            assert_eq!(c.tokens_obtained_at_ms, Some(NOW));
+            assert_eq!(c.idle_refresh_due_ms(), Some(NOW + IDLE_REFRESH_AFTER_MS));
+            assert_eq!(c.version, 2);
+            // Another job for it (a monitor tick that overlapped) finds nothing due.
+            let again = job(&s);
+            let out = handle(&s.d, event(&[("m2", &again, "1")])).await.unwrap();
+            assert!(out.batch_item_failures.is_empty());
+            assert_eq!(token_calls(&s).await, 1);
+        }
+
+        #[tokio::test]
+        async fn a_refused_refresh_token_is_acknowledged_and_needs_reauth() {
+            let s = setup(400, serde_json::json!({"error": "invalid_grant"})).await;
+            let body = job(&s);
+            let out = handle(&s.d, event(&[("m1", &body, "1")])).await.unwrap();
+            assert!(out.batch_item_failures.is_empty(), "nothing to retry");
+            let c = stored(&s).await;
+            assert_eq!(c.status, ConnectionStatus::NeedsReauth);
+            assert_eq!(c.idle_refresh_due_ms(), None, "out of the index");
+        }
+
+        #[tokio::test]
+        async fn an_outage_fails_the_message_for_a_retry_and_changes_nothing() {
+            let s = setup(503, serde_json::json!({"error": "unavailable"})).await;
+            let body = job(&s);
+            let out = handle(&s.d, event(&[("m1", &body, "1")])).await.unwrap();
+            assert_eq!(out.batch_item_failures.len(), 1);
+            assert_eq!(
+                s.d.queue.retried(),
+                vec![("rh-m1".to_owned(), Duration::from_secs(5))]
+            );
+            assert_eq!(stored(&s).await, s.connection);
+            assert!(s.d.ledger.done_jobs().is_empty());
+        }
     }
 
     #[test]

@@ -4,14 +4,17 @@ mod config;
 mod handler;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_runtime::{LambdaEvent, run, service_fn};
 use tributary_aws::Clients;
 use tributary_core::config::Env;
 use tributary_core::time::SystemClock;
+use tributary_core::vault::{CachedKeyring, Vault};
+use tributary_engine::Engine;
 
 use crate::config::Config;
-use crate::handler::{Deps, handle};
+use crate::handler::{Deps, Refreshing, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -19,12 +22,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env(&Env::from_process())?;
     let clients = Clients::from_env().await;
     let control = clients.table(&config.control_table);
+    let clock = Arc::new(SystemClock);
     let deps = Deps {
         queue: clients.queue(&config.jobs_queue_url),
         ledger: control.clone(),
-        canaries: control,
-        clock: Arc::new(SystemClock),
+        canaries: control.clone(),
         ledger_retention: config.ledger_retention,
+        refreshing: Refreshing {
+            store: control,
+            // The keyring keeps its own TTL over the parsed keys, so the secret is not cached twice.
+            vault: Vault::new(Arc::new(CachedKeyring::new(
+                clients.secrets(Duration::ZERO),
+                config.keyring_secret_id.clone(),
+                config.keyring_ttl,
+                clock.clone(),
+            ))),
+            engine: Engine::new(config.provider_http())?,
+            origins: config.provider_origins.clone(),
+        },
+        clock,
     };
     run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await
 }

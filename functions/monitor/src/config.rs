@@ -5,8 +5,10 @@ use tributary_core::config::{ConfigError, Env};
 /// The monitor's settings (set by `infra/template.yaml`).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `JOBS_QUEUE_URL`: where the canary is enqueued.
+    /// `JOBS_QUEUE_URL`: where the canary and refresh jobs are enqueued.
     pub jobs_queue_url: String,
+    /// `CONTROL_TABLE`: the control-plane table (its index of connections due for a refresh).
+    pub control_table: String,
 }
 
 impl Config {
@@ -14,6 +16,7 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             jobs_queue_url: env.required("JOBS_QUEUE_URL", "the jobs queue URL")?,
+            control_table: env.required("CONTROL_TABLE", "the control-plane DynamoDB table")?,
         })
     }
 }

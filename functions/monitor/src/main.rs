@@ -20,6 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let clients = Clients::from_env().await;
     let deps = Deps {
         queue: clients.queue(&config.jobs_queue_url),
+        schedule: clients.table(&config.control_table),
         clock: Arc::new(SystemClock),
     };
     run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await

@@ -317,8 +317,9 @@ fn strings(value: &Value, what: &str) -> Vec<String> {
     }
 }
 
-/// The logical id a policy `Resource` names: `!GetAtt X.Arn` or `!Ref X` (a secret's ARN). Anything
-/// else (`*`, a hand-written ARN, an index) is refused: grants name template resources.
+/// The logical id a policy `Resource` names: `!GetAtt X.Arn`, `!Ref X` (a secret's ARN), or a table's
+/// index (`!Sub "${X.Arn}/index/I"`, as `X/index/I`). Anything else (`*`, a hand-written ARN) is
+/// refused: grants name template resources.
 fn resource_id(value: &Value, what: &str) -> String {
     if let Some([Value::String(id), Value::String(attr)]) = value
         .get("Fn::GetAtt")
@@ -331,7 +332,23 @@ fn resource_id(value: &Value, what: &str) -> String {
     if let Some(Value::String(id)) = value.get("Ref") {
         return id.clone();
     }
-    panic!("{what}: resource {value} is not `!GetAtt <Resource>.Arn` or `!Ref <Resource>`")
+    // A table's index: `!Sub "${Table.Arn}/index/Name"`, as `Table/index/Name`.
+    if let Some((table, index)) = value
+        .get("Fn::Sub")
+        .and_then(Value::as_str)
+        .and_then(|s| s.strip_prefix("${"))
+        .and_then(|s| s.split_once(".Arn}/index/"))
+        && !index.is_empty()
+        && index
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return format!("{table}/index/{index}");
+    }
+    panic!(
+        "{what}: resource {value} is not `!GetAtt <Resource>.Arn`, `!Ref <Resource>` or \
+         `!Sub \"${{<Table>.Arn}}/index/<Index>\"`"
+    )
 }
 
 /// The `LeadingKeys` patterns of a statement's condition; only that condition is understood, and it

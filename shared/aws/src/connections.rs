@@ -5,6 +5,12 @@
 //! | connection | `TENANT#<tenant id>` | `CONN#<connection id>` |
 //! | connection event | `TENANT#<tenant id>` | `CONNEVENT#<event id>` |
 //!
+//! An active connection that holds a refresh token also carries `refresh_shard` and
+//! `refresh_due_ms`, the keys of the sparse `RefreshDue` index (keys only) through which the monitor
+//! finds connections whose idle refresh is due ([`RefreshSchedule`]): one of [`REFRESH_SHARDS`]
+//! partitions (so that no index partition takes every write) sorted by due time. Every write of the
+//! record sets them from it or removes them; the monitor's postponement moves `refresh_due_ms` only.
+//!
 //! A connection keeps its record (sealed credentials included) as JSON in `doc`, beside a `version`
 //! that every update checks and the attributes a list filters on (`integration_id`, `provider`,
 //! `end_user_id`, `status`, `tags`). Events expire after [`EVENT_RETENTION_DAYS`]. Both are under
@@ -20,7 +26,7 @@ use tributary_core::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use tributary_core::error::Service;
 use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
-use tributary_core::ports::{ConnectionStore, RefreshSwap};
+use tributary_core::ports::{ConnectionStore, DueRefresh, RefreshSchedule, RefreshSwap};
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::EpochMillis;
 
@@ -29,6 +35,12 @@ use crate::errors::classify;
 use crate::tenancy::{VERSION, audit_item, decode, item, n, put, rejected, s, tenant_pk};
 
 const CONN_SK: &str = "CONN#";
+/// The index of connections by idle-refresh due time (`infra/template.yaml`).
+pub const REFRESH_INDEX: &str = "RefreshDue";
+const REFRESH_SHARD: &str = "refresh_shard";
+const REFRESH_DUE: &str = "refresh_due_ms";
+/// How many partitions the refresh index spreads connections over.
+pub const REFRESH_SHARDS: u32 = 16;
 const LEASE_UNTIL: &str = "refresh_lease_until";
 const LEASE_HOLDER: &str = "refresh_lease_holder";
 const EVENT_SK: &str = "CONNEVENT#";
@@ -41,8 +53,20 @@ fn sk(id: &ConnectionId) -> String {
     format!("{CONN_SK}{id}")
 }
 
+/// The index partition of a connection: a stable hash of its id.
+fn refresh_shard(id: &ConnectionId) -> String {
+    let h = id.as_str().bytes().fold(2_166_136_261_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    format!("REFRESH#{}", h % REFRESH_SHARDS)
+}
+
 fn connection_item(c: &Connection) -> Result<Item, PortError> {
     let mut it = item(tenant_pk(&c.tenant_id), sk(&c.id), c)?;
+    if let Some(due) = c.idle_refresh_due_ms() {
+        it.insert(REFRESH_SHARD.into(), s(refresh_shard(&c.id)));
+        it.insert(REFRESH_DUE.into(), n(due));
+    }
     it.insert(VERSION.to_owned(), n(c.version));
     it.insert("integration_id".into(), s(c.integration_id.as_str()));
     it.insert("provider".into(), s(c.provider.clone()));
@@ -83,6 +107,8 @@ fn record_update(
         "provider",
         "end_user_id",
         "status",
+        REFRESH_SHARD,
+        REFRESH_DUE,
     ] {
         if let Some(value) = item.get(attribute) {
             sets.push(format!("#{attribute} = :{attribute}"));
@@ -90,6 +116,9 @@ fn record_update(
                 .expression_attribute_names(format!("#{attribute}"), attribute)
                 .expression_attribute_values(format!(":{attribute}"), value.clone());
         }
+    }
+    if !item.contains_key(REFRESH_DUE) {
+        removes.extend([REFRESH_SHARD.to_owned(), REFRESH_DUE.to_owned()]);
     }
     match item.get("tags") {
         Some(tags) => {
@@ -466,5 +495,95 @@ impl ConnectionStore for DynamoTable {
         page: &PageRequest,
     ) -> Result<Page<ConnectionEvent>, PortError> {
         self.query_docs(&tenant_pk(tenant), EVENT_SK, page).await
+    }
+}
+
+fn key_id<T: std::str::FromStr>(item: &Item, key: &str, prefix: &str) -> Option<T> {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => v.strip_prefix(prefix)?.parse().ok(),
+        _ => None,
+    }
+}
+
+impl RefreshSchedule for DynamoTable {
+    async fn due_refreshes(
+        &self,
+        now_ms: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<DueRefresh>, PortError> {
+        let mut due = Vec::new();
+        // Start at another shard every minute, so that a backlog in one does not starve the rest.
+        let first =
+            u32::try_from((now_ms / 60_000).rem_euclid(i64::from(REFRESH_SHARDS))).unwrap_or(0);
+        for i in 0..REFRESH_SHARDS {
+            let remaining = limit.saturating_sub(due.len());
+            if remaining == 0 {
+                break;
+            }
+            let shard = format!("REFRESH#{}", (first + i) % REFRESH_SHARDS);
+            let out = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .index_name(REFRESH_INDEX)
+                .key_condition_expression("#shard = :shard AND #due <= :now")
+                .expression_attribute_names("#shard", REFRESH_SHARD)
+                .expression_attribute_names("#due", REFRESH_DUE)
+                .expression_attribute_values(":shard", s(shard))
+                .expression_attribute_values(":now", n(now_ms))
+                .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            for it in out.items.unwrap_or_default() {
+                let (Some(tenant_id), Some(connection_id), Some(AttributeValue::N(at))) = (
+                    key_id::<TenantId>(&it, PK, "TENANT#"),
+                    key_id::<ConnectionId>(&it, SK, CONN_SK),
+                    it.get(REFRESH_DUE),
+                ) else {
+                    continue;
+                };
+                let Ok(due_ms) = at.parse() else { continue };
+                due.push(DueRefresh {
+                    tenant_id,
+                    connection_id,
+                    due_ms,
+                });
+            }
+        }
+        Ok(due)
+    }
+
+    async fn postpone_refresh(
+        &self,
+        due: &DueRefresh,
+        next_ms: EpochMillis,
+    ) -> Result<bool, PortError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.name())
+            .key(PK, s(tenant_pk(&due.tenant_id)))
+            .key(SK, s(sk(&due.connection_id)))
+            .update_expression("SET #due = :next")
+            .condition_expression("#due = :due")
+            .expression_attribute_names("#due", REFRESH_DUE)
+            .expression_attribute_values(":due", n(due.due_ms))
+            .expression_attribute_values(":next", n(next_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
+                UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
+                    service: Service::Store,
+                    operation: "UpdateItem",
+                }),
+                _ => None,
+            }) {
+                PortError::Conflict { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
     }
 }

@@ -80,14 +80,24 @@ pub const AUTH: &[Grant] = &[
     },
 ];
 
-/// The connector: the job ledger (`JOB#…`) and the canary (`SYSTEM`), and the jobs queue. Receiving,
+/// The connector: the job ledger (`JOB#…`), the canary (`SYSTEM`), tenants' connections and
+/// integrations (`TENANT#…`: a token refresh), the credential keyring, and the jobs queue. Receiving,
 /// deleting and the queue's attributes are what the SQS event source mapping does with the
 /// function's role; `ChangeMessageVisibility` is the worker's backoff of a failed message.
 pub const CONNECTOR: &[Grant] = &[
     Grant {
         resource: "ControlTable",
-        actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
-        leading_keys: &["JOB#*", "SYSTEM"],
+        actions: &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        ],
+        leading_keys: &["JOB#*", "SYSTEM", "TENANT#*"],
+    },
+    Grant {
+        resource: "CredentialKeyringSecret",
+        actions: &["secretsmanager:GetSecretValue"],
+        leading_keys: &[],
     },
     Grant {
         resource: "JobsQueue",
@@ -109,12 +119,25 @@ pub const CONNECTOR_EVENT_SOURCE: &[&str] = &[
     "sqs:GetQueueAttributes",
 ];
 
-/// The monitor: sends the canary job. It touches no table.
-pub const MONITOR: &[Grant] = &[Grant {
-    resource: "JobsQueue",
-    actions: &["sqs:SendMessage"],
-    leading_keys: &[],
-}];
+/// The monitor: sends the canary and refresh jobs; reads the index of connections due for an idle
+/// refresh (its partitions are `REFRESH#<shard>`) and postpones each due connection it enqueues.
+pub const MONITOR: &[Grant] = &[
+    Grant {
+        resource: "JobsQueue",
+        actions: &["sqs:SendMessage"],
+        leading_keys: &[],
+    },
+    Grant {
+        resource: "ControlTable/index/RefreshDue",
+        actions: &["dynamodb:Query"],
+        leading_keys: &["REFRESH#*"],
+    },
+    Grant {
+        resource: "ControlTable",
+        actions: &["dynamodb:UpdateItem"],
+        leading_keys: &["TENANT#*"],
+    },
+];
 
 /// Every function's grants, by the function's logical id in `infra/template.yaml`.
 pub const FUNCTIONS: &[(&str, &[Grant])] = &[
@@ -156,7 +179,8 @@ mod tests {
     use tributary_core::ids::{ApiKeyId, JobId, TenantId};
     use tributary_core::job::{JobEnvelope, JobKind};
     use tributary_core::ports::{
-        CanaryStore, CredentialStore, JobLedger, JobQueue, QueueStats, SecretSource, TenantStore,
+        CanaryStore, ConnectionStore, CredentialStore, IntegrationStore, JobLedger, JobQueue,
+        QueueStats, RefreshSchedule, SecretSource, TenantStore,
     };
 
     use crate::{CachedSecrets, DynamoTable, SqsQueue};
@@ -345,8 +369,9 @@ mod tests {
                 .collect(),
             "Query" => vec![(
                 "dynamodb:Query".to_owned(),
-                call.body["ExpressionAttributeValues"][":pk"]["S"]
-                    .as_str()
+                [":pk", ":shard"]
+                    .iter()
+                    .find_map(|p| call.body["ExpressionAttributeValues"][*p]["S"].as_str())
                     .map(str::to_owned),
             )],
             "SendMessageBatch" => vec![("sqs:SendMessage".to_owned(), None)],
@@ -366,12 +391,20 @@ mod tests {
     fn check(function: &str, grants: &[Grant], calls: &[Call]) -> BTreeSet<String> {
         let mut used = BTreeSet::new();
         for call in calls {
+            // A request on an index is authorized on the index's ARN, any other on the table's.
+            let index = call.body["IndexName"].as_str();
             for (action, pk) in authorized_as(call) {
                 let grant = grants
                     .iter()
+                    .filter(|g| {
+                        !action.starts_with("dynamodb:")
+                            || g.resource.split_once("/index/").map(|(_, i)| i) == index
+                    })
                     .find(|g| g.actions.contains(&action.as_str()))
                     .unwrap_or_else(|| {
-                        panic!("{function} calls {action}, which it is not granted")
+                        panic!(
+                            "{function} calls {action} (index {index:?}), which it is not granted"
+                        )
                     });
                 if action.starts_with("dynamodb:") {
                     let pk = pk.unwrap_or_else(|| panic!("{function}: {action} without a pk"));
@@ -419,6 +452,46 @@ mod tests {
             .retry_after("receipt", Duration::from_secs(5))
             .await
             .unwrap();
+        // A refresh job: the keyring, the connection and its integration, the lease, the tokens
+        // written with an event (or the lease given back).
+        aws.secrets().secret("keyring-secret").await.unwrap();
+        let tenant = TenantId::generate();
+        let id = tributary_core::ids::ConnectionId::generate();
+        table.get_connection(&tenant, &id).await.unwrap();
+        table
+            .get_integration(&tenant, &tributary_core::ids::IntegrationId::generate())
+            .await
+            .unwrap();
+        table.lease_refresh(&tenant, &id, "h", 1, 2).await.unwrap();
+        let connection = tributary_core::connection::Connection {
+            id: id.clone(),
+            tenant_id: tenant.clone(),
+            integration_id: tributary_core::ids::IntegrationId::generate(),
+            provider: "airtable".into(),
+            auth_mode: "oauth2_authorization_code".into(),
+            end_user_id: "u".into(),
+            config: Default::default(),
+            credentials: "v1.k1.sealed".into(),
+            tags: Default::default(),
+            metadata: serde_json::json!({}),
+            status: tributary_core::connection::ConnectionStatus::Active,
+            status_reason: None,
+            status_changed_at_ms: 1,
+            last_verified_at_ms: None,
+            token_expires_at_ms: Some(2),
+            tokens_obtained_at_ms: Some(3),
+            created_at_ms: 1,
+            updated_at_ms: 3,
+            version: 2,
+        };
+        let event = tributary_core::connection::ConnectionEvent::of(
+            &connection,
+            tributary_core::connection::ConnectionEventType::Refreshed,
+            None,
+            3,
+        );
+        let _ = table.swap_refreshed(&connection, 1, "h", &event).await;
+        table.release_refresh(&tenant, &id, "h").await.unwrap();
         let used = check("connector", CONNECTOR, &aws.take());
         let mut expected = listed(CONNECTOR);
         for action in CONNECTOR_EVENT_SOURCE {
@@ -444,10 +517,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_monitor_only_sends_to_the_jobs_queue() {
-        let aws = Recorder::start();
+    async fn the_monitor_sends_jobs_reads_the_refresh_index_and_postpones_in_tenants_partitions() {
+        let aws = Recorder::finding(
+            r#"[{"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"CONN#conn_0190d6d8a0f47c0e9b6c7d2f1a3b4c5e"},"refresh_shard":{"S":"REFRESH#3"},"refresh_due_ms":{"N":"5"}}]"#,
+        );
         let canary = JobEnvelope::new(JobKind::Canary { enqueued_at_ms: 1 });
         aws.queue().send(&canary, Duration::ZERO).await.unwrap();
+        // What functions/monitor does on a tick: the due connections, each postponed, then their
+        // jobs.
+        let due = aws.table().due_refreshes(10, 1).await.unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        aws.table().postpone_refresh(&due[0], 99).await.unwrap();
+        let job = JobEnvelope::new(JobKind::RefreshConnection {
+            tenant_id: due[0].tenant_id.clone(),
+            connection_id: due[0].connection_id.clone(),
+        });
+        aws.queue().send_batch(&[job]).await.unwrap();
         let used = check("monitor", MONITOR, &aws.take());
         assert_eq!(used, listed(MONITOR));
     }

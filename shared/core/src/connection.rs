@@ -69,12 +69,36 @@ pub struct Connection {
     /// When its OAuth access token expires, when the provider said (the refresher's schedule).
     #[serde(default)]
     pub token_expires_at_ms: Option<EpochMillis>,
+    /// When its OAuth tokens were last obtained (connected, reconnected or refreshed), for a
+    /// connection that holds a refresh token; `None` for credentials that are never refreshed.
+    /// The monitor refreshes an idle connection's tokens again after
+    /// [`IDLE_REFRESH_AFTER_MS`] (see [`Connection::idle_refresh_due_ms`]).
+    #[serde(default)]
+    pub tokens_obtained_at_ms: Option<EpochMillis>,
     /// When created.
     pub created_at_ms: EpochMillis,
     /// When last changed.
     pub updated_at_ms: EpochMillis,
     /// Incremented by every update; an update applies only to the version it read.
     pub version: u64,
+}
+
+/// How long an active connection's refreshable OAuth tokens go without a refresh before the
+/// monitor refreshes them (20 hours): whatever uses a connection refreshes it on demand, and an idle
+/// one is still refreshed at least daily (a provider that expires unused refresh tokens, or a
+/// rotation that must keep moving, never finds it stale), with room for retries within the day.
+pub const IDLE_REFRESH_AFTER_MS: EpochMillis = 20 * 3600 * 1000;
+
+impl Connection {
+    /// When the monitor is to refresh this connection's tokens if nothing else did: `None` when it
+    /// holds no refresh token or is not active.
+    pub fn idle_refresh_due_ms(&self) -> Option<EpochMillis> {
+        if self.status != ConnectionStatus::Active {
+            return None;
+        }
+        self.tokens_obtained_at_ms
+            .map(|at| at.saturating_add(IDLE_REFRESH_AFTER_MS))
+    }
 }
 
 impl std::fmt::Debug for Connection {

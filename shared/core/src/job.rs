@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::JobId;
+use crate::ids::{ConnectionId, JobId, TenantId};
 use crate::time::EpochMillis;
 
 /// The envelope format version this build writes and understands.
@@ -30,6 +30,14 @@ pub enum JobKind {
         /// When the monitor enqueued it.
         enqueued_at_ms: EpochMillis,
     },
+    /// Refresh an idle connection's OAuth tokens: enqueued by the monitor when the connection's
+    /// idle refresh is due, run by the connector (which refreshes only if it is still due).
+    RefreshConnection {
+        /// The connection's tenant.
+        tenant_id: TenantId,
+        /// The connection.
+        connection_id: ConnectionId,
+    },
 }
 
 impl JobKind {
@@ -37,6 +45,7 @@ impl JobKind {
     pub fn name(&self) -> &'static str {
         match self {
             JobKind::Canary { .. } => "canary",
+            JobKind::RefreshConnection { .. } => "refresh_connection",
         }
     }
 }

@@ -333,6 +333,35 @@ pub trait ConnectionStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<ConnectionEvent>, PortError>> + Send;
 }
 
+/// A connection whose idle refresh is due ([`Connection::idle_refresh_due_ms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRefresh {
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// When it was due (as indexed).
+    pub due_ms: EpochMillis,
+}
+
+/// The index of connections by when their idle refresh is due, which the monitor reads.
+pub trait RefreshSchedule: Send + Sync {
+    /// Up to `limit` connections whose idle refresh was due at or before `now_ms`.
+    fn due_refreshes(
+        &self,
+        now_ms: EpochMillis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DueRefresh>, PortError>> + Send;
+    /// Moves a due connection's next attempt to `next_ms` if it is still due at `due.due_ms`, so
+    /// that a job in flight is not enqueued again on every tick and a refresh that failed is tried
+    /// again later; `false` when something changed it meanwhile (or it is gone).
+    fn postpone_refresh(
+        &self,
+        due: &DueRefresh,
+        next_ms: EpochMillis,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
 /// Stores connect sessions and OAuth flows, both found by a token's hash and kept until a while
 /// after they expire.
 pub trait ConnectStore: Send + Sync {

@@ -57,6 +57,17 @@ pub trait TokenGrant: Send + Sync {
     ) -> impl Future<Output = Result<Tokens, GrantFailure>> + Send;
 }
 
+/// What [`Refresher::refresh_idle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleRefresh {
+    /// The tokens were refreshed.
+    Refreshed,
+    /// Nothing was due (refreshed meanwhile, reconnected, not active, or nothing to refresh).
+    NotDue,
+    /// Another refresh holds the lease now.
+    InProgress,
+}
+
 /// Why no access token could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -190,7 +201,8 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                 .lease_refresh(tenant, id, &holder, now, now + ms(self.policy.lease))
                 .await?
             {
-                return self.refresh_holding(tenant, id, &holder).await;
+                let expiring = |c: &Connection, now| !self.fresh(c, now);
+                return Ok(self.refresh_holding(tenant, id, &holder, expiring).await?.0);
             }
             // Someone else is refreshing: wait, then read what they wrote.
             if started.elapsed() >= self.policy.wait {
@@ -200,18 +212,52 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
         }
     }
 
+    /// The monitor's refresh of an idle connection: its tokens are refreshed, however long they
+    /// are still valid, when its idle refresh is due ([`Connection::idle_refresh_due_ms`]); nothing
+    /// is done when it is not (someone refreshed it meanwhile) or when another refresh holds the
+    /// lease now (its success moves the due time on).
+    pub async fn refresh_idle(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+    ) -> Result<IdleRefresh, RefreshError> {
+        let due = |c: &Connection, now| c.idle_refresh_due_ms().is_some_and(|due| due <= now);
+        let connection = self.load(tenant, id).await?;
+        let now = self.clock.now_ms();
+        if !due(&connection, now) {
+            return Ok(IdleRefresh::NotDue);
+        }
+        let holder = EventId::generate().to_string();
+        if !self
+            .store
+            .lease_refresh(tenant, id, &holder, now, now + ms(self.policy.lease))
+            .await?
+        {
+            return Ok(IdleRefresh::InProgress);
+        }
+        Ok(
+            match self.refresh_holding(tenant, id, &holder, due).await?.1 {
+                true => IdleRefresh::Refreshed,
+                false => IdleRefresh::NotDue,
+            },
+        )
+    }
+
+    /// Refreshes under the lease `holder` holds when `needed` says the connection, read again now,
+    /// still needs it: the access token, and whether this call refreshed it.
     async fn refresh_holding(
         &self,
         tenant: &TenantId,
         id: &ConnectionId,
         holder: &str,
-    ) -> Result<SecretString, RefreshError> {
+        needed: impl Fn(&Connection, EpochMillis) -> bool,
+    ) -> Result<(SecretString, bool), RefreshError> {
         // Read again under the lease: a refresh may have finished between the first read and now.
         let mut connection = self.load(tenant, id).await?;
         let creds = self.credentials(&connection).await?;
-        if self.fresh(&connection, self.clock.now_ms()) {
+        if !needed(&connection, self.clock.now_ms()) {
             self.store.release_refresh(tenant, id, holder).await?;
-            return Self::access(&creds);
+            return Ok((Self::access(&creds)?, false));
         }
         let Some(refresh_token) = creds.get("refresh_token").cloned() else {
             self.store.release_refresh(tenant, id, holder).await?;
@@ -242,6 +288,7 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                     let now = self.clock.now_ms();
                     connection.credentials = sealed.clone();
                     connection.token_expires_at_ms = tokens.expires_at_ms;
+                    connection.tokens_obtained_at_ms = Some(now);
                     connection.updated_at_ms = now;
                     connection.version = read_version.saturating_add(1);
                     let event =
@@ -254,7 +301,7 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                         Ok(RefreshSwap::Swapped) | Ok(RefreshSwap::LeaseLost) => {
                             // Lost: a reconnect replaced the credentials meanwhile; the token the
                             // provider just issued is still valid for this call.
-                            return Ok(tokens.access_token);
+                            return Ok((tokens.access_token, true));
                         }
                         Err(PortError::Conflict { .. }) => {
                             connection = self.load(tenant, id).await?;

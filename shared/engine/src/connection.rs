@@ -93,7 +93,7 @@ impl<'a> Bound<'a> {
                 _ => {}
             }
             if let (Some(v), Some(p)) = (config.get(&f.name), &f.pattern) {
-                let re = regex::Regex::new(&format!("^(?:{p})$"))
+                let re = regex_lite::Regex::new(&format!("^(?:{p})$"))
                     .map_err(|e| cerr(format!("pattern of `{}`: {e}", f.name)))?;
                 if !re.is_match(v) {
                     return Err(cerr(format!("`{}` does not match {p}", f.name)));
@@ -467,8 +467,8 @@ pub fn check_fields<'a>(
         if let Some(pattern) = &field.pattern {
             // The catalog's patterns are checked when it loads; one that does not compile refuses
             // every value rather than none.
-            let matched =
-                regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value));
+            let matched = regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+                .is_ok_and(|re| re.is_match(value));
             if !matched {
                 problems.insert(field.name.clone(), FieldProblem::Mismatch(pattern.clone()));
             }

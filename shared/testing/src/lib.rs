@@ -5,7 +5,8 @@
 //!   idempotency keys, rate counters);
 //! - [`FakeQueue`]: the jobs queue or its dead-letter queue (sending, rescheduling, depth);
 //! - [`FakeSecrets`]: Secrets Manager;
-//! - [`ManualClock`]: a clock that moves only when told to.
+//! - [`ManualClock`]: a clock that moves only when told to;
+//! - [`keyring`]: the credential vault's test keyring.
 //!
 //! Each double keeps the semantics of the real adapter in `tributary-aws` that the functions' tests
 //! rely on: conditional writes refuse what DynamoDB's conditions would, an (issuer, audience) pair
@@ -24,3 +25,11 @@ pub use clock::ManualClock;
 pub use queue::FakeQueue;
 pub use secrets::FakeSecrets;
 pub use store::{MemStore, PURGE_BATCH};
+
+/// The test keyring of the credential vault: one key, `k1`, of fixed material.
+pub fn keyring() -> tributary_core::vault::Keyring {
+    let material = "test-key-material-".repeat(3);
+    let doc = format!(r#"{{"active":"k1","k1":"{material}"}}"#);
+    tributary_core::vault::Keyring::from_secret(&secrecy::SecretString::from(doc))
+        .expect("the test keyring is valid")
+}

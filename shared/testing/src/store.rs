@@ -15,9 +15,9 @@ use tributary_core::ids::{ApiKeyId, IntegrationId, IssuerId, JobId, TenantId};
 use tributary_core::integration::Integration;
 use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
 use tributary_core::ports::{
-    CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyBegin,
-    IdempotencyStore, IntegrationStore, JobLedger, RateCounter, RefreshSwap, StoredResponse,
-    TenantStore,
+    CanaryStore, ConnectStore, ConnectionStore, CredentialStore, DueRefresh, IdempotencyBegin,
+    IdempotencyStore, IntegrationStore, JobLedger, RateCounter, RefreshSchedule, RefreshSwap,
+    StoredResponse, TenantStore,
 };
 use tributary_core::tenancy::{
     ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant, TenantStatus,
@@ -70,6 +70,9 @@ const METHODS: &[&str] = &[
     "lease_refresh",
     "swap_refreshed",
     "release_refresh",
+    // RefreshSchedule
+    "due_refreshes",
+    "postpone_refresh",
     // ConnectStore
     "create_session",
     "session",
@@ -123,6 +126,9 @@ struct Tables {
     events: BTreeMap<String, ConnectionEvent>,
     /// Refresh leases by connection id: (holder, until).
     leases: HashMap<String, (String, EpochMillis)>,
+    /// Idle-refresh due times the monitor postponed, by connection id: like the adapter's index
+    /// attribute, replaced by the connection's own due time on its next write.
+    postponed: HashMap<String, EpochMillis>,
     /// Connect sessions by token hash.
     sessions: HashMap<String, ConnectSession>,
     /// OAuth flows by state hash.
@@ -377,6 +383,20 @@ impl MemStore {
     /// Stores a tenant, replacing any with its id.
     pub fn put_tenant(&self, t: Tenant) {
         self.tables().tenants.insert(t.id.to_string(), t);
+    }
+
+    /// Seeds an integration (no audit).
+    pub fn put_integration(&self, i: &Integration) {
+        self.tables()
+            .integrations
+            .insert(i.id.to_string(), i.clone());
+    }
+
+    /// Seeds a connection (no event, no audit).
+    pub fn put_connection(&self, c: &Connection) {
+        self.tables()
+            .connections
+            .insert(c.id.to_string(), c.clone());
     }
 
     /// Changes a stored tenant; `false` (and nothing changed) when it does not exist.
@@ -959,6 +979,7 @@ impl ConnectionStore for MemStore {
                 Some(stored) if stored.version != expected => Err(conflict("TransactWriteItems")),
                 Some(stored) => {
                     *stored = c.clone();
+                    t.postponed.remove(c.id.as_str());
                     if let Some(e) = e {
                         t.events.insert(e.id.to_string(), e.clone());
                     }
@@ -988,6 +1009,7 @@ impl ConnectionStore for MemStore {
                 if mine {
                     t.connections.remove(id.as_str());
                     t.leases.remove(id.as_str());
+                    t.postponed.remove(id.as_str());
                     t.events.insert(e.id.to_string(), e.clone());
                     t.audit.insert(a.id.to_string(), a.clone());
                 }
@@ -1043,6 +1065,7 @@ impl ConnectionStore for MemStore {
                 Some(stored) if held && stored.version == expected => {
                     *stored = c.clone();
                     t.leases.remove(c.id.as_str());
+                    t.postponed.remove(c.id.as_str());
                     t.events.insert(e.id.to_string(), e.clone());
                     Ok(RefreshSwap::Swapped)
                 }
@@ -1082,6 +1105,61 @@ impl ConnectionStore for MemStore {
             page(mine, EVENT_SK, req)
         })
         .await?
+    }
+}
+
+impl Tables {
+    fn refresh_due(&self, c: &Connection) -> Option<EpochMillis> {
+        c.idle_refresh_due_ms()
+            .map(|due| self.postponed.get(c.id.as_str()).copied().unwrap_or(due))
+    }
+}
+
+impl RefreshSchedule for MemStore {
+    async fn due_refreshes(
+        &self,
+        now_ms: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<DueRefresh>, PortError> {
+        self.port("due_refreshes", Access::Read, "Query", |t| {
+            let mut due: Vec<DueRefresh> = t
+                .connections
+                .values()
+                .filter_map(|c| {
+                    t.refresh_due(c)
+                        .filter(|due| *due <= now_ms)
+                        .map(|due_ms| DueRefresh {
+                            tenant_id: c.tenant_id.clone(),
+                            connection_id: c.id.clone(),
+                            due_ms,
+                        })
+                })
+                .collect();
+            due.sort_by_key(|d| d.due_ms);
+            due.truncate(limit);
+            due
+        })
+        .await
+    }
+
+    async fn postpone_refresh(
+        &self,
+        due: &DueRefresh,
+        next_ms: EpochMillis,
+    ) -> Result<bool, PortError> {
+        self.port("postpone_refresh", Access::Write, "UpdateItem", |t| {
+            let current = t
+                .connections
+                .get(due.connection_id.as_str())
+                .filter(|c| c.tenant_id == due.tenant_id)
+                .and_then(|c| t.refresh_due(c));
+            if current != Some(due.due_ms) {
+                return false;
+            }
+            t.postponed.insert(due.connection_id.to_string(), next_ms);
+            true
+        })
+        .await
     }
 }
 

@@ -567,6 +567,8 @@ struct Made {
     config: BTreeMap<String, String>,
     credentials: BTreeMap<String, String>,
     token_expires_at_ms: Option<EpochMillis>,
+    /// When the tokens were obtained, if they include a refresh token.
+    tokens_obtained_at_ms: Option<EpochMillis>,
     verified: bool,
 }
 
@@ -638,6 +640,7 @@ async fn finish<S: ControlStore>(
             connection.config = made.config;
             connection.credentials = sealed;
             connection.token_expires_at_ms = made.token_expires_at_ms;
+            connection.tokens_obtained_at_ms = made.tokens_obtained_at_ms;
             connection.last_verified_at_ms = verified_at.or(connection.last_verified_at_ms);
             connection.status = ConnectionStatus::Active;
             connection.status_reason = None;
@@ -668,6 +671,7 @@ async fn finish<S: ControlStore>(
                 status_changed_at_ms: now,
                 last_verified_at_ms: verified_at,
                 token_expires_at_ms: made.token_expires_at_ms,
+                tokens_obtained_at_ms: made.tokens_obtained_at_ms,
                 created_at_ms: now,
                 updated_at_ms: now,
                 version: 1,
@@ -863,6 +867,7 @@ pub async fn submit_credentials<S: ControlStore>(
         config,
         credentials,
         token_expires_at_ms: None,
+        tokens_obtained_at_ms: None,
         verified,
     };
     finish(&*store, &vault, &session, integration, made, now).await
@@ -1258,12 +1263,14 @@ pub async fn callback<S: ControlStore>(
         }
         Err(_) => return provider_error("could not be reached to check the new tokens."),
     };
+    let tokens_obtained_at_ms = credentials.contains_key("refresh_token").then_some(now);
     let made = Made {
         config,
         credentials,
         token_expires_at_ms: tokens
             .expires_at
             .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)),
+        tokens_obtained_at_ms,
         verified,
     };
     finish(&*store, &vault, &session, &integration, made, now).await

@@ -518,6 +518,7 @@ pub async fn create<S: ControlStore>(
         status_changed_at_ms: now,
         last_verified_at_ms: verified.then_some(now),
         token_expires_at_ms: None,
+        tokens_obtained_at_ms: None,
         created_at_ms: now,
         updated_at_ms: now,
         version: 1,
@@ -822,11 +823,11 @@ pub async fn test<S: ControlStore>(
     if connection.auth_mode == "oauth2_authorization_code" {
         // An OAuth token is tested as its users would get it: refreshed first when it expires
         // within the margin (one refresh at a time across every environment).
-        let grant = crate::refresh::EngineGrant {
+        let grant = tributary_engine::grant::EngineGrant {
             store: &*store,
             vault: &vault,
             engine: &engine,
-            settings: &settings,
+            origins: &settings.provider_origins,
             clock: &*clock,
         };
         let refresher = tributary_core::refresh::Refresher {
@@ -834,7 +835,7 @@ pub async fn test<S: ControlStore>(
             vault: &vault,
             grant: &grant,
             clock: &*clock,
-            policy: crate::refresh::policy(spec),
+            policy: tributary_engine::grant::policy(spec),
         };
         match refresher.access_token(&caller.tenant, &id).await {
             Ok(token) => fresh_token = Some(token),

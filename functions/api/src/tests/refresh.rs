@@ -25,8 +25,8 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use super::{as_tenant, tenant};
 use crate::config::Config;
-use crate::refresh::EngineGrant;
 use crate::testing::{MemStore, NOW, Req, call, deps_with, keyring};
+use tributary_engine::grant::EngineGrant;
 
 /// A token endpoint with one refresh-token family.
 #[derive(Default)]
@@ -145,6 +145,7 @@ async fn setup(outage: bool) -> Setup {
         status_changed_at_ms: 1,
         last_verified_at_ms: None,
         token_expires_at_ms: Some(NOW - 1_000),
+        tokens_obtained_at_ms: Some(1),
         created_at_ms: 1,
         updated_at_ms: 1,
         version: 1,
@@ -211,7 +212,7 @@ impl Environment {
             store: &self.store,
             vault: &self.vault,
             engine: &self.engine,
-            settings: &self.settings,
+            origins: &self.settings.provider_origins,
             clock: &self.clock,
         };
         Refresher {

@@ -33,6 +33,7 @@ pub use stream::{
     Action, BodyEncoding, CodeConnectorRef, CursorFormat, Incremental, IncrementalParam, Stream,
     SyncMode,
 };
+pub(crate) use validate::load_prebuilt;
 pub use validate::{SpecError, SpecErrorKind, SpecErrors, load};
 pub use webhook::{
     EventIdSource, SignatureAlgorithm, SignatureEncoding, SignatureFormat, ValueSource, WebhookSpec,

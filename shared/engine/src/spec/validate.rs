@@ -90,6 +90,36 @@ pub fn load(text: &str, file: &str) -> Result<ProviderSpec, SpecErrors> {
             message: e.to_string(),
         }])
     })?;
+    check(spec, Some(text), file, |v, s| v.check_schemas(s))
+}
+
+/// A catalog spec the build script converted from YAML to JSON, checked like [`load`] except for
+/// the actions' input JSON Schemas, which are compiled where actions run (`action::run`); the
+/// catalog tests check the YAML of every embedded file with [`load`] and that both forms agree.
+/// A function that serves the catalog so needs neither a YAML parser nor a JSON Schema compiler.
+pub(crate) fn load_prebuilt(json: &str, file: &str) -> Result<ProviderSpec, SpecErrors> {
+    let spec: ProviderSpec = serde_json::from_str(json).map_err(|e| {
+        SpecErrors(vec![SpecError {
+            kind: SpecErrorKind::Syntax,
+            file: file.to_owned(),
+            spec_id: None,
+            line: None,
+            column: None,
+            field: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    check(spec, None, file, |_, _| {})
+}
+
+/// Checks `spec`, then runs `more` (a separate function, so that a caller without it links none
+/// of what it needs).
+fn check(
+    spec: ProviderSpec,
+    text: Option<&str>,
+    file: &str,
+    more: fn(&mut Validator<'_>, &ProviderSpec),
+) -> Result<ProviderSpec, SpecErrors> {
     let mut v = Validator {
         text,
         file,
@@ -97,6 +127,7 @@ pub fn load(text: &str, file: &str) -> Result<ProviderSpec, SpecErrors> {
         errors: Vec::new(),
     };
     v.check(&spec);
+    more(&mut v, &spec);
     if v.errors.is_empty() {
         Ok(spec)
     } else {
@@ -113,7 +144,8 @@ enum P {
 }
 
 struct Validator<'a> {
-    text: &'a str,
+    /// The YAML text, to give errors a line number.
+    text: Option<&'a str>,
     file: &'a str,
     spec_id: String,
     errors: Vec<SpecError>,
@@ -129,13 +161,25 @@ struct Scopes<'s> {
 }
 
 impl Validator<'_> {
+    /// Every action's input schema compiles.
+    fn check_schemas(&mut self, spec: &ProviderSpec) {
+        for (i, a) in spec.actions.iter().enumerate() {
+            if let Err(e) = jsonschema::validator_for(&a.input_schema) {
+                self.err(
+                    &[P::K("actions"), P::I(i), P::K("input_schema")],
+                    format!("invalid JSON Schema: {e}"),
+                );
+            }
+        }
+    }
+
     fn err(&mut self, path: &[P], message: impl Into<String>) {
         let field = path_string(path);
         self.errors.push(SpecError {
             kind: SpecErrorKind::Semantic,
             file: self.file.to_owned(),
             spec_id: Some(self.spec_id.clone()),
-            line: locate(self.text, path),
+            line: self.text.and_then(|t| locate(t, path)),
             column: None,
             field,
             message: message.into(),
@@ -319,7 +363,7 @@ impl Validator<'_> {
                 );
             }
             if let Some(p) = &f.pattern
-                && let Err(e) = regex::Regex::new(p)
+                && let Err(e) = regex_lite::Regex::new(p)
             {
                 self.err(
                     &[P::K("connection_config"), P::I(i), P::K("pattern")],
@@ -528,12 +572,6 @@ impl Validator<'_> {
                 self.err(
                     &[&base[..], &[P::K("name")]].concat(),
                     format!("duplicate action `{}`", a.name),
-                );
-            }
-            if let Err(e) = jsonschema::validator_for(&a.input_schema) {
-                self.err(
-                    &[&base[..], &[P::K("input_schema")]].concat(),
-                    format!("invalid JSON Schema: {e}"),
                 );
             }
             let scopes = Scopes {

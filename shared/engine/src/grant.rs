@@ -1,38 +1,42 @@
 //! The provider's token endpoint for [`tributary_core::refresh`]: a refresh-token grant sent by the
 //! engine with the integration's OAuth client (its secret opened from the vault), to the endpoint
-//! the spec names (with the deployment's origin override).
-
-use std::collections::BTreeMap;
+//! the spec names (with the deployment's origin override). Used wherever a token is refreshed: the
+//! API (on demand) and the connector (on demand, and the monitor's daily refresh of idle
+//! connections).
 
 use secrecy::{ExposeSecret as _, SecretString};
 use tributary_core::connection::Connection;
 use tributary_core::integration::CLIENT_SECRET_PURPOSE;
-use tributary_core::refresh::{GrantFailure, TokenGrant, Tokens};
+use tributary_core::ports::IntegrationStore;
+use tributary_core::refresh::{GrantFailure, RefreshPolicy, TokenGrant, Tokens};
 use tributary_core::time::Clock;
 use tributary_core::vault::{Owner, Vault};
-use tributary_engine::Engine;
-use tributary_engine::oauth::{self, ClientApp, Grant, OAuthError};
-use tributary_engine::spec::AuthMode;
 
-use crate::config::Config;
-use crate::routes::integrations::provider;
-use crate::state::ControlStore;
+use crate::Engine;
+use crate::oauth::{self, ClientApp, Grant, OAuthError};
+use crate::origins::{ProviderOrigins, provider_url};
+use crate::spec::{AuthMode, ProviderSpec};
 
 /// Refresh-token grants through the engine.
 pub struct EngineGrant<'a, S> {
-    /// The store (for the connection's integration).
+    /// Where the connection's integration is read (its OAuth client).
     pub store: &'a S,
     /// The vault (for the integration's client secret).
     pub vault: &'a Vault,
     /// The engine whose client sends the request.
     pub engine: &'a Engine,
-    /// The deployment's settings (origin overrides).
-    pub settings: &'a Config,
+    /// The deployment's origin overrides.
+    pub origins: &'a ProviderOrigins,
     /// The time source (to date `expires_in`).
     pub clock: &'a dyn Clock,
 }
 
-impl<S: ControlStore> TokenGrant for EngineGrant<'_, S> {
+/// The embedded catalog's spec with this id.
+pub fn catalog_spec(id: &str) -> Option<&'static ProviderSpec> {
+    crate::catalog::shared().ok()?.iter().find(|s| s.id == id)
+}
+
+impl<S: IntegrationStore> TokenGrant for EngineGrant<'_, S> {
     async fn refresh(
         &self,
         connection: &Connection,
@@ -45,7 +49,7 @@ impl<S: ControlStore> TokenGrant for EngineGrant<'_, S> {
             .await
             .map_err(|_| broken("the integration could not be read"))?
             .ok_or_else(|| GrantFailure::Definitive("integration_deleted".into()))?;
-        let spec = provider(&integration.provider).map_err(|_| broken("no such provider"))?;
+        let spec = catalog_spec(&integration.provider).ok_or_else(|| broken("no such provider"))?;
         let Some(AuthMode::OAuth2AuthorizationCode(oauth)) =
             spec.auth.iter().find(|m| m.kind() == connection.auth_mode)
         else {
@@ -77,11 +81,10 @@ impl<S: ControlStore> TokenGrant for EngineGrant<'_, S> {
             ),
         };
         let mut local = oauth.clone();
-        local.token_url = self.settings.provider_url(&spec.id, &oauth.token_url);
-        let config: BTreeMap<String, String> = connection.config.clone();
+        local.token_url = provider_url(self.origins, &spec.id, &oauth.token_url);
         let request = oauth::token_request(
             &(&local).into(),
-            &config,
+            &connection.config,
             &app,
             &Grant::RefreshToken { refresh_token },
         )
@@ -113,14 +116,12 @@ impl<S: ControlStore> TokenGrant for EngineGrant<'_, S> {
 }
 
 /// The refresh policy of a provider: its spec's margin, the defaults otherwise.
-pub fn policy(
-    spec: &tributary_engine::spec::ProviderSpec,
-) -> tributary_core::refresh::RefreshPolicy {
+pub fn policy(spec: &ProviderSpec) -> RefreshPolicy {
     let margin = spec.auth.iter().find_map(|m| match m {
         AuthMode::OAuth2AuthorizationCode(o) => Some(o.refresh_margin_seconds),
         _ => None,
     });
-    tributary_core::refresh::RefreshPolicy {
+    RefreshPolicy {
         margin: std::time::Duration::from_secs(margin.unwrap_or(900)),
         ..Default::default()
     }
