@@ -16,6 +16,7 @@ mod connect;
 mod connections;
 mod integrations;
 mod refresh;
+mod revoke;
 
 fn tenant(store: &MemStore, rate: u32) -> TenantId {
     let t = Tenant {

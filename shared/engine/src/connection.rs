@@ -32,7 +32,8 @@ pub struct Connection {
     pub credentials: BTreeMap<String, SecretString>,
     /// Auth mode (`type`) to use; default: the first whose required credentials are present.
     pub auth_mode: Option<String>,
-    /// Replaces the spec's base URL (local mocks, sandboxes).
+    /// Replaces the spec's (or the auth mode's) base URL (local mocks, sandboxes); a template
+    /// like theirs (`{config.*}` values are filled in).
     pub base_url: Option<String>,
 }
 
@@ -125,20 +126,19 @@ impl<'a> Bound<'a> {
             config: Some(&config),
             ..Context::default()
         };
-        let raw = match &conn.base_url {
-            Some(b) => b.clone(),
-            None => {
-                let t =
-                    Template::parse(&spec.base_url).map_err(|e| tpl_err(spec, "base_url", e))?;
-                if spec.base_url.starts_with('{') {
-                    t.render(&ctx)
-                } else {
-                    // Values may not change the host or path structure.
-                    t.render_with(&ctx, |v, out| out.extend(utf8_percent_encode(v, SEGMENT)))
-                }
-                .map_err(|e| tpl_err(spec, "base_url", e))?
-            }
-        };
+        let template = conn
+            .base_url
+            .as_deref()
+            .or(auth.base_url())
+            .unwrap_or(&spec.base_url);
+        let t = Template::parse(template).map_err(|e| tpl_err(spec, "base_url", e))?;
+        let raw = if template.starts_with('{') {
+            t.render(&ctx)
+        } else {
+            // Values may not change the host or path structure.
+            t.render_with(&ctx, |v, out| out.extend(utf8_percent_encode(v, SEGMENT)))
+        }
+        .map_err(|e| tpl_err(spec, "base_url", e))?;
         let base_url = Url::parse(&raw).map_err(|e| cerr(format!("base URL `{raw}`: {e}")))?;
         Ok(Self {
             spec,

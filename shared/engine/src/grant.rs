@@ -6,7 +6,7 @@
 
 use secrecy::{ExposeSecret as _, SecretString};
 use tributary_core::connection::Connection;
-use tributary_core::integration::CLIENT_SECRET_PURPOSE;
+use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
 use tributary_core::ports::IntegrationStore;
 use tributary_core::refresh::{GrantFailure, RefreshPolicy, TokenGrant, Tokens};
 use tributary_core::time::Clock;
@@ -29,6 +29,46 @@ pub struct EngineGrant<'a, S> {
     pub origins: &'a ProviderOrigins,
     /// The time source (to date `expires_in`).
     pub clock: &'a dyn Clock,
+}
+
+/// Why an integration's OAuth client could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientError {
+    /// The integration has no client id or secret.
+    Missing,
+    /// Its secret could not be opened (the vault failed) or is not text.
+    Unreadable(&'static str),
+}
+
+/// The integration's OAuth client, its secret opened from the vault.
+pub async fn client_app(
+    vault: &Vault,
+    integration: &Integration,
+) -> Result<ClientApp, ClientError> {
+    let (Some(client_id), Some(sealed)) = (
+        &integration.oauth_client_id,
+        &integration.oauth_client_secret,
+    ) else {
+        return Err(ClientError::Missing);
+    };
+    let (secret, _) = vault
+        .open(
+            &Owner {
+                tenant: integration.tenant_id.as_str(),
+                object: integration.id.as_str(),
+                purpose: CLIENT_SECRET_PURPOSE,
+            },
+            sealed,
+        )
+        .await
+        .map_err(|_| ClientError::Unreadable("the client secret could not be opened"))?;
+    Ok(ClientApp {
+        client_id: client_id.clone(),
+        client_secret: SecretString::from(
+            String::from_utf8(secret.expose_secret().to_vec())
+                .map_err(|_| ClientError::Unreadable("the client secret is not text"))?,
+        ),
+    })
 }
 
 /// The embedded catalog's spec with this id.
@@ -55,31 +95,12 @@ impl<S: IntegrationStore> TokenGrant for EngineGrant<'_, S> {
         else {
             return Err(GrantFailure::Definitive("not_oauth".into()));
         };
-        let (Some(client_id), Some(sealed)) = (
-            &integration.oauth_client_id,
-            &integration.oauth_client_secret,
-        ) else {
-            return Err(GrantFailure::Definitive("no_client".into()));
-        };
-        let (secret, _) = self
-            .vault
-            .open(
-                &Owner {
-                    tenant: integration.tenant_id.as_str(),
-                    object: integration.id.as_str(),
-                    purpose: CLIENT_SECRET_PURPOSE,
-                },
-                sealed,
-            )
+        let app = client_app(self.vault, &integration)
             .await
-            .map_err(|_| broken("the client secret could not be opened"))?;
-        let app = ClientApp {
-            client_id: client_id.clone(),
-            client_secret: SecretString::from(
-                String::from_utf8(secret.expose_secret().to_vec())
-                    .map_err(|_| broken("the client secret is not text"))?,
-            ),
-        };
+            .map_err(|e| match e {
+                ClientError::Missing => GrantFailure::Definitive("no_client".into()),
+                ClientError::Unreadable(why) => broken(why),
+            })?;
         let mut local = oauth.clone();
         local.token_url = provider_url(self.origins, &spec.id, &oauth.token_url);
         let request = oauth::token_request(

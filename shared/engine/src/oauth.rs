@@ -28,8 +28,8 @@ use url::Url;
 use crate::connection::{SEGMENT, form_encode};
 use crate::selector::Selector;
 use crate::spec::{
-    OAuth2AuthorizationCode, OAuth2ClientCredentials, TokenAuthMethod, TokenEncoding,
-    TokenResponseFields,
+    ConfigRequest, OAuth2AuthorizationCode, OAuth2ClientCredentials, Revoke, RevokeClientAuth,
+    RevokeStyle, RevokedToken, TokenAuthMethod, TokenEncoding, TokenResponseFields,
 };
 use crate::template::{Context, Template};
 
@@ -564,6 +564,187 @@ fn render_endpoint(
     }
     .map_err(|e| endpoint(e.to_string()))?;
     Url::parse(&raw).map_err(|e| endpoint(format!("`{raw}`: {e}")))
+}
+
+/// The largest answer a config request reads.
+const MAX_CONFIG_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Sends a mode's config requests with a new access token (in order, each seeing the configuration
+/// the ones before it added) and returns the configuration they add.
+pub async fn obtain_config(
+    http: &HttpClient,
+    requests: &[ConfigRequest],
+    config: &BTreeMap<String, String>,
+    access_token: &SecretString,
+) -> Result<BTreeMap<String, String>, OAuthError> {
+    let mut known = config.clone();
+    let mut added = BTreeMap::new();
+    let credentials = BTreeMap::from([("access_token".to_owned(), access_token.clone())]);
+    for request in requests {
+        let url = render_endpoint("config_requests.url", &request.url, &known)?;
+        let ctx = Context {
+            config: Some(&known),
+            credentials: Some(&credentials),
+            ..Context::default()
+        };
+        let mut out = OutRequest::new(Method::GET, url);
+        out.headers
+            .insert(ACCEPT, HeaderValue::from_static("application/json"));
+        for (name, template) in &request.headers {
+            let endpoint = |message: String| OAuthError::Endpoint {
+                field: "config_requests.headers",
+                message,
+            };
+            let value = Template::parse(template)
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| endpoint(e.to_string()))?;
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|e| endpoint(format!("`{name}`: {e}")))?;
+            let mut value = HeaderValue::try_from(value)
+                .map_err(|_| endpoint(format!("`{name}` is not header-safe")))?;
+            value.set_sensitive(true);
+            // Credentials travel in the auth parts, which the client never logs.
+            out.auth.headers.insert(name, value);
+        }
+        let response = http.send(&out).await?;
+        if response.body.len() > MAX_CONFIG_ANSWER_BYTES {
+            return Err(OAuthError::Response(
+                "the config answer is too large".into(),
+            ));
+        }
+        let answer: Value = serde_json::from_slice(&response.body)
+            .map_err(|_| OAuthError::Response("the config answer is not JSON".into()))?;
+        let element = match &request.pick {
+            None => &answer,
+            Some(pick) => {
+                let wanted = Template::parse(&pick.equals)
+                    .and_then(|t| t.render(&ctx))
+                    .map_err(|e| OAuthError::Endpoint {
+                        field: "config_requests.pick.equals",
+                        message: e.to_string(),
+                    })?;
+                let path = selector("config_requests.pick.path", &pick.path)?;
+                answer
+                    .as_array()
+                    .and_then(|items| {
+                        items
+                            .iter()
+                            .find(|item| path.get_text(item).as_deref() == Some(wanted.as_str()))
+                    })
+                    .ok_or_else(|| {
+                        OAuthError::Response(format!(
+                            "no element of the config answer has `{}` = `{wanted}`",
+                            pick.path
+                        ))
+                    })?
+            }
+        };
+        for (name, path) in &request.config {
+            let value = selector("config_requests.config", path)?
+                .get_text(element)
+                .ok_or_else(|| {
+                    OAuthError::Response(format!("the config answer has no `{path}`"))
+                })?;
+            known.insert(name.clone(), value.clone());
+            added.insert(name.clone(), value);
+        }
+    }
+    Ok(added)
+}
+
+fn selector(field: &'static str, path: &str) -> Result<Selector, OAuthError> {
+    Selector::parse(path).map_err(|e| OAuthError::Endpoint {
+        field,
+        message: e.0,
+    })
+}
+
+/// The revocation request of a connection's token: the refresh token (or the access token) as the
+/// spec's `revoke` sends it, with the client's credentials where it asks for them. `credentials`
+/// are the connection's (`access_token`, `refresh_token`).
+pub fn revoke_request(
+    revoke: &Revoke,
+    config: &BTreeMap<String, String>,
+    app: Option<&ClientApp>,
+    credentials: &BTreeMap<String, SecretString>,
+) -> Result<OutRequest, OAuthError> {
+    let client =
+        || app.ok_or_else(|| OAuthError::Response("the revocation needs the OAuth client".into()));
+    let url = render_endpoint("revoke.url", &revoke.url, config)?;
+    let method =
+        Method::from_bytes(revoke.method.as_bytes()).map_err(|_| OAuthError::Endpoint {
+            field: "revoke.method",
+            message: format!("`{}` is not a method", revoke.method),
+        })?;
+    let (kind, token) = match revoke.token {
+        RevokedToken::RefreshToken => credentials
+            .get("refresh_token")
+            .map(|t| ("refresh_token", t))
+            .or_else(|| credentials.get("access_token").map(|t| ("access_token", t))),
+        RevokedToken::AccessToken => credentials.get("access_token").map(|t| ("access_token", t)),
+    }
+    .ok_or_else(|| OAuthError::Response("the connection holds no token to revoke".into()))?;
+    let mut request = OutRequest::new(method, url);
+    let sensitive = |text: String| {
+        HeaderValue::try_from(text)
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| OAuthError::Response("a credential is not header-safe".into()))
+    };
+    let mut form = Map::new();
+    match revoke.send {
+        RevokeStyle::Form => {
+            form.insert(
+                "token".into(),
+                Value::String(token.expose_secret().to_owned()),
+            );
+            form.insert("token_type_hint".into(), Value::String(kind.to_owned()));
+        }
+        RevokeStyle::Bearer => {
+            request.auth.headers.insert(
+                AUTHORIZATION,
+                sensitive(format!("Bearer {}", token.expose_secret()))?,
+            );
+        }
+    }
+    match revoke.client_auth {
+        RevokeClientAuth::None => {}
+        RevokeClientAuth::Post => {
+            let app = client()?;
+            form.insert("client_id".into(), Value::String(app.client_id.clone()));
+            form.insert(
+                "client_secret".into(),
+                Value::String(app.client_secret.expose_secret().to_owned()),
+            );
+        }
+        RevokeClientAuth::Basic => {
+            let app = client()?;
+            let id = form_component(&app.client_id);
+            let secret = form_component(app.client_secret.expose_secret());
+            request.auth.headers.insert(
+                AUTHORIZATION,
+                sensitive(format!(
+                    "Basic {}",
+                    STANDARD.encode(format!("{id}:{secret}"))
+                ))?,
+            );
+        }
+    }
+    if !form.is_empty() {
+        request.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        request.body = Some(Bytes::from(form_encode(&Value::Object(form))));
+    }
+    request
+        .headers
+        .insert(ACCEPT, HeaderValue::from_static("application/json"));
+    // A revocation is safe to repeat (RFC 7009: an invalid token is answered 200 too).
+    request.idempotent = true;
+    Ok(request)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

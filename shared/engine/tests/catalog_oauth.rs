@@ -349,6 +349,7 @@ async fn every_oauth_provider_connects_and_refreshes_against_its_token_endpoint(
             "google-drive",
             "hubspot",
             "intercom",
+            "jira",
             "mailchimp",
             "notion",
             "pipedrive",
@@ -358,5 +359,204 @@ async fn every_oauth_provider_connects_and_refreshes_against_its_token_endpoint(
             "zendesk"
         ],
         "every OAuth provider of the catalog"
+    );
+}
+
+/// The connection a spec's OAuth mode makes, as the engine binds it.
+fn bound_base_url(
+    spec: &tributary_engine::spec::ProviderSpec,
+    config: BTreeMap<String, String>,
+) -> String {
+    let conn = tributary_engine::Connection {
+        config,
+        credentials: BTreeMap::from([("access_token".to_owned(), SecretString::from("at"))]),
+        auth_mode: Some("oauth2_authorization_code".into()),
+        base_url: None,
+    };
+    tributary_engine::connection::Bound::new(spec, &conn)
+        .unwrap()
+        .base_url
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_revocation_is_sent_as_its_spec_says() {
+    use tributary_engine::oauth::revoke_request;
+    use tributary_engine::spec::{RevokeClientAuth, RevokeStyle, RevokedToken};
+    let mut revoking = Vec::new();
+    for spec in catalog::load_all().unwrap() {
+        for mode in &spec.auth {
+            let AuthMode::OAuth2AuthorizationCode(oauth) = mode else {
+                continue;
+            };
+            let Some(revoke) = &oauth.revoke else {
+                continue;
+            };
+            let server = MockServer::start().await;
+            Mock::given(wiremock::matchers::any())
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+                .mount(&server)
+                .await;
+            let mut local = revoke.clone();
+            local.url = at(&server.uri(), &revoke.url);
+            let app = ClientApp {
+                client_id: "client".into(),
+                client_secret: SecretString::from("s3cret"),
+            };
+            let credentials = BTreeMap::from([
+                ("access_token".to_owned(), SecretString::from("at-1")),
+                ("refresh_token".to_owned(), SecretString::from("rt-1")),
+            ]);
+            let request =
+                revoke_request(&local, &config_for(&spec), Some(&app), &credentials).unwrap();
+            http().send(&request).await.unwrap();
+            let received = server.received_requests().await.unwrap();
+            assert_eq!(received.len(), 1, "{}", spec.id);
+            let req = &received[0];
+            assert_eq!(req.method.as_str(), revoke.method, "{}", spec.id);
+            assert_eq!(
+                req.url.path(),
+                Url::parse(&local.url.replace(['{', '}'], ""))
+                    .unwrap()
+                    .path(),
+                "{}",
+                spec.id
+            );
+            let token = match revoke.token {
+                RevokedToken::RefreshToken => "rt-1",
+                RevokedToken::AccessToken => "at-1",
+            };
+            let form: BTreeMap<String, String> = url::form_urlencoded::parse(&req.body)
+                .into_owned()
+                .collect();
+            let authorization = req
+                .headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned());
+            match revoke.send {
+                RevokeStyle::Form => {
+                    assert_eq!(
+                        form.get("token").map(String::as_str),
+                        Some(token),
+                        "{}",
+                        spec.id
+                    );
+                    assert!(form.contains_key("token_type_hint"), "{}", spec.id);
+                }
+                RevokeStyle::Bearer => {
+                    assert_eq!(
+                        authorization.as_deref(),
+                        Some(format!("Bearer {token}").as_str())
+                    );
+                }
+            }
+            match revoke.client_auth {
+                RevokeClientAuth::None => {
+                    assert!(!form.contains_key("client_secret"), "{}", spec.id);
+                }
+                RevokeClientAuth::Post => {
+                    assert_eq!(form["client_id"], "client", "{}", spec.id);
+                    assert_eq!(form["client_secret"], "s3cret", "{}", spec.id);
+                }
+                RevokeClientAuth::Basic => {
+                    let basic = base64::engine::general_purpose::STANDARD.encode("client:s3cret");
+                    assert_eq!(authorization, Some(format!("Basic {basic}")), "{}", spec.id);
+                }
+            }
+            revoking.push(spec.id.clone());
+        }
+    }
+    assert_eq!(
+        revoking,
+        [
+            "asana",
+            "google-drive",
+            "pipedrive",
+            "salesforce",
+            "slack",
+            "zendesk"
+        ],
+        "the providers whose specs revoke"
+    );
+}
+
+#[tokio::test]
+async fn mailchimp_reads_its_data_center_and_jira_its_cloud_id_after_the_exchange() {
+    use tributary_engine::oauth::obtain_config;
+    let oauth_of = |id: &str| -> (
+        tributary_engine::spec::ProviderSpec,
+        OAuth2AuthorizationCode,
+    ) {
+        let spec = catalog::get(id).unwrap().unwrap();
+        let oauth = spec
+            .auth
+            .iter()
+            .find_map(|m| match m {
+                AuthMode::OAuth2AuthorizationCode(o) => Some(o.clone()),
+                _ => None,
+            })
+            .unwrap();
+        (spec, oauth)
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/oauth2/metadata"))
+        .and(wiremock::matchers::header("authorization", "OAuth at-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "dc": "us19", "role": "owner", "accountname": "Acme",
+            "api_endpoint": "https://us19.api.mailchimp.com"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/oauth/token/accessible-resources"))
+        .and(wiremock::matchers::header("authorization", "Bearer at-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "11111111-aaaa", "url": "https://other.atlassian.net", "name": "other", "scopes": []},
+            {"id": "22222222-bbbb", "url": "https://acme.atlassian.net", "name": "acme", "scopes": []}
+        ])))
+        .mount(&server)
+        .await;
+    let token = SecretString::from("at-1");
+    let local = |oauth: &OAuth2AuthorizationCode| {
+        let mut requests = oauth.config_requests.clone();
+        for r in &mut requests {
+            r.url = at(&server.uri(), &r.url);
+        }
+        requests
+    };
+
+    let (mailchimp, oauth) = oauth_of("mailchimp");
+    assert_eq!(oauth.obtained_config().collect::<Vec<_>>(), ["dc"]);
+    let got = obtain_config(&http(), &local(&oauth), &BTreeMap::new(), &token)
+        .await
+        .unwrap();
+    assert_eq!(got, BTreeMap::from([("dc".to_owned(), "us19".to_owned())]));
+    assert_eq!(
+        bound_base_url(&mailchimp, got),
+        "https://us19.api.mailchimp.com/3.0"
+    );
+
+    let (jira, oauth) = oauth_of("jira");
+    let site = BTreeMap::from([("site".to_owned(), "acme".to_owned())]);
+    let got = obtain_config(&http(), &local(&oauth), &site, &token)
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        BTreeMap::from([("cloud_id".to_owned(), "22222222-bbbb".to_owned())])
+    );
+    let mut config = site.clone();
+    config.extend(got);
+    assert_eq!(
+        bound_base_url(&jira, config),
+        "https://api.atlassian.com/ex/jira/22222222-bbbb/rest/api/3"
+    );
+    // A site the account cannot reach is no connection.
+    let elsewhere = BTreeMap::from([("site".to_owned(), "nowhere".to_owned())]);
+    assert!(
+        obtain_config(&http(), &local(&oauth), &elsewhere, &token)
+            .await
+            .is_err()
     );
 }

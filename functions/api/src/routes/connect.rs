@@ -38,7 +38,7 @@ use tributary_core::time::{EpochMillis, rfc3339};
 use tributary_core::vault::{Owner, Vault};
 use tributary_engine::connection::check_fields;
 use tributary_engine::oauth::{self, AuthorizationRequest, ClientApp, Grant, OAuthError, Pkce};
-use tributary_engine::spec::{AuthMode, OAuth2AuthorizationCode, ProviderSpec};
+use tributary_engine::spec::{AuthMode, FieldSpec, OAuth2AuthorizationCode, ProviderSpec};
 use url::Url;
 use utoipa::ToSchema;
 
@@ -394,9 +394,14 @@ fn form_inputs<'s>(
         AuthMode::ApiKey(_) | AuthMode::Basic(_) => auth.credential_fields(),
         _ => &[],
     };
+    let obtained: Vec<&str> = match auth {
+        AuthMode::OAuth2AuthorizationCode(o) => o.obtained_config().collect(),
+        _ => Vec::new(),
+    };
     let fields = spec
         .connection_config
         .iter()
+        .filter(|f| !obtained.contains(&f.name.as_str()))
         .map(|f| ("config", f))
         .chain(credentials.iter().map(|f| ("credentials", f)));
     fields
@@ -882,7 +887,27 @@ fn endpoints(
     let mut local = oauth.clone();
     local.authorization_url = settings.provider_url(&spec.id, &oauth.authorization_url);
     local.token_url = settings.provider_url(&spec.id, &oauth.token_url);
+    for request in &mut local.config_requests {
+        request.url = settings.provider_url(&spec.id, &request.url);
+    }
+    if let Some(revoke) = &mut local.revoke {
+        revoke.url = settings.provider_url(&spec.id, &revoke.url);
+    }
     local
+}
+
+/// The connection configuration an end user is asked for with `auth`: all of the spec's, except
+/// what an OAuth mode obtains itself (from the token response or its config requests).
+pub(crate) fn asked_config(spec: &ProviderSpec, auth: &AuthMode) -> Vec<FieldSpec> {
+    let obtained: Vec<&str> = match auth {
+        AuthMode::OAuth2AuthorizationCode(o) => o.obtained_config().collect(),
+        _ => Vec::new(),
+    };
+    spec.connection_config
+        .iter()
+        .filter(|f| !obtained.contains(&f.name.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Leaves for the provider's authorization page.
@@ -926,7 +951,11 @@ pub async fn start_oauth<S: ControlStore>(
     };
     let given = form_fields(uri.query().unwrap_or_default().as_bytes());
     let config = group(&given, "config.");
-    let errors = field_errors("config", &spec.connection_config, &config);
+    let errors = field_errors(
+        "config",
+        &asked_config(spec, &AuthMode::OAuth2AuthorizationCode(oauth.clone())),
+        &config,
+    );
     if !errors.is_empty() {
         return render_page(
             &settings,
@@ -1240,6 +1269,22 @@ pub async fn callback<S: ControlStore>(
     };
     let mut config = flow.config.clone();
     config.extend(tokens.connection_config.clone());
+    match oauth::obtain_config(
+        engine.client(),
+        &local.config_requests,
+        &config,
+        &tokens.access_token,
+    )
+    .await
+    {
+        Ok(obtained) => config.extend(obtained),
+        Err(e) => {
+            tracing::info!(provider = %spec.id, error = %e, "the connection's configuration could not be obtained");
+            return provider_error(
+                "did not say which account to connect (check the account name you entered).",
+            );
+        }
+    }
     let mut credentials = BTreeMap::from([(
         "access_token".to_owned(),
         tokens.access_token.expose_secret().to_owned(),

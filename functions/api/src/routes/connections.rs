@@ -288,10 +288,13 @@ pub(crate) async fn verify(
         config: config.clone(),
         credentials,
         auth_mode: Some(auth_mode.to_owned()),
-        base_url: settings
-            .provider_origins
-            .contains_key(&spec.id)
-            .then(|| settings.provider_url(&spec.id, &spec.base_url)),
+        base_url: settings.provider_origins.contains_key(&spec.id).then(|| {
+            let mode = spec.auth.iter().find(|m| m.kind() == auth_mode);
+            settings.provider_url(
+                &spec.id,
+                mode.and_then(AuthMode::base_url).unwrap_or(&spec.base_url),
+            )
+        }),
     };
     match engine.verify(spec, &connection).await {
         Ok(()) => Ok(Some(Verdict::Accepted)),
@@ -917,7 +920,83 @@ pub async fn test<S: ControlStore>(
     Ok(Json(ConnectionOut::from(connection)))
 }
 
-/// Deletes a connection with its credentials.
+/// Revokes the connection's token at the provider where its auth mode declares a revocation
+/// endpoint. Best effort: the connection is deleted whatever the provider answers. What happened,
+/// for the deletion's event; `None` when there is nothing to revoke.
+async fn revoke_at_provider<S: ControlStore>(
+    store: &S,
+    vault: &Vault,
+    engine: &Engine,
+    settings: &Config,
+    connection: &Connection,
+) -> Option<String> {
+    let spec = provider(&connection.provider).ok()?;
+    let Some(AuthMode::OAuth2AuthorizationCode(oauth)) =
+        spec.auth.iter().find(|m| m.kind() == connection.auth_mode)
+    else {
+        return None;
+    };
+    let revoke = oauth.revoke.as_ref()?;
+    let outcome: Result<(), &str> = async {
+        let app = match revoke.client_auth {
+            tributary_engine::spec::RevokeClientAuth::None => None,
+            _ => {
+                let integration = store
+                    .get_integration(&connection.tenant_id, &connection.integration_id)
+                    .await
+                    .map_err(|_| "its integration could not be read")?
+                    .ok_or("its integration is gone")?;
+                Some(
+                    tributary_engine::grant::client_app(vault, &integration)
+                        .await
+                        .map_err(|_| "the OAuth client could not be read")?,
+                )
+            }
+        };
+        let (plain, _) = vault
+            .open(
+                &owner(&connection.tenant_id, &connection.id),
+                &connection.credentials,
+            )
+            .await
+            .map_err(|_| "its credentials could not be opened")?;
+        let credentials: BTreeMap<String, String> = serde_json::from_slice(plain.expose_secret())
+            .map_err(|_| "its credentials are malformed")?;
+        let credentials: BTreeMap<String, SecretString> = credentials
+            .into_iter()
+            .map(|(k, v)| (k, SecretString::from(v)))
+            .collect();
+        let mut local = revoke.clone();
+        local.url = settings.provider_url(&spec.id, &revoke.url);
+        let request = tributary_engine::oauth::revoke_request(
+            &local,
+            &connection.config,
+            app.as_ref(),
+            &credentials,
+        )
+        .map_err(|_| "the revocation request cannot be built")?;
+        engine
+            .client()
+            .send(&request)
+            .await
+            .map_err(|_| "the provider did not accept the revocation")?;
+        Ok(())
+    }
+    .await;
+    Some(match outcome {
+        Ok(()) => {
+            tracing::info!(connection_id = %connection.id, provider = %spec.id, "token revoked at the provider");
+            "revoked at the provider".to_owned()
+        }
+        Err(why) => {
+            tracing::warn!(connection_id = %connection.id, provider = %spec.id, why, "token not revoked at the provider");
+            format!("not revoked at the provider: {why}")
+        }
+    })
+}
+
+/// Deletes a connection with its credentials, revoking its token at the provider first where the
+/// provider's spec declares how (best effort: the deletion event says whether it worked).
 #[utoipa::path(delete, path = "/v1/connections/{connection_id}", operation_id = "delete_connection", tag = "Connections",
     params(("connection_id" = String, Path, description = "Connection id (`conn_…`)", pattern = "^conn_[0-9a-f]{32}$")),
     responses((status = 204, description = "Deleted, with its credentials"),
@@ -927,15 +1006,19 @@ pub async fn delete<S: ControlStore>(
     caller: TenantCaller<ConnectionsWrite>,
     store: Store<S>,
     clock: Clock,
+    vault: Secrets,
+    engine: Providers,
+    settings: Settings,
     Id(id): Id<ConnectionId>,
 ) -> Result<StatusCode, ApiError> {
     let connection = load(&*store, &caller.tenant, &id).await?;
+    let revoked = revoke_at_provider(&*store, &vault, &engine, &settings, &connection).await;
     let now = clock.now_ms();
     if store
         .delete_connection(
             &caller.tenant,
             &id,
-            &ConnectionEvent::of(&connection, ConnectionEventType::Deleted, None, now),
+            &ConnectionEvent::of(&connection, ConnectionEventType::Deleted, revoked, now),
             &audit(&connection, &caller.principal, now, "connection.deleted"),
         )
         .await

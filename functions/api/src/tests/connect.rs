@@ -552,3 +552,106 @@ async fn a_reconnect_updates_the_connection_in_place_keeping_its_id() {
         ]
     );
 }
+
+#[tokio::test]
+async fn mailchimp_s_data_center_is_read_after_the_exchange_not_asked() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .and(wiremock::matchers::body_string_contains("code=mc-code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "at-mailchimp", "expires_in": 0, "scope": null
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/oauth2/metadata"))
+        .and(header("authorization", "OAuth at-mailchimp"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "dc": "us19", "role": "owner", "accountname": "Acme",
+            "api_endpoint": "https://us19.api.mailchimp.com"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/ping"))
+        .and(header("authorization", "Bearer at-mailchimp"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "health_status": "Everything's Chimpy!"
+        })))
+        .mount(&server)
+        .await;
+    let mut settings = crate::testing::config();
+    settings.egress = tributary_http::EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap();
+    settings
+        .provider_origins
+        .insert("mailchimp".into(), server.uri());
+    let d = deps_with(store, Ok(QueueDepth::default()), settings);
+    let res = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/integrations"), &t).json(json!({
+            "provider": "mailchimp", "auth_mode": "oauth2_authorization_code",
+            "oauth_client_id": "mc-client", "oauth_client_secret": "mc-secret",
+            "return_urls": [RETURN]
+        })),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let integration = res.body["id"].as_str().unwrap().to_owned();
+    let res = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/connect/sessions"), &t).json(json!({
+            "end_user_id": "u-9", "integration_ids": [integration], "return_url": RETURN
+        })),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let token = res.body["token"].as_str().unwrap().to_owned();
+    let page = call(&d, Req::new("GET", &format!("/connect/{token}"))).await;
+    is_page(&page, 200, "Connect Mailchimp");
+    assert!(
+        !html(&page).contains("name=\"config.dc\""),
+        "the data center is not asked"
+    );
+    let res = call(
+        &d,
+        Req::new("GET", &format!("/connect/{token}/{integration}/oauth")),
+    )
+    .await;
+    assert_eq!(res.status, 303, "{:?}", res.body);
+    let authorization = Url::parse(res.headers["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> =
+        authorization.query_pairs().into_owned().collect();
+    let back = call(
+        &d,
+        Req::new(
+            "GET",
+            &callback(&[("code", "mc-code"), ("state", &q["state"])]),
+        ),
+    )
+    .await;
+    assert_eq!(back.status, 303, "{:?}", back.body);
+    let location = Url::parse(back.headers["location"].to_str().unwrap()).unwrap();
+    let outcome: std::collections::HashMap<String, String> =
+        location.query_pairs().into_owned().collect();
+    assert_eq!(outcome["status"], "connected", "{location}");
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new(
+                "GET",
+                &format!("/v1/connections/{}", outcome["connection_id"]),
+            ),
+            &t,
+        ),
+    )
+    .await;
+    assert_eq!(res.body["config"]["dc"], "us19");
+    assert_eq!(res.body["status"], "active");
+    assert!(
+        res.body["last_verified_at"].is_string(),
+        "verified on the account's data center"
+    );
+}

@@ -34,6 +34,14 @@ impl AuthMode {
         }
     }
 
+    /// The base URL of connections made with this mode, when the mode sets its own.
+    pub fn base_url(&self) -> Option<&str> {
+        match self {
+            AuthMode::OAuth2AuthorizationCode(o) => o.base_url.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Credential fields this mode reads from `{credentials.*}`. OAuth modes yield the token
     /// fields the engine stores after the grant (`access_token`, and `refresh_token` when issued)
     /// plus the ones the spec declares.
@@ -253,6 +261,118 @@ pub struct OAuth2AuthorizationCode {
     /// Extra credential fields kept with the token.
     #[serde(default)]
     pub extra_credentials: Vec<FieldSpec>,
+    /// Requests sent with the new access token after the code exchange, whose answers add
+    /// connection configuration (Mailchimp's data center from its metadata endpoint, Jira's cloud
+    /// id from its accessible resources). The end user is not asked for what they provide.
+    #[serde(default)]
+    pub config_requests: Vec<ConfigRequest>,
+    /// The base URL of connections made with this mode, when it is not the spec's (Jira's OAuth
+    /// tokens work only through `https://api.atlassian.com/ex/jira/{config.cloud_id}`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// How a token is revoked at the provider when its connection is deleted.
+    #[serde(default)]
+    pub revoke: Option<Revoke>,
+}
+
+impl OAuth2AuthorizationCode {
+    /// Connection configuration this mode obtains itself (from the token response and the
+    /// config requests), which the end user is not asked for.
+    pub fn obtained_config(&self) -> impl Iterator<Item = &str> {
+        self.token_response
+            .connection_config
+            .keys()
+            .chain(self.config_requests.iter().flat_map(|r| r.config.keys()))
+            .map(String::as_str)
+    }
+}
+
+/// A GET sent with a new access token whose JSON answer adds connection configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRequest {
+    /// The URL (templated from connection configuration).
+    pub url: String,
+    /// Headers, templated from the connection configuration and `{credentials.access_token}`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// When the answer is an array: the element to read is the one whose value at `path` equals
+    /// `equals` (templated from connection configuration); without it, the answer itself is read.
+    #[serde(default)]
+    pub pick: Option<Pick>,
+    /// Connection configuration to set: name → path in the answer (or the picked element).
+    pub config: BTreeMap<String, String>,
+}
+
+/// Which element of an array answer a [`ConfigRequest`] reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pick {
+    /// The path in each element.
+    pub path: String,
+    /// The value it must have (templated from connection configuration).
+    pub equals: String,
+}
+
+/// Token revocation at the provider (RFC 7009 or the provider's own endpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    /// The endpoint (templated from connection configuration).
+    pub url: String,
+    /// The HTTP method (default POST).
+    #[serde(default = "d_post")]
+    pub method: String,
+    /// Which token is revoked (default the refresh token, which providers revoke with the access
+    /// tokens issued from it; the access token when the connection has none).
+    #[serde(default)]
+    pub token: RevokedToken,
+    /// How the token is sent.
+    #[serde(default)]
+    pub send: RevokeStyle,
+    /// How the client authenticates (default not at all).
+    #[serde(default)]
+    pub client_auth: RevokeClientAuth,
+}
+
+fn d_post() -> String {
+    "POST".into()
+}
+
+/// Which token a revocation names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokedToken {
+    /// The refresh token (or the access token without one).
+    #[default]
+    RefreshToken,
+    /// The access token.
+    AccessToken,
+}
+
+/// How a revocation sends the token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeStyle {
+    /// A form body `token=…&token_type_hint=…` (RFC 7009).
+    #[default]
+    Form,
+    /// `Authorization: Bearer <token>`, no body (Slack's `auth.revoke`, Zendesk's
+    /// `DELETE /oauth/tokens/current`).
+    Bearer,
+}
+
+/// How a revocation authenticates the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeClientAuth {
+    /// Not at all (the token is enough: Salesforce, Google).
+    #[default]
+    None,
+    /// HTTP Basic with `client_id:client_secret` (Pipedrive).
+    Basic,
+    /// `client_id` and `client_secret` in the form body (Asana).
+    Post,
 }
 
 /// OAuth 2.0 client credentials grant.

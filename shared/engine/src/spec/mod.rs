@@ -18,8 +18,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use auth::{
-    ApiKeyAuth, ApiKeyLocation, ApplyToken, AuthMode, BasicAuth, OAuth2AuthorizationCode,
-    OAuth2ClientCredentials, TokenAuthMethod, TokenEncoding, TokenResponseFields,
+    ApiKeyAuth, ApiKeyLocation, ApplyToken, AuthMode, BasicAuth, ConfigRequest,
+    OAuth2AuthorizationCode, OAuth2ClientCredentials, Pick, Revoke, RevokeClientAuth, RevokeStyle,
+    RevokedToken, TokenAuthMethod, TokenEncoding, TokenResponseFields,
 };
 pub use http::{
     BodyMatch, ErrorClass, ErrorRule, HeaderMatch, Method, RateLimitHints, RequestTemplate,

@@ -437,6 +437,63 @@ impl Validator<'_> {
                         &o.apply.value,
                         scopes,
                     );
+                    if let Some(url) = &o.base_url {
+                        self.template(&[&base[..], &[P::K("base_url")]].concat(), url, config_only);
+                    }
+                    let token_only = BTreeSet::from(["access_token".to_owned()]);
+                    let with_token = Scopes {
+                        credentials: Some(&token_only),
+                        ..config_only
+                    };
+                    for (j, r) in o.config_requests.iter().enumerate() {
+                        let at = [&base[..], &[P::K("config_requests"), P::I(j)]].concat();
+                        self.template(&[&at[..], &[P::K("url")]].concat(), &r.url, config_only);
+                        for (name, t) in &r.headers {
+                            self.template(
+                                &[&at[..], &[P::K("headers"), P::S(name.clone())]].concat(),
+                                t,
+                                with_token,
+                            );
+                        }
+                        if let Some(pick) = &r.pick {
+                            self.selector(
+                                &[&at[..], &[P::K("pick"), P::K("path")]].concat(),
+                                &pick.path,
+                            );
+                            self.template(
+                                &[&at[..], &[P::K("pick"), P::K("equals")]].concat(),
+                                &pick.equals,
+                                config_only,
+                            );
+                        }
+                        if r.config.is_empty() {
+                            self.err(&at, "a config request sets at least one `config` value");
+                        }
+                        for path in r.config.values() {
+                            self.selector(&[&at[..], &[P::K("config")]].concat(), path);
+                        }
+                    }
+                    for name in o.obtained_config() {
+                        if !config.contains(name) {
+                            self.err(
+                                &base,
+                                format!("`{name}` is obtained as connection config but not declared in `connection_config`"),
+                            );
+                        }
+                    }
+                    if let Some(r) = &o.revoke {
+                        self.template(
+                            &[&base[..], &[P::K("revoke"), P::K("url")]].concat(),
+                            &r.url,
+                            config_only,
+                        );
+                        if http::Method::from_bytes(r.method.as_bytes()).is_err() {
+                            self.err(
+                                &[&base[..], &[P::K("revoke"), P::K("method")]].concat(),
+                                format!("`{}` is not an HTTP method", r.method),
+                            );
+                        }
+                    }
                 }
                 AuthMode::OAuth2ClientCredentials(o) => {
                     self.template(
