@@ -33,7 +33,18 @@ pub struct MotoOptions {
     pub log_file: Option<PathBuf>,
     /// Echo moto's output to stderr with this prefix.
     pub echo: Option<String>,
+    /// Serve one request at a time, as DynamoDB applies a conditional write to an item: moto's
+    /// own server is threaded and checks a condition and writes in separate steps, so two racing
+    /// conditional writes can both succeed. Tests of races between processes use this.
+    pub serialized: bool,
 }
+
+/// moto's application on werkzeug's single-threaded server (HTTP/1.0: one request per connection,
+/// so a client's idle keep-alive connection never holds up the others).
+const SERIALIZED_SERVER: &str = "import sys\n\
+from werkzeug.serving import run_simple\n\
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app\n\
+run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)\n";
 
 /// A running moto server, stopped (with its whole process group) when dropped.
 #[derive(Debug)]
@@ -82,8 +93,18 @@ impl MotoServer {
                 .join("moto")
                 .join(format!("moto-{port}.log"))
         });
-        let mut command = tokio::process::Command::new(binary);
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut command = if options.serialized {
+            // The venv's interpreter, beside its `moto_server`.
+            let python = binary.with_file_name("python");
+            let mut c = tokio::process::Command::new(python);
+            c.args(["-c", SERIALIZED_SERVER, "127.0.0.1", &port.to_string()]);
+            c
+        } else {
+            let mut c = tokio::process::Command::new(binary);
+            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            c
+        };
+        command.env("MOTO_PORT", port.to_string());
         let mut group = Group::spawn(
             format!("moto server on port {port}"),
             command,

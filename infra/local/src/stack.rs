@@ -153,6 +153,7 @@ impl Stack {
             port: options.moto_port,
             log_file: Some(log_dir.join("moto.log")),
             echo: None,
+            serialized: false,
         })
         .await?;
         let sdk = moto.sdk_config().await;

@@ -1,0 +1,297 @@
+//! The refresh race across operating-system processes: 50 concurrent refreshes of one expired
+//! connection, 25 in each of two child processes (each its own engine, HTTP client, vault and AWS
+//! clients), against one control table (moto serving a request at a time, as DynamoDB applies a
+//! conditional write) and a token endpoint that rotates refresh tokens and revokes the whole family
+//! when an old one comes back. Exactly one token call is made, every caller gets the new access
+//! token, and no `invalid_grant` is ever answered.
+//!
+//! The children are this test binary run again with `RACE_CHILD` set, running only
+//! [`race_child`], which does nothing in a normal run.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::json;
+use tributary_aws::Clients;
+use tributary_core::connection::{
+    CREDENTIALS_PURPOSE, Connection, ConnectionEvent, ConnectionEventType, ConnectionStatus,
+};
+use tributary_core::ids::{ConnectionId, IntegrationId, TenantId};
+use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
+use tributary_core::ports::{ConnectionStore as _, IntegrationStore as _};
+use tributary_core::refresh::{RefreshPolicy, Refresher};
+use tributary_core::tenancy::AuditEvent;
+use tributary_core::time::{Clock as _, SystemClock};
+use tributary_core::vault::{Owner, Vault};
+use tributary_local::{MotoOptions, MotoServer, ProvisionOptions, Template, provision, workspace};
+use tributary_testing::keyring;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const CHILD: &str = "RACE_CHILD";
+const PER_CHILD: usize = 25;
+
+/// One refresh-token family at the token endpoint.
+#[derive(Default)]
+struct Family {
+    current: String,
+    used: HashSet<String>,
+    revoked: bool,
+    calls: usize,
+    invalid_grants: usize,
+}
+
+async fn token_endpoint(family: Arc<Mutex<Family>>) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/v1/token"))
+        .respond_with(move |req: &Request| {
+            let form: BTreeMap<String, String> = url::form_urlencoded::parse(&req.body)
+                .into_owned()
+                .collect();
+            let mut f = family.lock().unwrap();
+            f.calls += 1;
+            let presented = form.get("refresh_token").cloned().unwrap_or_default();
+            if f.revoked || presented != f.current {
+                if f.used.contains(&presented) {
+                    f.revoked = true;
+                }
+                f.invalid_grants += 1;
+                return ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
+            }
+            let n = f.used.len() + 1;
+            let old = std::mem::replace(&mut f.current, format!("rt-{n}"));
+            f.used.insert(old);
+            // Slow enough for every caller of both processes to arrive while it is in flight.
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_millis(300))
+                .set_body_json(json!({
+                    "access_token": format!("at-{n}"), "refresh_token": format!("rt-{n}"),
+                    "expires_in": 3600, "token_type": "Bearer"
+                }))
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+fn owner<'a>(t: &'a TenantId, object: &'a str, purpose: &'a str) -> Owner<'a> {
+    Owner {
+        tenant: t.as_str(),
+        object,
+        purpose,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_refreshes_from_two_processes_make_one_token_call() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let moto = MotoServer::start_with(MotoOptions {
+        serialized: true,
+        ..MotoOptions::default()
+    })
+    .await
+    .expect("moto starts");
+    let sdk = moto.sdk_config().await;
+    let template = Template::load(&workspace::template_path()).expect("template loads");
+    let provisioned = provision(
+        &template,
+        &sdk,
+        &ProvisionOptions {
+            stack_name: "race".into(),
+            parameters: BTreeMap::new(),
+            secret_values: BTreeMap::from([("AdminApiKeySecret".into(), "x".into())]),
+        },
+    )
+    .await
+    .expect("resources are created from the template");
+    let table_name = provisioned.tables["ControlTable"].clone();
+    let table = Clients::new(&sdk).table(&table_name);
+
+    let family = Arc::new(Mutex::new(Family {
+        current: "rt-0".into(),
+        ..Family::default()
+    }));
+    let server = token_endpoint(family.clone()).await;
+
+    // An Airtable integration with its sealed client secret, and an expired connection.
+    let ring = keyring();
+    let t = TenantId::generate();
+    let integration_id = IntegrationId::generate();
+    let integration = Integration {
+        id: integration_id.clone(),
+        tenant_id: t.clone(),
+        provider: "airtable".into(),
+        name: "Airtable".into(),
+        auth_mode: "oauth2_authorization_code".into(),
+        oauth_client_id: Some("client".into()),
+        oauth_client_secret: Some(
+            ring.seal(
+                &owner(&t, integration_id.as_str(), CLIENT_SECRET_PURPOSE),
+                b"secret",
+            )
+            .unwrap()
+            .encode(),
+        ),
+        scopes: vec![],
+        return_urls: vec![],
+        enabled: true,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version: 1,
+    };
+    table
+        .create_integration(
+            &integration,
+            &AuditEvent::new(&t, "test", 1, "integration.created", &integration_id),
+        )
+        .await
+        .unwrap();
+    let id = ConnectionId::generate();
+    let connection = Connection {
+        id: id.clone(),
+        tenant_id: t.clone(),
+        integration_id,
+        provider: "airtable".into(),
+        auth_mode: "oauth2_authorization_code".into(),
+        end_user_id: "u".into(),
+        config: BTreeMap::from([
+            ("base_id".to_owned(), "appAAAABBBBCCCCDD".to_owned()),
+            ("table".to_owned(), "t".to_owned()),
+        ]),
+        credentials: ring
+            .seal(
+                &owner(&t, id.as_str(), CREDENTIALS_PURPOSE),
+                br#"{"access_token":"at-0","refresh_token":"rt-0"}"#,
+            )
+            .unwrap()
+            .encode(),
+        tags: BTreeMap::new(),
+        metadata: json!({}),
+        status: ConnectionStatus::Active,
+        status_reason: None,
+        status_changed_at_ms: 1,
+        last_verified_at_ms: None,
+        token_expires_at_ms: Some(SystemClock.now_ms() - 1_000),
+        tokens_obtained_at_ms: Some(1),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version: 1,
+    };
+    table
+        .create_connection(
+            &connection,
+            &ConnectionEvent::of(&connection, ConnectionEventType::Created, None, 1),
+            &AuditEvent::new(&t, "test", 1, "connection.created", &id),
+        )
+        .await
+        .unwrap();
+
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<tokio::process::Child> = (0..2)
+        .map(|_| {
+            tokio::process::Command::new(&exe)
+                .args(["race_child", "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD, "1")
+                .env("RACE_ENDPOINT", moto.endpoint_url())
+                .env("RACE_TABLE", &table_name)
+                .env("RACE_TENANT", t.as_str())
+                .env("RACE_CONNECTION", id.as_str())
+                .env("RACE_PROVIDER", server.uri())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("the child starts")
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for child in children {
+        let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("the child finishes")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "a child failed: {stdout}");
+        tokens.extend(
+            stdout
+                .lines()
+                // libtest may print its `test race_child ... ` on the line of the first outcome.
+                .filter_map(|l| l.find("RACE ").map(|i| l[i + 5..].to_owned())),
+        );
+    }
+    assert_eq!(tokens.len(), 2 * PER_CHILD, "every caller answered");
+    assert!(tokens.iter().all(|t| t == "token at-1"), "{tokens:?}");
+    let f = family.lock().unwrap();
+    assert_eq!(f.calls, 1, "exactly one token call");
+    assert_eq!(f.invalid_grants, 0);
+    assert!(!f.revoked);
+}
+
+/// A child: 25 concurrent refreshes with its own clients; prints each outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap();
+    let sdk = tributary_local::sdk_config(&var("RACE_ENDPOINT")).await;
+    let table = Arc::new(Clients::new(&sdk).table(var("RACE_TABLE")));
+    let vault = Arc::new(Vault::new(Arc::new(Arc::new(keyring()))));
+    let engine = Arc::new(
+        tributary_engine::Engine::new(tributary_engine::HttpConfig {
+            max_attempts: 1,
+            egress: tributary_engine::EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+            ..tributary_engine::HttpConfig::default()
+        })
+        .unwrap(),
+    );
+    let origins = Arc::new(BTreeMap::from([(
+        "airtable".to_owned(),
+        var("RACE_PROVIDER"),
+    )]));
+    let t: TenantId = var("RACE_TENANT").parse().unwrap();
+    let id: ConnectionId = var("RACE_CONNECTION").parse().unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..PER_CHILD {
+        let (table, vault, engine, origins) = (
+            table.clone(),
+            vault.clone(),
+            engine.clone(),
+            origins.clone(),
+        );
+        let (t, id) = (t.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let grant = tributary_engine::grant::EngineGrant {
+                store: &*table,
+                vault: &vault,
+                engine: &engine,
+                origins: &origins,
+                clock: &SystemClock,
+            };
+            Refresher {
+                store: &*table,
+                vault: &vault,
+                grant: &grant,
+                clock: &SystemClock,
+                policy: RefreshPolicy {
+                    poll: Duration::from_millis(50),
+                    wait: Duration::from_secs(30),
+                    ..RefreshPolicy::default()
+                },
+            }
+            .access_token(&t, &id)
+            .await
+            .map(|token: SecretString| token.expose_secret().to_owned())
+        }));
+    }
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(token) => println!("RACE token {token}"),
+            Err(e) => println!("RACE error {e}"),
+        }
+    }
+}
