@@ -584,13 +584,23 @@ pub async fn update<S: ControlStore>(
     params(("integration_id" = String, Path, description = "Integration id (`int_…`)", pattern = "^int_[0-9a-f]{32}$")),
     responses((status = 204, description = "Deleted"),
               (status = 403, description = "Requires `integrations:write`", body = ProblemDoc),
-              (status = 404, description = "No such integration for this tenant", body = ProblemDoc)))]
+              (status = 404, description = "No such integration for this tenant", body = ProblemDoc),
+              (status = 409, description = "Connections were made through it: delete them first", body = ProblemDoc)))]
 pub async fn delete<S: ControlStore>(
     caller: TenantCaller<IntegrationsWrite>,
     store: Store<S>,
     clock: Clock,
     Id(id): Id<IntegrationId>,
 ) -> Result<StatusCode, ApiError> {
+    // Its connections' refreshes and revocations need its OAuth client: they go first.
+    if has_connections(&*store, &caller.tenant, &id).await? {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "Connections were made through integration `{id}`. Delete them first \
+                 (GET /v1/connections?integration_id={id})."
+            ),
+        });
+    }
     let event = audit(
         &caller.tenant,
         &caller.principal,
@@ -609,6 +619,36 @@ pub async fn delete<S: ControlStore>(
         Err(ApiError::NotFound {
             resource: "integration",
         })
+    }
+}
+
+/// Whether any of the tenant's connections was made through `id` (reading the tenant's
+/// connections page by page until one is found).
+async fn has_connections<S: ControlStore>(
+    store: &S,
+    tenant: &TenantId,
+    id: &IntegrationId,
+) -> Result<bool, ApiError> {
+    let filter = tributary_core::connection::ConnectionFilter {
+        integration_id: Some(id.clone()),
+        ..Default::default()
+    };
+    let mut page = tributary_core::pagination::PageRequest {
+        limit: 1,
+        after: None,
+    };
+    loop {
+        let found = store
+            .list_connections(tenant, &filter, &page)
+            .await
+            .map_err(store_failure)?;
+        if !found.items.is_empty() {
+            return Ok(true);
+        }
+        match found.next_after {
+            Some(next) => page.after = Some(next),
+            None => return Ok(false),
+        }
     }
 }
 

@@ -488,3 +488,30 @@ async fn an_update_changes_tags_and_metadata_and_a_deletion_destroys_the_credent
         &(ConnectionEventType::Deleted, id.clone())
     );
 }
+
+#[tokio::test]
+async fn an_integration_with_connections_is_not_deleted_until_they_are() {
+    let s = setup().await;
+    let res = s.connect(s.body(GOOD_KEY)).await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let connection = res.body["id"].as_str().unwrap().to_owned();
+    let integration = format!("/v1/integrations/{}", s.stripe);
+    is_problem(
+        &call(&s.d, as_tenant(Req::new("DELETE", &integration), &s.t)).await,
+        409,
+        "conflict",
+    );
+    let res = call(&s.d, as_tenant(Req::new("GET", &integration), &s.t)).await;
+    assert_eq!(res.status, 200, "still there");
+    let res = call(
+        &s.d,
+        as_tenant(
+            Req::new("DELETE", &format!("/v1/connections/{connection}")),
+            &s.t,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 204);
+    let res = call(&s.d, as_tenant(Req::new("DELETE", &integration), &s.t)).await;
+    assert_eq!(res.status, 204, "{:?}", res.body);
+}
