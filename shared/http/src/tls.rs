@@ -1,20 +1,22 @@
 //! TLS for every reqwest client of the workspace: rustls on ring (the provider the AWS SDK's client
 //! uses, so the binaries carry one) with the Mozilla roots compiled in, so building a client reads
-//! no trust-store files.
+//! no trust-store files. The roots are `webpki-root-certs`' certificates, the ones the AWS SDK's
+//! client is given (`tributary_aws::sdk`), so a binary carries one copy of them (with
+//! `webpki-roots`' anchors beside them it carried two).
 
 use std::sync::Arc;
 
-/// A rustls client configuration: ring, TLS 1.2 and 1.3, the `webpki-roots` anchors, and ALPN
-/// offering HTTP/2 before HTTP/1.1.
+/// A rustls client configuration: ring, TLS 1.2 and 1.3, the `webpki-root-certs` roots (each
+/// parsed into a trust anchor here, when a client is first built), and ALPN offering HTTP/2 before
+/// HTTP/1.1.
 ///
 /// # Panics
 ///
 /// Never in practice: the ring provider supports rustls's safe default protocol versions.
 #[must_use]
 pub fn client_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -40,6 +42,13 @@ mod tests {
     fn the_config_trusts_the_compiled_in_roots_and_offers_h2() {
         let config = client_config();
         assert!(config.alpn_protocols.first().is_some_and(|p| p == b"h2"));
+        // Every compiled-in certificate is a usable anchor.
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, ignored) = roots
+            .add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+        assert_eq!(ignored, 0);
+        assert_eq!(added, webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
+        assert!(added > 100);
         assert!(reqwest_builder().build().is_ok());
     }
 }
