@@ -8,15 +8,14 @@
 //! The children are this test binary run again with `RACE_CHILD` set, running only
 //! [`race_child`], which does nothing in a normal run.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
-use serde_json::json;
 use tributary_aws::Clients;
 use tributary_core::connection::{
-    CREDENTIALS_PURPOSE, Connection, ConnectionEvent, ConnectionEventType, ConnectionStatus,
+    CREDENTIALS_PURPOSE, Connection, ConnectionEvent, ConnectionEventType,
 };
 use tributary_core::ids::{ConnectionId, IntegrationId, TenantId};
 use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
@@ -26,56 +25,12 @@ use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::{Clock as _, SystemClock};
 use tributary_core::vault::{Owner, Vault};
 use tributary_local::{MotoOptions, MotoServer, ProvisionOptions, Template, provision, workspace};
+use tributary_testing::fixtures::oauth_connection;
 use tributary_testing::keyring;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use tributary_testing::token_endpoint::TokenFamily;
 
 const CHILD: &str = "RACE_CHILD";
 const PER_CHILD: usize = 25;
-
-/// One refresh-token family at the token endpoint.
-#[derive(Default)]
-struct Family {
-    current: String,
-    used: HashSet<String>,
-    revoked: bool,
-    calls: usize,
-    invalid_grants: usize,
-}
-
-async fn token_endpoint(family: Arc<Mutex<Family>>) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth2/v1/token"))
-        .respond_with(move |req: &Request| {
-            let form: BTreeMap<String, String> = url::form_urlencoded::parse(&req.body)
-                .into_owned()
-                .collect();
-            let mut f = family.lock().unwrap();
-            f.calls += 1;
-            let presented = form.get("refresh_token").cloned().unwrap_or_default();
-            if f.revoked || presented != f.current {
-                if f.used.contains(&presented) {
-                    f.revoked = true;
-                }
-                f.invalid_grants += 1;
-                return ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
-            }
-            let n = f.used.len() + 1;
-            let old = std::mem::replace(&mut f.current, format!("rt-{n}"));
-            f.used.insert(old);
-            // Slow enough for every caller of both processes to arrive while it is in flight.
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_millis(300))
-                .set_body_json(json!({
-                    "access_token": format!("at-{n}"), "refresh_token": format!("rt-{n}"),
-                    "expires_in": 3600, "token_type": "Bearer"
-                }))
-        })
-        .mount(&server)
-        .await;
-    server
-}
 
 fn owner<'a>(t: &'a TenantId, object: &'a str, purpose: &'a str) -> Owner<'a> {
     Owner {
@@ -112,11 +67,8 @@ async fn fifty_concurrent_refreshes_from_two_processes_make_one_token_call() {
     let table_name = provisioned.tables["ControlTable"].clone();
     let table = Clients::new(&sdk).table(&table_name);
 
-    let family = Arc::new(Mutex::new(Family {
-        current: "rt-0".into(),
-        ..Family::default()
-    }));
-    let server = token_endpoint(family.clone()).await;
+    // Slow enough for every caller of both processes to arrive while the one refresh is in flight.
+    let family = TokenFamily::start("/oauth2/v1/token", Duration::from_millis(300), false).await;
 
     // An Airtable integration with its sealed client secret, and an expired connection.
     let ring = keyring();
@@ -152,35 +104,20 @@ async fn fifty_concurrent_refreshes_from_two_processes_make_one_token_call() {
         .await
         .unwrap();
     let id = ConnectionId::generate();
+    let sealed = ring
+        .seal(
+            &owner(&t, id.as_str(), CREDENTIALS_PURPOSE),
+            br#"{"access_token":"at-0","refresh_token":"rt-0"}"#,
+        )
+        .unwrap()
+        .encode();
     let connection = Connection {
-        id: id.clone(),
-        tenant_id: t.clone(),
-        integration_id,
-        provider: "airtable".into(),
-        auth_mode: "oauth2_authorization_code".into(),
-        end_user_id: "u".into(),
         config: BTreeMap::from([
             ("base_id".to_owned(), "appAAAABBBBCCCCDD".to_owned()),
             ("table".to_owned(), "t".to_owned()),
         ]),
-        credentials: ring
-            .seal(
-                &owner(&t, id.as_str(), CREDENTIALS_PURPOSE),
-                br#"{"access_token":"at-0","refresh_token":"rt-0"}"#,
-            )
-            .unwrap()
-            .encode(),
-        tags: BTreeMap::new(),
-        metadata: json!({}),
-        status: ConnectionStatus::Active,
-        status_reason: None,
-        status_changed_at_ms: 1,
-        last_verified_at_ms: None,
         token_expires_at_ms: Some(SystemClock.now_ms() - 1_000),
-        tokens_obtained_at_ms: Some(1),
-        created_at_ms: 1,
-        updated_at_ms: 1,
-        version: 1,
+        ..oauth_connection(&t, &integration_id, &id, "airtable", sealed)
     };
     table
         .create_connection(
@@ -201,7 +138,7 @@ async fn fifty_concurrent_refreshes_from_two_processes_make_one_token_call() {
                 .env("RACE_TABLE", &table_name)
                 .env("RACE_TENANT", t.as_str())
                 .env("RACE_CONNECTION", id.as_str())
-                .env("RACE_PROVIDER", server.uri())
+                .env("RACE_PROVIDER", family.server.uri())
                 .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
@@ -225,7 +162,7 @@ async fn fifty_concurrent_refreshes_from_two_processes_make_one_token_call() {
     }
     assert_eq!(tokens.len(), 2 * PER_CHILD, "every caller answered");
     assert!(tokens.iter().all(|t| t == "token at-1"), "{tokens:?}");
-    let f = family.lock().unwrap();
+    let f = family.counts();
     assert_eq!(f.calls, 1, "exactly one token call");
     assert_eq!(f.invalid_grants, 0);
     assert!(!f.revoked);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
+use tributary_core::vault::KeyringSettings;
 use tributary_engine::origins::ProviderOrigins;
 use tributary_http::EgressPolicy;
 
@@ -25,11 +26,8 @@ pub struct Config {
     /// `MAX_ISSUERS_PER_TENANT`: how many OIDC issuer registrations one tenant may hold (default 20,
     /// 1 to 1000).
     pub max_issuers_per_tenant: u32,
-    /// `KEYRING_SECRET_ID`: the Secrets Manager secret holding the credential vault's keyring.
-    pub keyring_secret_id: String,
-    /// `KEYRING_CACHE_TTL_SECONDS`: how long an execution environment keeps the keyring it read
-    /// (default 300, 1 to 3600): a rotation reaches every environment within this time.
-    pub keyring_ttl: Duration,
+    /// `KEYRING_SECRET_ID` and `KEYRING_CACHE_TTL_SECONDS`: the credential vault's keyring.
+    pub keyring: KeyringSettings,
     /// `EGRESS_ALLOWLIST`: comma-separated IPs or CIDRs that requests to providers (a new
     /// connection's verification) may reach although they are loopback or private. Empty in AWS;
     /// the local stack opens `127.0.0.1` for its local providers.
@@ -74,13 +72,7 @@ impl Config {
 
 fn allowlist(env: &Env) -> Result<EgressPolicy, ConfigError> {
     let allowlist = env.optional("EGRESS_ALLOWLIST").unwrap_or_default();
-    EgressPolicy::with_allowlist(
-        allowlist
-            .split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty()),
-    )
-    .map_err(|e| ConfigError::Invalid {
+    EgressPolicy::from_list(&allowlist).map_err(|e| ConfigError::Invalid {
         name: "EGRESS_ALLOWLIST",
         reason: e.to_string(),
     })
@@ -145,16 +137,7 @@ impl Config {
             )?,
             probe_timeout: Duration::from_millis(probe_ms),
             max_issuers_per_tenant: max_issuers,
-            keyring_secret_id: env.required(
-                "KEYRING_SECRET_ID",
-                "the Secrets Manager secret of the credential keyring",
-            )?,
-            keyring_ttl: env.seconds_or(
-                "KEYRING_CACHE_TTL_SECONDS",
-                Duration::from_secs(300),
-                Duration::from_secs(1),
-                Duration::from_secs(3600),
-            )?,
+            keyring: KeyringSettings::from_env(env)?,
             egress: allowlist(env)?,
             provider_origins: origins(env)?,
             public_base_url: env

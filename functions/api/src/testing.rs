@@ -27,8 +27,10 @@ pub fn config() -> Config {
         canary_stale_after: Duration::from_secs(180),
         probe_timeout: Duration::from_millis(200),
         max_issuers_per_tenant: 20,
-        keyring_secret_id: "keyring".into(),
-        keyring_ttl: Duration::from_secs(300),
+        keyring: tributary_core::vault::KeyringSettings {
+            secret_id: "keyring".into(),
+            ttl: Duration::from_secs(300),
+        },
         egress: tributary_http::EgressPolicy::public_only(),
         provider_origins: Default::default(),
         public_base_url: None,

@@ -29,13 +29,7 @@ impl Config {
     /// Reads and validates the configuration.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let allowlist = env.optional("EGRESS_ALLOWLIST").unwrap_or_default();
-        let egress = EgressPolicy::with_allowlist(
-            allowlist
-                .split(',')
-                .map(str::trim)
-                .filter(|entry| !entry.is_empty()),
-        )
-        .map_err(|e| ConfigError::Invalid {
+        let egress = EgressPolicy::from_list(&allowlist).map_err(|e| ConfigError::Invalid {
             name: "EGRESS_ALLOWLIST",
             reason: e.to_string(),
         })?;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
+use tributary_core::vault::KeyringSettings;
 use tributary_engine::origins::ProviderOrigins;
 use tributary_http::EgressPolicy;
 
@@ -16,12 +17,8 @@ pub struct Config {
     /// `JOB_LEDGER_RETENTION_SECONDS`: how long completed job ids are remembered to drop redeliveries
     /// (default 4 days, the jobs queue's retention).
     pub ledger_retention: Duration,
-    /// `KEYRING_SECRET_ID`: the Secrets Manager secret holding the credential vault's keyring (a
-    /// refresh opens and seals connection credentials).
-    pub keyring_secret_id: String,
-    /// `KEYRING_CACHE_TTL_SECONDS`: how long an execution environment keeps the keyring it read
-    /// (default 300, 1 to 3600).
-    pub keyring_ttl: Duration,
+    /// `KEYRING_SECRET_ID` and `KEYRING_CACHE_TTL_SECONDS`: the credential vault's keyring.
+    pub keyring: KeyringSettings,
     /// `EGRESS_ALLOWLIST`: loopback or private IPs and CIDRs that requests to providers may reach
     /// (the API's setting; empty in AWS).
     pub egress: EgressPolicy,
@@ -41,27 +38,12 @@ impl Config {
                 Duration::from_secs(3600),
                 Duration::from_secs(14 * 24 * 3600),
             )?,
-            keyring_secret_id: env.required(
-                "KEYRING_SECRET_ID",
-                "the Secrets Manager secret of the credential keyring",
-            )?,
-            keyring_ttl: env.seconds_or(
-                "KEYRING_CACHE_TTL_SECONDS",
-                Duration::from_secs(300),
-                Duration::from_secs(1),
-                Duration::from_secs(3600),
-            )?,
-            egress: EgressPolicy::with_allowlist(
-                env.optional("EGRESS_ALLOWLIST")
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|entry| !entry.is_empty()),
-            )
-            .map_err(|e| ConfigError::Invalid {
-                name: "EGRESS_ALLOWLIST",
-                reason: e.to_string(),
-            })?,
+            keyring: KeyringSettings::from_env(env)?,
+            egress: EgressPolicy::from_list(&env.optional("EGRESS_ALLOWLIST").unwrap_or_default())
+                .map_err(|e| ConfigError::Invalid {
+                    name: "EGRESS_ALLOWLIST",
+                    reason: e.to_string(),
+                })?,
             provider_origins: tributary_engine::origins::parse(
                 &env.optional("PROVIDER_ORIGINS").unwrap_or_default(),
             )

@@ -358,6 +358,7 @@ mod tests {
         use tributary_core::ids::IntegrationId;
         use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
         use tributary_core::vault::Owner;
+        use tributary_testing::fixtures::oauth_connection;
         use tributary_testing::keyring;
         use wiremock::matchers::{body_string_contains, method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -423,33 +424,19 @@ mod tests {
             };
             store.put_integration(&integration);
             let id = ConnectionId::generate();
+            let credentials = seal(
+                id.as_str(),
+                CREDENTIALS_PURPOSE,
+                br#"{"access_token":"at-0","refresh_token":"rt-0"}"#,
+            );
             let connection = Connection {
-                id: id.clone(),
-                tenant_id: tenant.clone(),
-                integration_id: integration.id.clone(),
-                provider: "airtable".into(),
-                auth_mode: "oauth2_authorization_code".into(),
-                end_user_id: "u".into(),
                 config: BTreeMap::from([
                     ("base_id".to_owned(), "appAAAABBBBCCCCDD".to_owned()),
                     ("table".to_owned(), "t".to_owned()),
                 ]),
-                credentials: seal(
-                    id.as_str(),
-                    CREDENTIALS_PURPOSE,
-                    br#"{"access_token":"at-0","refresh_token":"rt-0"}"#,
-                ),
-                tags: BTreeMap::new(),
-                metadata: serde_json::json!({}),
-                status: ConnectionStatus::Active,
-                status_reason: None,
-                status_changed_at_ms: 1,
-                last_verified_at_ms: None,
                 token_expires_at_ms: Some(NOW + 3_600_000),
                 tokens_obtained_at_ms: Some(NOW - IDLE_REFRESH_AFTER_MS - 3_600_000),
-                created_at_ms: 1,
-                updated_at_ms: 1,
-                version: 1,
+                ..oauth_connection(&tenant, &integration.id, &id, "airtable", credentials)
             };
             store.put_connection(&connection);
             let mut d = deps(MemStore::default());

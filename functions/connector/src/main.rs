@@ -33,8 +33,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             // The keyring keeps its own TTL over the parsed keys, so the secret is not cached twice.
             vault: Vault::new(Arc::new(CachedKeyring::new(
                 clients.secrets(Duration::ZERO),
-                config.keyring_secret_id.clone(),
-                config.keyring_ttl,
+                config.keyring.secret_id.clone(),
+                config.keyring.ttl,
                 clock.clone(),
             ))),
             engine: Engine::new(config.provider_http())?,

@@ -91,10 +91,9 @@ async fn enqueue_due_refreshes<Q: JobQueue, R: RefreshSchedule>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
     use tributary_core::connection::{Connection, ConnectionStatus, IDLE_REFRESH_AFTER_MS};
     use tributary_core::ids::{ConnectionId, IntegrationId, TenantId};
+    use tributary_testing::fixtures::oauth_connection;
     use tributary_testing::{FakeQueue, ManualClock, MemStore};
 
     fn scheduled_event() -> LambdaEvent<serde_json::Value> {
@@ -140,25 +139,15 @@ mod tests {
         status: ConnectionStatus,
     ) -> Connection {
         Connection {
-            id: ConnectionId::generate(),
-            tenant_id: tenant.clone(),
-            integration_id: IntegrationId::generate(),
-            provider: "airtable".into(),
-            auth_mode: "oauth2_authorization_code".into(),
-            end_user_id: "u".into(),
-            config: BTreeMap::new(),
-            credentials: "v1.k1.sealed".into(),
-            tags: BTreeMap::new(),
-            metadata: serde_json::json!({}),
             status,
-            status_reason: None,
-            status_changed_at_ms: 1,
-            last_verified_at_ms: None,
-            token_expires_at_ms: None,
             tokens_obtained_at_ms: obtained,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            version: 1,
+            ..oauth_connection(
+                tenant,
+                &IntegrationId::generate(),
+                &ConnectionId::generate(),
+                "airtable",
+                "v1.k1.sealed".into(),
+            )
         }
     }
 

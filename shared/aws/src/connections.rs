@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 use tributary_core::PortError;
@@ -138,6 +140,25 @@ fn record_update(
         .condition_expression(condition)
         .build()
         .map_err(|e| rejected("TransactWriteItems", e.to_string()))
+}
+
+/// Whether a conditional `UpdateItem` applied: `false` when its condition did not hold.
+fn applied<T>(
+    result: Result<T, SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<bool, PortError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
+            UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
+                service: Service::Store,
+                operation: "UpdateItem",
+            }),
+            _ => None,
+        }) {
+            PortError::Conflict { .. } => Ok(false),
+            other => Err(other),
+        },
+    }
 }
 
 fn event_item(e: &ConnectionEvent) -> Result<Item, PortError> {
@@ -387,19 +408,7 @@ impl ConnectionStore for DynamoTable {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
-                UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
-                    service: Service::Store,
-                    operation: "UpdateItem",
-                }),
-                _ => None,
-            }) {
-                PortError::Conflict { .. } => Ok(false),
-                other => Err(other),
-            },
-        }
+        applied(result)
     }
 
     async fn swap_refreshed(
@@ -473,20 +482,8 @@ impl ConnectionStore for DynamoTable {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
-                UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
-                    service: Service::Store,
-                    operation: "UpdateItem",
-                }),
-                _ => None,
-            }) {
-                // Not ours (any more): nothing to give back.
-                PortError::Conflict { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        // Not ours (any more): nothing to give back.
+        applied(result).map(|_| ())
     }
 
     async fn list_connection_events(
@@ -572,18 +569,6 @@ impl RefreshSchedule for DynamoTable {
             .expression_attribute_values(":next", n(next_ms))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
-                UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
-                    service: Service::Store,
-                    operation: "UpdateItem",
-                }),
-                _ => None,
-            }) {
-                PortError::Conflict { .. } => Ok(false),
-                other => Err(other),
-            },
-        }
+        applied(result)
     }
 }

@@ -343,6 +343,34 @@ impl<S: SecretSource> KeyringSource for CachedKeyring<S> {
     }
 }
 
+/// Where a function finds the keyring and how long it keeps it, as the template sets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringSettings {
+    /// `KEYRING_SECRET_ID`: the Secrets Manager secret holding the keyring.
+    pub secret_id: String,
+    /// `KEYRING_CACHE_TTL_SECONDS`: how long an execution environment keeps the keyring it read
+    /// (default 300, 1 to 3600): a rotation reaches every environment within this time.
+    pub ttl: Duration,
+}
+
+impl KeyringSettings {
+    /// Reads and validates both variables.
+    pub fn from_env(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            secret_id: env.required(
+                "KEYRING_SECRET_ID",
+                "the Secrets Manager secret of the credential keyring",
+            )?,
+            ttl: env.seconds_or(
+                "KEYRING_CACHE_TTL_SECONDS",
+                Duration::from_secs(300),
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            )?,
+        })
+    }
+}
+
 /// Seals and opens text values (credentials as JSON, client secrets) in their stored form.
 #[derive(Clone)]
 pub struct Vault(Arc<dyn KeyringSource>);

@@ -120,6 +120,16 @@ impl EgressPolicy {
         Ok(Self { allow })
     }
 
+    /// The allowlist written as the functions' `EGRESS_ALLOWLIST` holds it: comma-separated IPs or
+    /// CIDRs, blank entries skipped.
+    pub fn from_list(list: &str) -> Result<Self, InvalidAllowEntry> {
+        Self::with_allowlist(
+            list.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty()),
+        )
+    }
+
     /// Public addresses plus the loopback hosts `127.0.0.1` and `::1`, the most a local stack opens.
     pub(crate) fn loopback_hosts() -> Self {
         let host = |addr: IpAddr| AllowedNet {

@@ -6,7 +6,9 @@
 //! - [`FakeQueue`]: the jobs queue or its dead-letter queue (sending, rescheduling, depth);
 //! - [`FakeSecrets`]: Secrets Manager;
 //! - [`ManualClock`]: a clock that moves only when told to;
-//! - [`keyring`]: the credential vault's test keyring.
+//! - [`keyring`]: the credential vault's test keyring;
+//! - [`token_endpoint::TokenFamily`]: a provider token endpoint that rotates refresh tokens;
+//! - [`fixtures`]: domain objects with the fields a test rarely cares about filled in.
 //!
 //! Each double keeps the semantics of the real adapter in `tributary-aws` that the functions' tests
 //! rely on: conditional writes refuse what DynamoDB's conditions would, an (issuer, audience) pair
@@ -17,9 +19,11 @@
 
 mod calls;
 mod clock;
+pub mod fixtures;
 mod queue;
 mod secrets;
 mod store;
+pub mod token_endpoint;
 
 pub use clock::ManualClock;
 pub use queue::FakeQueue;

@@ -31,13 +31,14 @@ use tributary_core::connection::{
     CREDENTIALS_PURPOSE, Connection, ConnectionEvent, ConnectionEventType, ConnectionStatus,
 };
 use tributary_core::ids::{ConnectSessionId, ConnectionId, IntegrationId, TenantId};
-use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
+use tributary_core::integration::Integration;
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::{AuditEvent, TenantStatus};
 use tributary_core::time::{EpochMillis, rfc3339};
 use tributary_core::vault::{Owner, Vault};
 use tributary_engine::connection::check_fields;
-use tributary_engine::oauth::{self, AuthorizationRequest, ClientApp, Grant, OAuthError, Pkce};
+use tributary_engine::grant::ClientError;
+use tributary_engine::oauth::{self, AuthorizationRequest, Grant, OAuthError, Pkce};
 use tributary_engine::spec::{AuthMode, FieldSpec, OAuth2AuthorizationCode, ProviderSpec};
 use url::Url;
 use utoipa::ToSchema;
@@ -1178,29 +1179,13 @@ pub async fn callback<S: ControlStore>(
             Some(&back("error")),
         )
     };
-    let (Some(client_id), Some(sealed_secret)) = (
-        &integration.oauth_client_id,
-        &integration.oauth_client_secret,
-    ) else {
-        return provider_error("is not configured with an OAuth client.");
-    };
-    let client_secret = match vault
-        .open(
-            &sealed_owner(
-                &integration.tenant_id,
-                integration.id.as_str(),
-                CLIENT_SECRET_PURPOSE,
-            ),
-            sealed_secret,
-        )
-        .await
-    {
-        Ok((plain, _)) => match String::from_utf8(plain.expose_secret().to_vec()) {
-            Ok(s) => SecretString::from(s),
-            Err(_) => return provider_error("is not configured with a usable OAuth client."),
-        },
-        Err(e) => {
-            tracing::error!(error = %e, "opening an integration's client secret failed");
+    let app = match tributary_engine::grant::client_app(&vault, &integration).await {
+        Ok(app) => app,
+        Err(ClientError::Missing) => {
+            return provider_error("is not configured with an OAuth client.");
+        }
+        Err(ClientError::Unreadable(why)) => {
+            tracing::error!(why, "the integration's OAuth client could not be read");
             return provider_error("could not be reached from here just now.");
         }
     };
@@ -1225,10 +1210,6 @@ pub async fn callback<S: ControlStore>(
     };
     let local = endpoints(&settings, spec, oauth);
     let code = SecretString::from(code);
-    let app = ClientApp {
-        client_id: client_id.clone(),
-        client_secret,
-    };
     let request = match oauth::token_request(
         &(&local).into(),
         &flow.config,

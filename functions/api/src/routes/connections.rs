@@ -953,19 +953,9 @@ async fn revoke_at_provider<S: ControlStore>(
                 )
             }
         };
-        let (plain, _) = vault
-            .open(
-                &owner(&connection.tenant_id, &connection.id),
-                &connection.credentials,
-            )
+        let credentials = open_credentials(vault, connection)
             .await
             .map_err(|_| "its credentials could not be opened")?;
-        let credentials: BTreeMap<String, String> = serde_json::from_slice(plain.expose_secret())
-            .map_err(|_| "its credentials are malformed")?;
-        let credentials: BTreeMap<String, SecretString> = credentials
-            .into_iter()
-            .map(|(k, v)| (k, SecretString::from(v)))
-            .collect();
         let mut local = revoke.clone();
         local.url = settings.provider_url(&spec.id, &revoke.url);
         let request = tributary_engine::oauth::revoke_request(

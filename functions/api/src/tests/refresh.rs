@@ -3,8 +3,8 @@
 //! refreshes of one expired connection, from two execution environments (each its own engine and
 //! HTTP client, one store), make exactly one token call, and every caller gets the new token.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
@@ -20,88 +20,32 @@ use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::Clock as _;
 use tributary_core::vault::{Owner, Sealed, Vault};
 use tributary_testing::ManualClock;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use tributary_testing::fixtures::oauth_connection;
+use tributary_testing::token_endpoint::TokenFamily;
 
 use super::{as_tenant, tenant};
 use crate::config::Config;
 use crate::testing::{MemStore, NOW, Req, call, deps_with, keyring};
 use tributary_engine::grant::EngineGrant;
 
-/// A token endpoint with one refresh-token family.
-#[derive(Default)]
-struct Family {
-    current: String,
-    used: HashSet<String>,
-    revoked: bool,
-    calls: usize,
-    invalid_grants: usize,
-    issued: usize,
-}
-
 struct Setup {
     store: MemStore,
     settings: Config,
     t: TenantId,
     connection: ConnectionId,
-    family: Arc<Mutex<Family>>,
-    _server: MockServer,
+    family: TokenFamily,
 }
 
 async fn setup(outage: bool) -> Setup {
     let store = MemStore::default();
     let t = tenant(&store, 100_000);
-    let server = MockServer::start().await;
-    let family = Arc::new(Mutex::new(Family {
-        current: "rt-0".into(),
-        ..Family::default()
-    }));
-    let state = family.clone();
-    Mock::given(method("POST"))
-        .and(path("/oauth2/v1/token"))
-        .respond_with(move |req: &Request| {
-            let form: BTreeMap<String, String> = url::form_urlencoded::parse(&req.body)
-                .into_owned()
-                .collect();
-            let mut f = state.lock().unwrap();
-            f.calls += 1;
-            if outage {
-                return ResponseTemplate::new(503).set_body_string("maintenance");
-            }
-            let presented = form.get("refresh_token").cloned().unwrap_or_default();
-            let refused =
-                ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
-            if f.revoked {
-                f.invalid_grants += 1;
-                return refused;
-            }
-            if presented != f.current {
-                // An old token came back: the whole family is revoked.
-                if f.used.contains(&presented) {
-                    f.revoked = true;
-                }
-                f.invalid_grants += 1;
-                return refused;
-            }
-            f.issued += 1;
-            let n = f.issued;
-            let old = std::mem::replace(&mut f.current, format!("rt-{n}"));
-            f.used.insert(old);
-            // Slow enough for every caller to arrive while the one refresh is in flight.
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_millis(150))
-                .set_body_json(json!({
-                    "access_token": format!("at-{n}"), "refresh_token": format!("rt-{n}"),
-                    "expires_in": 3600, "token_type": "Bearer"
-                }))
-        })
-        .mount(&server)
-        .await;
+    // Slow enough for every caller to arrive while the one refresh is in flight.
+    let family = TokenFamily::start("/oauth2/v1/token", Duration::from_millis(150), outage).await;
     let mut settings = crate::testing::config();
     settings.egress = tributary_http::EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap();
     settings
         .provider_origins
-        .insert("airtable".into(), server.uri());
+        .insert("airtable".into(), family.server.uri());
     // The integration, through the API (its client secret sealed by it).
     let d = deps_with(store.clone(), Ok(QueueDepth::default()), settings.clone());
     let res = call(
@@ -127,28 +71,12 @@ async fn setup(outage: bool) -> Setup {
         .unwrap()
         .encode();
     let connection = Connection {
-        id: id.clone(),
-        tenant_id: t.clone(),
-        integration_id: integration,
-        provider: "airtable".into(),
-        auth_mode: "oauth2_authorization_code".into(),
-        end_user_id: "u".into(),
         config: BTreeMap::from([
             ("base_id".to_owned(), "appAAAABBBBCCCCDD".to_owned()),
             ("table".to_owned(), "t".to_owned()),
         ]),
-        credentials: sealed,
-        tags: BTreeMap::new(),
-        metadata: json!({}),
-        status: ConnectionStatus::Active,
-        status_reason: None,
-        status_changed_at_ms: 1,
-        last_verified_at_ms: None,
         token_expires_at_ms: Some(NOW - 1_000),
-        tokens_obtained_at_ms: Some(1),
-        created_at_ms: 1,
-        updated_at_ms: 1,
-        version: 1,
+        ..oauth_connection(&t, &integration, &id, "airtable", sealed)
     };
     store
         .create_connection(
@@ -179,7 +107,6 @@ async fn setup(outage: bool) -> Setup {
         t,
         connection: id,
         family,
-        _server: server,
     }
 }
 
@@ -283,7 +210,7 @@ async fn fifty_concurrent_refreshes_from_two_environments_make_one_token_call() 
         assert_eq!(token.expose_secret(), "at-1");
     }
     {
-        let f = s.family.lock().unwrap();
+        let f = s.family.counts();
         assert_eq!(f.calls, 1, "exactly one token call");
         assert_eq!(f.invalid_grants, 0);
         assert!(!f.revoked);
@@ -313,14 +240,14 @@ async fn fifty_concurrent_refreshes_from_two_environments_make_one_token_call() 
             .expose_secret(),
         "at-1"
     );
-    assert_eq!(s.family.lock().unwrap().calls, 1);
+    assert_eq!(s.family.counts().calls, 1);
 }
 
 #[tokio::test]
 async fn a_refused_refresh_token_moves_the_connection_to_needs_reauth_once() {
     let s = setup(false).await;
     // The provider no longer knows the family.
-    s.family.lock().unwrap().current = "rt-unknown".into();
+    s.family.forget();
     let env = Environment::new(&s);
     let err = env.access_token(&s.t, &s.connection).await.unwrap_err();
     assert!(
@@ -346,7 +273,7 @@ async fn a_refused_refresh_token_moves_the_connection_to_needs_reauth_once() {
         env.access_token(&s.t, &s.connection).await,
         Err(RefreshError::NeedsReauth(_))
     ));
-    assert_eq!(s.family.lock().unwrap().calls, 1);
+    assert_eq!(s.family.counts().calls, 1);
 }
 
 #[tokio::test]
@@ -366,7 +293,7 @@ async fn a_provider_outage_gives_the_lease_back_and_changes_nothing() {
     assert_eq!(c.status, ConnectionStatus::Active);
     assert_eq!(stored_refresh_token(&s).await, "rt-0");
     // The lease was given back: the next attempt asks again at once.
-    let before = s.family.lock().unwrap().calls;
+    let before = s.family.counts().calls;
     let _ = env.access_token(&s.t, &s.connection).await;
-    assert!(s.family.lock().unwrap().calls > before);
+    assert!(s.family.counts().calls > before);
 }

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tributary_core::connection::{
-    CREDENTIALS_PURPOSE, Connection, ConnectionEventType, ConnectionStatus,
-};
+use tributary_core::connection::{CREDENTIALS_PURPOSE, Connection, ConnectionEventType};
 use tributary_core::ids::{ConnectionId, IntegrationId, TenantId};
 use tributary_core::pagination::PageRequest;
 use tributary_core::ports::{ConnectionStore as _, QueueDepth};
 use tributary_core::vault::Owner;
+use tributary_testing::fixtures::oauth_connection;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -60,25 +59,8 @@ async fn setup(status: u16) -> (TestApi, MemStore, TenantId, ConnectionId, MockS
         .unwrap()
         .encode();
     store.put_connection(&Connection {
-        id: id.clone(),
-        tenant_id: t.clone(),
-        integration_id: integration,
-        provider: "pipedrive".into(),
-        auth_mode: "oauth2_authorization_code".into(),
-        end_user_id: "u".into(),
         config: BTreeMap::from([("api_domain".to_owned(), server.uri())]),
-        credentials: sealed,
-        tags: BTreeMap::new(),
-        metadata: json!({}),
-        status: ConnectionStatus::Active,
-        status_reason: None,
-        status_changed_at_ms: 1,
-        last_verified_at_ms: None,
-        token_expires_at_ms: None,
-        tokens_obtained_at_ms: Some(1),
-        created_at_ms: 1,
-        updated_at_ms: 1,
-        version: 1,
+        ..oauth_connection(&t, &integration, &id, "pipedrive", sealed)
     });
     (d, store, t, id, server)
 }
