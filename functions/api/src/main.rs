@@ -5,6 +5,7 @@ mod config;
 mod connect_page;
 mod dto;
 mod idempotency;
+mod lambda;
 // The document is generated in test builds only (`router::Api`); the release binary serves the
 // checked-in one.
 #[cfg_attr(not(test), allow(dead_code))]
@@ -36,8 +37,9 @@ use crate::state::Deps;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tributary_aws::logging::init();
-    let config = Config::from_env(&Env::from_process())?;
-    let clients = Clients::from_env().await;
+    let env = Env::from_process();
+    let config = Config::from_env(&env)?;
+    let clients = Clients::from_env(&env)?;
     let clock = Arc::new(SystemClock);
     let deps = Deps {
         store: clients.table(&config.control_table),
@@ -54,5 +56,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         clock,
         config,
     };
-    lambda_http::run(router::app(deps)).await
+    lambda::run(router::app(deps)).await
 }

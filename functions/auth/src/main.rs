@@ -19,8 +19,9 @@ use tributary_http::HttpClient;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tributary_aws::logging::init();
-    let config = Config::from_env(&Env::from_process())?;
-    let clients = Clients::from_env().await;
+    let env = Env::from_process();
+    let config = Config::from_env(&env)?;
+    let clients = Clients::from_env(&env)?;
     let http = HttpClient::new(http_config(config.egress.clone()))?;
     let deps = Deps {
         secrets: clients.secrets(config.secret_cache_ttl),

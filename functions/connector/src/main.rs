@@ -19,8 +19,9 @@ use crate::handler::{Deps, Refreshing, handle};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tributary_aws::logging::init();
-    let config = Config::from_env(&Env::from_process())?;
-    let clients = Clients::from_env().await;
+    let env = Env::from_process();
+    let config = Config::from_env(&env)?;
+    let clients = Clients::from_env(&env)?;
     let control = clients.table(&config.control_table);
     let clock = Arc::new(SystemClock);
     let deps = Deps {

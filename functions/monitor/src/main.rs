@@ -16,8 +16,9 @@ use crate::handler::{Deps, handle};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tributary_aws::logging::init();
-    let config = Config::from_env(&Env::from_process())?;
-    let clients = Clients::from_env().await;
+    let env = Env::from_process();
+    let config = Config::from_env(&env)?;
+    let clients = Clients::from_env(&env)?;
     let deps = Deps {
         queue: clients.queue(&config.jobs_queue_url),
         schedule: clients.table(&config.control_table),

@@ -290,8 +290,8 @@ mod tests {
             std::mem::take(&mut *self.calls.lock().unwrap())
         }
 
-        fn sdk(&self) -> aws_config::SdkConfig {
-            aws_config::SdkConfig::builder()
+        fn sdk(&self) -> aws_types::SdkConfig {
+            aws_types::SdkConfig::builder()
                 .http_client(crate::sdk::https_client())
                 .endpoint_url(&self.url)
                 .region(Region::new("us-east-1"))

@@ -1,5 +1,5 @@
 //! AWS adapters for the Tributary ports: DynamoDB for state, SQS for coordination, Secrets Manager for
-//! platform secrets. Clients are built once per execution environment from [`sdk::load`], which honours
+//! platform secrets. Clients are built once per execution environment from [`sdk::config`], which honours
 //! `AWS_ENDPOINT_URL`, so the same code runs against AWS and the local emulator.
 
 pub mod backoff;

@@ -1,6 +1,6 @@
-//! The shared AWS SDK configuration: built once at cold start, with bounded timeouts and the SDK's
-//! standard retry mode. `AWS_ENDPOINT_URL` (and the per-service variants) is honoured by `aws-config`
-//! itself, which is how the local stack points every client at moto.
+//! The shared AWS SDK configuration: built once at cold start from the variables Lambda sets, with
+//! bounded timeouts and the SDK's standard retry mode. `AWS_ENDPOINT_URL` points every client at
+//! another endpoint, which is how the local stack reaches moto.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
@@ -8,28 +8,51 @@ use std::sync::{Arc, OnceLock};
 use crate::lazy::Lazy;
 use std::time::Duration;
 
-use aws_config::environment::EnvironmentVariableCredentialsProvider;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_types::SdkConfig;
+use tributary_core::config::{ConfigError, Env};
 
-/// Loads the SDK configuration from the environment (region, credentials, endpoint).
+/// The SDK configuration of a function, from its environment.
 ///
-/// Where the environment holds credentials (Lambda always sets them) they are used directly: that
-/// is the first provider of the SDK's default chain, and building the rest of the chain (web
-/// identity with its STS client, profiles, SSO, ECS, IMDS) would cost the cold start for nothing.
-/// Elsewhere the default chain applies.
-pub async fn load() -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
-        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
-    }
-    loader
+/// Lambda gives every function its execution role's credentials and its region as environment
+/// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`),
+/// fixed for the life of the execution environment; the first provider of the SDK's default chain
+/// reads exactly these. The chain's other providers (web identity with its STS client, profiles,
+/// SSO, ECS, IMDS) never answer in Lambda, and `aws-config`, which builds them, was a twelfth of a
+/// function's binary: it is not linked. A missing variable fails the cold start and names it.
+pub fn config(env: &Env) -> Result<SdkConfig, ConfigError> {
+    let region = env
+        .optional("AWS_REGION")
+        .or_else(|| env.optional("AWS_DEFAULT_REGION"))
+        .ok_or(ConfigError::Missing {
+            name: "AWS_REGION",
+            purpose: "the AWS region of the function's table, queue and secrets",
+        })?;
+    let credentials = Credentials::new(
+        env.required(
+            "AWS_ACCESS_KEY_ID",
+            "the function's AWS credentials, which Lambda sets",
+        )?,
+        env.required(
+            "AWS_SECRET_ACCESS_KEY",
+            "the function's AWS credentials, which Lambda sets",
+        )?,
+        env.optional("AWS_SESSION_TOKEN"),
+        None,
+        "Environment",
+    );
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -37,9 +60,11 @@ pub async fn load() -> SdkConfig {
                 .operation_timeout(Duration::from_secs(25))
                 .build(),
         )
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
+        .retry_config(RetryConfig::standard().with_max_attempts(3));
+    if let Some(endpoint) = env.optional("AWS_ENDPOINT_URL") {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Ok(builder.build())
 }
 
 /// The SDK's HTTPS client: hyper 1 and rustls on ring, trusting the Mozilla roots compiled
@@ -127,9 +152,9 @@ impl Clients {
         }
     }
 
-    /// Loads the configuration from the environment.
-    pub async fn from_env() -> Self {
-        Self::new(&load().await)
+    /// Clients configured from the environment ([`config`]).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self::new(&config(env)?))
     }
 
     /// DynamoDB.
@@ -221,6 +246,90 @@ mod tests {
             Some("3")
         );
         server.await.unwrap();
+    }
+
+    fn lambda_env(endpoint: &str) -> Env {
+        Env::from_pairs([
+            ("AWS_REGION", "eu-west-3"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIALAMBDAROLE"),
+            ("AWS_SECRET_ACCESS_KEY", "role-secret"),
+            ("AWS_SESSION_TOKEN", "role-session-token"),
+            ("AWS_ENDPOINT_URL", endpoint),
+        ])
+    }
+
+    /// What Lambda sets is the whole configuration: region (`AWS_REGION` before
+    /// `AWS_DEFAULT_REGION`), the role's session credentials and the endpoint override; a request
+    /// built from it is signed with them and goes to that endpoint.
+    #[tokio::test]
+    async fn the_configuration_is_what_lambda_sets_and_requests_are_signed_with_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 16 * 1024];
+            let n = socket.read(&mut request).await.unwrap();
+            let body = r#"{"Attributes":{}}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..n]).to_lowercase()
+        });
+
+        let config = config(&lambda_env(&endpoint)).unwrap();
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-3"));
+        assert_eq!(config.endpoint_url(), Some(endpoint.as_str()));
+        aws_sdk_sqs::Client::new(&config)
+            .get_queue_attributes()
+            .queue_url(format!("{endpoint}/123456789012/jobs"))
+            .send()
+            .await
+            .unwrap();
+        let request = server.await.unwrap();
+        assert!(
+            request.contains("credential=asialambdarole/")
+                && request.contains("/eu-west-3/sqs/aws4_request"),
+            "not signed with the role's key for the region: {request}"
+        );
+        assert!(
+            request.contains("x-amz-security-token: role-session-token"),
+            "no session token: {request}"
+        );
+    }
+
+    #[test]
+    fn a_missing_region_or_credential_fails_the_cold_start_naming_the_variable() {
+        let without = |name: &str| {
+            let pairs = [
+                ("AWS_REGION", "eu-west-3"),
+                ("AWS_ACCESS_KEY_ID", "ASIALAMBDAROLE"),
+                ("AWS_SECRET_ACCESS_KEY", "role-secret"),
+            ];
+            config(&Env::from_pairs(
+                pairs.into_iter().filter(|(n, _)| *n != name),
+            ))
+            .err()
+        };
+        for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            assert!(
+                matches!(without(name), Some(ConfigError::Missing { name: n, .. }) if n == name),
+                "{name}: {:?}",
+                without(name)
+            );
+        }
+        // `AWS_DEFAULT_REGION` stands in for `AWS_REGION`; no session token and no endpoint are
+        // allowed (long-term keys, the real endpoints).
+        let config = config(&Env::from_pairs([
+            ("AWS_DEFAULT_REGION", "ap-south-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIALONGTERM"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]))
+        .unwrap();
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("ap-south-1"));
+        assert_eq!(config.endpoint_url(), None);
     }
 
     /// The bundle holds every compiled-in root, each decoding to the same certificate.
