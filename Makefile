@@ -105,8 +105,15 @@ fuzz-api: tools build
 	bash infra/local/fuzz-api.sh
 
 # The Redoc bundle /docs serves, from the exact npm release infra/local/docs pins.
-docs-vendor:
-	bash infra/local/vendor-docs.sh
+docs-vendor: $(TOOLS)/zopfli/.installed
+	ZOPFLI="$(TOOLS)/zopfli/bin/zopfli" bash infra/local/vendor-docs.sh
+
+# The gzip encoder of the vendored bundle (docs-vendor only: CI checks the bundle by decompressing).
+$(TOOLS)/zopfli/.installed: infra/local/tools/zopfli.version
+	@echo "installing zopfli from $<"
+	rm -rf "$(TOOLS)/zopfli"
+	$(CARGO) install --locked --version "$$(tr -d '[:space:]' < "$<")" --root "$(TOOLS)/zopfli" zopfli
+	touch "$@"
 
 # The API reference page in headless Chromium, served by the local stack (after checking that the
 # vendored bundle is the pinned one).

@@ -6,6 +6,9 @@
 //! - Level: `AWS_LAMBDA_LOG_LEVEL` (the template's `LoggingConfig`) when set, else `RUST_LOG`, else
 //!   `INFO`. `RUST_LOG` takes a level (`debug`) or targets with levels
 //!   (`info,tributary_aws=debug`); an unreadable value means `INFO`.
+//!   Release builds carry no `debug!` or `trace!` events (the `release_max_level_info` features of
+//!   `tracing` and `log`): the deployed functions log at `INFO` and above, builds for tests and
+//!   `make dev` at every level.
 //! - Format: JSON when `AWS_LAMBDA_LOG_FORMAT` is `JSON`, else text; no timestamps (CloudWatch adds
 //!   them) and no targets.
 

@@ -252,7 +252,7 @@ impl HttpClient {
             if wait > self.cfg.max_inline_wait {
                 return Err(err);
             }
-            tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+            tracing::info!(attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
         }

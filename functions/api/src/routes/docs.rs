@@ -24,7 +24,7 @@ const DOCS_HTML: &str = include_str!("../../assets/docs.html");
 /// Where the page loads Redoc from: versioned, so that it can be cached for good.
 pub const REDOC_JS: &str = "/docs/redoc-2.5.4.standalone.js";
 
-/// `redoc/bundles/redoc.standalone.js` of that release, `gzip -9n`.
+/// `redoc/bundles/redoc.standalone.js` of that release, gzip-encoded by zopfli (`make docs-vendor`).
 const REDOC_JS_GZ: &[u8] = include_bytes!("../../assets/redoc.standalone.js.gz");
 
 /// The page may run its own inline script (by hash) and what this origin serves, and reach nothing
@@ -143,7 +143,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
     gzip.or(any).unwrap_or(false)
 }
 
-/// The bundle as it was before `gzip -9n`; flate2 checks the member's CRC-32 and length.
+/// The bundle as it was before compression; flate2 checks the member's CRC-32 and length.
 fn gunzip(gz: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut out = Vec::with_capacity(gz.len() * 4);
