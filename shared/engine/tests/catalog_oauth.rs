@@ -257,11 +257,29 @@ async fn every_oauth_provider_connects_and_refreshes_against_its_token_endpoint(
                     assert_eq!(sent["refresh_token"], "rt-1", "{spec_id}");
                 }
                 record.lock().unwrap().push(sent);
-                ResponseTemplate::new(200).set_body_json(if first {
-                    &answers.0
+                let answer = if first { &answers.0 } else { &answers.1 };
+                // GitHub (and RFC 6749 servers of its age) answers form-encoded unless asked for
+                // JSON: https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps
+                // ("By default, the response takes the following form … Accept: application/json").
+                let wants_json = req
+                    .headers
+                    .get("accept")
+                    .is_some_and(|v| v.as_bytes() == b"application/json");
+                if wants_json {
+                    ResponseTemplate::new(200).set_body_json(answer)
                 } else {
-                    &answers.1
-                })
+                    let form: String = url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(
+                            answer
+                                .as_object()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))),
+                        )
+                        .finish();
+                    ResponseTemplate::new(200)
+                        .set_body_raw(form, "application/x-www-form-urlencoded")
+                }
             })
             .mount(&server)
             .await;
