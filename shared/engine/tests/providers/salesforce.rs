@@ -1,5 +1,6 @@
 //! Salesforce REST: instance URL from the connection, SOQL `query` paged by the relative
-//! `nextRecordsUrl`, `403 REQUEST_LIMIT_EXCEEDED` as a rate limit, sObject create.
+//! `nextRecordsUrl`, `403 REQUEST_LIMIT_EXCEEDED` as a rate limit, sObject create, verification
+//! with the version's resource list.
 
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -119,4 +120,39 @@ async fn salesforce_create_contact_posts_sobject_fields_and_returns_id() {
         .unwrap();
 
     assert_eq!(out, "003RO0000009xyzAAA");
+}
+
+/// Verification reads `GET /services/data/v61.0/`, which every user with API access may (not
+/// `/limits`, which needs "View Setup and Configuration"); an invalid session is refused.
+#[tokio::test]
+async fn salesforce_verifies_with_the_version_resource_list() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/")))
+        .and(header("authorization", "Bearer 00Dxx0000001gPL!AR8AQJXg"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "sobjects": format!("{API}/sobjects"),
+            "query": format!("{API}/query"),
+            "limits": format!("{API}/limits")
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let spec = spec("salesforce");
+    let connection = mocked(&server, API, &instance(), TOKEN);
+    engine().verify(&spec, &connection).await.unwrap();
+
+    let refused = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/")))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!([
+            {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+        ])))
+        .mount(&refused)
+        .await;
+    let err = engine()
+        .verify(&spec, &mocked(&refused, API, &instance(), TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), tributary_engine::ErrorClass::Auth, "{err}");
 }
