@@ -1,10 +1,11 @@
-//! Pipedrive: `api_token` query parameter, `start`/`limit` paging while
-//! `additional_data.pagination.more_items_in_collection`, 429 with `x-ratelimit-reset`.
+//! Pipedrive API v2: the API token in the `x-api-token` header (never the query), `cursor`/`limit`
+//! paging by `additional_data.next_cursor`, 429 with `x-ratelimit-reset`, v2 person creation, and
+//! verification on the v1 Users API (which has no v2).
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wiremock::matchers::{body_json, method, path, query_param};
+use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{engine, mocked, read_all, spec};
@@ -18,24 +19,25 @@ fn creds() -> [(&'static str, &'static str); 1] {
 const DOMAIN: &[(&str, &str)] = &[("api_domain", "https://acme.pipedrive.com")];
 
 #[tokio::test]
-async fn pipedrive_persons_page_by_start_while_more_items_in_collection() {
+async fn pipedrive_persons_page_by_v2_cursor_with_the_token_in_a_header() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/api/v1/persons"))
-        .and(query_param("api_token", TOKEN))
-        .and(query_param("start", "0"))
+        .and(path("/api/v2/persons"))
+        .and(header("x-api-token", TOKEN))
+        .and(query_param_is_missing("api_token"))
+        .and(query_param_is_missing("cursor"))
         .and(query_param("limit", "500"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "success": true,
             "data": [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}],
-            "additional_data": {"pagination": {"start": 0, "limit": 500, "more_items_in_collection": true, "next_start": 2}}
+            "additional_data": {"next_cursor": "eyJmaWVsZCI6ImlkIiwiaWQiOjJ9"}
         })))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path("/api/v1/persons"))
-        .and(query_param("start", "2"))
+        .and(path("/api/v2/persons"))
+        .and(query_param("cursor", "eyJmaWVsZCI6ImlkIiwiaWQiOjJ9"))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("x-ratelimit-limit", "80")
@@ -47,14 +49,15 @@ async fn pipedrive_persons_page_by_start_while_more_items_in_collection() {
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path("/api/v1/persons"))
-        .and(query_param("api_token", TOKEN))
-        .and(query_param("start", "2"))
+        .and(path("/api/v2/persons"))
+        .and(header("x-api-token", TOKEN))
+        .and(query_param_is_missing("api_token"))
+        .and(query_param("cursor", "eyJmaWVsZCI6ImlkIiwiaWQiOjJ9"))
         .and(query_param("limit", "500"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "success": true,
             "data": [{"id": 3, "name": "Barbara"}],
-            "additional_data": {"pagination": {"start": 2, "limit": 500, "more_items_in_collection": false}}
+            "additional_data": {"next_cursor": null}
         })))
         .expect(1)
         .mount(&server)
@@ -65,7 +68,7 @@ async fn pipedrive_persons_page_by_start_while_more_items_in_collection() {
         &engine(),
         &spec("pipedrive"),
         "persons",
-        &mocked(&server, "/api/v1", DOMAIN, &creds()),
+        &mocked(&server, "/api", DOMAIN, &creds()),
     )
     .await
     .unwrap();
@@ -79,17 +82,58 @@ async fn pipedrive_persons_page_by_start_while_more_items_in_collection() {
     );
 }
 
+/// Deals and organizations are read from v2 too; deals without a status filter (v2 lists every
+/// deal that is not deleted), and a last page without `next_cursor` ends the read.
 #[tokio::test]
-async fn pipedrive_create_person_posts_json_with_token_in_query() {
+async fn pipedrive_deals_and_organizations_are_read_from_v2() {
+    let server = MockServer::start().await;
+    for (stream, record) in [
+        (
+            "deals",
+            json!({"id": 7, "title": "Renewal", "status": "won"}),
+        ),
+        ("organizations", json!({"id": 9, "name": "Acme"})),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/api/v2/{stream}")))
+            .and(header("x-api-token", TOKEN))
+            .and(query_param_is_missing("status"))
+            .and(query_param("limit", "500"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "success": true,
+                "data": [record],
+                "additional_data": {}
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    for (stream, id) in [("deals", "7"), ("organizations", "9")] {
+        let got = read_all(
+            &engine(),
+            &spec("pipedrive"),
+            stream,
+            &mocked(&server, "/api", DOMAIN, &creds()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.ids("id"), [id], "{stream}");
+        assert_eq!(got.pages, 1, "{stream}");
+    }
+}
+
+#[tokio::test]
+async fn pipedrive_create_person_posts_the_v2_body_with_the_token_in_a_header() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path("/api/v1/persons"))
-        .and(query_param("api_token", TOKEN))
+        .and(path("/api/v2/persons"))
+        .and(header("x-api-token", TOKEN))
+        .and(query_param_is_missing("api_token"))
         .and(body_json(json!({
             "name": "Ada Lovelace",
-            "email": [{"value": "ada@example.com", "primary": true, "label": "work"}]
+            "emails": [{"value": "ada@example.com", "primary": true, "label": "work"}]
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "success": true, "data": {"id": 42, "name": "Ada Lovelace"}
         })))
         .expect(1)
@@ -100,11 +144,51 @@ async fn pipedrive_create_person_posts_json_with_token_in_query() {
         .action(
             &spec("pipedrive"),
             "create_person",
-            &mocked(&server, "/api/v1", DOMAIN, &creds()),
-            &json!({"name": "Ada Lovelace", "email": [{"value": "ada@example.com", "primary": true, "label": "work"}]}),
+            &mocked(&server, "/api", DOMAIN, &creds()),
+            &json!({"name": "Ada Lovelace", "emails": [{"value": "ada@example.com", "primary": true, "label": "work"}]}),
         )
         .await
         .unwrap();
 
     assert_eq!(out["id"], 42);
+}
+
+/// v2 refuses v1's shapes: a plain string where a list of labelled values is due is refused by the
+/// input schema before any request.
+#[tokio::test]
+async fn pipedrive_create_person_refuses_v1_shaped_input() {
+    let server = MockServer::start().await;
+    let err = engine()
+        .action(
+            &spec("pipedrive"),
+            "create_person",
+            &mocked(&server, "/api", DOMAIN, &creds()),
+            &json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("email"), "{err}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn pipedrive_verifies_on_the_v1_users_api_with_the_token_in_a_header() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/users/me"))
+        .and(header("x-api-token", TOKEN))
+        .and(query_param_is_missing("api_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "success": true, "data": {"id": 1, "name": "Ada"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    engine()
+        .verify(
+            &spec("pipedrive"),
+            &mocked(&server, "/api", DOMAIN, &creds()),
+        )
+        .await
+        .unwrap();
 }
