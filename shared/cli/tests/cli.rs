@@ -155,8 +155,75 @@ async fn read_streams_all_pages_as_json_lines_with_env_credentials() {
         !stderr.contains("sk_test_abc"),
         "credential printed: {stderr}"
     );
+    // Stripe's customers are read whole (a full refresh has no checkpoint to save).
+    assert!(!state.exists(), "a full refresh wrote a state file");
+}
+
+/// An incremental stream (GitHub issues, on `updated_at` with `since`) starts from the state file's
+/// cursor and saves the newest cursor it read after a complete pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_of_an_incremental_stream_resumes_from_and_saves_its_state() {
+    let server = MockServer::start().await;
+    Mock::given(path("/issues"))
+        .and(header("authorization", "Bearer ghp_test"))
+        .and(query_param("since", "2026-01-01T00:00:00Z"))
+        .and(query_param_is_missing("page"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "link",
+                    format!(
+                        "<{}/issues?since=2026-01-01T00%3A00%3A00Z&page=2>; rel=\"next\"",
+                        server.uri()
+                    )
+                    .as_str(),
+                )
+                .set_body_json(json!([
+                    {"id": 1, "updated_at": "2026-01-02T00:00:00Z"},
+                    {"id": 2, "updated_at": "2026-01-05T00:00:00Z"}
+                ])),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/issues"))
+        .and(query_param("page", "2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{"id": 3, "updated_at": "2026-01-03T00:00:00Z"}])),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let state = tempfile::tempdir().unwrap().keep().join("state.json");
+    // One minute before the saved cursor: the spec's look-back.
+    std::fs::write(&state, r#"{"cursor": "2026-01-01T00:01:00Z"}"#).unwrap();
+
+    let out = run(
+        vec![
+            "read".into(),
+            "--provider".into(),
+            "github".into(),
+            "--auth-mode".into(),
+            "api_key".into(),
+            "--stream".into(),
+            "issues".into(),
+            "--base-url".into(),
+            server.uri(),
+            "--allow-egress".into(),
+            "127.0.0.1".into(),
+            "--state".into(),
+            state.display().to_string(),
+        ],
+        vec![("TRIBUTARY_CREDENTIAL_TOKEN", "ghp_test")],
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    assert_eq!(saved, json!({"cursor": "30"}));
+    assert_eq!(saved["cursor"], "2026-01-05T00:00:00Z", "{saved}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -158,9 +158,10 @@ mod tests {
 
     #[test]
     fn unknown_key_reports_file_line_and_column() {
-        let text = include_str!("../../catalog/stripe.yaml").replace(
-            "    records: data\n    primary_key: [id]\n    sync",
-            "    records: data\n    primary_kee: [id]\n    sync",
+        let text = include_str!("../../catalog/stripe.yaml").replacen(
+            "    records: data\n    primary_key: [id]\n",
+            "    records: data\n    primary_kee: [id]\n",
+            1,
         );
         let err = load(&text, "stripe.yaml").unwrap_err().to_string();
         assert!(err.starts_with("stripe.yaml:"), "{err}");

@@ -17,4 +17,5 @@ mod pipedrive;
 mod salesforce;
 mod shopify;
 mod slack;
+mod stripe;
 mod zendesk;

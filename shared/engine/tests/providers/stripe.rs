@@ -1,0 +1,233 @@
+//! Stripe: the secret key as a Bearer token and the pinned `Stripe-Version` on every request,
+//! `starting_after`/`limit` paging while `has_more`, customers read whole (no `created` filter),
+//! form-encoded actions with `a[b]` nesting, verification on `/balance`, and the webhook
+//! signature as `stripe.yaml` configures it.
+
+use secrecy::SecretString;
+use serde_json::json;
+use time::OffsetDateTime;
+use tributary_engine::webhook;
+use wiremock::matchers::{body_string, header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{engine, headers, hmac_hex, mocked, read_all, spec};
+
+const KEY: &str = "sk_test_4eC39HqLyjWDarjtT1zdp7dc";
+
+fn creds() -> [(&'static str, &'static str); 1] {
+    [("api_key", KEY)]
+}
+
+fn pinned_version() -> String {
+    spec("stripe").headers["Stripe-Version"].clone()
+}
+
+#[tokio::test]
+async fn stripe_customers_page_by_starting_after_and_are_read_whole() {
+    let server = MockServer::start().await;
+    let version = pinned_version();
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(header("stripe-version", version.as_str()))
+        .and(query_param("limit", "100"))
+        .and(query_param_is_missing("starting_after"))
+        .and(query_param_is_missing("created[gte]"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list",
+            "url": "/v1/customers",
+            "has_more": true,
+            "data": [
+                {"id": "cus_3", "object": "customer", "created": 1_700_000_300, "email": "c@example.com"},
+                {"id": "cus_2", "object": "customer", "created": 1_700_000_200, "email": "b@example.com"}
+            ]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .and(header("stripe-version", version.as_str()))
+        .and(query_param("limit", "100"))
+        .and(query_param("starting_after", "cus_2"))
+        .and(query_param_is_missing("created[gte]"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list",
+            "url": "/v1/customers",
+            "has_more": false,
+            "data": [{"id": "cus_1", "object": "customer", "created": 1_700_000_100}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let spec = spec("stripe");
+    let customers = spec.streams.iter().find(|s| s.name == "customers").unwrap();
+    assert!(
+        customers.incremental.is_none(),
+        "an incremental read on `created` would never see an updated customer"
+    );
+    let got = read_all(
+        &engine(),
+        &spec,
+        "customers",
+        &mocked(&server, "/v1", &[], &creds()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.ids("id"), ["cus_3", "cus_2", "cus_1"]);
+    assert_eq!(got.pages, 2);
+}
+
+#[tokio::test]
+async fn stripe_charges_and_invoices_page_the_same_way() {
+    let server = MockServer::start().await;
+    for (stream, id) in [("charges", "ch_1"), ("invoices", "in_1")] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/{stream}")))
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .and(header("stripe-version", pinned_version().as_str()))
+            .and(query_param("limit", "100"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "object": "list", "has_more": false, "data": [{"id": id}]
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    for (stream, id) in [("charges", "ch_1"), ("invoices", "in_1")] {
+        let got = read_all(
+            &engine(),
+            &spec("stripe"),
+            stream,
+            &mocked(&server, "/v1", &[], &creds()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.ids("id"), [id], "{stream}");
+    }
+}
+
+#[tokio::test]
+async fn stripe_create_customer_posts_a_form_with_nested_metadata() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(header("stripe-version", pinned_version().as_str()))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string(
+            "email=ada%40example.com&metadata%5Bplan%5D=pro&name=Ada+Lovelace",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "cus_NffrFeUfNV2Hib", "object": "customer", "email": "ada@example.com"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = engine()
+        .action(
+            &spec("stripe"),
+            "create_customer",
+            &mocked(&server, "/v1", &[], &creds()),
+            &json!({"email": "ada@example.com", "name": "Ada Lovelace", "metadata": {"plan": "pro"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["id"], "cus_NffrFeUfNV2Hib");
+}
+
+#[tokio::test]
+async fn stripe_create_refund_posts_the_charge_and_amount() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string("amount=500&charge=ch_3MmlLrLkdIwHu7ix0snN0B15"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "re_1Nispe2eZvKYlo2Cd31jOCgZ", "object": "refund", "amount": 500, "status": "succeeded"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = engine()
+        .action(
+            &spec("stripe"),
+            "create_refund",
+            &mocked(&server, "/v1", &[], &creds()),
+            &json!({"charge": "ch_3MmlLrLkdIwHu7ix0snN0B15", "amount": 500}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["status"], "succeeded");
+
+    // The input schema refuses what is not a charge before any request.
+    let err = engine()
+        .action(
+            &spec("stripe"),
+            "create_refund",
+            &mocked(&server, "/v1", &[], &creds()),
+            &json!({"charge": "pi_123"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("charge"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn stripe_verifies_on_the_balance() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "balance", "available": [], "pending": []
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    engine()
+        .verify(&spec("stripe"), &mocked(&server, "/v1", &[], &creds()))
+        .await
+        .unwrap();
+}
+
+/// The signature Stripe sends (`t=<unix>,v1=<hex HMAC of "{t}.{body}">`) verifies with the
+/// configuration in `stripe.yaml`; the event id, type and connected account come from the body.
+#[test]
+fn stripe_webhook_verifies_as_the_catalog_configures_it() {
+    let spec = spec("stripe");
+    let hooks = spec.webhooks.as_ref().expect("stripe has webhooks");
+    let body = br#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"customer.updated","account":"acct_1032D82eZvKYlo2C","data":{"object":{"id":"cus_1"}}}"#;
+    let now = OffsetDateTime::now_utc();
+    let t = now.unix_timestamp().to_string();
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    let header_value = format!("t={t},v1={}", hmac_hex("whsec_test", &signed));
+    let secret = SecretString::from("whsec_test".to_owned());
+
+    let got = webhook::verify(
+        hooks,
+        &secret,
+        &headers(&[("Stripe-Signature", header_value.as_str())]),
+        body,
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        got.event_id.as_deref(),
+        Some("evt_1NG8Du2eZvKYlo2CUI79vXWy")
+    );
+    assert_eq!(got.event_type.as_deref(), Some("customer.updated"));
+    assert_eq!(got.connection_key.as_deref(), Some("acct_1032D82eZvKYlo2C"));
+
+    // Another secret, or a timestamp outside the tolerance, does not verify.
+    let other = SecretString::from("whsec_other".to_owned());
+    let sig = headers(&[("Stripe-Signature", header_value.as_str())]);
+    assert!(webhook::verify(hooks, &other, &sig, body, now).is_err());
+    let later = now + time::Duration::seconds(hooks.tolerance_seconds as i64 + 60);
+    assert!(webhook::verify(hooks, &secret, &sig, body, later).is_err());
+}
