@@ -241,6 +241,7 @@ pub fn read_declarative<'a>(
                             _ => Next::Done,
                         }
                     }
+                    Pagination::NextUrl(n) if stop_matches(&meta, &n.stop_when) => Next::Done,
                     Pagination::NextUrl(n) => {
                         let raw = match &n.source {
                             NextUrlSource::LinkHeader => resp

@@ -93,7 +93,9 @@ pub enum NextUrlSource {
 }
 
 /// Next URL pagination. The next URL already carries the query, so the stream's own query
-/// parameters are sent on the first request only. Stops when there is no next URL.
+/// parameters are sent on the first request only. Stops when there is no next URL, or when
+/// `stop_when` matches although there is one (Zendesk's incremental export sends an `after_url`
+/// with `end_of_stream: true`; following it costs a request of a tight rate limit for nothing).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NextUrlPagination {
@@ -102,6 +104,9 @@ pub struct NextUrlPagination {
     /// Page size parameter (first request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<PageSize>,
+    /// Explicit last-page condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_when: Option<StopWhen>,
 }
 
 /// Offset and limit. Stops on a short page, when `offset + limit >= total`,

@@ -286,6 +286,9 @@ impl Validator<'_> {
                 if let NextUrlSource::Body { path: p } = &n.source {
                     sel(self, "source", p);
                 }
+                if let Some(s) = &n.stop_when {
+                    sel(self, "stop_when", &s.path);
+                }
             }
             Pagination::Offset(o) => {
                 if o.page_size.value == 0 {

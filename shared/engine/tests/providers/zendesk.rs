@@ -1,5 +1,6 @@
 //! Zendesk: subdomain base URL, Basic `{email}/token`, cursor pagination with `page[size]`,
-//! `page[after]` and `meta.has_more`, the incremental export's `after_url`, 429 `Retry-After`.
+//! `page[after]` and `meta.has_more`, the incremental export's `after_url` until `end_of_stream`,
+//! 429 `Retry-After`.
 
 use std::time::{Duration, Instant};
 
@@ -93,20 +94,22 @@ async fn zendesk_tickets_follow_after_cursor_while_has_more() {
 }
 
 #[tokio::test]
-async fn zendesk_incremental_export_starts_at_saved_cursor_and_follows_after_url() {
+async fn zendesk_incremental_export_starts_at_saved_cursor_and_stops_at_end_of_stream() {
     let server = MockServer::start().await;
-    let after_url = format!(
-        "{}/api/v2/incremental/tickets/cursor.json?cursor=MTU3NjYxMzUzOS4wfHw0Njd8",
-        server.uri()
-    );
+    let after = |cursor: &str| {
+        format!(
+            "{}/api/v2/incremental/tickets/cursor.json?cursor={cursor}",
+            server.uri()
+        )
+    };
     Mock::given(method("GET"))
         .and(path("/api/v2/incremental/tickets/cursor.json"))
         .and(query_param("start_time", "1700000000"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "tickets": [{"id": 1, "generated_timestamp": 1700000100}, {"id": 2, "generated_timestamp": 1700000200}],
-            "after_url": after_url,
+            "after_url": after("MTU3NjYxMzUzOS4wfHw0Njd8"),
             "after_cursor": "MTU3NjYxMzUzOS4wfHw0Njd8",
-            "end_of_stream": true
+            "end_of_stream": false
         })))
         .expect(1)
         .mount(&server)
@@ -116,9 +119,22 @@ async fn zendesk_incremental_export_starts_at_saved_cursor_and_follows_after_url
         .and(query_param("cursor", "MTU3NjYxMzUzOS4wfHw0Njd8"))
         .and(query_param_is_missing("start_time"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "tickets": [], "after_url": null, "end_of_stream": true
+            "tickets": [{"id": 3, "generated_timestamp": 1700000150}],
+            "after_url": after("MTU3NjYxMzU0MC4wfHw0Njh8"),
+            "after_cursor": "MTU3NjYxMzU0MC4wfHw0Njh8",
+            "end_of_stream": true
         })))
         .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/incremental/tickets/cursor.json"))
+        .and(query_param("cursor", "MTU3NjYxMzU0MC4wfHw0Njh8"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "tickets": [], "after_url": null, "end_of_stream": true
+        })))
+        // `end_of_stream: true` ends the read: that page's `after_url` is not followed.
+        .expect(0)
         .mount(&server)
         .await;
 
@@ -151,7 +167,7 @@ async fn zendesk_incremental_export_starts_at_saved_cursor_and_follows_after_url
         checkpoint = page.checkpoint.or(checkpoint);
     }
 
-    assert_eq!(ids, [json!(1), json!(2)]);
+    assert_eq!(ids, [json!(1), json!(2), json!(3)]);
     assert_eq!(
         checkpoint.and_then(|c| c.cursor).as_deref(),
         Some("1700000200")
