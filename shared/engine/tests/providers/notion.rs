@@ -21,7 +21,7 @@ async fn notion_search_sends_start_cursor_in_body_until_has_more_is_false() {
     Mock::given(method("POST"))
         .and(path("/search"))
         .and(header("authorization", "Bearer secret_abc123"))
-        .and(header("notion-version", "2022-06-28"))
+        .and(header("notion-version", "2025-09-03"))
         .and(body_json(
             json!({"filter": filter, "sort": sort, "page_size": 100}),
         ))
@@ -126,9 +126,9 @@ async fn notion_create_page_posts_parent_and_properties() {
     let properties = json!({"Name": {"title": [{"text": {"content": "Tuscan kale"}}]}});
     Mock::given(method("POST"))
         .and(path("/pages"))
-        .and(header("notion-version", "2022-06-28"))
+        .and(header("notion-version", "2025-09-03"))
         .and(body_json(json!({
-            "parent": {"database_id": "d9824bdc84454327be8b5b47500af6ce"},
+            "parent": {"data_source_id": "d9824bdc84454327be8b5b47500af6ce"},
             "properties": properties
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -143,7 +143,7 @@ async fn notion_create_page_posts_parent_and_properties() {
             &spec("notion"),
             "create_page",
             &mocked(&server, "", &[], TOKEN),
-            &json!({"parent": {"database_id": "d9824bdc84454327be8b5b47500af6ce"}, "properties": properties}),
+            &json!({"parent": {"data_source_id": "d9824bdc84454327be8b5b47500af6ce"}, "properties": properties}),
         )
         .await
         .unwrap();
