@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use secrecy::SecretString;
-use tributary_engine::spec::{ProviderSpec, SpecErrors, load};
+use tributary_engine::spec::{ProviderSpec, SpecErrors, dates, load};
 use tributary_engine::{
     Connection, EgressPolicy, Engine, EngineError, HttpConfig, ReadOptions, StreamState, catalog,
 };
@@ -51,6 +51,10 @@ enum CatalogCommand {
     },
     /// One line per provider: id, auth modes, streams, actions.
     List,
+    /// Per provider of the embedded catalog: the day its spec was last checked against the
+    /// provider's documentation (`stale` after six months), the API versions it pins, and its
+    /// announced ends.
+    CheckDates,
 }
 
 #[derive(Args)]
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Catalog(CatalogCommand::Validate { path }) => validate(path.as_deref()),
             Command::Catalog(CatalogCommand::List) => list(),
+            Command::Catalog(CatalogCommand::CheckDates) => check_dates(),
             Command::Read(args) => read(args).await,
             Command::Action(args) => action(args).await,
         }
@@ -201,6 +206,17 @@ fn validate(path: Option<&Path>) -> Result<(), CliError> {
     for (name, text) in &files {
         match load(text, name) {
             Ok(spec) => {
+                for finding in dates::review(&spec, today()) {
+                    match finding.severity {
+                        dates::Severity::Warning => {
+                            eprintln!("{name}: warning: {}", finding.message)
+                        }
+                        dates::Severity::Error => {
+                            eprintln!("{name}: {}", finding.message);
+                            error_count += 1;
+                        }
+                    }
+                }
                 if let Some(prev) = ids.insert(spec.id.clone(), name.clone()) {
                     eprintln!(
                         "{name}: [{}] duplicate provider id (also in {prev})",
@@ -227,6 +243,49 @@ fn validate(path: Option<&Path>) -> Result<(), CliError> {
             files.len()
         )))
     }
+}
+
+/// Today (UTC), the day sunsets and checks are judged against.
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+fn check_dates() -> Result<(), CliError> {
+    let today = today();
+    let mut out = std::io::stdout().lock();
+    for s in catalog::load_all()? {
+        let checked = match (&s.checked, dates::is_stale(&s, today)) {
+            (Some(day), false) => day.clone(),
+            (Some(day), true) => format!("{day} (stale)"),
+            (None, _) => "never (stale)".to_owned(),
+        };
+        let pinned = dates::pinned_versions(&s);
+        let _ = writeln!(
+            out,
+            "{:<16} checked={checked:<20} pinned={}",
+            s.id,
+            if pinned.is_empty() {
+                "-".to_owned()
+            } else {
+                pinned.join("; ")
+            }
+        );
+        for d in &s.deprecations {
+            let _ = writeln!(
+                out,
+                "{:<16}   ends {}: {} -> {}",
+                "", d.sunset, d.endpoint, d.replacement
+            );
+        }
+        for finding in dates::review(&s, today) {
+            let level = match finding.severity {
+                dates::Severity::Warning => "warning",
+                dates::Severity::Error => "error",
+            };
+            let _ = writeln!(out, "{:<16}   {level}: {}", "", finding.message);
+        }
+    }
+    Ok(())
 }
 
 fn list() -> Result<(), CliError> {

@@ -60,6 +60,91 @@ fn catalog_validate_reports_file_and_line_and_fails() {
     assert!(stderr.contains("unknown field `sink`"), "{stderr}");
 }
 
+/// A spec with `deprecations`: an end within 90 days is a warning (the spec is still valid), an
+/// end that has passed is an error; a `checked` or `sunset` that is not a day is refused.
+#[test]
+fn catalog_validate_warns_before_a_sunset_and_fails_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    let with_end = |days: i64| {
+        let sunset = today + time::Duration::days(days);
+        include_str!("../../engine/catalog/stripe.yaml").replacen(
+            "\nauth:\n",
+            &format!(
+                "\ndeprecations:\n  - endpoint: GET /v1/charges\n    sunset: \"{sunset}\"\n    replacement: the Payment Intents API\nauth:\n"
+            ),
+            1,
+        )
+    };
+    let validate = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        tributary(&["catalog", "validate", file.to_str().unwrap()], &[])
+    };
+
+    let near = validate("near.yaml", &with_end(30));
+    let stderr = String::from_utf8_lossy(&near.stderr);
+    assert!(near.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: [stripe] GET /v1/charges ends on")
+            && stderr.contains("move to: the Payment Intents API"),
+        "{stderr}"
+    );
+
+    let far = validate("far.yaml", &with_end(400));
+    assert!(far.status.success());
+    assert!(!String::from_utf8_lossy(&far.stderr).contains("warning"));
+
+    let past = validate("past.yaml", &with_end(-1));
+    let stderr = String::from_utf8_lossy(&past.stderr);
+    assert!(!past.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[stripe] GET /v1/charges is past its sunset"),
+        "{stderr}"
+    );
+
+    let bad_day = validate(
+        "bad-day.yaml",
+        &include_str!("../../engine/catalog/stripe.yaml").replacen(
+            "checked: \"2026-12-02\"",
+            "checked: \"2 December 2026\"",
+            1,
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&bad_day.stderr);
+    assert!(!bad_day.status.success());
+    assert!(stderr.contains("is not a YYYY-MM-DD day"), "{stderr}");
+}
+
+/// One line per provider with its check day (`stale` when never checked or over six months ago),
+/// the versions it pins, and its announced ends.
+#[test]
+fn catalog_check_dates_lists_checks_pins_and_ends() {
+    let out = tributary(&["catalog", "check-dates"], &[]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no line for {id}: {stdout}"))
+            .to_owned()
+    };
+    let stripe = line("stripe");
+    assert!(
+        stripe.contains("checked=2026-12-02") && stripe.contains("Stripe-Version: "),
+        "{stripe}"
+    );
+    assert!(line("airtable").contains("checked=never (stale)"));
+    assert!(line("shopify").contains("base URL 2026-10"));
+    assert!(
+        stdout.contains("ends 2027-10-01: Admin API version 2026-10"),
+        "{stdout}"
+    );
+    let providers = stdout.lines().filter(|l| !l.starts_with(' ')).count();
+    assert_eq!(providers, tributary_engine::catalog::FILES.len());
+}
+
 #[test]
 fn catalog_validate_reports_undeclared_placeholder_with_line() {
     let dir = tempfile::tempdir().unwrap();

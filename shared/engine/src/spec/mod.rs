@@ -6,6 +6,7 @@
 //! reports them with the file and the line of the offending key.
 
 mod auth;
+pub mod dates;
 mod http;
 mod pagination;
 mod stream;
@@ -22,6 +23,7 @@ pub use auth::{
     OAuth2AuthorizationCode, OAuth2ClientCredentials, Pick, Revoke, RevokeClientAuth, RevokeStyle,
     RevokedToken, TokenAuthMethod, TokenEncoding, TokenResponseFields,
 };
+pub use dates::Deprecation;
 pub use http::{
     BodyMatch, ErrorClass, ErrorRule, HeaderMatch, Method, RateLimitHints, RequestTemplate,
     ResetFormat, VerifyRequest,
@@ -58,6 +60,13 @@ pub struct ProviderSpec {
     pub categories: Vec<String>,
     /// Link to the provider's API reference the spec was written from.
     pub docs_url: String,
+    /// The day the spec was last read against the provider's documentation (`YYYY-MM-DD`); the
+    /// header comment names the pages. See [`dates::is_stale`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<String>,
+    /// Ends the provider has announced for what the spec uses (see [`dates::review`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deprecations: Vec<Deprecation>,
     /// Connection configuration an end user supplies (e.g. a subdomain or an instance URL).
     #[serde(default)]
     pub connection_config: Vec<FieldSpec>,

@@ -357,6 +357,31 @@ impl Validator<'_> {
             );
         }
 
+        if let Some(day) = &spec.checked
+            && super::dates::parse_day(day).is_none()
+        {
+            self.err(
+                &[P::K("checked")],
+                format!("`{day}` is not a YYYY-MM-DD day"),
+            );
+        }
+        for (i, d) in spec.deprecations.iter().enumerate() {
+            if super::dates::parse_day(&d.sunset).is_none() {
+                self.err(
+                    &[P::K("deprecations"), P::I(i), P::K("sunset")],
+                    format!("`{}` is not a YYYY-MM-DD day", d.sunset),
+                );
+            }
+            for (name, value) in [("endpoint", &d.endpoint), ("replacement", &d.replacement)] {
+                if value.trim().is_empty() {
+                    self.err(
+                        &[P::K("deprecations"), P::I(i), P::K(name)],
+                        "must not be empty",
+                    );
+                }
+            }
+        }
+
         let mut config = BTreeSet::new();
         for (i, f) in spec.connection_config.iter().enumerate() {
             if !config.insert(f.name.clone()) {

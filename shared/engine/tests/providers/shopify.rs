@@ -16,7 +16,7 @@ use crate::support::{conn, engine, headers, hmac_base64, mocked, read_all, real_
 
 const TOKEN: &[(&str, &str)] = &[("admin_api_token", "shpat_0123456789abcdef")];
 const SHOP: &[(&str, &str)] = &[("shop", "acme-store")];
-const API: &str = "/admin/api/2024-10";
+const API: &str = "/admin/api/2026-10";
 
 #[test]
 fn shopify_base_url_uses_the_shop_subdomain() {
@@ -24,7 +24,7 @@ fn shopify_base_url_uses_the_shop_subdomain() {
 
     assert_eq!(
         real_base_url(&spec, &conn(SHOP, TOKEN)),
-        "https://acme-store.myshopify.com/admin/api/2024-10"
+        "https://acme-store.myshopify.com/admin/api/2026-10"
     );
     let evil = conn(&[("shop", "evil.com/x?")], TOKEN);
     assert!(tributary_engine::connection::Bound::new(&spec, &evil).is_err());
