@@ -1,5 +1,5 @@
 //! Asana: Bearer token, `limit` and `offset` from `next_page.offset`, 429 `Retry-After`,
-//! request bodies wrapped in `data`.
+//! request bodies wrapped in `data`, full-permission (`default`) or granular OAuth scopes.
 
 use std::time::{Duration, Instant};
 
@@ -102,4 +102,51 @@ async fn asana_create_task_wraps_body_in_data_with_workspace() {
         .unwrap();
 
     assert_eq!(out["gid"], "12001");
+}
+
+/// A full-permission app asks for `default`; an app registered for granular scopes asks for
+/// exactly its integration's scopes, never `default` beside them (Asana refuses the mix).
+#[test]
+fn asana_authorization_asks_for_default_or_the_integrations_granular_scopes() {
+    use tributary_engine::oauth::{AuthorizationRequest, Pkce, authorization_url};
+    use tributary_engine::spec::AuthMode;
+
+    let spec = spec("asana");
+    let Some(AuthMode::OAuth2AuthorizationCode(oauth)) = spec.auth.first() else {
+        panic!("asana's first mode is OAuth");
+    };
+    let config = WS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let redirect = url::Url::parse("https://tributary.example.com/connect/callback").unwrap();
+    let pkce = Pkce::from_random(&[3; 32]);
+    let scope_of = |scopes: Option<&[String]>| {
+        let url = authorization_url(
+            oauth,
+            &config,
+            &AuthorizationRequest {
+                client_id: "cid",
+                redirect_uri: &redirect,
+                state: "st",
+                scopes,
+                pkce: Some(&pkce),
+            },
+        )
+        .unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(scope_of(None).as_deref(), Some("default"));
+    let granular = [
+        "projects:read".to_owned(),
+        "users:read".to_owned(),
+        "tasks:write".to_owned(),
+        "workspaces:read".to_owned(),
+    ];
+    assert_eq!(
+        scope_of(Some(&granular)).as_deref(),
+        Some("projects:read users:read tasks:write workspaces:read")
+    );
 }
