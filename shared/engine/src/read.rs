@@ -182,6 +182,7 @@ pub fn read_declarative<'a>(
         let mut number = 0u64;
         let mut emitted = 0u64;
         let mut best: Option<CursorValue> = None;
+        let mut empty_in_a_row = 0u32;
         loop {
             let req = match &next {
                 Next::Done => break,
@@ -222,7 +223,12 @@ pub fn read_declarative<'a>(
                 }
             }
 
-            next = if count == 0 {
+            empty_in_a_row = if count == 0 { empty_in_a_row + 1 } else { 0 };
+            let follow_empty = match &pagination {
+                Pagination::Cursor(c) => c.follow_empty_pages,
+                _ => 0,
+            };
+            next = if count == 0 && follow_empty == 0 {
                 Next::Done
             } else {
                 match &pagination {
@@ -231,6 +237,12 @@ pub fn read_declarative<'a>(
                         let cur = Selector::parse(&c.cursor_path).ok().and_then(|s| s.get_text(&meta));
                         match cur {
                             Some(cur) if is_true(&meta, &c.has_more_path) != Some(false) && !stop_matches(&meta, &c.stop_when) => {
+                                if empty_in_a_row > follow_empty {
+                                    Err(malformed(
+                                        &resp,
+                                        format!("{empty_in_a_row} empty pages in a row still carry a cursor (the spec follows {follow_empty}); the read stops rather than end short"),
+                                    ))?;
+                                }
                                 let (mut q, mut b) = (base_q.clone(), base_b.clone());
                                 match c.location {
                                     ParamLocation::Query => q.push((c.param.clone(), cur)),

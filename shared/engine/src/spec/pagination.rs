@@ -38,7 +38,8 @@ pub struct StopWhen {
     pub equals: serde_json::Value,
 }
 
-/// How a stream moves from page to page. Every strategy also stops on an empty page.
+/// How a stream moves from page to page. Every strategy also stops on an empty page (a cursor
+/// may follow a few: `follow_empty_pages`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Pagination {
@@ -57,7 +58,10 @@ pub enum Pagination {
 }
 
 /// Cursor from a body path. Stops when the cursor is missing, null or empty, when
-/// `has_more_path` is not `true`, or when `stop_when` matches.
+/// `has_more_path` is not `true`, or when `stop_when` matches; and on an empty page, unless
+/// `follow_empty_pages` says to follow an empty page's cursor (Slack: a filtered list may answer
+/// no results with a `next_cursor`, and the documented rule is to page on until the cursor is
+/// empty).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CursorPagination {
@@ -77,6 +81,14 @@ pub struct CursorPagination {
     /// Explicit last-page condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_when: Option<StopWhen>,
+    /// Empty pages in a row whose cursor is followed (default 0: an empty page ends the read).
+    /// One more empty page with a cursor fails the read rather than end it short.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub follow_empty_pages: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where a next URL comes from.

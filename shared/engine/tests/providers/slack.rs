@@ -156,3 +156,77 @@ fn slack_event_signature_covers_version_timestamp_and_body() {
     assert_eq!(got.event_type.as_deref(), Some("app_mention"));
     assert_eq!(got.connection_key.as_deref(), Some("T0001"));
 }
+
+/// A filtered list may answer an empty page that still carries a cursor: the read follows it (up
+/// to the spec's `follow_empty_pages` in a row), and fails rather than end short beyond that.
+#[tokio::test]
+async fn slack_follows_empty_pages_that_carry_a_cursor_up_to_the_bound() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/users.list"))
+        .and(query_param_is_missing("cursor"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "members": [], "response_metadata": {"next_cursor": "c1"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/users.list"))
+        .and(query_param("cursor", "c1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "members": [], "response_metadata": {"next_cursor": "c2"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/users.list"))
+        .and(query_param("cursor", "c2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "members": [{"id": "W012A3CDE", "name": "spengler"}],
+            "response_metadata": {"next_cursor": ""}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let got = read_all(
+        &engine(),
+        &spec("slack"),
+        "users",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.ids("id"), ["W012A3CDE"]);
+    assert_eq!(got.pages, 3);
+
+    // Every page empty, every page with a new cursor: the bound fails the read.
+    let endless = MockServer::start().await;
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = served.clone();
+    Mock::given(method("GET"))
+        .and(path("/users.list"))
+        .respond_with(move |_: &wiremock::Request| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true, "members": [], "response_metadata": {"next_cursor": format!("c{n}")}
+            }))
+        })
+        .mount(&endless)
+        .await;
+    let err = read_all(
+        &engine(),
+        &spec("slack"),
+        "users",
+        &mocked(&endless, "", &[], TOKEN),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("empty pages in a row"), "{err}");
+    let bound = match spec("slack").pagination {
+        Some(tributary_engine::spec::Pagination::Cursor(c)) => c.follow_empty_pages,
+        _ => panic!("slack pages by cursor"),
+    };
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), bound + 1);
+}
