@@ -203,6 +203,7 @@ async fn every_oauth_provider_connects_and_refreshes_against_its_token_endpoint(
             answer(oauth, "at-2", oauth.refresh_token_rotates.then_some("rt-2")),
         );
         let verifier = pkce.verifier().expose_secret().to_owned();
+        let token_params = oauth.token_params.clone();
         Mock::given(method("POST"))
             .and(path(token_path.as_str()))
             .respond_with(move |req: &Request| {
@@ -239,6 +240,9 @@ async fn every_oauth_provider_connects_and_refreshes_against_its_token_endpoint(
                         assert_eq!(basic.as_deref(), Some(expected.as_str()), "{spec_id}");
                         assert!(!sent.contains_key("client_secret"), "{spec_id}");
                     }
+                }
+                for (name, value) in &token_params {
+                    assert_eq!(sent.get(name), Some(value), "{spec_id}: token parameter {name}");
                 }
                 let first = sent["grant_type"] == "authorization_code";
                 if first {
