@@ -242,7 +242,11 @@ async fn every_oauth_provider_connects_and_refreshes_against_its_token_endpoint(
                     }
                 }
                 for (name, value) in &token_params {
-                    assert_eq!(sent.get(name), Some(value), "{spec_id}: token parameter {name}");
+                    assert_eq!(
+                        sent.get(name),
+                        Some(value),
+                        "{spec_id}: token parameter {name}"
+                    );
                 }
                 let first = sent["grant_type"] == "authorization_code";
                 if first {

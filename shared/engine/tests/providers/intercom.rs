@@ -1,5 +1,6 @@
 //! Intercom: Bearer token, `Intercom-Version`, `starting_after` from
-//! `pages.next.starting_after`, 429 with the epoch `X-RateLimit-Reset`.
+//! `pages.next.starting_after`, 429 with the epoch `X-RateLimit-Reset`, companies through the
+//! scroll API until an empty page.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -132,4 +133,67 @@ async fn intercom_create_contact_without_email_or_external_id_is_refused_before_
         .unwrap_err();
 
     assert!(err.to_string().contains("invalid input"), "{err}");
+}
+
+/// Companies scroll: the first request has no `scroll_param`, each next one sends the previous
+/// answer's, and the page with no companies ends the read (its parameter has expired).
+#[tokio::test]
+async fn intercom_companies_scroll_until_an_empty_page() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/companies/scroll"))
+        .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
+        .and(header("intercom-version", "2.11"))
+        .and(query_param_is_missing("scroll_param"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "list",
+            "data": [{"type": "company", "id": "531ee472cce572a6ec000006"}],
+            "pages": null, "total_count": null,
+            "scroll_param": "25b649f7-4d33-4ef6-88f5-60e5b8244309"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/companies/scroll"))
+        .and(query_param(
+            "scroll_param",
+            "25b649f7-4d33-4ef6-88f5-60e5b8244309",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "list",
+            "data": [{"type": "company", "id": "531ee472cce572a6ec000007"}],
+            "pages": null, "total_count": null,
+            "scroll_param": "9b0f0c5a-2a7e-4f1e-8c33-0a3b8b2a1d10"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/companies/scroll"))
+        .and(query_param(
+            "scroll_param",
+            "9b0f0c5a-2a7e-4f1e-8c33-0a3b8b2a1d10",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "list", "data": [], "pages": null, "total_count": null,
+            "scroll_param": "9b0f0c5a-2a7e-4f1e-8c33-0a3b8b2a1d10"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("intercom"),
+        "companies",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        got.ids("id"),
+        ["531ee472cce572a6ec000006", "531ee472cce572a6ec000007"]
+    );
+    assert_eq!(got.pages, 3);
 }
