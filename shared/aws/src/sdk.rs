@@ -199,25 +199,33 @@ mod tests {
 
     use super::*;
 
+    /// A local endpoint that answers one request with the JSON `body`; the task yields the request
+    /// it read, lowercased.
+    async fn one_request_server(body: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 16 * 1024];
+            let n = socket.read(&mut request).await.unwrap();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..n]).to_lowercase()
+        });
+        (endpoint, server)
+    }
+
     /// Building a service client builds no connector (and decodes no roots); the first request
     /// builds it, trust store included (a bundle the SDK could not parse would panic here).
     #[tokio::test]
     async fn the_https_client_is_built_by_the_first_request_not_by_the_clients() {
         let lazy = LazyHttps::default();
         let built = Arc::clone(&lazy.inner);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = vec![0; 16 * 1024];
-            let _ = socket.read(&mut request).await.unwrap();
-            let body = r#"{"Attributes":{"ApproximateNumberOfMessages":"3"}}"#;
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            socket.write_all(answer.as_bytes()).await.unwrap();
-        });
+        let (endpoint, server) =
+            one_request_server(r#"{"Attributes":{"ApproximateNumberOfMessages":"3"}}"#).await;
         let config = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -264,20 +272,7 @@ mod tests {
     /// built from it is signed with them and goes to that endpoint.
     #[tokio::test]
     async fn the_configuration_is_what_lambda_sets_and_requests_are_signed_with_it() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = vec![0; 16 * 1024];
-            let n = socket.read(&mut request).await.unwrap();
-            let body = r#"{"Attributes":{}}"#;
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            socket.write_all(answer.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&request[..n]).to_lowercase()
-        });
+        let (endpoint, server) = one_request_server(r#"{"Attributes":{}}"#).await;
 
         let config = config(&lambda_env(&endpoint)).unwrap();
         assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-3"));

@@ -207,14 +207,11 @@ fn validate(path: Option<&Path>) -> Result<(), CliError> {
         match load(text, name) {
             Ok(spec) => {
                 for finding in dates::review(&spec, today()) {
-                    match finding.severity {
-                        dates::Severity::Warning => {
-                            eprintln!("{name}: warning: {}", finding.message)
-                        }
-                        dates::Severity::Error => {
-                            eprintln!("{name}: {}", finding.message);
-                            error_count += 1;
-                        }
+                    if finding.severity == dates::Severity::Error {
+                        eprintln!("{name}: {}", finding.message);
+                        error_count += 1;
+                    } else {
+                        eprintln!("{name}: {}: {}", finding.severity.label(), finding.message);
                     }
                 }
                 if let Some(prev) = ids.insert(spec.id.clone(), name.clone()) {
@@ -278,10 +275,7 @@ fn check_dates() -> Result<(), CliError> {
             );
         }
         for finding in dates::review(&s, today) {
-            let level = match finding.severity {
-                dates::Severity::Warning => "warning",
-                dates::Severity::Error => "error",
-            };
+            let level = finding.severity.label();
             let _ = writeln!(out, "{:<16}   {level}: {}", "", finding.message);
         }
     }

@@ -183,6 +183,10 @@ pub fn read_declarative<'a>(
         let mut emitted = 0u64;
         let mut best: Option<CursorValue> = None;
         let mut empty_in_a_row = 0u32;
+        let follow_empty = match &pagination {
+            Pagination::Cursor(c) => c.follow_empty_pages,
+            _ => 0,
+        };
         loop {
             let req = match &next {
                 Next::Done => break,
@@ -224,10 +228,6 @@ pub fn read_declarative<'a>(
             }
 
             empty_in_a_row = if count == 0 { empty_in_a_row + 1 } else { 0 };
-            let follow_empty = match &pagination {
-                Pagination::Cursor(c) => c.follow_empty_pages,
-                _ => 0,
-            };
             next = if count == 0 && follow_empty == 0 {
                 Next::Done
             } else {

@@ -45,6 +45,16 @@ pub enum Severity {
     Error,
 }
 
+impl Severity {
+    /// `warning` or `error`, as the CLI prints it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
 /// One announced end, judged on a day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
