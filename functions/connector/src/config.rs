@@ -24,6 +24,12 @@ pub struct Config {
     pub egress: EgressPolicy,
     /// `PROVIDER_ORIGINS`: the deployment's provider origin overrides (the API's setting).
     pub provider_origins: ProviderOrigins,
+    /// `RECORDS_TABLE`: the records table (synced records and their change feed).
+    pub records_table: String,
+    /// `SYNC_TIME_BUDGET_SECONDS`: the most time one invocation spends reading a run before it
+    /// saves its position and continues in a new one (unset: 80 % of the time the invocation has
+    /// left when the run starts). A tuning and testing knob.
+    pub sync_time_budget: Option<Duration>,
 }
 
 impl Config {
@@ -44,6 +50,16 @@ impl Config {
                     name: "EGRESS_ALLOWLIST",
                     reason: e.to_string(),
                 })?,
+            records_table: env.required("RECORDS_TABLE", "the records DynamoDB table")?,
+            sync_time_budget: match env.optional("SYNC_TIME_BUDGET_SECONDS") {
+                None => None,
+                Some(_) => Some(env.seconds_or(
+                    "SYNC_TIME_BUDGET_SECONDS",
+                    Duration::from_secs(600),
+                    Duration::from_secs(1),
+                    Duration::from_secs(900),
+                )?),
+            },
             provider_origins: tributary_engine::origins::parse(
                 &env.optional("PROVIDER_ORIGINS").unwrap_or_default(),
             )
@@ -62,6 +78,18 @@ impl Config {
         tributary_engine::HttpConfig {
             max_attempts: 3,
             time_budget: Duration::from_secs(30),
+            egress: self.egress.clone(),
+            ..tributary_engine::HttpConfig::default()
+        }
+    }
+
+    /// The HTTP settings of sync reads: one attempt per request, since a run defers through the
+    /// queue on a rate limit or an outage (one retry layer), with a 60 s cap on any one request.
+    pub fn sync_http(&self) -> tributary_engine::HttpConfig {
+        tributary_engine::HttpConfig {
+            max_attempts: 1,
+            request_timeout: Duration::from_secs(60),
+            time_budget: Duration::from_secs(60),
             egress: self.egress.clone(),
             ..tributary_engine::HttpConfig::default()
         }

@@ -13,13 +13,18 @@ use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
 use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
-use tributary_core::ports::{CanaryStore, ConnectionStore, IntegrationStore, JobLedger, JobQueue};
+use tributary_core::ports::{
+    CanaryStore, ConnectionStore, IntegrationStore, JobLedger, JobQueue, SyncStore,
+};
+use tributary_core::records::RecordStore;
 use tributary_core::refresh::{IdleRefresh, RefreshError, Refresher};
 use tributary_core::time::Clock;
 use tributary_core::vault::Vault;
 use tributary_engine::Engine;
 use tributary_engine::grant::{EngineGrant, catalog_spec, policy};
 use tributary_engine::origins::ProviderOrigins;
+
+use crate::sync::{JobTime, SyncJobError, Syncing};
 
 /// What a token refresh needs.
 pub struct Refreshing<S> {
@@ -34,7 +39,7 @@ pub struct Refreshing<S> {
 }
 
 /// What the handler needs.
-pub struct Deps<Q, L, C, S> {
+pub struct Deps<Q, L, C, S, R> {
     /// The jobs queue (to reschedule failed messages).
     pub queue: Q,
     /// Which jobs already completed.
@@ -47,6 +52,8 @@ pub struct Deps<Q, L, C, S> {
     pub ledger_retention: Duration,
     /// Token refreshes.
     pub refreshing: Refreshing<S>,
+    /// Sync runs.
+    pub syncing: Syncing<S, R>,
 }
 
 /// Why one message failed.
@@ -59,20 +66,25 @@ enum JobError {
     /// A refresh that may work later (the provider, the store or the vault failed for now).
     #[error("the refresh failed for now: {0}")]
     Refresh(RefreshError),
+    /// A sync job that may work later.
+    #[error(transparent)]
+    Sync(#[from] SyncJobError),
 }
 
 /// Handles one SQS batch and reports which messages failed.
 #[tracing::instrument(skip_all, fields(records = event.payload.records.len()))]
-pub async fn handle<Q, L, C, S>(
-    deps: &Deps<Q, L, C, S>,
+pub async fn handle<Q, L, C, S, R>(
+    deps: &Deps<Q, L, C, S, R>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error>
 where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore,
+    S: ConnectionStore + IntegrationStore + SyncStore,
+    R: RecordStore,
 {
+    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
     let mut response = SqsBatchResponse::default();
     for message in &event.payload.records {
         let message_id = message.message_id.clone().unwrap_or_default();
@@ -81,7 +93,9 @@ where
             message_id = %message_id,
             job_id = tracing::field::Empty
         );
-        let outcome = process(deps, message).instrument(span.clone()).await;
+        let outcome = process(deps, message, deadline_ms)
+            .instrument(span.clone())
+            .await;
         if let Err(err) = outcome {
             let receive_count = receive_count(message);
             span.in_scope(|| {
@@ -102,12 +116,17 @@ where
     Ok(response)
 }
 
-async fn process<Q, L, C, S>(deps: &Deps<Q, L, C, S>, message: &SqsMessage) -> Result<(), JobError>
+async fn process<Q, L, C, S, R>(
+    deps: &Deps<Q, L, C, S, R>,
+    message: &SqsMessage,
+    deadline_ms: i64,
+) -> Result<(), JobError>
 where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore,
+    S: ConnectionStore + IntegrationStore + SyncStore,
+    R: RecordStore,
 {
     let job = JobEnvelope::parse(message.body.as_deref().unwrap_or_default())?;
     tracing::Span::current().record("job_id", tracing::field::display(&job.id));
@@ -133,6 +152,51 @@ where
             tenant_id,
             connection_id,
         } => refresh(deps, tenant_id, connection_id).await?,
+        JobKind::ScheduledSync {
+            tenant_id,
+            sync_id,
+            due_ms,
+        } => {
+            crate::sync::start_scheduled(
+                &deps.syncing,
+                &deps.queue,
+                &*deps.clock,
+                tenant_id,
+                sync_id,
+                *due_ms,
+            )
+            .await?
+        }
+        JobKind::SyncRun {
+            tenant_id,
+            sync_id,
+            run_id,
+            continuation,
+        } => {
+            let time = JobTime {
+                clock: &*deps.clock,
+                deadline_ms,
+                job_id: &job.id,
+            };
+            crate::sync::execute(
+                &deps.syncing,
+                &deps.queue,
+                &time,
+                tenant_id,
+                sync_id,
+                run_id,
+                *continuation,
+            )
+            .await?
+        }
+        JobKind::PurgeSync { tenant_id, sync_id } => {
+            let time = JobTime {
+                clock: &*deps.clock,
+                deadline_ms,
+                job_id: &job.id,
+            };
+            crate::sync::purge(&deps.syncing, &deps.queue, &time, tenant_id, sync_id).await?
+        }
     }
     deps.ledger
         .mark_done(&job.id, deps.ledger_retention)
@@ -144,8 +208,8 @@ where
 /// due any more, when the connection is gone or cannot be refreshed, and when the provider refused
 /// the refresh token for good (the connection is `needs_reauth` with an event); anything that may
 /// work later fails the message, which the queue brings back with backoff.
-async fn refresh<Q, L, C, S>(
-    deps: &Deps<Q, L, C, S>,
+async fn refresh<Q, L, C, S, R>(
+    deps: &Deps<Q, L, C, S, R>,
     tenant: &TenantId,
     id: &ConnectionId,
 ) -> Result<(), JobError>
@@ -212,7 +276,9 @@ fn receive_count(message: &SqsMessage) -> u32 {
 fn retry_delay(err: &JobError, receive_count: u32) -> Duration {
     match err {
         JobError::Envelope(_) => Duration::ZERO,
-        JobError::Port(_) | JobError::Refresh(_) => {
+        // Another invocation runs this sync: try again once it has had time to stop.
+        JobError::Sync(SyncJobError::Busy) => Duration::from_secs(30),
+        JobError::Port(_) | JobError::Refresh(_) | JobError::Sync(_) => {
             let exp = receive_count.saturating_sub(1).min(10);
             Duration::from_secs((5u64 << exp).min(900))
         }
@@ -226,7 +292,9 @@ mod tests {
     use tributary_testing::{FakeQueue, ManualClock, MemStore};
 
     /// The handler over `canaries`, with a ledger of its own.
-    fn deps(canaries: MemStore) -> Deps<FakeQueue, MemStore, MemStore, MemStore> {
+    type TestDeps = Deps<FakeQueue, MemStore, MemStore, MemStore, MemStore>;
+
+    fn deps(canaries: MemStore) -> TestDeps {
         Deps {
             queue: FakeQueue::default(),
             ledger: MemStore::default(),
@@ -234,6 +302,24 @@ mod tests {
             clock: Arc::new(ManualClock::at(1_764_000_000_750)),
             ledger_retention: Duration::from_secs(3600),
             refreshing: refreshing(MemStore::default(), ProviderOrigins::new()),
+            syncing: syncing(MemStore::default(), ProviderOrigins::new()),
+        }
+    }
+
+    /// Sync runs over `store` (its records too), reading through a one-attempt engine.
+    pub(crate) fn syncing(store: MemStore, origins: ProviderOrigins) -> Syncing<MemStore, MemStore> {
+        Syncing {
+            records: store.clone(),
+            store,
+            vault: Vault::new(Arc::new(Arc::new(tributary_testing::keyring()))),
+            engine: Engine::new(tributary_engine::HttpConfig {
+                max_attempts: 1,
+                egress: tributary_engine::EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+                ..tributary_engine::HttpConfig::default()
+            })
+            .unwrap(),
+            origins,
+            time_budget: None,
         }
     }
 
@@ -368,7 +454,7 @@ mod tests {
         const NOW: i64 = 1_764_000_000_000;
 
         struct Setup {
-            d: Deps<FakeQueue, MemStore, MemStore, MemStore>,
+            d: TestDeps,
             store: MemStore,
             connection: Connection,
             server: MockServer,

@@ -2,6 +2,7 @@
 
 mod config;
 mod handler;
+mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tributary_engine::Engine;
 
 use crate::config::Config;
 use crate::handler::{Deps, Refreshing, handle};
+use crate::sync::Syncing;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -24,22 +26,31 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let clients = Clients::from_env(&env)?;
     let control = clients.table(&config.control_table);
     let clock = Arc::new(SystemClock);
+    // The keyring keeps its own TTL over the parsed keys, so the secret is not cached twice.
+    let vault = Vault::new(Arc::new(CachedKeyring::new(
+        clients.secrets(Duration::ZERO),
+        config.keyring.secret_id.clone(),
+        config.keyring.ttl,
+        clock.clone(),
+    )));
     let deps = Deps {
         queue: clients.queue(&config.jobs_queue_url),
         ledger: control.clone(),
         canaries: control.clone(),
         ledger_retention: config.ledger_retention,
         refreshing: Refreshing {
-            store: control,
-            // The keyring keeps its own TTL over the parsed keys, so the secret is not cached twice.
-            vault: Vault::new(Arc::new(CachedKeyring::new(
-                clients.secrets(Duration::ZERO),
-                config.keyring.secret_id.clone(),
-                config.keyring.ttl,
-                clock.clone(),
-            ))),
+            store: control.clone(),
+            vault: vault.clone(),
             engine: Engine::new(config.provider_http())?,
             origins: config.provider_origins.clone(),
+        },
+        syncing: Syncing {
+            store: control,
+            records: clients.table(&config.records_table),
+            vault,
+            engine: Engine::new(config.sync_http())?,
+            origins: config.provider_origins.clone(),
+            time_budget: config.sync_time_budget,
         },
         clock,
     };

@@ -1,5 +1,5 @@
-//! The scheduled tick: enqueue the pipeline canary, and a refresh job for each connection whose
-//! idle refresh is due. The connector records the canary and the health endpoint reports its round
+//! The scheduled tick: enqueue the pipeline canary, a refresh job for each connection whose idle
+//! refresh is due, and a start job for each sync whose next run is due. The connector records the canary and the health endpoint reports its round
 //! trip, so a stalled queue, worker or store shows up as a stale canary. The connector runs the
 //! refreshes (one at a time per connection, like every refresh).
 //!
@@ -8,6 +8,11 @@
 //! postponement is conditional on the due time they read), and a refresh that failed for now (or a
 //! job that was never sent) comes back after that delay. A refresh that succeeds moves the due time
 //! a day on; `needs_reauth` removes the connection from the index.
+//!
+//! Due syncs are found the same way, through the `SyncDue` index of next run times (each sync's
+//! time carries its own stable jitter, so syncs on one schedule spread out), and moved
+//! [`RETRY_SYNC_START_AFTER`] on before their start job is enqueued; the connector's start sets
+//! the real next run time from the sync's frequency.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +20,17 @@ use std::time::Duration;
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use tributary_core::job::{JobEnvelope, JobKind};
-use tributary_core::ports::{JobQueue, RefreshSchedule};
+use tributary_core::ports::{JobQueue, RefreshSchedule, SyncSchedule};
 use tributary_core::time::Clock;
 
 /// How many refresh jobs one tick enqueues at most (a tick a minute: 288,000 a day).
 pub const MAX_REFRESHES_PER_TICK: usize = 200;
 /// When a due connection whose job was enqueued is due again if nothing refreshed it.
 pub const RETRY_REFRESH_AFTER: Duration = Duration::from_secs(15 * 60);
+/// How many sync start jobs one tick enqueues at most.
+pub const MAX_SYNC_STARTS_PER_TICK: usize = 500;
+/// When a due sync whose start was enqueued is due again if the start never happened.
+pub const RETRY_SYNC_START_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// What the handler needs.
 pub struct Deps<Q, R> {
@@ -40,12 +49,14 @@ pub struct TickOutcome {
     pub canary_job_id: String,
     /// How many idle-refresh jobs it enqueued.
     pub refreshes_enqueued: usize,
+    /// How many sync start jobs it enqueued.
+    pub sync_starts_enqueued: usize,
 }
 
 /// Handles one scheduled tick. Any event shape is accepted: the schedule's payload carries nothing
 /// the tick needs.
 #[tracing::instrument(skip_all)]
-pub async fn handle<Q: JobQueue, R: RefreshSchedule>(
+pub async fn handle<Q: JobQueue, R: RefreshSchedule + SyncSchedule>(
     deps: &Deps<Q, R>,
     _event: LambdaEvent<serde_json::Value>,
 ) -> Result<TickOutcome, lambda_runtime::Error> {
@@ -56,10 +67,39 @@ pub async fn handle<Q: JobQueue, R: RefreshSchedule>(
     deps.queue.send(&canary, Duration::ZERO).await?;
     tracing::info!(job_id = %canary.id, "canary enqueued");
     let refreshes_enqueued = enqueue_due_refreshes(deps, now).await?;
+    let sync_starts_enqueued = enqueue_due_syncs(deps, now).await?;
     Ok(TickOutcome {
         canary_job_id: canary.id.to_string(),
         refreshes_enqueued,
+        sync_starts_enqueued,
     })
+}
+
+async fn enqueue_due_syncs<Q: JobQueue, R: SyncSchedule>(
+    deps: &Deps<Q, R>,
+    now: tributary_core::time::EpochMillis,
+) -> Result<usize, lambda_runtime::Error> {
+    let retry_at =
+        now.saturating_add(i64::try_from(RETRY_SYNC_START_AFTER.as_millis()).unwrap_or(i64::MAX));
+    let mut jobs = Vec::new();
+    for due in deps
+        .schedule
+        .due_syncs(now, MAX_SYNC_STARTS_PER_TICK)
+        .await?
+    {
+        if deps.schedule.reschedule_sync(&due, retry_at).await? {
+            jobs.push(JobEnvelope::new(JobKind::ScheduledSync {
+                tenant_id: due.tenant_id,
+                sync_id: due.sync_id,
+                due_ms: due.due_ms,
+            }));
+        }
+    }
+    if !jobs.is_empty() {
+        deps.queue.send_batch(&jobs).await?;
+        tracing::info!(jobs = jobs.len(), "sync starts enqueued");
+    }
+    Ok(jobs.len())
 }
 
 async fn enqueue_due_refreshes<Q: JobQueue, R: RefreshSchedule>(
@@ -204,6 +244,61 @@ mod tests {
                 .refreshes_enqueued,
             1
         );
+    }
+
+    #[tokio::test]
+    async fn due_active_syncs_are_started_once_and_again_after_the_retry_delay() {
+        use tributary_core::ids::ConnectionId;
+        use tributary_core::sync::{SyncMode, SyncStatus};
+        use tributary_testing::fixtures::sync_config;
+        const NOW: i64 = 1_700_000_000_000;
+        let store = MemStore::default();
+        let tenant = TenantId::generate();
+        let conn = ConnectionId::generate();
+        let sync = |model: &str, next: Option<i64>| {
+            sync_config(&tenant, &conn, "stripe", "customers", model, SyncMode::FullRefresh, next)
+        };
+        let due = sync("a", Some(NOW - 1));
+        let later = sync("b", Some(NOW + 60_000));
+        let unscheduled = sync("c", None);
+        let paused = tributary_core::sync::SyncConfig {
+            status: SyncStatus::Paused,
+            ..sync("d", Some(NOW - 1))
+        };
+        for s in [&due, &later, &unscheduled, &paused] {
+            store.put_sync(s);
+        }
+        let clock = Arc::new(ManualClock::at(NOW));
+        let deps = Deps {
+            queue: FakeQueue::default(),
+            schedule: store.clone(),
+            clock: clock.clone(),
+        };
+        let out = handle(&deps, scheduled_event()).await.unwrap();
+        assert_eq!(out.sync_starts_enqueued, 1);
+        let starts: Vec<JobKind> = deps
+            .queue
+            .sent()
+            .into_iter()
+            .map(|j| j.kind)
+            .filter(|k| matches!(k, JobKind::ScheduledSync { .. }))
+            .collect();
+        assert_eq!(
+            starts,
+            [JobKind::ScheduledSync {
+                tenant_id: tenant.clone(),
+                sync_id: due.id.clone(),
+                due_ms: NOW - 1,
+            }]
+        );
+        // Not again on the next tick while its start is in flight...
+        clock.advance(60_000);
+        let out = handle(&deps, scheduled_event()).await.unwrap();
+        assert_eq!(out.sync_starts_enqueued, 1, "only `later`, now due");
+        // ...but after the retry delay, if the start never happened.
+        clock.advance(i64::try_from(RETRY_SYNC_START_AFTER.as_millis()).unwrap());
+        let out = handle(&deps, scheduled_event()).await.unwrap();
+        assert_eq!(out.sync_starts_enqueued, 2);
     }
 
     #[tokio::test]

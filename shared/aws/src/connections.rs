@@ -17,24 +17,21 @@
 //! the tenant's partition, so a tenant's deletion removes its connections with the rest (events
 //! carry an expiry and are left to it).
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 use tributary_core::PortError;
 use tributary_core::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use tributary_core::error::Service;
 use tributary_core::ids::{ConnectionId, TenantId};
-use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
+use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::{ConnectionStore, DueRefresh, RefreshSchedule, RefreshSwap};
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::EpochMillis;
 
-use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
+use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK, shard};
 use crate::errors::classify;
-use crate::tenancy::{VERSION, audit_item, decode, item, n, put, rejected, s, tenant_pk};
+use crate::tenancy::{
+    ListFilter, VERSION, applied, audit_item, decode, item, key_id, n, put, rejected, s, tenant_pk,
+};
 
 const CONN_SK: &str = "CONN#";
 /// The index of connections by idle-refresh due time (`infra/template.yaml`).
@@ -48,8 +45,6 @@ const LEASE_HOLDER: &str = "refresh_lease_holder";
 const EVENT_SK: &str = "CONNEVENT#";
 /// How long connection events are kept.
 pub const EVENT_RETENTION_DAYS: i64 = 30;
-/// Items one list call reads at most before it answers with what it found and a cursor.
-const MAX_EXAMINED: usize = 1000;
 
 fn sk(id: &ConnectionId) -> String {
     format!("{CONN_SK}{id}")
@@ -57,10 +52,7 @@ fn sk(id: &ConnectionId) -> String {
 
 /// The index partition of a connection: a stable hash of its id.
 fn refresh_shard(id: &ConnectionId) -> String {
-    let h = id.as_str().bytes().fold(2_166_136_261_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(16_777_619)
-    });
-    format!("REFRESH#{}", h % REFRESH_SHARDS)
+    format!("REFRESH#{}", shard(id.as_str(), REFRESH_SHARDS))
 }
 
 fn connection_item(c: &Connection) -> Result<Item, PortError> {
@@ -142,25 +134,6 @@ fn record_update(
         .map_err(|e| rejected("TransactWriteItems", e.to_string()))
 }
 
-/// Whether a conditional `UpdateItem` applied: `false` when its condition did not hold.
-fn applied<T>(
-    result: Result<T, SdkError<UpdateItemError, HttpResponse>>,
-) -> Result<bool, PortError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
-            UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
-                service: Service::Store,
-                operation: "UpdateItem",
-            }),
-            _ => None,
-        }) {
-            PortError::Conflict { .. } => Ok(false),
-            other => Err(other),
-        },
-    }
-}
-
 fn event_item(e: &ConnectionEvent) -> Result<Item, PortError> {
     let mut it = item(tenant_pk(&e.tenant_id), format!("{EVENT_SK}{}", e.id), e)?;
     it.insert(
@@ -174,50 +147,28 @@ fn put_event(table: &str, e: &ConnectionEvent) -> Result<TransactWriteItem, Port
     put(table, event_item(e)?, None)
 }
 
-/// The filter as a DynamoDB filter expression, its names and its values.
-fn filter_expression(
-    f: &ConnectionFilter,
-) -> (
-    Option<String>,
-    HashMap<String, String>,
-    HashMap<String, AttributeValue>,
-) {
-    let mut terms = Vec::new();
-    let mut names = HashMap::new();
-    let mut values = HashMap::new();
-    let mut eq = |attr: &str, value: String| {
-        let (name, placeholder) = (format!("#{attr}"), format!(":{attr}"));
-        terms.push(format!("{name} = {placeholder}"));
-        names.insert(name, attr.to_owned());
-        values.insert(placeholder, s(value));
-    };
+/// The filter as a DynamoDB filter expression.
+fn list_filter(f: &ConnectionFilter) -> ListFilter {
+    let mut filter = ListFilter::default();
     if let Some(i) = &f.integration_id {
-        eq("integration_id", i.to_string());
+        filter.eq("integration_id", i.to_string());
     }
     if let Some(p) = &f.provider {
-        eq("provider", p.clone());
+        filter.eq("provider", p.clone());
     }
     if let Some(u) = &f.end_user_id {
-        eq("end_user_id", u.clone());
+        filter.eq("end_user_id", u.clone());
     }
     if let Some(st) = f.status {
-        eq("status", st.as_str().to_owned());
+        filter.eq("status", st.as_str());
     }
     if let Some((k, v)) = &f.tag {
-        terms.push("#tags.#tag_key = :tag_value".into());
-        names.insert("#tags".into(), "tags".into());
-        names.insert("#tag_key".into(), k.clone());
-        values.insert(":tag_value".into(), s(v.clone()));
+        filter.and("#tags.#tag_key = :tag_value");
+        filter.names.insert("#tags".into(), "tags".into());
+        filter.names.insert("#tag_key".into(), k.clone());
+        filter.values.insert(":tag_value".into(), s(v.clone()));
     }
-    let expression = (!terms.is_empty()).then(|| terms.join(" AND "));
-    (expression, names, values)
-}
-
-fn sort_key(item: &Item) -> Option<String> {
-    match item.get(SK) {
-        Some(AttributeValue::S(sk)) => Some(sk.clone()),
-        _ => None,
-    }
+    filter
 }
 
 impl ConnectionStore for DynamoTable {
@@ -254,80 +205,14 @@ impl ConnectionStore for DynamoTable {
         filter: &ConnectionFilter,
         page: &PageRequest,
     ) -> Result<Page<Connection>, PortError> {
-        let limit = page.limit.clamp(1, MAX_LIMIT) as usize;
-        if page
-            .after
-            .as_deref()
-            .is_some_and(|a| !a.starts_with(CONN_SK))
-        {
-            return Err(PortError::OutOfRange {
-                service: Service::Store,
-                operation: "Query",
-            });
-        }
-        let pk = tenant_pk(tenant);
-        let (expression, names, values) = filter_expression(filter);
-        let mut found: Vec<(String, Connection)> = Vec::new();
-        let mut start = page.after.clone();
-        let mut examined = 0;
-        loop {
-            let mut request = self
-                .client()
-                .query()
-                .table_name(self.name())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .expression_attribute_values(":prefix", s(CONN_SK))
-                .set_filter_expression(expression.clone())
-                .consistent_read(true)
-                .limit(100);
-            for (k, v) in &names {
-                request = request.expression_attribute_names(k, v);
-            }
-            for (k, v) in &values {
-                request = request.expression_attribute_values(k, v.clone());
-            }
-            if let Some(after) = &start {
-                request = request
-                    .exclusive_start_key(PK, s(pk.clone()))
-                    .exclusive_start_key(SK, s(after.clone()));
-            }
-            let out = request
-                .send()
-                .await
-                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
-            examined += usize::try_from(out.scanned_count).unwrap_or(100);
-            for it in out.items.unwrap_or_default() {
-                let Some(key) = sort_key(&it) else { continue };
-                found.push((key, decode(&it, "Query")?));
-                if found.len() > limit {
-                    // One more than asked: the page ends at the last one asked for.
-                    found.truncate(limit);
-                    let next_after = found.last().map(|(k, _)| k.clone());
-                    return Ok(Page {
-                        items: found.into_iter().map(|(_, c)| c).collect(),
-                        next_after,
-                    });
-                }
-            }
-            let next = out.last_evaluated_key.as_ref().and_then(sort_key);
-            match next {
-                None => {
-                    return Ok(Page {
-                        items: found.into_iter().map(|(_, c)| c).collect(),
-                        next_after: None,
-                    });
-                }
-                // Read enough for one call: answer what matched, and where to go on.
-                Some(key) if examined >= MAX_EXAMINED => {
-                    return Ok(Page {
-                        items: found.into_iter().map(|(_, c)| c).collect(),
-                        next_after: Some(key),
-                    });
-                }
-                Some(key) => start = Some(key),
-            }
-        }
+        self.query_filtered(
+            &tenant_pk(tenant),
+            CONN_SK,
+            &list_filter(filter),
+            page,
+            |it| decode(it, "Query"),
+        )
+        .await
     }
 
     async fn update_connection(
@@ -492,13 +377,6 @@ impl ConnectionStore for DynamoTable {
         page: &PageRequest,
     ) -> Result<Page<ConnectionEvent>, PortError> {
         self.query_docs(&tenant_pk(tenant), EVENT_SK, page).await
-    }
-}
-
-fn key_id<T: std::str::FromStr>(item: &Item, key: &str, prefix: &str) -> Option<T> {
-    match item.get(key) {
-        Some(AttributeValue::S(v)) => v.strip_prefix(prefix)?.parse().ok(),
-        _ => None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! DynamoDB adapter. Every table has a string partition key `pk` and sort key `sk`, and a TTL attribute
 //! `expires_at` in epoch seconds. Batch writes respect the service's limits (25 requests, no duplicate
 //! keys per request) and retry `UnprocessedItems` with backoff, because DynamoDB may accept only part of
-//! a batch under load.
+//! a batch under load; batch reads likewise (100 keys, no duplicates, `UnprocessedKeys` retried).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::get_item::GetItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
 use tributary_core::error::Service;
@@ -26,6 +26,12 @@ pub type Item = HashMap<String, AttributeValue>;
 
 /// The most write requests one `BatchWriteItem` call may carry.
 pub const MAX_BATCH_WRITE: usize = 25;
+
+/// The most keys one `BatchGetItem` call may carry.
+pub const MAX_BATCH_GET: usize = 100;
+
+/// DynamoDB's largest item, in bytes (400 KB), as [`item_size`] counts them.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
 /// The partition key attribute of every table.
 pub const PK: &str = "pk";
@@ -114,6 +120,75 @@ impl DynamoTable {
             .unwrap_or_default())
     }
 
+    /// Reads the items with these keys (strongly consistent), in no particular order, with as few
+    /// `BatchGetItem` calls as the limits allow: a key given twice is read once, and unprocessed
+    /// keys are retried like [`DynamoTable::batch_put`]'s items. `projection` (an expression and
+    /// its attribute names) limits what each item carries.
+    pub(crate) async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<(&str, &[(&str, &str)])>,
+    ) -> Result<Vec<Item>, PortError> {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let mut unique = Vec::with_capacity(keys.len());
+        for key in keys {
+            if seen.insert((key_part(&key, PK)?, key_part(&key, SK)?)) {
+                unique.push(key);
+            }
+        }
+        let mut found = Vec::with_capacity(unique.len());
+        let mut rest = unique.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<Item> = rest.by_ref().take(MAX_BATCH_GET).collect();
+            found.extend(
+                retry_unprocessed(chunk, Backoff::BATCH, "BatchGetItem", |keys| {
+                    self.send_batch_get(keys, projection)
+                })
+                .await?,
+            );
+        }
+        Ok(found)
+    }
+
+    /// Sends one `BatchGetItem` request: the items found, and the keys DynamoDB left unprocessed.
+    async fn send_batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<(&str, &[(&str, &str)])>,
+    ) -> Result<(Vec<Item>, Vec<Item>), PortError> {
+        let mut request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true);
+        if let Some((expression, names)) = projection {
+            request = request.projection_expression(expression);
+            for (placeholder, name) in names {
+                request = request.expression_attribute_names(*placeholder, *name);
+            }
+        }
+        let request = request.build().map_err(|e| PortError::Rejected {
+            service: Service::Store,
+            operation: "BatchGetItem",
+            detail: e.to_string(),
+        })?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.name, request)
+            .send()
+            .await
+            .map_err(|e| classify(Service::Store, "BatchGetItem", e, |_| None))?;
+        let found = out
+            .responses
+            .and_then(|mut by_table| by_table.remove(&self.name))
+            .unwrap_or_default();
+        let unprocessed = out
+            .unprocessed_keys
+            .and_then(|mut by_table| by_table.remove(&self.name))
+            .map(|k| k.keys)
+            .unwrap_or_default();
+        Ok((found, unprocessed))
+    }
+
     pub(crate) async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, PortError> {
         let out = self
             .client
@@ -175,7 +250,7 @@ fn key_part(item: &Item, name: &'static str) -> Result<String, PortError> {
 /// Sends `requests` through `send` until none are left unprocessed, waiting with `backoff` between
 /// rounds. Fails with [`PortError::Throttled`] when items remain after the last retry.
 pub async fn drain_unprocessed<F, Fut>(
-    mut requests: Vec<WriteRequest>,
+    requests: Vec<WriteRequest>,
     backoff: Backoff,
     mut send: F,
 ) -> Result<(), PortError>
@@ -183,25 +258,88 @@ where
     F: FnMut(Vec<WriteRequest>) -> Fut,
     Fut: Future<Output = Result<Vec<WriteRequest>, PortError>>,
 {
+    retry_unprocessed(requests, backoff, "BatchWriteItem", |batch| {
+        let sent = send(batch);
+        async move { Ok((Vec::<()>::new(), sent.await?)) }
+    })
+    .await
+    .map(drop)
+}
+
+/// Sends `pending` through `send`, which answers what it produced and what it left unprocessed,
+/// until nothing is left, waiting with `backoff` between rounds; returns everything produced. Fails
+/// with [`PortError::Throttled`] on `operation` when something remains after the last retry.
+pub async fn retry_unprocessed<T, O, F, Fut>(
+    mut pending: Vec<T>,
+    backoff: Backoff,
+    operation: &'static str,
+    mut send: F,
+) -> Result<Vec<O>, PortError>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<(Vec<O>, Vec<T>), PortError>>,
+{
+    let mut produced = Vec::new();
     let mut attempt = 0;
     loop {
-        requests = send(requests).await?;
-        if requests.is_empty() {
-            return Ok(());
+        let (out, left) = send(pending).await?;
+        produced.extend(out);
+        pending = left;
+        if pending.is_empty() {
+            return Ok(produced);
         }
         if attempt >= backoff.max_retries {
             tracing::warn!(
-                remaining = requests.len(),
+                operation,
+                remaining = pending.len(),
                 "unprocessed batch items remain after retries"
             );
             return Err(PortError::Throttled {
                 service: Service::Store,
-                operation: "BatchWriteItem",
+                operation,
             });
         }
         tokio::time::sleep(backoff.delay(attempt)).await;
         attempt += 1;
     }
+}
+
+/// The size DynamoDB counts for an item, or a little more (never less): attribute names and
+/// values, numbers at their largest for their length, lists and maps with their overheads. An
+/// item over [`MAX_ITEM_BYTES`] by this count is refused before anything is sent, so that one
+/// oversized item does not fail a whole batch.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(name, v)| name.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        // (significant digits / 2) + 1 bytes, at most 21.
+        AttributeValue::N(n) => (n.len() + 1).min(21),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| (n.len() + 1).min(21)).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(items) => 3 + items.iter().map(|i| 1 + value_size(i)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, i)| 1 + k.len() + value_size(i))
+                .sum::<usize>()
+        }
+        // Null and booleans (and any kind a newer SDK adds: none is large).
+        _ => 1,
+    }
+}
+
+/// One of `shards` partitions of an index, by a stable hash (FNV-1a) of `key`: the same key
+/// always lands in the same partition, and keys spread evenly.
+pub(crate) fn shard(key: &str, shards: u32) -> u32 {
+    let h = key.bytes().fold(2_166_136_261_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    h % shards
 }
 
 fn number(item: &Item, name: &str) -> Option<i64> {

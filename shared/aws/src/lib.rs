@@ -12,9 +12,11 @@ pub mod iam;
 pub mod integrations;
 pub mod lazy;
 pub mod logging;
+pub mod records;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;
+pub mod syncs;
 pub mod tenancy;
 
 pub use dynamo::DynamoTable;

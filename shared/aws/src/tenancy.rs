@@ -12,6 +12,8 @@
 //! | issuer count (the per-tenant cap) | `TENANT#<tenant id>` | `ISSUERCOUNT` |
 //! | audit event | `TENANT#<tenant id>` | `AUDIT#<event id>` |
 //! | integration ([`crate::integrations`]) | `TENANT#<tenant id>` | `INTEGRATION#<integration id>` |
+//! | connection and its events ([`crate::connections`]) | `TENANT#<tenant id>` | `CONN#…`, `CONNEVENT#…` |
+//! | sync, its claim, runs and events ([`crate::syncs`]) | `TENANT#<tenant id>` | `SYNC#…`, `SYNCMODEL#…`, `RUN#…`, `SYNCEVENT#…` |
 //!
 //! Every tenant-owned item is under the tenant's partition or is found from an item there, so a read
 //! can only reach another tenant's data by a key the caller does not control, and deleting a tenant
@@ -19,11 +21,19 @@
 //! transaction with their audit event; the (issuer, audience) item is written in the registration's
 //! transaction on the condition that it does not exist, which makes the pair unique across tenants
 //! even under concurrent registrations. Tenants carry a `version` attribute that every update checks.
+//!
+//! A tenant's synced records live in the records table ([`crate::records`]), which this table's
+//! purge cannot reach: the syncs' records are to be purged before the tenant's partition (each
+//! sync's `RecordStore::purge`); a purge that still finds a sync says so in a warning that names
+//! its feed.
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
@@ -33,8 +43,9 @@ use sha2::{Digest, Sha256};
 use tributary_core::PortError;
 use tributary_core::error::Service;
 use tributary_core::ids::{ApiKeyId, IssuerId, TenantId};
-use tributary_core::pagination::{Page, PageRequest};
+use tributary_core::pagination::{MAX_LIMIT, Page, PageRequest};
 use tributary_core::ports::{CredentialStore, TenantStore};
+use tributary_core::sync::SyncConfig;
 use tributary_core::tenancy::{
     ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant,
 };
@@ -53,6 +64,8 @@ const ISSUER_COUNT_SK: &str = "ISSUERCOUNT";
 const ISSUER_COUNT: &str = "n";
 /// Items of a deleting tenant's partition read (and removed) per purge step.
 const PURGE_PAGE: i32 = 25;
+/// Items one filtered list call reads at most before it answers with what it found and a cursor.
+const MAX_EXAMINED: usize = 1000;
 
 pub(crate) fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")
@@ -154,6 +167,66 @@ pub(crate) fn audit_item(event: &AuditEvent) -> Result<Item, PortError> {
     )
 }
 
+/// Whether a conditional `UpdateItem` applied: `false` when its condition did not hold.
+pub(crate) fn applied<T>(
+    result: Result<T, SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<bool, PortError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) => match classify(Service::Store, "UpdateItem", e, |inner| match inner {
+            UpdateItemError::ConditionalCheckFailedException(_) => Some(PortError::Conflict {
+                service: Service::Store,
+                operation: "UpdateItem",
+            }),
+            _ => None,
+        }) {
+            PortError::Conflict { .. } => Ok(false),
+            other => Err(other),
+        },
+    }
+}
+
+/// The id in a key attribute of `item` after `prefix` (`TENANT#<id>`), if it parses.
+pub(crate) fn key_id<T: std::str::FromStr>(item: &Item, key: &str, prefix: &str) -> Option<T> {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => v.strip_prefix(prefix)?.parse().ok(),
+        _ => None,
+    }
+}
+
+pub(crate) fn sort_key(item: &Item) -> Option<String> {
+    match item.get(SK) {
+        Some(AttributeValue::S(sk)) => Some(sk.clone()),
+        _ => None,
+    }
+}
+
+/// A filter a list applies as it reads a partition: the expression, its names and its values.
+#[derive(Debug, Default)]
+pub(crate) struct ListFilter {
+    pub(crate) expression: Option<String>,
+    pub(crate) names: HashMap<String, String>,
+    pub(crate) values: HashMap<String, AttributeValue>,
+}
+
+impl ListFilter {
+    /// Adds a term (whose names and values the caller adds).
+    pub(crate) fn and(&mut self, term: &str) {
+        self.expression = Some(match self.expression.take() {
+            Some(e) => format!("{e} AND {term}"),
+            None => term.to_owned(),
+        });
+    }
+
+    /// Adds `attribute = value`.
+    pub(crate) fn eq(&mut self, attribute: &str, value: impl Into<String>) {
+        let (name, placeholder) = (format!("#{attribute}"), format!(":{attribute}"));
+        self.and(&format!("{name} = {placeholder}"));
+        self.names.insert(name, attribute.to_owned());
+        self.values.insert(placeholder, s(value));
+    }
+}
+
 impl DynamoTable {
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PortError> {
         self.client()
@@ -241,6 +314,19 @@ impl DynamoTable {
         prefix: &str,
         page: &PageRequest,
     ) -> Result<Page<T>, PortError> {
+        self.query_docs_in(pk, prefix, page, true).await
+    }
+
+    /// Reads one page of `pk`'s items whose sort key starts with `prefix`, in sort-key order or
+    /// (not `forward`) its reverse. The page's position is the last sort key read: the next page
+    /// starts after it in the direction read (`sk < :after` backwards), as an exclusive start key.
+    pub(crate) async fn query_docs_in<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        prefix: &str,
+        page: &PageRequest,
+        forward: bool,
+    ) -> Result<Page<T>, PortError> {
         let limit = page.limit.clamp(1, 100);
         // A start key outside the queried range is a ValidationException in DynamoDB: it is the
         // caller's (crafted) cursor that is wrong.
@@ -262,6 +348,7 @@ impl DynamoTable {
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
             .consistent_read(true)
+            .scan_index_forward(forward)
             // One more than asked tells whether another page exists.
             .limit(i32::try_from(limit + 1).unwrap_or(101));
         if let Some(after) = &page.after {
@@ -291,6 +378,92 @@ impl DynamoTable {
         Ok(Page { items, next_after })
     }
 
+    /// Reads one page of `pk`'s items whose sort key starts with `prefix` and that pass
+    /// `filter`, in sort-key order, each turned into a `T` by `decode`. The filter applies as the
+    /// partition is read, and one call reads at most about [`MAX_EXAMINED`] items: a page may hold
+    /// fewer than asked (even none) and still have a next one.
+    pub(crate) async fn query_filtered<T>(
+        &self,
+        pk: &str,
+        prefix: &str,
+        filter: &ListFilter,
+        page: &PageRequest,
+        decode: impl Fn(&Item) -> Result<T, PortError>,
+    ) -> Result<Page<T>, PortError> {
+        let limit = page.limit.clamp(1, MAX_LIMIT) as usize;
+        if page
+            .after
+            .as_deref()
+            .is_some_and(|a| !a.starts_with(prefix))
+        {
+            return Err(PortError::OutOfRange {
+                service: Service::Store,
+                operation: "Query",
+            });
+        }
+        let mut found: Vec<(String, T)> = Vec::new();
+        let mut start = page.after.clone();
+        let mut examined = 0;
+        loop {
+            let mut request = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(prefix))
+                .set_filter_expression(filter.expression.clone())
+                .consistent_read(true)
+                .limit(100);
+            for (k, v) in &filter.names {
+                request = request.expression_attribute_names(k, v);
+            }
+            for (k, v) in &filter.values {
+                request = request.expression_attribute_values(k, v.clone());
+            }
+            if let Some(after) = &start {
+                request = request
+                    .exclusive_start_key(PK, s(pk))
+                    .exclusive_start_key(SK, s(after.clone()));
+            }
+            let out = request
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            examined += usize::try_from(out.scanned_count).unwrap_or(100);
+            for it in out.items.unwrap_or_default() {
+                let Some(key) = sort_key(&it) else { continue };
+                found.push((key, decode(&it)?));
+                if found.len() > limit {
+                    // One more than asked: the page ends at the last one asked for.
+                    found.truncate(limit);
+                    let next_after = found.last().map(|(k, _)| k.clone());
+                    return Ok(Page {
+                        items: found.into_iter().map(|(_, c)| c).collect(),
+                        next_after,
+                    });
+                }
+            }
+            let next = out.last_evaluated_key.as_ref().and_then(sort_key);
+            match next {
+                None => {
+                    return Ok(Page {
+                        items: found.into_iter().map(|(_, c)| c).collect(),
+                        next_after: None,
+                    });
+                }
+                // Read enough for one call: answer what matched, and where to go on.
+                Some(key) if examined >= MAX_EXAMINED => {
+                    return Ok(Page {
+                        items: found.into_iter().map(|(_, c)| c).collect(),
+                        next_after: Some(key),
+                    });
+                }
+                Some(key) => start = Some(key),
+            }
+        }
+    }
+
     pub(crate) async fn put_conditional(
         &self,
         item: Item,
@@ -300,7 +473,7 @@ impl DynamoTable {
     }
 
     /// Puts `item` if `condition` holds (with `:v` bound to `value`); `false` when it does not.
-    async fn put_if(
+    pub(crate) async fn put_if(
         &self,
         item: Item,
         condition: &str,
@@ -431,6 +604,23 @@ impl TenantStore for DynamoTable {
                     issuer_pair_pk(&issuer.issuer, &issuer.audience),
                     ISSUER_PAIR_SK.into(),
                 )?);
+            } else if sk.starts_with(crate::syncs::SYNC_SK) {
+                // Its records are in the records table, which this purge cannot reach: say which
+                // feed is left, so that it can be purged (or found to expire by its retention).
+                match decode::<SyncConfig>(&found, "Query") {
+                    Ok(sync) => tracing::warn!(
+                        tenant_id = %id,
+                        sync_id = %sync.id,
+                        connection_id = %sync.connection_id,
+                        model = %sync.model,
+                        "a deleted tenant's sync is removed before its records: the feed is left in the records table"
+                    ),
+                    Err(_) => tracing::warn!(
+                        tenant_id = %id,
+                        sync = %sk,
+                        "a deleted tenant's unreadable sync is removed: its feed may be left in the records table"
+                    ),
+                }
             }
             requests.push(delete_request(pk.clone(), sk)?);
         }
@@ -459,7 +649,7 @@ fn put_request(item: Item) -> Result<WriteRequest, PortError> {
     Ok(WriteRequest::builder().put_request(put).build())
 }
 
-fn delete_request(pk: String, sk: String) -> Result<WriteRequest, PortError> {
+pub(crate) fn delete_request(pk: String, sk: String) -> Result<WriteRequest, PortError> {
     let delete = DeleteRequest::builder()
         .key(PK, s(pk))
         .key(SK, s(sk))

@@ -1,5 +1,6 @@
 //! `tributary`: the developer CLI for connector authors — validate and list the catalog, read a
-//! stream (one JSON record per line on stdout, progress and a summary on stderr) and run actions.
+//! stream (one canonical JSON record per line on stdout, progress and a summary on stderr) and run
+//! actions.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
@@ -12,7 +13,8 @@ use futures::StreamExt;
 use secrecy::SecretString;
 use tributary_engine::spec::{ProviderSpec, SpecErrors, dates, load};
 use tributary_engine::{
-    Connection, EgressPolicy, Engine, EngineError, HttpConfig, ReadOptions, StreamState, catalog,
+    CanonicalError, Connection, EgressPolicy, Engine, EngineError, HttpConfig, ReadOptions,
+    StreamState, catalog,
 };
 
 /// Prefix of environment variables holding credentials (`TRIBUTARY_CREDENTIAL_API_KEY` → `api_key`).
@@ -36,7 +38,8 @@ enum Command {
     /// Validate or list provider specs.
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Read a stream: one JSON record per line on stdout.
+    /// Read a stream: one JSON record per line on stdout, in canonical form (compact, keys
+    /// sorted, numbers as the provider wrote them).
     Read(ReadArgs),
     /// Run an action and print its output.
     Action(ActionArgs),
@@ -127,6 +130,8 @@ enum CliError {
     Spec(#[from] SpecErrors),
     #[error("{0}")]
     Engine(#[from] EngineError),
+    #[error("page {page}: a record is not usable JSON: {source}")]
+    Record { page: u64, source: CanonicalError },
     #[error("{0}")]
     Usage(String),
     #[error("{path}: {source}")]
@@ -376,20 +381,34 @@ async fn read(args: ReadArgs) -> Result<(), CliError> {
     let opts = ReadOptions {
         max_records: args.max_records,
         state,
+        resume: None,
     };
     let mut pages = engine.read(&spec, &args.stream, &conn, opts)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     let (mut records, mut page_count) = (0u64, 0u64);
     let mut checkpoint = None;
-    let mut failure = None;
-    while let Some(page) = pages.next().await {
+    let mut failure: Option<CliError> = None;
+    'pages: while let Some(page) = pages.next().await {
         match page {
             Ok(page) => {
                 page_count += 1;
                 for r in &page.records {
+                    // The provider's text may span lines (pretty-printed) or spell one record
+                    // several ways; JSON Lines needs one compact line, and one text per record
+                    // makes outputs comparable.
+                    let line = match r.canonical() {
+                        Ok(line) => line,
+                        Err(source) => {
+                            failure = Some(CliError::Record {
+                                page: page.number,
+                                source,
+                            });
+                            break 'pages;
+                        }
+                    };
                     let write = out
-                        .write_all(r.json().as_bytes())
+                        .write_all(line.as_bytes())
                         .and_then(|()| out.write_all(b"\n"));
                     if let Err(e) = write {
                         // A closed pipe (`| head`) ends the read quietly.
@@ -401,8 +420,8 @@ async fn read(args: ReadArgs) -> Result<(), CliError> {
                             source: e,
                         });
                     }
+                    records += 1;
                 }
-                records += page.records.len() as u64;
                 if page_count % 50 == 0 {
                     eprintln!("… {records} records, {page_count} pages");
                 }
@@ -411,7 +430,7 @@ async fn read(args: ReadArgs) -> Result<(), CliError> {
                 }
             }
             Err(e) => {
-                failure = Some(e);
+                failure = Some(e.into());
                 break;
             }
         }
@@ -438,7 +457,7 @@ async fn read(args: ReadArgs) -> Result<(), CliError> {
         }
     );
     match failure {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }

@@ -140,6 +140,18 @@ prefixed_id!(
     "event"
 );
 prefixed_id!(
+    /// A tenant's configured import of one stream of one connection into a model.
+    SyncId,
+    "sync",
+    "sync"
+);
+prefixed_id!(
+    /// One execution of a sync (across its continuations).
+    SyncRunId,
+    "run",
+    "sync run"
+);
+prefixed_id!(
     /// An audit event.
     AuditEventId,
     "evt",

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConnectionId, JobId, TenantId};
+use crate::ids::{ConnectionId, JobId, SyncId, SyncRunId, TenantId};
 use crate::time::EpochMillis;
 
 /// The envelope format version this build writes and understands.
@@ -21,7 +21,7 @@ pub struct JobEnvelope {
     pub kind: JobKind,
 }
 
-/// The kinds of job the connector runs. Later kinds: sync runs, actions, webhook deliveries.
+/// The kinds of job the connector runs. Later kinds: actions, webhook deliveries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobKind {
@@ -38,6 +38,36 @@ pub enum JobKind {
         /// The connection.
         connection_id: ConnectionId,
     },
+    /// Start a sync's scheduled run: enqueued by the monitor when the sync is due; the connector
+    /// creates the run (unless one is in progress) and schedules the next.
+    ScheduledSync {
+        /// The sync's tenant.
+        tenant_id: TenantId,
+        /// The sync.
+        sync_id: SyncId,
+        /// The scheduled time it was due at (as indexed).
+        due_ms: EpochMillis,
+    },
+    /// Execute a run of a sync, or continue it from its checkpoint: enqueued by the API (a manual
+    /// run), by a scheduled start, and by the run itself when it stops at its time budget or is
+    /// deferred by a rate limit.
+    SyncRun {
+        /// The sync's tenant.
+        tenant_id: TenantId,
+        /// The sync.
+        sync_id: SyncId,
+        /// The run.
+        run_id: SyncRunId,
+        /// 0 for the first invocation, then one more for each continuation.
+        continuation: u32,
+    },
+    /// Remove a deleted sync's records and feed in batches, then the sync itself.
+    PurgeSync {
+        /// The sync's tenant.
+        tenant_id: TenantId,
+        /// The sync.
+        sync_id: SyncId,
+    },
 }
 
 impl JobKind {
@@ -46,6 +76,9 @@ impl JobKind {
         match self {
             JobKind::Canary { .. } => "canary",
             JobKind::RefreshConnection { .. } => "refresh_connection",
+            JobKind::ScheduledSync { .. } => "scheduled_sync",
+            JobKind::SyncRun { .. } => "sync_run",
+            JobKind::PurgeSync { .. } => "purge_sync",
         }
     }
 }

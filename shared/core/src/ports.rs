@@ -13,10 +13,11 @@ use crate::canary::CanaryObservation;
 use crate::connect::{ConnectSession, OAuthFlow};
 use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use crate::error::PortError;
-use crate::ids::{ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, TenantId};
+use crate::ids::{ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, SyncId, SyncRunId, TenantId};
 use crate::integration::Integration;
 use crate::job::JobEnvelope;
 use crate::pagination::{Page, PageRequest};
+use crate::sync::{SyncConfig, SyncEvent, SyncFilter, SyncRun};
 use crate::tenancy::{ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant};
 use crate::time::EpochMillis;
 
@@ -452,4 +453,123 @@ pub trait RateCounter: Send + Sync {
         amount: u32,
         keep: Duration,
     ) -> impl Future<Output = Result<u64, PortError>> + Send;
+}
+
+/// Stores syncs, their runs and their events.
+pub trait SyncStore: Send + Sync {
+    /// Stores a new sync, claiming its (connection, model): [`PortError::Conflict`] when another
+    /// sync of the tenant writes that model of that connection.
+    fn create_sync(
+        &self,
+        sync: &SyncConfig,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's sync.
+    fn get_sync(
+        &self,
+        tenant: &TenantId,
+        id: &SyncId,
+    ) -> impl Future<Output = Result<Option<SyncConfig>, PortError>> + Send;
+    /// The tenant's syncs that pass `filter`, oldest first (a page may hold fewer than the limit
+    /// and still have a next one).
+    fn list_syncs(
+        &self,
+        tenant: &TenantId,
+        filter: &SyncFilter,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<SyncConfig>, PortError>> + Send;
+    /// Replaces the sync whose stored version is `expected_version` (its run lease is kept);
+    /// `false` when it does not exist, [`PortError::Conflict`] when another write changed it.
+    fn update_sync(
+        &self,
+        sync: &SyncConfig,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Removes the sync, its (connection, model) claim and its runs; `false` when it does not
+    /// exist. Its records are removed before (see [`crate::records::RecordStore::purge`]).
+    fn delete_sync(
+        &self,
+        tenant: &TenantId,
+        id: &SyncId,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Takes the sync's run lease for `holder` until `until_ms` if nobody holds it (or it expired
+    /// by `now_ms`): one run of a sync executes at a time. `false` when held or the sync is gone.
+    fn lease_sync(
+        &self,
+        tenant: &TenantId,
+        id: &SyncId,
+        holder: &str,
+        now_ms: EpochMillis,
+        until_ms: EpochMillis,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Gives the run lease back if `holder` holds it.
+    fn release_sync(
+        &self,
+        tenant: &TenantId,
+        id: &SyncId,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Stores a new run.
+    fn create_run(&self, run: &SyncRun) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The sync's run.
+    fn get_run(
+        &self,
+        tenant: &TenantId,
+        sync: &SyncId,
+        id: &SyncRunId,
+    ) -> impl Future<Output = Result<Option<SyncRun>, PortError>> + Send;
+    /// The sync's runs, newest first.
+    fn list_runs(
+        &self,
+        tenant: &TenantId,
+        sync: &SyncId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<SyncRun>, PortError>> + Send;
+    /// Replaces the run whose stored version is `expected_version`; `false` when it does not
+    /// exist, [`PortError::Conflict`] when another write changed it.
+    fn update_run(
+        &self,
+        run: &SyncRun,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Records a sync event (kept for the tenant's webhooks).
+    fn record_sync_event(
+        &self,
+        event: &SyncEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's sync events, oldest first.
+    fn list_sync_events(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<SyncEvent>, PortError>> + Send;
+}
+
+/// A sync whose next run is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSync {
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// The sync.
+    pub sync_id: SyncId,
+    /// When it was due (as indexed).
+    pub due_ms: EpochMillis,
+}
+
+/// The index of active syncs by next run time, which the monitor reads.
+pub trait SyncSchedule: Send + Sync {
+    /// Up to `limit` syncs due at or before `now_ms`.
+    fn due_syncs(
+        &self,
+        now_ms: EpochMillis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DueSync>, PortError>> + Send;
+    /// Moves a due sync's next run to `next_ms` if it is still due at `due.due_ms` (so that two
+    /// overlapping ticks do not both start it); `false` when something changed it meanwhile.
+    fn reschedule_sync(
+        &self,
+        due: &DueSync,
+        next_ms: EpochMillis,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }

@@ -260,6 +260,19 @@ impl<'a> Bound<'a> {
         }
     }
 
+    /// The query parameter the auth mode sends its credential in, when it uses the query. The
+    /// client adds it to every request ([`Self::auth_parts`]), so a URL from the provider that
+    /// already carries it must lose its copy.
+    pub fn auth_query_param(&self) -> Option<&str> {
+        let (location, name) = match self.auth {
+            AuthMode::ApiKey(a) => (a.location, &a.name),
+            AuthMode::OAuth2AuthorizationCode(o) => (o.apply.location, &o.apply.name),
+            AuthMode::OAuth2ClientCredentials(o) => (o.apply.location, &o.apply.name),
+            AuthMode::Basic(_) => return None,
+        };
+        (location == ApiKeyLocation::Query).then_some(name.as_str())
+    }
+
     /// The credentials of the auth mode, as headers or query parameters.
     pub fn auth_parts(&self) -> Result<AuthParts, EngineError> {
         let ctx = self.context(None, None);

@@ -11,10 +11,19 @@ use crate::connection::Bound;
 use crate::error::{EngineError, ErrorClass};
 use crate::page::Record;
 use crate::read::{Page, ReadOptions};
+use crate::resume::{ResumeNext, ResumePoint, carries_secret};
 use crate::selector::Selector;
 use crate::spec::{BodyEncoding, CodeConnectorRef, Stream};
 
 /// A stream reader written in Rust.
+///
+/// Resuming: a connector gives each page but the last a [`Page::resume`] point (a
+/// [`ResumePoint::new`] with its own position, typically a [`ResumeNext::Cursor`]) and, given one
+/// back in [`ReadOptions::resume`], continues from it with the page numbers and `max_records`
+/// count it carries. A point it cannot use (made by another connector, or by the declarative
+/// engine) is refused with [`EngineError::Resume`]. A connector whose position is not something it
+/// can give back sets `resume: None` on every page; a run stopped mid-pass then reads the pass
+/// again from its first page.
 pub trait CodeConnector: Send + Sync {
     /// The `kind` a spec uses to select it.
     fn kind(&self) -> &'static str;
@@ -22,7 +31,7 @@ pub trait CodeConnector: Send + Sync {
     /// Checks a stream's `options` at validation time.
     fn validate_options(&self, options: &Value) -> Result<(), String>;
 
-    /// Reads the stream page by page.
+    /// Reads the stream page by page, from `opts.resume` when it is set.
     fn read<'a>(
         &'a self,
         client: &'a HttpClient,
@@ -96,6 +105,7 @@ fn d_page() -> u32 {
 /// Reads a GraphQL connection (Shopify Admin, GitHub v4): POSTs the query with `first`/`after`,
 /// takes `edges[].node` (or `nodes`), follows `pageInfo.endCursor` while `hasNextPage`, and turns
 /// a `200` carrying `errors` without data into a classified error (`THROTTLED` → rate limited).
+/// It resumes from the `endCursor` of the page it stopped after.
 #[derive(Debug, Clone, Copy)]
 pub struct GraphqlCursor;
 
@@ -172,9 +182,13 @@ impl CodeConnector for GraphqlCursor {
             let cls = SpecClassifier::new(bound.spec);
             let ctx = bound.context(None, None);
             let field = format!("streams[{}].request", stream.name);
-            let mut after: Option<String> = None;
-            let mut number = 0u64;
-            let mut emitted = 0u64;
+            let (mut after, mut number, mut emitted) = match &opts.resume {
+                None => (None, 0u64, 0u64),
+                Some(r) => match (&r.next, &r.cursor, &r.best) {
+                    (ResumeNext::Cursor(c), None, None) => (Some(c.clone()), r.page, r.emitted),
+                    _ => Err(EngineError::Resume("it was not made by a graphql_cursor read".into()))?,
+                },
+            };
             loop {
                 let mut vars = o.variables.clone();
                 vars.insert("first".into(), json!(o.page_size));
@@ -215,7 +229,19 @@ impl CodeConnector for GraphqlCursor {
                     }
                 }
                 emitted += records.len() as u64;
-                yield Page { number, records, last, checkpoint: None };
+                let resume = match &after {
+                    Some(c) if !last => {
+                        let at = ResumeNext::Cursor(c.clone());
+                        if carries_secret(&at, bound.credentials) {
+                            tracing::warn!(stream = %stream.name, page = number, "the next page's cursor holds a credential; the read cannot be resumed after this page");
+                            None
+                        } else {
+                            Some(ResumePoint::new(at, number, emitted))
+                        }
+                    }
+                    _ => None,
+                };
+                yield Page { number, records, last, checkpoint: None, resume };
                 if last {
                     break;
                 }

@@ -102,6 +102,11 @@ pub enum EngineError {
         /// The last error.
         last: Box<EngineError>,
     },
+    /// A [`ResumePoint`](crate::resume::ResumePoint) cannot continue this read: it belongs to
+    /// another pagination or sync mode (the spec changed), or its next URL is unusable or points to
+    /// another origin. Retrying with it cannot succeed; start the pass again without it.
+    #[error("resume point refused: {0}")]
+    Resume(String),
     /// A code connector failed.
     #[error("connector {kind}: {message}")]
     Connector {
@@ -128,7 +133,9 @@ impl EngineError {
             EngineError::ResponseTooLarge { .. } | EngineError::RecordTooLarge { .. } => {
                 ErrorClass::Permanent
             }
-            EngineError::Malformed { .. } | EngineError::Redirect(_) => ErrorClass::Permanent,
+            EngineError::Malformed { .. }
+            | EngineError::Redirect(_)
+            | EngineError::Resume(_) => ErrorClass::Permanent,
             EngineError::Exhausted { last, .. } => last.class(),
         }
     }

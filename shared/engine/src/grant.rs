@@ -147,3 +147,104 @@ pub fn policy(spec: &ProviderSpec) -> RefreshPolicy {
         ..Default::default()
     }
 }
+
+/// Why a stored connection cannot be used now.
+#[derive(Debug, thiserror::Error)]
+pub enum UseError {
+    /// Its provider is not in the catalog (a spec was removed).
+    #[error("provider `{0}` is not in the catalog")]
+    UnknownProvider(String),
+    /// A token could not be had (needs the end user, a refresh that failed for now, …).
+    #[error(transparent)]
+    Refresh(#[from] tributary_core::refresh::RefreshError),
+    /// The sealed credentials could not be opened or are not a JSON object of strings.
+    #[error("the connection's credentials could not be opened")]
+    Credentials,
+}
+
+/// A stored connection made ready for the engine: an OAuth access token refreshed first when it
+/// expires within the spec's margin (one refresh at a time across every environment, see
+/// [`tributary_core::refresh`]), the credentials opened from the vault, and the deployment's
+/// origin override applied to the base URL. The credentials live only in the returned value.
+pub async fn usable_connection<S>(
+    store: &S,
+    vault: &Vault,
+    engine: &Engine,
+    origins: &ProviderOrigins,
+    clock: &dyn Clock,
+    connection: &Connection,
+) -> Result<crate::Connection, UseError>
+where
+    S: IntegrationStore + tributary_core::ports::ConnectionStore,
+{
+    use std::collections::BTreeMap;
+
+    let spec = catalog_spec(&connection.provider)
+        .ok_or_else(|| UseError::UnknownProvider(connection.provider.clone()))?;
+    let mut current = connection.clone();
+    let mut fresh_token = None;
+    if matches!(
+        spec.auth.iter().find(|m| m.kind() == connection.auth_mode),
+        Some(AuthMode::OAuth2AuthorizationCode(_))
+    ) {
+        let grant = EngineGrant {
+            store,
+            vault,
+            engine,
+            origins,
+            clock,
+        };
+        let refresher = tributary_core::refresh::Refresher {
+            store,
+            vault,
+            grant: &grant,
+            clock,
+            policy: policy(spec),
+        };
+        fresh_token = Some(
+            refresher
+                .access_token(&connection.tenant_id, &connection.id)
+                .await?,
+        );
+        // The refresh may have rewritten the connection (new tokens, obtained configuration).
+        current = store
+            .get_connection(&connection.tenant_id, &connection.id)
+            .await
+            .map_err(tributary_core::refresh::RefreshError::from)?
+            .ok_or(tributary_core::refresh::RefreshError::NotFound)?;
+    }
+    let (plain, _) = vault
+        .open(
+            &Owner {
+                tenant: current.tenant_id.as_str(),
+                object: current.id.as_str(),
+                purpose: tributary_core::connection::CREDENTIALS_PURPOSE,
+            },
+            &current.credentials,
+        )
+        .await
+        .map_err(|_| UseError::Credentials)?;
+    let values: BTreeMap<String, String> =
+        serde_json::from_slice(plain.expose_secret()).map_err(|_| UseError::Credentials)?;
+    let mut credentials: BTreeMap<String, SecretString> = values
+        .into_iter()
+        .map(|(k, v)| (k, SecretString::from(v)))
+        .collect();
+    if let Some(token) = fresh_token {
+        credentials.insert("access_token".into(), token);
+    }
+    let base_url = origins.contains_key(&spec.id).then(|| {
+        let mode = spec.auth.iter().find(|m| m.kind() == current.auth_mode);
+        provider_url(
+            origins,
+            &spec.id,
+            mode.and_then(AuthMode::base_url).unwrap_or(&spec.base_url),
+        )
+    });
+    Ok(crate::Connection {
+        config: current.config.clone(),
+        credentials,
+        auth_mode: Some(current.auth_mode.clone()),
+        base_url,
+    })
+}

@@ -6,6 +6,7 @@
 //! [`Engine`](crate::engine::Engine).
 
 pub mod action;
+pub mod canonical;
 pub mod catalog;
 pub mod client;
 pub mod connection;
@@ -18,11 +19,13 @@ pub mod oauth;
 pub mod origins;
 pub mod page;
 pub mod read;
+pub mod resume;
 pub mod selector;
 pub mod spec;
 pub mod template;
 pub mod webhook;
 
+pub use canonical::{CanonicalError, canonical_json};
 pub use client::{HttpClient, HttpConfig};
 pub use connection::Connection;
 pub use cursor::StreamState;
@@ -30,6 +33,7 @@ pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorClass};
 pub use page::Record;
 pub use read::{Page, ReadOptions};
+pub use resume::{ResumeNext, ResumePoint};
 pub use spec::ProviderSpec;
 /// The egress guard, re-exported from [`tributary_http`].
 pub use tributary_http::egress::{self, EgressPolicy};

@@ -7,6 +7,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::canonical::{CanonicalError, canonical_json};
 use crate::selector::Selector;
 
 /// One record as the provider sent it.
@@ -24,9 +25,15 @@ impl Record {
         serde_json::value::to_raw_value(v).map(Self)
     }
 
-    /// The JSON text.
+    /// The JSON text as the provider sent it.
     pub fn json(&self) -> &str {
         self.0.get()
+    }
+
+    /// The record's canonical JSON ([`canonical_json`]): the text to store, hash and print, the
+    /// same whatever the provider's whitespace, escaping and key order.
+    pub fn canonical(&self) -> Result<String, CanonicalError> {
+        canonical_json(self.0.get())
     }
 
     /// Parses into a value.
@@ -172,6 +179,18 @@ mod tests {
         assert_eq!(recs[1].json(), r#"{"id":"b","x":[1,2]}"#);
         assert_eq!(p.meta["has_more"], Value::Bool(true));
         assert_eq!(p.meta["meta"]["next"], Value::from("c"));
+    }
+
+    #[test]
+    fn a_record_keeps_the_providers_text_and_gives_its_canonical_form() {
+        let body = b"{\"data\": [ {\n  \"name\": \"\\u00e9\",\n  \"id\": 10000000000000000001\n} ]}";
+        let p = parse_page(body, &Selector::parse("data").unwrap()).unwrap();
+        let r = &p.records.unwrap()[0];
+        assert!(r.json().contains('\n'));
+        assert_eq!(
+            r.canonical().unwrap(),
+            "{\"id\":10000000000000000001,\"name\":\"\u{e9}\"}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::connection::Bound;
 use crate::cursor::{CursorValue, StreamState};
 use crate::error::EngineError;
 use crate::page::{Record, parse_page};
+use crate::resume::{ResumeNext, ResumePoint, carries_secret, strip_query_param};
 use crate::selector::Selector;
 use crate::spec::{
     BodyEncoding, Incremental, NextUrlSource, PageSize, Pagination, ParamLocation, StopWhen,
@@ -22,8 +23,11 @@ use crate::template::Template;
 pub struct ReadOptions {
     /// Stop after this many records.
     pub max_records: Option<u64>,
-    /// Saved checkpoint of an incremental stream.
+    /// Saved checkpoint of an incremental stream. Ignored when `resume` is set: the resume point
+    /// carries the pass's lower bound and the checkpoint reached so far.
     pub state: Option<StreamState>,
+    /// Continue a pass from a page's [`Page::resume`] instead of starting at the first page.
+    pub resume: Option<ResumePoint>,
 }
 
 /// One page of records.
@@ -39,12 +43,22 @@ pub struct Page {
     /// It is not advanced mid-pass: many APIs list newest first, so a cursor saved after page one
     /// would skip the older pages of an interrupted run.
     pub checkpoint: Option<StreamState>,
+    /// Where the read continues after this page, for another process to pick up through
+    /// [`ReadOptions::resume`]: that read yields exactly the pages an uninterrupted read would
+    /// have yielded after this one, numbered on, and the same final checkpoint. `None` on the
+    /// last page, and on a page after which the pass cannot be continued (the position would hold
+    /// a credential, or a code connector keeps no position it can give back): a run stopped there
+    /// starts the pass again from its first page.
+    pub resume: Option<ResumePoint>,
 }
 
 /// Where the next request goes.
 enum Next {
-    Params(Vec<(String, String)>, Vec<(String, Value)>),
-    Url(Url),
+    /// The pass's first page.
+    First,
+    /// A later page.
+    At(ResumeNext),
+    /// The pass is over.
     Done,
 }
 
@@ -137,7 +151,30 @@ pub fn read_declarative<'a>(
             SyncMode::Incremental => stream.incremental.as_ref(),
             SyncMode::FullRefresh => None,
         };
-        let cursor_text = inc.map(|i| cursor_for_run(i, opts.state.as_ref()));
+        let resume = opts.resume.as_ref();
+        // A continuation keeps the pass's lower bound: computing it again from a state saved since
+        // would move it, and skip or repeat records.
+        let cursor_text = match (resume, inc) {
+            (None, i) => i.map(|i| cursor_for_run(i, opts.state.as_ref())),
+            (Some(r), Some(i)) => match r.cursor.as_deref() {
+                Some(c) if CursorValue::parse(c, i.format).is_some() => Some(c.to_owned()),
+                _ => Err(EngineError::Resume(format!("it has no {:?} cursor for this incremental stream", i.format)))?,
+            },
+            (Some(r), None) if r.cursor.is_none() && r.best.is_none() => None,
+            (Some(_), None) => Err(EngineError::Resume("it carries an incremental cursor but the stream is read whole".into()))?,
+        };
+        // The checkpoint reached: the saved one, raised by every cursor value read in the pass.
+        let mut best: Option<CursorValue> = match (resume, inc) {
+            (_, None) => None,
+            (None, Some(i)) => opts.state.as_ref().and_then(|s| s.cursor.as_deref()).and_then(|c| CursorValue::parse(c, i.format)),
+            (Some(r), Some(i)) => match r.best.as_deref() {
+                None => None,
+                Some(b) => match CursorValue::parse(b, i.format) {
+                    Some(c) => Some(c),
+                    None => Err(EngineError::Resume(format!("its checkpoint is not a {:?} cursor", i.format)))?,
+                },
+            },
+        };
         let cursor_sel = match inc {
             Some(i) => Some(sel(&spec.id, &i.cursor_field)?),
             None => None,
@@ -178,11 +215,23 @@ pub fn read_declarative<'a>(
         add_size(page_size_of(&pagination), &mut size_q, &mut base_b);
         let base_q = size_q;
 
-        let mut next = Next::Params(first_q, first_b);
+        let auth_param = bound.auth_query_param();
+        let mut next = Next::First;
         let mut number = 0u64;
         let mut emitted = 0u64;
-        let mut best: Option<CursorValue> = None;
         let mut empty_in_a_row = 0u32;
+        if let Some(r) = resume {
+            let at = resume_position(&pagination, &bound, &r.next)?;
+            match at {
+                ResumeNext::Offset(n) => offset = n,
+                ResumeNext::Page(n) => page_no = n,
+                _ => {}
+            }
+            next = Next::At(at);
+            number = r.page;
+            emitted = r.emitted;
+            empty_in_a_row = r.empty_pages;
+        }
         let follow_empty = match &pagination {
             Pagination::Cursor(c) => c.follow_empty_pages,
             _ => 0,
@@ -190,8 +239,9 @@ pub fn read_declarative<'a>(
         loop {
             let req = match &next {
                 Next::Done => break,
-                Next::Params(q, b) => bound.render(&field, &stream.request, &ctx, q, b, BodyEncoding::Json)?,
-                Next::Url(u) => {
+                Next::First => bound.render(&field, &stream.request, &ctx, &first_q, &first_b, BodyEncoding::Json)?,
+                Next::At(ResumeNext::Url(u)) => {
+                    let u = Url::parse(u).map_err(|e| EngineError::Resume(format!("next URL: {e}")))?;
                     let mut r = bound.render(&field, &stream.request, &ctx, &[], &base_b, BodyEncoding::Json)?;
                     if u.origin() != bound.base_url.origin() {
                         Err(EngineError::Spec {
@@ -199,8 +249,12 @@ pub fn read_declarative<'a>(
                             message: format!("next page URL points to another origin ({}); refusing to send credentials there", u.origin().ascii_serialization()),
                         })?;
                     }
-                    r.url = u.clone();
+                    r.url = u;
                     r
+                }
+                Next::At(at) => {
+                    let (q, b) = params_at(&pagination, at, &base_q, &base_b)?;
+                    bound.render(&field, &stream.request, &ctx, &q, &b, BodyEncoding::Json)?
                 }
             };
             // Reads are safe to repeat even when sent as POST (search endpoints).
@@ -243,12 +297,7 @@ pub fn read_declarative<'a>(
                                         format!("{empty_in_a_row} empty pages in a row still carry a cursor (the spec follows {follow_empty}); the read stops rather than end short"),
                                     ))?;
                                 }
-                                let (mut q, mut b) = (base_q.clone(), base_b.clone());
-                                match c.location {
-                                    ParamLocation::Query => q.push((c.param.clone(), cur)),
-                                    ParamLocation::Body => b.push((c.param.clone(), Value::String(cur))),
-                                }
-                                Next::Params(q, b)
+                                Next::At(ResumeNext::Cursor(cur))
                             }
                             _ => Next::Done,
                         }
@@ -266,7 +315,15 @@ pub fn read_declarative<'a>(
                             NextUrlSource::Body { path } => Selector::parse(path).ok().and_then(|s| s.get_text(&meta)),
                         };
                         match raw {
-                            Some(r) => Next::Url(bound.base_url.join(&r).map_err(|e| malformed(&resp, format!("next URL `{r}`: {e}")))?),
+                            Some(r) => {
+                                let mut u = bound.base_url.join(&r).map_err(|e| malformed(&resp, format!("next URL `{r}`: {e}")))?;
+                                // The client adds the key to every request: a copy echoed by the
+                                // provider would be sent twice, and stored with the position.
+                                if let Some(name) = auth_param {
+                                    strip_query_param(&mut u, name);
+                                }
+                                Next::At(ResumeNext::Url(u.into()))
+                            }
                             None => Next::Done,
                         }
                     }
@@ -281,9 +338,7 @@ pub fn read_declarative<'a>(
                         if done {
                             Next::Done
                         } else {
-                            let mut q = base_q.clone();
-                            q.push((o.offset_param.clone(), offset.to_string()));
-                            Next::Params(q, base_b.clone())
+                            Next::At(ResumeNext::Offset(offset))
                         }
                     }
                     Pagination::PageNumber(p) => {
@@ -298,20 +353,14 @@ pub fn read_declarative<'a>(
                             Next::Done
                         } else {
                             page_no += 1;
-                            let mut q = base_q.clone();
-                            q.push((p.page_param.clone(), page_no.to_string()));
-                            Next::Params(q, base_b.clone())
+                            Next::At(ResumeNext::Page(page_no))
                         }
                     }
                     Pagination::LastId(l) => {
                         let more = is_true(&meta, &Some(l.has_more_path.clone())) == Some(true);
                         let last_id = records.last().and_then(|r| r.to_value().ok()).and_then(|v| Selector::parse(&l.id_path).ok().and_then(|s| s.get_text(&v)));
                         match (more, last_id) {
-                            (true, Some(id)) => {
-                                let mut q = base_q.clone();
-                                q.push((l.param.clone(), id));
-                                Next::Params(q, base_b.clone())
-                            }
+                            (true, Some(id)) => Next::At(ResumeNext::LastId(id)),
                             (true, None) => Err(malformed(&resp, format!("last record has no `{}`", l.id_path)))?,
                             _ => Next::Done,
                         }
@@ -331,19 +380,93 @@ pub fn read_declarative<'a>(
             emitted += records.len() as u64;
             let last = matches!(next, Next::Done);
             let checkpoint = match (inc, last && !truncated) {
-                (Some(i), true) => {
-                    let prev = opts.state.as_ref().and_then(|s| s.cursor.as_deref()).and_then(|c| CursorValue::parse(c, i.format));
-                    let newest = match (best, prev) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
-                    Some(StreamState { cursor: newest.map(|c| c.format(i.format)) })
-                }
+                (Some(i), true) => Some(StreamState { cursor: best.map(|c| c.format(i.format)) }),
                 _ => None,
             };
-            yield Page { number, records, last, checkpoint };
+            let resume = match &next {
+                Next::At(at) if carries_secret(at, bound.credentials) => {
+                    tracing::warn!(stream = %stream.name, page = number, "the next page's position holds a credential; the read cannot be resumed after this page");
+                    None
+                }
+                Next::At(at) => Some(ResumePoint {
+                    cursor: cursor_text.clone(),
+                    best: inc.and_then(|i| best.map(|c| c.format(i.format))),
+                    empty_pages: empty_in_a_row,
+                    ..ResumePoint::new(at.clone(), number, emitted)
+                }),
+                Next::First | Next::Done => None,
+            };
+            yield Page { number, records, last, checkpoint, resume };
         }
     })
+}
+
+/// Checks that a resume point's position belongs to `pagination`, and that its next URL is one the
+/// read could have followed (same origin as the base URL; the auth mode's parameter is dropped,
+/// since the client adds it).
+fn resume_position(
+    pagination: &Pagination,
+    bound: &Bound<'_>,
+    at: &ResumeNext,
+) -> Result<ResumeNext, EngineError> {
+    let fits = matches!(
+        (pagination, at),
+        (Pagination::Cursor(_), ResumeNext::Cursor(_))
+            | (Pagination::LastId(_), ResumeNext::LastId(_))
+            | (Pagination::Offset(_), ResumeNext::Offset(_))
+            | (Pagination::PageNumber(_), ResumeNext::Page(_))
+            | (Pagination::NextUrl(_), ResumeNext::Url(_))
+    );
+    if !fits {
+        return Err(EngineError::Resume(
+            "its position does not fit the stream's pagination".into(),
+        ));
+    }
+    let ResumeNext::Url(raw) = at else {
+        return Ok(at.clone());
+    };
+    let mut url =
+        Url::parse(raw).map_err(|e| EngineError::Resume(format!("its next URL: {e}")))?;
+    if url.origin() != bound.base_url.origin() {
+        return Err(EngineError::Resume(format!(
+            "its next URL points to another origin ({}); refusing to send credentials there",
+            url.origin().ascii_serialization()
+        )));
+    }
+    if let Some(name) = bound.auth_query_param() {
+        strip_query_param(&mut url, name);
+    }
+    Ok(ResumeNext::Url(url.into()))
+}
+
+/// The query and body of the request at `at`: the parameters of every page plus the position.
+fn params_at(
+    pagination: &Pagination,
+    at: &ResumeNext,
+    base_q: &[(String, String)],
+    base_b: &[(String, Value)],
+) -> Result<(Vec<(String, String)>, Vec<(String, Value)>), EngineError> {
+    let (mut q, mut b) = (base_q.to_vec(), base_b.to_vec());
+    match (pagination, at) {
+        (Pagination::Cursor(c), ResumeNext::Cursor(cur)) => match c.location {
+            ParamLocation::Query => q.push((c.param.clone(), cur.clone())),
+            ParamLocation::Body => b.push((c.param.clone(), Value::String(cur.clone()))),
+        },
+        (Pagination::LastId(l), ResumeNext::LastId(id)) => q.push((l.param.clone(), id.clone())),
+        (Pagination::Offset(o), ResumeNext::Offset(n)) => {
+            q.push((o.offset_param.clone(), n.to_string()));
+        }
+        (Pagination::PageNumber(p), ResumeNext::Page(n)) => {
+            q.push((p.page_param.clone(), n.to_string()));
+        }
+        // Positions are checked against the pagination when a read resumes.
+        _ => {
+            return Err(EngineError::Resume(
+                "its position does not fit the stream's pagination".into(),
+            ));
+        }
+    }
+    Ok((q, b))
 }
 
 fn page_size_of(p: &Pagination) -> Option<&PageSize> {

@@ -853,7 +853,7 @@ async fn incremental_read_sends_cursor_minus_lookback_and_checkpoints_max() {
         state: Some(StreamState {
             cursor: Some("1700000060".into()),
         }),
-        max_records: None,
+        ..ReadOptions::default()
     };
     let pages = collect(&engine(), &spec(), "events", &conn(&server), opts)
         .await
@@ -879,7 +879,7 @@ async fn max_records_truncates_and_stops() {
         .await;
     let opts = ReadOptions {
         max_records: Some(1),
-        state: None,
+        ..ReadOptions::default()
     };
     let pages = collect(&engine(), &spec(), "items", &conn(&server), opts)
         .await

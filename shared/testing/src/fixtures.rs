@@ -37,3 +37,42 @@ pub fn oauth_connection(
         version: 1,
     }
 }
+
+/// An active sync of `stream` of a connection into `model`, every hour, in the stream's own
+/// mode `mode`, next due at `next_run_at_ms`.
+pub fn sync_config(
+    tenant: &tributary_core::ids::TenantId,
+    connection: &tributary_core::ids::ConnectionId,
+    provider: &str,
+    stream: &str,
+    model: &str,
+    mode: tributary_core::sync::SyncMode,
+    next_run_at_ms: Option<i64>,
+) -> tributary_core::sync::SyncConfig {
+    use tributary_core::sync::{DEFAULT_DELETION_GUARD_PERCENT, Frequency, SyncConfig, SyncStatus};
+    SyncConfig {
+        id: tributary_core::ids::SyncId::generate(),
+        tenant_id: tenant.clone(),
+        connection_id: connection.clone(),
+        integration_id: tributary_core::ids::IntegrationId::generate(),
+        provider: provider.into(),
+        stream: stream.into(),
+        model: model.into(),
+        frequency: Frequency::Interval {
+            every_seconds: 3600,
+        },
+        mode,
+        mapping: None,
+        status: SyncStatus::Active,
+        status_reason: None,
+        deletion_guard_percent: DEFAULT_DELETION_GUARD_PERCENT,
+        retention_days: None,
+        checkpoint: None,
+        next_run_at_ms,
+        active_run_id: None,
+        last_run: None,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version: 1,
+    }
+}

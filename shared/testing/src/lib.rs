@@ -8,7 +8,8 @@
 //! - [`ManualClock`]: a clock that moves only when told to;
 //! - [`keyring`]: the credential vault's test keyring;
 //! - [`token_endpoint::TokenFamily`]: a provider token endpoint that rotates refresh tokens;
-//! - [`fixtures`]: domain objects with the fields a test rarely cares about filled in.
+//! - [`fixtures`]: domain objects with the fields a test rarely cares about filled in;
+//! - [`provider::LocalStripe`]: a local Stripe customers list for sync tests.
 //!
 //! Each double keeps the semantics of the real adapter in `tributary-aws` that the functions' tests
 //! rely on: conditional writes refuse what DynamoDB's conditions would, an (issuer, audience) pair
@@ -21,6 +22,7 @@ mod calls;
 mod clock;
 pub mod fixtures;
 mod queue;
+pub mod provider;
 mod secrets;
 mod store;
 pub mod token_endpoint;

@@ -85,6 +85,32 @@ const METHODS: &[&str] = &[
     "abandon",
     // RateCounter
     "add",
+    // SyncStore
+    "create_sync",
+    "get_sync",
+    "list_syncs",
+    "update_sync",
+    "delete_sync",
+    "lease_sync",
+    "release_sync",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "update_run",
+    "record_sync_event",
+    "list_sync_events",
+    // SyncSchedule
+    "due_syncs",
+    "reschedule_sync",
+    // RecordStore
+    "record_meta",
+    "put_records",
+    "commit_page",
+    "last_page",
+    "pages_after",
+    "get_records",
+    "record_ids",
+    "purge",
 ];
 
 /// Sort-key prefixes of the tenant's lists, as the adapter writes them: list positions (the
@@ -137,6 +163,8 @@ struct Tables {
     kept_audit: HashMap<String, i64>,
     idempotency: HashMap<(String, String), Claim>,
     rates: HashMap<(String, i64), u64>,
+    /// Syncs, runs, leases, events and the records table (`store/syncs.rs`).
+    syncs: syncs::SyncTables,
 }
 
 /// What a tenant's partition holds, in sort-key order (what the adapter's purge walks).
@@ -1309,5 +1337,6 @@ impl RateCounter for MemStore {
     }
 }
 
+mod syncs;
 #[cfg(test)]
 mod tests;

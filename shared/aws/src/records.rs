@@ -1,0 +1,503 @@
+//! The records store and its change feed in the records table (`RECORDS_TABLE`), one pair of
+//! partitions per feed (a connection's model):
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | record | `R#<tenant id>#<connection id>#<model>` | the record's id |
+//! | feed page | `F#<tenant id>#<connection id>#<model>` | its sequence number, 20 digits |
+//!
+//! A record item holds `data` (canonical JSON), `hash`, `action` (`ADDED`, `UPDATED`, `DELETED`),
+//! `first_seen_ms`, `modified_ms`, `run_id`, its feed position `page` and `idx`, and `expires_at`
+//! (the table's TTL) when the sync keeps records for a while only. A feed page holds `entries` (the
+//! changed ids, in order), `run_id`, `committed_at_ms`, `run_stats` and `run_position` (JSON) and
+//! `expires_at` when set; its zero-padded sequence number makes the sort key order the feed.
+//!
+//! Every key starts with the tenant, so a feed can only be reached through its own tenant's
+//! [`FeedKey`]. Reads are strongly consistent: a page is committed only after its records are
+//! durable, and a reader that sees the page must see them. Batch reads and writes keep to
+//! DynamoDB's limits (100 keys, 25 writes, no key twice) and retry what comes back unprocessed; an
+//! item over DynamoDB's 400 KB is refused before anything is sent.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::de::DeserializeOwned;
+use tributary_core::PortError;
+use tributary_core::error::Service;
+use tributary_core::records::{
+    FeedKey, FeedPage, FeedPosition, RecordAction, RecordMeta, RecordStore, StoredRecord,
+};
+
+use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, MAX_BATCH_GET, MAX_ITEM_BYTES, PK, SK, item_size};
+use crate::errors::classify;
+use crate::tenancy::{delete_request, n, rejected, s, sort_key};
+
+const DATA: &str = "data";
+const HASH: &str = "hash";
+const ACTION: &str = "action";
+const FIRST_SEEN: &str = "first_seen_ms";
+const MODIFIED: &str = "modified_ms";
+const RUN_ID: &str = "run_id";
+const PAGE: &str = "page";
+const INDEX: &str = "idx";
+const ENTRIES: &str = "entries";
+const COMMITTED_AT: &str = "committed_at_ms";
+const RUN_POSITION: &str = "run_position";
+const RUN_STATS: &str = "run_stats";
+/// DynamoDB's longest sort key, in bytes.
+const MAX_SORT_KEY_BYTES: usize = 1024;
+/// What [`RecordStore::record_meta`] reads of a record (never its data). Several of these names
+/// are reserved words in DynamoDB's expressions, hence the placeholders.
+const META_PROJECTION: (&str, &[(&str, &str)]) = (
+    "#sk, #hash, #action, #first, #page, #idx",
+    &[
+        ("#sk", SK),
+        ("#hash", HASH),
+        ("#action", ACTION),
+        ("#first", FIRST_SEEN),
+        ("#page", PAGE),
+        ("#idx", INDEX),
+    ],
+);
+
+fn feed_part(feed: &FeedKey) -> String {
+    format!("{}#{}#{}", feed.tenant_id, feed.connection_id, feed.model)
+}
+
+fn records_pk(feed: &FeedKey) -> String {
+    format!("R#{}", feed_part(feed))
+}
+
+fn pages_pk(feed: &FeedKey) -> String {
+    format!("F#{}", feed_part(feed))
+}
+
+fn page_sk(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+fn corrupt(operation: &'static str, detail: impl Into<String>) -> PortError {
+    PortError::Corrupt {
+        service: Service::Store,
+        operation,
+        detail: detail.into(),
+    }
+}
+
+fn key(pk: &str, sk: &str) -> Item {
+    Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+fn record_item(feed: &FeedKey, r: &StoredRecord) -> Result<Item, PortError> {
+    if r.id.is_empty() || r.id.len() > MAX_SORT_KEY_BYTES {
+        return Err(rejected(
+            "BatchWriteItem",
+            format!(
+                "record id `{}` must be 1 to {MAX_SORT_KEY_BYTES} bytes, is {}",
+                r.id.chars().take(64).collect::<String>(),
+                r.id.len()
+            ),
+        ));
+    }
+    let mut it = Item::from([
+        (PK.to_owned(), s(records_pk(feed))),
+        (SK.to_owned(), s(r.id.clone())),
+        (DATA.to_owned(), s(r.data.clone())),
+        (HASH.to_owned(), s(r.hash.clone())),
+        (ACTION.to_owned(), s(r.action.as_str())),
+        (FIRST_SEEN.to_owned(), n(r.first_seen_ms)),
+        (MODIFIED.to_owned(), n(r.last_modified_ms)),
+        (RUN_ID.to_owned(), s(r.run_id.as_str())),
+        (PAGE.to_owned(), n(r.position.page)),
+        (INDEX.to_owned(), n(r.position.index)),
+    ]);
+    if let Some(at) = r.expires_at_s {
+        it.insert(EXPIRES_AT.to_owned(), n(at));
+    }
+    let size = item_size(&it);
+    if size > MAX_ITEM_BYTES {
+        return Err(rejected(
+            "BatchWriteItem",
+            format!(
+                "record `{}` is {size} bytes as an item, over DynamoDB's limit of {MAX_ITEM_BYTES}",
+                r.id
+            ),
+        ));
+    }
+    Ok(it)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<AttributeValue, PortError> {
+    serde_json::to_string(value)
+        .map(s)
+        .map_err(|e| rejected("serialize", e.to_string()))
+}
+
+fn page_item(feed: &FeedKey, p: &FeedPage) -> Result<Item, PortError> {
+    let mut it = key(&pages_pk(feed), &page_sk(p.seq));
+    it.insert(
+        ENTRIES.to_owned(),
+        AttributeValue::L(p.entries.iter().map(|e| s(e.clone())).collect()),
+    );
+    it.insert(RUN_ID.to_owned(), s(p.run_id.as_str()));
+    it.insert(COMMITTED_AT.to_owned(), n(p.committed_at_ms));
+    it.insert(RUN_STATS.to_owned(), json(&p.run_stats)?);
+    if let Some(position) = &p.run_position {
+        it.insert(RUN_POSITION.to_owned(), json(position)?);
+    }
+    if let Some(at) = p.expires_at_s {
+        it.insert(EXPIRES_AT.to_owned(), n(at));
+    }
+    let size = item_size(&it);
+    if size > MAX_ITEM_BYTES {
+        return Err(rejected(
+            "PutItem",
+            format!(
+                "feed page {} is {size} bytes as an item, over DynamoDB's limit of {MAX_ITEM_BYTES}",
+                p.seq
+            ),
+        ));
+    }
+    Ok(it)
+}
+
+fn string(it: &Item, name: &str, operation: &'static str) -> Result<String, PortError> {
+    match it.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v.clone()),
+        _ => Err(corrupt(operation, format!("item lacks string `{name}`"))),
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    it: &Item,
+    name: &str,
+    operation: &'static str,
+) -> Result<T, PortError> {
+    match it.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| corrupt(operation, format!("`{name}` is out of range"))),
+        _ => Err(corrupt(operation, format!("item lacks number `{name}`"))),
+    }
+}
+
+fn optional_number(
+    it: &Item,
+    name: &str,
+    operation: &'static str,
+) -> Result<Option<i64>, PortError> {
+    it.get(name)
+        .map(|_| number(it, name, operation))
+        .transpose()
+}
+
+fn parsed<T: std::str::FromStr>(
+    it: &Item,
+    name: &str,
+    operation: &'static str,
+) -> Result<T, PortError> {
+    string(it, name, operation)?
+        .parse()
+        .map_err(|_| corrupt(operation, format!("`{name}` does not parse")))
+}
+
+fn from_json<T: DeserializeOwned>(
+    it: &Item,
+    name: &str,
+    operation: &'static str,
+) -> Result<T, PortError> {
+    serde_json::from_str(&string(it, name, operation)?)
+        .map_err(|e| corrupt(operation, format!("`{name}`: {e}")))
+}
+
+fn action(it: &Item, operation: &'static str) -> Result<RecordAction, PortError> {
+    match string(it, ACTION, operation)?.as_str() {
+        "ADDED" => Ok(RecordAction::Added),
+        "UPDATED" => Ok(RecordAction::Updated),
+        "DELETED" => Ok(RecordAction::Deleted),
+        other => Err(corrupt(operation, format!("unknown action `{other}`"))),
+    }
+}
+
+fn position(it: &Item, operation: &'static str) -> Result<FeedPosition, PortError> {
+    Ok(FeedPosition {
+        page: number(it, PAGE, operation)?,
+        index: number(it, INDEX, operation)?,
+    })
+}
+
+fn decode_record(it: &Item, operation: &'static str) -> Result<StoredRecord, PortError> {
+    Ok(StoredRecord {
+        id: string(it, SK, operation)?,
+        data: string(it, DATA, operation)?,
+        hash: string(it, HASH, operation)?,
+        action: action(it, operation)?,
+        first_seen_ms: number(it, FIRST_SEEN, operation)?,
+        last_modified_ms: number(it, MODIFIED, operation)?,
+        run_id: parsed(it, RUN_ID, operation)?,
+        position: position(it, operation)?,
+        expires_at_s: optional_number(it, EXPIRES_AT, operation)?,
+    })
+}
+
+fn decode_page(it: &Item, operation: &'static str) -> Result<FeedPage, PortError> {
+    let entries = match it.get(ENTRIES) {
+        Some(AttributeValue::L(entries)) => entries
+            .iter()
+            .map(|e| match e {
+                AttributeValue::S(id) => Ok(id.clone()),
+                _ => Err(corrupt(operation, "a feed entry is not a string")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(corrupt(operation, "feed page lacks `entries`")),
+    };
+    Ok(FeedPage {
+        seq: parsed(it, SK, operation)?,
+        run_id: parsed(it, RUN_ID, operation)?,
+        entries,
+        committed_at_ms: number(it, COMMITTED_AT, operation)?,
+        run_position: it
+            .contains_key(RUN_POSITION)
+            .then(|| from_json(it, RUN_POSITION, operation))
+            .transpose()?,
+        run_stats: from_json(it, RUN_STATS, operation)?,
+        expires_at_s: optional_number(it, EXPIRES_AT, operation)?,
+    })
+}
+
+impl DynamoTable {
+    /// Reads `pk`'s items after `after` (from the first when `None`) in sort-key order, at most
+    /// `limit`, following the query's pages (each ends at 1 MB read) until `limit` or the end.
+    async fn query_after(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+        projection: Option<(&str, &[(&str, &str)])>,
+    ) -> Result<Vec<Item>, PortError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        while found.len() < limit {
+            let mut request = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            request = match after {
+                Some(after) => request
+                    .key_condition_expression("pk = :pk AND sk > :after")
+                    .expression_attribute_values(":after", s(after)),
+                None => request.key_condition_expression("pk = :pk"),
+            };
+            if let Some((expression, names)) = projection {
+                request = request.projection_expression(expression);
+                for (placeholder, name) in names {
+                    request = request.expression_attribute_names(*placeholder, *name);
+                }
+            }
+            let out = request
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            found.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes up to `budget` items of the partition `pk`: how many it removed, and whether the
+    /// partition is now empty.
+    async fn purge_partition(&self, pk: &str, budget: usize) -> Result<(usize, bool), PortError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        let mut ended = false;
+        while keys.len() < budget {
+            let out = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .projection_expression("pk, sk")
+                .consistent_read(true)
+                .limit(i32::try_from(budget - keys.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            keys.extend(out.items.unwrap_or_default().iter().filter_map(sort_key));
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let removed = keys.len();
+        let requests = keys
+            .into_iter()
+            .map(|sk| delete_request(pk.to_owned(), sk))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(requests).await?;
+        Ok((removed, ended))
+    }
+}
+
+impl RecordStore for DynamoTable {
+    async fn record_meta(
+        &self,
+        feed: &FeedKey,
+        ids: &[String],
+    ) -> Result<HashMap<String, RecordMeta>, PortError> {
+        if ids.len() > MAX_BATCH_GET {
+            return Err(rejected(
+                "BatchGetItem",
+                format!(
+                    "record_meta reads at most {MAX_BATCH_GET} ids per call, got {}",
+                    ids.len()
+                ),
+            ));
+        }
+        let pk = records_pk(feed);
+        let keys = ids.iter().map(|id| key(&pk, id)).collect();
+        let found = self.batch_get(keys, Some(META_PROJECTION)).await?;
+        found
+            .iter()
+            .map(|it| {
+                let op = "BatchGetItem";
+                Ok((
+                    string(it, SK, op)?,
+                    RecordMeta {
+                        hash: string(it, HASH, op)?,
+                        position: position(it, op)?,
+                        action: action(it, op)?,
+                        first_seen_ms: number(it, FIRST_SEEN, op)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn put_records(&self, feed: &FeedKey, records: &[StoredRecord]) -> Result<(), PortError> {
+        // Every item is checked before the first is sent: one oversized record must not leave
+        // the page half-written, nor fail a batch in AWS.
+        let items = records
+            .iter()
+            .map(|r| record_item(feed, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_put(items).await
+    }
+
+    async fn commit_page(&self, feed: &FeedKey, page: &FeedPage) -> Result<(), PortError> {
+        if self
+            .put_conditional(page_item(feed, page)?, "attribute_not_exists(pk)")
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(PortError::Conflict {
+                service: Service::Store,
+                operation: "PutItem",
+            })
+        }
+    }
+
+    async fn last_page(&self, feed: &FeedKey) -> Result<Option<FeedPage>, PortError> {
+        let out = self
+            .client()
+            .query()
+            .table_name(self.name())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pages_pk(feed)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+        out.items
+            .unwrap_or_default()
+            .first()
+            .map(|it| decode_page(it, "Query"))
+            .transpose()
+    }
+
+    async fn pages_after(
+        &self,
+        feed: &FeedKey,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<FeedPage>, PortError> {
+        let after = after_seq.map(page_sk);
+        self.query_after(&pages_pk(feed), after.as_deref(), limit, None)
+            .await?
+            .iter()
+            .map(|it| decode_page(it, "Query"))
+            .collect()
+    }
+
+    async fn get_records(
+        &self,
+        feed: &FeedKey,
+        ids: &[String],
+    ) -> Result<Vec<StoredRecord>, PortError> {
+        let pk = records_pk(feed);
+        let keys = ids.iter().map(|id| key(&pk, id)).collect();
+        self.batch_get(keys, None)
+            .await?
+            .iter()
+            .map(|it| decode_record(it, "BatchGetItem"))
+            .collect()
+    }
+
+    async fn record_ids(
+        &self,
+        feed: &FeedKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<(String, RecordAction)>, Option<String>), PortError> {
+        // One more than asked tells whether more follow.
+        let found = self
+            .query_after(
+                &records_pk(feed),
+                after,
+                limit.saturating_add(1),
+                Some(("#sk, #action", &[("#sk", SK), ("#action", ACTION)])),
+            )
+            .await?;
+        let more = found.len() > limit;
+        let ids = found
+            .iter()
+            .take(limit)
+            .map(|it| Ok((string(it, SK, "Query")?, action(it, "Query")?)))
+            .collect::<Result<Vec<_>, PortError>>()?;
+        let next = if more {
+            ids.last().map(|(id, _)| id.clone())
+        } else {
+            None
+        };
+        Ok((ids, next))
+    }
+
+    async fn purge(&self, feed: &FeedKey, max_items: usize) -> Result<bool, PortError> {
+        let budget = max_items.max(1);
+        let (removed, records_gone) = self.purge_partition(&records_pk(feed), budget).await?;
+        if !records_gone {
+            return Ok(false);
+        }
+        let left = budget - removed;
+        if left == 0 {
+            // Out of budget: the next call looks at the pages.
+            return Ok(false);
+        }
+        let (_, pages_gone) = self.purge_partition(&pages_pk(feed), left).await?;
+        Ok(pages_gone)
+    }
+}
