@@ -307,7 +307,10 @@ mod tests {
     }
 
     /// Sync runs over `store` (its records too), reading through a one-attempt engine.
-    pub(crate) fn syncing(store: MemStore, origins: ProviderOrigins) -> Syncing<MemStore, MemStore> {
+    pub(crate) fn syncing(
+        store: MemStore,
+        origins: ProviderOrigins,
+    ) -> Syncing<MemStore, MemStore> {
         Syncing {
             records: store.clone(),
             store,

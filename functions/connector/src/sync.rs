@@ -21,13 +21,11 @@ use tributary_core::connection::ConnectionStatus;
 use tributary_core::ids::{EventId, JobId, SyncId, SyncRunId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{ConnectionStore, IntegrationStore, JobQueue, SyncStore};
-use tributary_core::records::{
-    FeedKey, FeedPage, Fetched, RecordStore, stage_page,
-};
+use tributary_core::records::{FeedKey, FeedPage, Fetched, RecordStore, stage_page};
 use tributary_core::refresh::RefreshError;
 use tributary_core::sync::{
-    LastRun, RunError, RunState, RunStats, RunTrigger, SyncConfig, SyncEvent, SyncEventType,
-    SyncMode, SyncRun, SyncStatus, record_id, MAX_RECORD_ID_LEN,
+    LastRun, MAX_RECORD_ID_LEN, RunError, RunState, RunStats, RunTrigger, SyncConfig, SyncEvent,
+    SyncEventType, SyncMode, SyncRun, SyncStatus, record_id,
 };
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::{Clock, EpochMillis};
@@ -250,7 +248,14 @@ async fn reschedule<S: SyncStore>(
     now: EpochMillis,
 ) -> Result<(), PortError> {
     let next = sync.frequency.next_run_ms(&sync.id, due_ms.max(now));
-    edit_sync(store, &sync.tenant_id, &sync.id, |s| s.next_run_at_ms = next, now).await?;
+    edit_sync(
+        store,
+        &sync.tenant_id,
+        &sync.id,
+        |s| s.next_run_at_ms = next,
+        now,
+    )
+    .await?;
     Ok(())
 }
 
@@ -420,14 +425,28 @@ where
         };
         return finish(syncing, sync, run, RunState::Failed, Some(error), now).await;
     };
-    let Some(connection) = store.get_connection(&sync.tenant_id, &sync.connection_id).await? else {
+    let Some(connection) = store
+        .get_connection(&sync.tenant_id, &sync.connection_id)
+        .await?
+    else {
         let error = RunError {
             class: "config".into(),
             message: "the connection was deleted".into(),
         };
         return finish(syncing, sync, run, RunState::Failed, Some(error), now).await;
     };
-    let stop = if connection.status == ConnectionStatus::Disabled {
+    let stop = if connection.status == ConnectionStatus::NeedsReauth {
+        Stop::Reauth(RunError {
+            class: "auth".into(),
+            message: format!(
+                "the connection needs to be authorized again: {}",
+                connection
+                    .status_reason
+                    .as_deref()
+                    .unwrap_or("refused by the provider")
+            ),
+        })
+    } else if connection.status == ConnectionStatus::Disabled {
         Stop::Fail(RunError {
             class: "config".into(),
             message: "the connection is disabled".into(),
@@ -443,7 +462,19 @@ where
         )
         .await
         {
-            Ok(usable) => read(syncing, time, sync, run, &feed, &mut next_seq, spec, &usable).await?,
+            Ok(usable) => {
+                read(
+                    syncing,
+                    time,
+                    sync,
+                    run,
+                    &feed,
+                    &mut next_seq,
+                    spec,
+                    &usable,
+                )
+                .await?
+            }
             Err(UseError::Refresh(RefreshError::NeedsReauth(reason))) => Stop::Reauth(RunError {
                 class: "auth".into(),
                 message: format!("the connection needs to be authorized again: {reason}"),
@@ -581,7 +612,11 @@ where
             }));
         }
     };
-    let resume = match run.position.clone().map(serde_json::from_value::<ResumePoint>) {
+    let resume = match run
+        .position
+        .clone()
+        .map(serde_json::from_value::<ResumePoint>)
+    {
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => {
             return Ok(Stop::Fail(RunError {
@@ -757,8 +792,14 @@ where
     S: SyncStore,
 {
     if sync.mode == SyncMode::Incremental && checkpoint.is_some() {
-        edit_sync(&syncing.store, &sync.tenant_id, &sync.id, |s| s.checkpoint = checkpoint.clone(), now)
-            .await?;
+        edit_sync(
+            &syncing.store,
+            &sync.tenant_id,
+            &sync.id,
+            |s| s.checkpoint = checkpoint.clone(),
+            now,
+        )
+        .await?;
     }
     finish(syncing, sync, run, RunState::Succeeded, None, now).await
 }
@@ -805,7 +846,12 @@ where
         _ => SyncEventType::RunFailed,
     };
     store
-        .record_sync_event(&sync_event(saved.as_ref().unwrap_or(sync), Some(run), kind, now))
+        .record_sync_event(&sync_event(
+            saved.as_ref().unwrap_or(sync),
+            Some(run),
+            kind,
+            now,
+        ))
         .await?;
     tracing::info!(
         run_id = %run.id,
@@ -870,3 +916,7 @@ where
     tracing::info!(sync_id = %id, "sync deleted with its records");
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;

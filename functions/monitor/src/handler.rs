@@ -256,7 +256,15 @@ mod tests {
         let tenant = TenantId::generate();
         let conn = ConnectionId::generate();
         let sync = |model: &str, next: Option<i64>| {
-            sync_config(&tenant, &conn, "stripe", "customers", model, SyncMode::FullRefresh, next)
+            sync_config(
+                &tenant,
+                &conn,
+                "stripe",
+                "customers",
+                model,
+                SyncMode::FullRefresh,
+                next,
+            )
         };
         let due = sync("a", Some(NOW - 1));
         let later = sync("b", Some(NOW + 60_000));

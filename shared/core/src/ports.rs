@@ -13,7 +13,9 @@ use crate::canary::CanaryObservation;
 use crate::connect::{ConnectSession, OAuthFlow};
 use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use crate::error::PortError;
-use crate::ids::{ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, SyncId, SyncRunId, TenantId};
+use crate::ids::{
+    ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, SyncId, SyncRunId, TenantId,
+};
 use crate::integration::Integration;
 use crate::job::JobEnvelope;
 use crate::pagination::{Page, PageRequest};

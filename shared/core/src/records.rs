@@ -43,7 +43,7 @@ pub struct FeedPosition {
 }
 
 /// What the last change of a record was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RecordAction {
     /// First stored (or stored again after a deletion).
@@ -266,7 +266,9 @@ pub async fn read_feed<R: RecordStore>(
                 .collect();
             let mut offset = 0;
             while offset < entries.len() {
-                let room = (limit - out.len()).min(MAX_EXAMINED_ENTRIES - examined).max(1);
+                let room = (limit - out.len())
+                    .min(MAX_EXAMINED_ENTRIES - examined)
+                    .max(1);
                 let chunk = &entries[offset..(offset + room).min(entries.len())];
                 let ids: Vec<String> = chunk.iter().map(|(_, id)| (*id).clone()).collect();
                 let found: HashMap<String, StoredRecord> = store

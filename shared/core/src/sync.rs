@@ -93,7 +93,8 @@ impl Frequency {
             Frequency::Cron { cron } => {
                 let parsed = parse_cron(cron)?;
                 // 2026-01-01T00:00:00Z: any valid expression fires within the next four years.
-                let from = to_datetime(1_767_225_600_000).ok_or_else(|| FrequencyError::Never(cron.clone()))?;
+                let from = to_datetime(1_767_225_600_000)
+                    .ok_or_else(|| FrequencyError::Never(cron.clone()))?;
                 parsed
                     .find_next_occurrence(&from, false)
                     .map(|_| ())
@@ -389,9 +390,7 @@ impl Mapping {
         for f in &self.fields {
             let from = path_steps(f.from.as_deref().unwrap_or(&f.to)).unwrap_or_default();
             let found = get(record, &from).filter(|v| !v.is_null()).cloned();
-            let value = found
-                .or_else(|| f.default.clone())
-                .unwrap_or(Value::Null);
+            let value = found.or_else(|| f.default.clone()).unwrap_or(Value::Null);
             let value = match f.kind {
                 Some(kind) => coerce(&f.to, value, kind)?,
                 None => value,
@@ -626,7 +625,12 @@ pub const MAX_RUN_WARNINGS: usize = 10;
 
 impl SyncRun {
     /// A run of `sync` queued at `at_ms`.
-    pub fn queued(sync: &SyncConfig, trigger: RunTrigger, full_resync: bool, at_ms: EpochMillis) -> Self {
+    pub fn queued(
+        sync: &SyncConfig,
+        trigger: RunTrigger,
+        full_resync: bool,
+        at_ms: EpochMillis,
+    ) -> Self {
         Self {
             id: SyncRunId::generate(),
             tenant_id: sync.tenant_id.clone(),
@@ -752,7 +756,11 @@ mod tests {
 
     #[test]
     fn intervals_below_a_minute_are_refused() {
-        assert!(Frequency::Interval { every_seconds: 59 }.validate().is_err());
+        assert!(
+            Frequency::Interval { every_seconds: 59 }
+                .validate()
+                .is_err()
+        );
         assert!(Frequency::Interval { every_seconds: 60 }.validate().is_ok());
     }
 
@@ -762,19 +770,29 @@ mod tests {
         assert!(cron("0 */6 * * *").validate().is_ok());
         assert!(cron("*/5 * * * * *").validate().is_err(), "a seconds field");
         assert!(cron("61 * * * *").validate().is_err());
-        assert!(cron("0 0 31 2 *").validate().is_err(), "31 February never fires");
+        assert!(
+            cron("0 0 31 2 *").validate().is_err(),
+            "31 February never fires"
+        );
     }
 
     #[test]
     fn cron_next_is_the_next_matching_minute_in_utc() {
-        let f = Frequency::Cron { cron: "30 6 * * *".into() };
+        let f = Frequency::Cron {
+            cron: "30 6 * * *".into(),
+        };
         // 2026-01-01T00:00:00Z -> 06:30 the same day.
-        assert_eq!(f.next_after(1_767_225_600_000), Some(1_767_225_600_000 + 6 * 3_600_000 + 1_800_000));
+        assert_eq!(
+            f.next_after(1_767_225_600_000),
+            Some(1_767_225_600_000 + 6 * 3_600_000 + 1_800_000)
+        );
     }
 
     #[test]
     fn jitter_is_stable_bounded_and_spreads_syncs() {
-        let f = Frequency::Interval { every_seconds: 3600 };
+        let f = Frequency::Interval {
+            every_seconds: 3600,
+        };
         let ids: Vec<SyncId> = (0..1000).map(|_| SyncId::generate()).collect();
         let offsets: Vec<i64> = ids.iter().map(|id| f.jitter_ms(id, 0)).collect();
         assert!(offsets.iter().all(|o| (0..300_000).contains(o)));
@@ -782,7 +800,11 @@ mod tests {
         let mut seconds: Vec<i64> = offsets.iter().map(|o| o / 1000).collect();
         seconds.sort_unstable();
         seconds.dedup();
-        assert!(seconds.len() > 200, "a thousand syncs spread over many seconds: {}", seconds.len());
+        assert!(
+            seconds.len() > 200,
+            "a thousand syncs spread over many seconds: {}",
+            seconds.len()
+        );
         // A one-minute interval spreads over at most six seconds.
         let minute = Frequency::Interval { every_seconds: 60 };
         assert!(ids.iter().all(|id| minute.jitter_ms(id, 0) < 6_000));
@@ -825,12 +847,27 @@ mod tests {
 
     #[test]
     fn overlapping_or_malformed_targets_are_refused() {
-        assert!(mapping(json!([{"to": "a"}, {"to": "a.b"}])).validate().is_err());
-        assert!(mapping(json!([{"to": "a"}, {"to": "a"}])).validate().is_err());
+        assert!(
+            mapping(json!([{"to": "a"}, {"to": "a.b"}]))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            mapping(json!([{"to": "a"}, {"to": "a"}]))
+                .validate()
+                .is_err()
+        );
         assert!(mapping(json!([{"to": "a..b"}])).validate().is_err());
         assert!(mapping(json!([])).validate().is_err());
-        assert!(mapping(json!([{"to": "n", "type": "integer", "default": "x"}])).validate().is_err());
-        assert!(serde_json::from_value::<Mapping>(json!({"fields": [{"to": "a", "bogus": 1}]})).is_err());
+        assert!(
+            mapping(json!([{"to": "n", "type": "integer", "default": "x"}]))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            serde_json::from_value::<Mapping>(json!({"fields": [{"to": "a", "bogus": 1}]}))
+                .is_err()
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@
 mod calls;
 mod clock;
 pub mod fixtures;
-mod queue;
 pub mod provider;
+mod queue;
 mod secrets;
 mod store;
 pub mod token_endpoint;

@@ -118,13 +118,22 @@ impl LocalStripe {
     pub async fn mount(&self, server: &MockServer) {
         Mock::given(method("GET"))
             .and(path("/v1/balance"))
-            .and(header("authorization", format!("Bearer {STRIPE_KEY}").as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"object": "balance", "available": []})))
+            .and(header(
+                "authorization",
+                format!("Bearer {STRIPE_KEY}").as_str(),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"object": "balance", "available": []})),
+            )
             .mount(server)
             .await;
         Mock::given(method("GET"))
             .and(path("/v1/customers"))
-            .and(header("authorization", format!("Bearer {STRIPE_KEY}").as_str()))
+            .and(header(
+                "authorization",
+                format!("Bearer {STRIPE_KEY}").as_str(),
+            ))
             .respond_with(self.clone())
             .mount(server)
             .await;
@@ -155,13 +164,17 @@ impl Respond for LocalStripe {
             state.throttled += 1;
             return ResponseTemplate::new(429)
                 .insert_header("Retry-After", retry_after.to_string().as_str())
-                .set_body_json(json!({"error": {"type": "rate_limit_error", "message": "Too many requests"}}));
+                .set_body_json(
+                    json!({"error": {"type": "rate_limit_error", "message": "Too many requests"}}),
+                );
         }
         let limit = query
             .get("limit")
             .and_then(|l| l.parse::<usize>().ok())
             .unwrap_or(10);
-        if !(1..=100).contains(&limit) || query.keys().any(|k| k != "limit" && k != "starting_after") {
+        if !(1..=100).contains(&limit)
+            || query.keys().any(|k| k != "limit" && k != "starting_after")
+        {
             return ResponseTemplate::new(400).set_body_json(json!({
                 "error": {"type": "invalid_request_error", "message": "Invalid parameters"}
             }));
@@ -177,7 +190,8 @@ impl Respond for LocalStripe {
             .collect();
         let has_more = rest.len() > limit;
         let data: Vec<Value> = rest.into_iter().take(limit).cloned().collect();
-        let body = json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/customers"});
+        let body =
+            json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/customers"});
         let text = if state.pretty {
             serde_json::to_string_pretty(&body)
         } else {

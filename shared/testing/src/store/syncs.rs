@@ -119,8 +119,7 @@ impl MemStore {
 impl SyncStore for MemStore {
     async fn create_sync(&self, s: &SyncConfig, a: &AuditEvent) -> Result<(), PortError> {
         self.port("create_sync", Access::Write, "TransactWriteItems", |t| {
-            if t.syncs.syncs.contains_key(s.id.as_str()) || t.syncs.claims.contains_key(&claim(s))
-            {
+            if t.syncs.syncs.contains_key(s.id.as_str()) || t.syncs.claims.contains_key(&claim(s)) {
                 return Err(conflict("TransactWriteItems"));
             }
             t.syncs.claims.insert(claim(s), s.id.clone());
@@ -136,8 +135,10 @@ impl SyncStore for MemStore {
         tenant: &TenantId,
         id: &SyncId,
     ) -> Result<Option<SyncConfig>, PortError> {
-        self.port("get_sync", Access::Read, "GetItem", |t| t.syncs.sync(tenant, id))
-            .await
+        self.port("get_sync", Access::Read, "GetItem", |t| {
+            t.syncs.sync(tenant, id)
+        })
+        .await
     }
 
     async fn list_syncs(
@@ -350,7 +351,11 @@ fn invert(s: &str) -> String {
 }
 
 impl SyncSchedule for MemStore {
-    async fn due_syncs(&self, now_ms: EpochMillis, limit: usize) -> Result<Vec<DueSync>, PortError> {
+    async fn due_syncs(
+        &self,
+        now_ms: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<DueSync>, PortError> {
         self.port("due_syncs", Access::Read, "Query", |t| {
             let mut due: Vec<DueSync> = t
                 .syncs
@@ -374,7 +379,11 @@ impl SyncSchedule for MemStore {
         .await
     }
 
-    async fn reschedule_sync(&self, due: &DueSync, next_ms: EpochMillis) -> Result<bool, PortError> {
+    async fn reschedule_sync(
+        &self,
+        due: &DueSync,
+        next_ms: EpochMillis,
+    ) -> Result<bool, PortError> {
         self.port("reschedule_sync", Access::Write, "UpdateItem", |t| {
             let current = t
                 .syncs
@@ -427,7 +436,11 @@ impl RecordStore for MemStore {
             let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
             ids.sort_unstable();
             ids.dedup();
-            assert_eq!(ids.len(), records.len(), "one batch cannot write a key twice");
+            assert_eq!(
+                ids.len(),
+                records.len(),
+                "one batch cannot write a key twice"
+            );
             let stored = t.syncs.records.entry(feed_key(feed)).or_default();
             for r in records {
                 stored.insert(r.id.clone(), r.clone());
@@ -488,7 +501,9 @@ impl RecordStore for MemStore {
             let Some(records) = t.syncs.records.get(&feed_key(feed)) else {
                 return Vec::new();
             };
-            ids.iter().filter_map(|id| records.get(id).cloned()).collect()
+            ids.iter()
+                .filter_map(|id| records.get(id).cloned())
+                .collect()
         })
         .await
     }
