@@ -21,7 +21,9 @@ use tributary_core::connection::ConnectionStatus;
 use tributary_core::ids::{EventId, JobId, SyncId, SyncRunId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{ConnectionStore, IntegrationStore, JobQueue, SyncStore};
-use tributary_core::records::{FeedKey, FeedPage, Fetched, RecordStore, stage_page};
+use tributary_core::records::{
+    FeedKey, FeedPage, Fetched, RecordAction, RecordStore, stage_deletions, stage_page,
+};
 use tributary_core::refresh::RefreshError;
 use tributary_core::sync::{
     LastRun, MAX_RECORD_ID_LEN, RunError, RunState, RunStats, RunTrigger, SyncConfig, SyncEvent,
@@ -409,6 +411,7 @@ where
     }
     if run.started_at_ms.is_none() {
         run.started_at_ms = Some(now);
+        run.start_seq = next_seq;
         run.start_checkpoint = match (sync.mode, run.full_resync) {
             (SyncMode::Incremental, false) => sync.checkpoint.clone(),
             _ => None,
@@ -498,6 +501,9 @@ where
     match stop {
         Stop::Done(checkpoint) => {
             run.position = None;
+            if sync.mode == SyncMode::FullRefresh {
+                detect_deletions(syncing, sync, run, &feed, &mut next_seq, now).await?;
+            }
             finish_succeeded(syncing, sync, run, checkpoint, now).await
         }
         Stop::Cancelled => finish(syncing, sync, run, RunState::Cancelled, None, now).await,
@@ -655,6 +661,8 @@ where
         Err(e) => return Ok(Stop::Fail(classify(&e))),
     };
     let mut last_check = clock.now_ms();
+    // A full pass keeps the ids it found unchanged, for deletion detection at its end.
+    let mut seen = SeenBuffer::new(sync.mode == SyncMode::FullRefresh);
     let stop = loop {
         if clock.now_ms() >= stop_at {
             break Stop::Budget;
@@ -702,6 +710,10 @@ where
         page_stats.add(&staged.stats);
         run.stats.add(&page_stats);
         count_requests(run);
+        seen.extend(staged.unchanged);
+        if seen.is_full() {
+            seen.flush(syncing, feed, run, clock).await?;
+        }
         let position = page
             .resume
             .as_ref()
@@ -709,6 +721,8 @@ where
         // A page that changed nothing commits no feed page, so its position is only here.
         let uncommitted = staged.entries.is_empty();
         if !uncommitted {
+            // What this page saw is durable before the position moves past it.
+            seen.flush(syncing, feed, run, clock).await?;
             syncing
                 .records
                 .commit_page(
@@ -744,12 +758,182 @@ where
                 break Stop::Cancelled;
             }
             if uncommitted {
+                seen.flush(syncing, feed, run, clock).await?;
                 save_run(&syncing.store, run).await?;
             }
         }
     };
+    seen.flush(syncing, feed, run, clock).await?;
     count_requests(run);
     Ok(stop)
+}
+
+/// Ids a full pass found unchanged and has not yet kept.
+struct SeenBuffer {
+    on: bool,
+    ids: Vec<String>,
+    bytes: usize,
+}
+
+/// How long seen chunks are kept: past any run's life.
+const SEEN_RETENTION_S: i64 = 7 * 86_400;
+/// A seen chunk's size: well under DynamoDB's 400 KB item limit.
+const SEEN_CHUNK_BYTES: usize = 300_000;
+
+impl SeenBuffer {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            ids: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn extend(&mut self, ids: Vec<String>) {
+        if self.on {
+            self.bytes += ids.iter().map(|id| id.len() + 1).sum::<usize>();
+            self.ids.extend(ids);
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= SEEN_CHUNK_BYTES
+    }
+
+    async fn flush<S, R: RecordStore>(
+        &mut self,
+        syncing: &Syncing<S, R>,
+        feed: &FeedKey,
+        run: &SyncRun,
+        clock: &dyn Clock,
+    ) -> Result<(), PortError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        syncing
+            .records
+            .put_seen(
+                feed,
+                &run.id,
+                &self.ids,
+                clock.now_ms() / 1000 + SEEN_RETENTION_S,
+            )
+            .await?;
+        self.ids.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// Entries of one tombstone page.
+const DELETIONS_PER_PAGE: usize = 500;
+
+/// After a full pass that completed: the stored records the pass did not see are deleted
+/// (tombstoned in the feed), unless they are more than the sync's guard allows, in which case
+/// nothing is deleted and the run says why.
+async fn detect_deletions<S, R: RecordStore>(
+    syncing: &Syncing<S, R>,
+    sync: &SyncConfig,
+    run: &mut SyncRun,
+    feed: &FeedKey,
+    next_seq: &mut u64,
+    now: EpochMillis,
+) -> Result<(), PortError> {
+    let mut seen: std::collections::HashSet<String> = syncing
+        .records
+        .seen(feed, &run.id)
+        .await?
+        .into_iter()
+        .collect();
+    let mut after = run.start_seq.checked_sub(1).filter(|s| *s > 0);
+    loop {
+        let pages = syncing.records.pages_after(feed, after, 50).await?;
+        let Some(last) = pages.last() else { break };
+        after = Some(last.seq);
+        let fetched = pages.len();
+        seen.extend(
+            pages
+                .into_iter()
+                .filter(|p| p.run_id == run.id)
+                .flat_map(|p| p.entries),
+        );
+        if fetched < 50 {
+            break;
+        }
+    }
+    let mut live = 0u64;
+    let mut missing = Vec::new();
+    let mut position: Option<String> = None;
+    loop {
+        let (ids, next) = syncing
+            .records
+            .record_ids(feed, position.as_deref(), 1000)
+            .await?;
+        for (id, action) in ids {
+            if action != RecordAction::Deleted {
+                live += 1;
+                if !seen.contains(&id) {
+                    missing.push(id);
+                }
+            }
+        }
+        match next {
+            Some(n) => position = Some(n),
+            None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let share = missing.len() as u64 * 100 / live.max(1);
+    if share > u64::from(sync.deletion_guard_percent) {
+        let warning = format!(
+            "deletion guard: the pass did not see {} of {live} records ({share}%), more than the \
+             sync's guard of {}%; nothing was deleted (raise deletion_guard_percent if this is expected)",
+            missing.len(),
+            sync.deletion_guard_percent
+        );
+        tracing::warn!(run_id = %run.id, missing = missing.len(), live, "deletion guard refused the deletions");
+        run.warn(warning);
+        return Ok(());
+    }
+    let expires_at_s = sync
+        .retention_days
+        .map(|d| now / 1000 + i64::from(d) * 86_400);
+    for chunk in missing.chunks(DELETIONS_PER_PAGE) {
+        let entries = stage_deletions(
+            &syncing.records,
+            feed,
+            &run.id,
+            *next_seq,
+            now,
+            expires_at_s,
+            chunk,
+        )
+        .await?;
+        if entries.is_empty() {
+            continue;
+        }
+        run.stats.deleted += entries.len() as u64;
+        syncing
+            .records
+            .commit_page(
+                feed,
+                &FeedPage {
+                    seq: *next_seq,
+                    run_id: run.id.clone(),
+                    entries,
+                    committed_at_ms: now,
+                    run_position: None,
+                    run_stats: run.stats,
+                    expires_at_s,
+                },
+            )
+            .await?;
+        run.feed_seq = *next_seq;
+        *next_seq += 1;
+    }
+    Ok(())
 }
 
 /// A fetched record's id and canonical JSON (mapped first when the sync maps).

@@ -204,6 +204,27 @@ impl World {
         }
     }
 
+    /// Runs every continuation of `run` that was enqueued and not yet run (after an invocation
+    /// the test drove itself).
+    async fn drive_from(&self, run: &SyncRun) {
+        let mut done = std::collections::HashSet::new();
+        loop {
+            let next = self.queue.sent().into_iter().find_map(|j| match j.kind {
+                JobKind::SyncRun {
+                    run_id,
+                    continuation,
+                    ..
+                } if run_id == run.id && !done.contains(&j.id) => Some((j.id, continuation)),
+                _ => None,
+            });
+            let Some((job, continuation)) = next else {
+                return;
+            };
+            done.insert(job.clone());
+            self.invoke(&job, run, continuation).await.unwrap();
+        }
+    }
+
     async fn run(&self, id: &SyncRun) -> SyncRun {
         self.store
             .get_run(&self.tenant, &self.sync.id, &id.id)
@@ -645,5 +666,97 @@ async fn purging_a_deleted_sync_removes_its_records_then_the_sync() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_completed_full_pass_deletes_what_it_did_not_see_as_tombstones() {
+    let mut w = World::new(400).await;
+    w.drive(&w.queue_run().await).await;
+    let (_, cursor) = w.changes_after(None).await;
+    for n in [0, 123, 399] {
+        w.stripe.remove(&format!("cus_{n:08}"));
+    }
+    // The second pass continues across invocations: what earlier invocations saw unchanged must
+    // not be taken for deleted.
+    w.syncing.time_budget = Some(Duration::from_millis(25));
+    w.clock = Ticking::at(T0 + 60_000, 10);
+    let run = w.queue_run().await;
+    assert!(w.drive(&run).await > 2);
+
+    let run = w.run(&run).await;
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    assert_eq!((run.stats.deleted, run.stats.unchanged), (3, 397));
+    let (changes, _) = w.changes_after(cursor).await;
+    let mut expected: Vec<(String, RecordAction)> = [0, 123, 399]
+        .iter()
+        .map(|n| (format!("cus_{n:08}"), RecordAction::Deleted))
+        .collect();
+    expected.sort();
+    let mut got = changes;
+    got.sort();
+    assert_eq!(got, expected);
+    // Tombstones keep the last content.
+    let stored = w.store.stored_records(&w.feed());
+    assert_eq!(stored.len(), 400);
+    assert!(
+        stored["cus_00000123"]
+            .data
+            .contains("customer123@example.com")
+    );
+}
+
+#[tokio::test]
+async fn a_full_pass_that_fails_half_way_deletes_nothing() {
+    let w = World::new(300).await;
+    w.drive(&w.queue_run().await).await;
+    for n in 0..10 {
+        w.stripe.remove(&format!("cus_{n:08}"));
+    }
+    // From the third page on, the provider keeps refusing until the run gives up.
+    let run = w.queue_run().await;
+    let job = JobId::generate();
+    tokio::select! {
+        _ = w.invoke(&job, &run, 0) => {}
+        () = async {
+            while w.stripe.page_requests().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            w.stripe.throttle(1_000, 1);
+            std::future::pending::<()>().await;
+        } => {}
+    }
+    w.drive_from(&run).await;
+    let run = w.run(&run).await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(run.stats.deleted, 0);
+    let stored = w.store.stored_records(&w.feed());
+    assert!(stored.values().all(|r| r.action != RecordAction::Deleted));
+}
+
+#[tokio::test]
+async fn a_pass_that_would_delete_more_than_the_guard_deletes_nothing_and_says_why() {
+    let w = World::new(100).await;
+    w.drive(&w.queue_run().await).await;
+    for n in 0..60 {
+        w.stripe.remove(&format!("cus_{n:08}"));
+    }
+    let run = w.queue_run().await;
+    w.drive(&run).await;
+    let run = w.run(&run).await;
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.stats.deleted, 0);
+    assert!(
+        run.warnings
+            .iter()
+            .any(|w| w.contains("60 of 100") && w.contains("50%")),
+        "{:?}",
+        run.warnings
+    );
+    assert!(
+        w.store
+            .stored_records(&w.feed())
+            .values()
+            .all(|r| r.action != RecordAction::Deleted)
     );
 }

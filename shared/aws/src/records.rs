@@ -5,12 +5,15 @@
 //! |---|---|---|
 //! | record | `R#<tenant id>#<connection id>#<model>` | the record's id |
 //! | feed page | `F#<tenant id>#<connection id>#<model>` | its sequence number, 20 digits |
+//! | seen chunk | `S#<tenant id>#<connection id>#<model>` | `<run id>#<event id>` |
 //!
 //! A record item holds `data` (canonical JSON), `hash`, `action` (`ADDED`, `UPDATED`, `DELETED`),
 //! `first_seen_ms`, `modified_ms`, `run_id`, its feed position `page` and `idx`, and `expires_at`
 //! (the table's TTL) when the sync keeps records for a while only. A feed page holds `entries` (the
 //! changed ids, in order), `run_id`, `committed_at_ms`, `run_stats` and `run_position` (JSON) and
-//! `expires_at` when set; its zero-padded sequence number makes the sort key order the feed.
+//! `expires_at` when set; its zero-padded sequence number makes the sort key order the feed. A
+//! seen chunk holds `ids` (JSON), the ids a full pass found unchanged, for its deletion detection,
+//! and expires after a week.
 //!
 //! Every key starts with the tenant, so a feed can only be reached through its own tenant's
 //! [`FeedKey`]. Reads are strongly consistent: a page is committed only after its records are
@@ -24,11 +27,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use tributary_core::PortError;
 use tributary_core::error::Service;
+use tributary_core::ids::{EventId, SyncRunId};
 use tributary_core::records::{
     FeedKey, FeedPage, FeedPosition, RecordAction, RecordMeta, RecordStore, StoredRecord,
 };
 
-use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, MAX_BATCH_GET, MAX_ITEM_BYTES, PK, SK, item_size};
+use crate::dynamo::{
+    DynamoTable, EXPIRES_AT, Item, MAX_BATCH_GET, MAX_ITEM_BYTES, PK, SK, item_size,
+};
 use crate::errors::classify;
 use crate::tenancy::{delete_request, n, rejected, s, sort_key};
 
@@ -44,6 +50,7 @@ const ENTRIES: &str = "entries";
 const COMMITTED_AT: &str = "committed_at_ms";
 const RUN_POSITION: &str = "run_position";
 const RUN_STATS: &str = "run_stats";
+const SEEN_IDS: &str = "ids";
 /// DynamoDB's longest sort key, in bytes.
 const MAX_SORT_KEY_BYTES: usize = 1024;
 /// What [`RecordStore::record_meta`] reads of a record (never its data). Several of these names
@@ -70,6 +77,10 @@ fn records_pk(feed: &FeedKey) -> String {
 
 fn pages_pk(feed: &FeedKey) -> String {
     format!("F#{}", feed_part(feed))
+}
+
+fn seen_pk(feed: &FeedKey) -> String {
+    format!("S#{}", feed_part(feed))
 }
 
 fn page_sk(seq: u64) -> String {
@@ -486,18 +497,273 @@ impl RecordStore for DynamoTable {
         Ok((ids, next))
     }
 
+    async fn put_seen(
+        &self,
+        feed: &FeedKey,
+        run: &SyncRunId,
+        ids: &[String],
+        expires_at_s: i64,
+    ) -> Result<(), PortError> {
+        // A fresh, time-ordered sort key per chunk: a chunk written again after a crash adds
+        // ids to a set, it never overwrites another chunk.
+        let sk = format!("{run}#{}", EventId::generate());
+        let mut it = key(&seen_pk(feed), &sk);
+        it.insert(SEEN_IDS.into(), json(&ids)?);
+        it.insert(EXPIRES_AT.into(), n(expires_at_s));
+        if item_size(&it) > MAX_ITEM_BYTES {
+            return Err(rejected(
+                "PutItem",
+                format!(
+                    "a chunk of {} seen ids is over DynamoDB's item size",
+                    ids.len()
+                ),
+            ));
+        }
+        self.client()
+            .put_item()
+            .table_name(self.name())
+            .set_item(Some(it))
+            .send()
+            .await
+            .map_err(|e| classify(Service::Store, "PutItem", e, |_| None))?;
+        Ok(())
+    }
+
+    async fn seen(&self, feed: &FeedKey, run: &SyncRunId) -> Result<Vec<String>, PortError> {
+        let mut ids = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .key_condition_expression("pk = :pk AND begins_with(sk, :run)")
+                .expression_attribute_values(":pk", s(seen_pk(feed)))
+                .expression_attribute_values(":run", s(format!("{run}#")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            for it in out.items.unwrap_or_default() {
+                let chunk: Vec<String> = from_json(&it, SEEN_IDS, "Query")?;
+                ids.extend(chunk);
+            }
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => return Ok(ids),
+            }
+        }
+    }
+
     async fn purge(&self, feed: &FeedKey, max_items: usize) -> Result<bool, PortError> {
-        let budget = max_items.max(1);
-        let (removed, records_gone) = self.purge_partition(&records_pk(feed), budget).await?;
-        if !records_gone {
-            return Ok(false);
+        let mut left = max_items.max(1);
+        for pk in [records_pk(feed), pages_pk(feed), seen_pk(feed)] {
+            let (removed, gone) = self.purge_partition(&pk, left).await?;
+            left -= removed;
+            if !gone || left == 0 {
+                // Out of budget, or more in this partition: the next call goes on.
+                return Ok(gone && pk == seen_pk(feed));
+            }
         }
-        let left = budget - removed;
-        if left == 0 {
-            // Out of budget: the next call looks at the pages.
-            return Ok(false);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! How requests are cut to DynamoDB's limits, read from what a recording stand-in received:
+    //! moto accepts oversized batches and duplicate keys, so only this proves them.
+
+    use std::collections::HashSet;
+
+    use serde_json::Value;
+    use tributary_core::ids::{ConnectionId, SyncRunId, TenantId};
+    use tributary_core::records::content_hash;
+
+    use super::*;
+    use crate::recorder::{Call, Recorder};
+
+    fn feed() -> FeedKey {
+        FeedKey {
+            tenant_id: TenantId::generate(),
+            connection_id: ConnectionId::generate(),
+            model: "contact".into(),
         }
-        let (_, pages_gone) = self.purge_partition(&pages_pk(feed), left).await?;
-        Ok(pages_gone)
+    }
+
+    fn record(id: &str, data: String) -> StoredRecord {
+        StoredRecord {
+            id: id.into(),
+            hash: content_hash(&data),
+            data,
+            action: RecordAction::Added,
+            first_seen_ms: 1,
+            last_modified_ms: 1,
+            run_id: SyncRunId::generate(),
+            position: FeedPosition { page: 1, index: 0 },
+            expires_at_s: Some(2_000_000_000),
+        }
+    }
+
+    fn of(calls: &[Call], operation: &str) -> Vec<Call> {
+        calls
+            .iter()
+            .filter(|c| c.operation() == operation)
+            .cloned()
+            .collect()
+    }
+
+    /// The (pk, sk) of each request of one batch call.
+    fn keys(call: &Call) -> Vec<(String, String)> {
+        let key = |v: &Value| {
+            (
+                v["pk"]["S"].as_str().unwrap().to_owned(),
+                v["sk"]["S"].as_str().unwrap().to_owned(),
+            )
+        };
+        let tables = call.body["RequestItems"].as_object().unwrap();
+        assert_eq!(tables.len(), 1, "one table per call");
+        let requests = tables.values().next().unwrap();
+        match requests {
+            Value::Array(writes) => writes
+                .iter()
+                .map(|w| key(&w["PutRequest"]["Item"]))
+                .collect(),
+            reads => reads["Keys"].as_array().unwrap().iter().map(key).collect(),
+        }
+    }
+
+    fn assert_unique(keys: &[(String, String)]) {
+        let unique: HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "a key twice in one request");
+    }
+
+    #[tokio::test]
+    async fn records_are_written_25_a_request_and_no_key_twice_in_one() {
+        let aws = Recorder::start();
+        let feed = feed();
+        // 60 writes of 53 ids: 7 ids twice, the last write of each kept.
+        let records: Vec<StoredRecord> = (0..60)
+            .map(|i| record(&format!("r{}", i % 53), format!("{{\"v\":{i}}}")))
+            .collect();
+        aws.records().put_records(&feed, &records).await.unwrap();
+
+        let calls = of(&aws.take(), "BatchWriteItem");
+        let sizes: Vec<usize> = calls.iter().map(|c| keys(c).len()).collect();
+        assert_eq!(sizes, [25, 25, 3]);
+        let mut all = Vec::new();
+        for call in &calls {
+            let k = keys(call);
+            assert_unique(&k);
+            all.extend(k);
+        }
+        assert_unique(&all);
+        assert_eq!(all.len(), 53);
+        let r0 = calls
+            .iter()
+            .flat_map(|c| c.body["RequestItems"]["records"].as_array().unwrap())
+            .find(|w| w["PutRequest"]["Item"]["sk"]["S"] == "r0")
+            .unwrap();
+        assert_eq!(r0["PutRequest"]["Item"]["data"]["S"], "{\"v\":53}");
+    }
+
+    #[tokio::test]
+    async fn a_record_over_400_kb_is_refused_by_id_before_anything_is_sent() {
+        let aws = Recorder::start();
+        let feed = feed();
+        let mut records: Vec<StoredRecord> = (0..30)
+            .map(|i| record(&format!("r{i}"), "{}".into()))
+            .collect();
+        records[27] = record("huge", format!("\"{}\"", "x".repeat(MAX_ITEM_BYTES)));
+        let refused = aws.records().put_records(&feed, &records).await;
+        match refused {
+            Err(PortError::Rejected { detail, .. }) => {
+                assert!(detail.contains("`huge`"), "{detail}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(aws.take().is_empty(), "nothing is sent");
+
+        // Just under the limit is written.
+        let big = record("big", format!("\"{}\"", "x".repeat(MAX_ITEM_BYTES - 1000)));
+        aws.records().put_records(&feed, &[big]).await.unwrap();
+        assert_eq!(of(&aws.take(), "BatchWriteItem").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn record_meta_reads_100_ids_at_most_consistently_and_never_the_data() {
+        let aws = Recorder::start();
+        let feed = feed();
+        let ids: Vec<String> = (0..101).map(|i| format!("r{i}")).collect();
+        assert!(matches!(
+            aws.records().record_meta(&feed, &ids).await,
+            Err(PortError::Rejected { .. })
+        ));
+        assert!(aws.take().is_empty(), "nothing is sent");
+
+        // 100 ids, 10 of them twice: one request of the 90 distinct keys.
+        let ids: Vec<String> = (0..100).map(|i| format!("r{}", i % 90)).collect();
+        aws.records().record_meta(&feed, &ids).await.unwrap();
+        let calls = of(&aws.take(), "BatchGetItem");
+        assert_eq!(calls.len(), 1);
+        let k = keys(&calls[0]);
+        assert_unique(&k);
+        assert_eq!(k.len(), 90);
+        let request = &calls[0].body["RequestItems"]["records"];
+        assert_eq!(request["ConsistentRead"], true);
+        let names: Vec<&str> = request["ExpressionAttributeNames"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(request["ProjectionExpression"].is_string());
+        assert!(!names.contains(&DATA), "{names:?}");
+        for needed in [SK, HASH, ACTION, FIRST_SEEN, PAGE, INDEX] {
+            assert!(names.contains(&needed), "{needed} missing from {names:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_read_100_keys_a_request() {
+        let aws = Recorder::start();
+        let feed = feed();
+        let ids: Vec<String> = (0..260).map(|i| format!("r{}", i % 250)).collect();
+        aws.records().get_records(&feed, &ids).await.unwrap();
+        let calls = of(&aws.take(), "BatchGetItem");
+        let sizes: Vec<usize> = calls.iter().map(|c| keys(c).len()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let all: Vec<_> = calls.iter().flat_map(keys).collect();
+        assert_unique(&all);
+        for call in &calls {
+            assert_eq!(call.body["RequestItems"]["records"]["ConsistentRead"], true);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_page_over_400_kb_is_refused_before_it_is_sent() {
+        let aws = Recorder::start();
+        let page = FeedPage {
+            seq: 7,
+            run_id: SyncRunId::generate(),
+            entries: (0..1000).map(|i| format!("{i:0>500}")).collect(),
+            committed_at_ms: 1,
+            run_position: None,
+            run_stats: Default::default(),
+            expires_at_s: None,
+        };
+        assert!(matches!(
+            aws.records().commit_page(&feed(), &page).await,
+            Err(PortError::Rejected { .. })
+        ));
+        assert!(aws.take().is_empty());
+    }
+
+    #[test]
+    fn feed_pages_sort_by_sequence_number() {
+        assert!(page_sk(9) < page_sk(10));
+        assert!(page_sk(99_999) < page_sk(u64::MAX));
+        assert_eq!(page_sk(u64::MAX).len(), 20);
     }
 }

@@ -184,7 +184,26 @@ pub trait RecordStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<(Vec<(String, RecordAction)>, Option<String>), PortError>> + Send;
 
-    /// Removes up to `max_items` of the feed's records and pages; `true` once nothing is left.
+    /// Keeps ids a full pass of run `run` read and found unchanged (no feed page lists them), as
+    /// one more chunk, until `expires_at_s`. Written before the run's position moves past them,
+    /// so that a pass that completes knows every record it saw.
+    fn put_seen(
+        &self,
+        feed: &FeedKey,
+        run: &SyncRunId,
+        ids: &[String],
+        expires_at_s: i64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Every id of every chunk [`RecordStore::put_seen`] kept for run `run`.
+    fn seen(
+        &self,
+        feed: &FeedKey,
+        run: &SyncRunId,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+
+    /// Removes up to `max_items` of the feed's records, pages and seen chunks; `true` once
+    /// nothing is left.
     fn purge(
         &self,
         feed: &FeedKey,
@@ -334,6 +353,8 @@ pub struct Fetched {
 pub struct Staged {
     /// The changed ids, in the order of their positions in page `seq`.
     pub entries: Vec<String>,
+    /// The ids found unchanged (not rewritten).
+    pub unchanged: Vec<String>,
     /// Added, updated and unchanged counts.
     pub stats: RunStats,
 }
@@ -384,6 +405,7 @@ pub async fn stage_page<R: RecordStore>(
             Some(m) if m.position.page >= seq => (m.action, m.first_seen_ms),
             Some(_) => {
                 staged.stats.unchanged += 1;
+                staged.unchanged.push(id);
                 continue;
             }
         };

@@ -612,6 +612,10 @@ pub struct SyncRun {
     /// Deferrals in a row (rate limits, outages) without a page read in between.
     #[serde(default)]
     pub deferrals: u32,
+    /// The first feed page this run may commit (the feed's next page when it started): its
+    /// changes are the pages from here with its id.
+    #[serde(default)]
+    pub start_seq: u64,
     /// The incremental checkpoint the pass started from.
     pub start_checkpoint: Option<Value>,
     /// Set by a cancellation; the connector stops at its next page.
@@ -649,6 +653,7 @@ impl SyncRun {
             position: None,
             feed_seq: 0,
             deferrals: 0,
+            start_seq: 0,
             start_checkpoint: None,
             cancel_requested: false,
             version: 1,

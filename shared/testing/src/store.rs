@@ -110,6 +110,8 @@ const METHODS: &[&str] = &[
     "pages_after",
     "get_records",
     "record_ids",
+    "put_seen",
+    "seen",
     "purge",
 ];
 

@@ -40,6 +40,8 @@ pub(super) struct SyncTables {
     records: HashMap<String, BTreeMap<String, StoredRecord>>,
     /// Feed pages by feed, then sequence number.
     pages: HashMap<String, BTreeMap<u64, FeedPage>>,
+    /// Seen chunks by feed, then run, in the order written.
+    seen: HashMap<String, BTreeMap<String, Vec<Vec<String>>>>,
 }
 
 fn feed_key(feed: &FeedKey) -> String {
@@ -532,9 +534,41 @@ impl RecordStore for MemStore {
         .await
     }
 
+    async fn put_seen(
+        &self,
+        feed: &FeedKey,
+        run: &SyncRunId,
+        ids: &[String],
+        _expires_at_s: i64,
+    ) -> Result<(), PortError> {
+        self.port("put_seen", Access::Write, "PutItem", |t| {
+            t.syncs
+                .seen
+                .entry(feed_key(feed))
+                .or_default()
+                .entry(run.to_string())
+                .or_default()
+                .push(ids.to_vec());
+        })
+        .await
+    }
+
+    async fn seen(&self, feed: &FeedKey, run: &SyncRunId) -> Result<Vec<String>, PortError> {
+        self.port("seen", Access::Read, "Query", |t| {
+            t.syncs
+                .seen
+                .get(&feed_key(feed))
+                .and_then(|runs| runs.get(run.as_str()))
+                .map(|chunks| chunks.concat())
+                .unwrap_or_default()
+        })
+        .await
+    }
+
     async fn purge(&self, feed: &FeedKey, max_items: usize) -> Result<bool, PortError> {
         self.port("purge", Access::Write, "BatchWriteItem", |t| {
             let key = feed_key(feed);
+            t.syncs.seen.remove(&key);
             let mut budget = max_items.max(1);
             if let Some(records) = t.syncs.records.get_mut(&key) {
                 while budget > 0 && records.pop_first().is_some() {
