@@ -1,9 +1,5 @@
 //! The connector Lambda: consumes the jobs queue through the SQS event source mapping.
 
-mod config;
-mod handler;
-mod sync;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +10,9 @@ use tributary_core::time::SystemClock;
 use tributary_core::vault::{CachedKeyring, Vault};
 use tributary_engine::Engine;
 
-use crate::config::Config;
-use crate::handler::{Deps, Refreshing, handle};
-use crate::sync::Syncing;
+use tributary_connector::config::Config;
+use tributary_connector::handler::{Deps, Refreshing, handle};
+use tributary_connector::sync::Syncing;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
