@@ -22,7 +22,8 @@ use tributary_core::ids::{EventId, JobId, SyncId, SyncRunId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{ConnectionStore, IntegrationStore, JobQueue, SyncStore};
 use tributary_core::records::{
-    FeedKey, FeedPage, Fetched, RecordAction, RecordStore, stage_deletions, stage_page,
+    FeedKey, FeedPage, Fetched, RecentWrites, RecordAction, RecordStore, stage_deletions,
+    stage_page_after,
 };
 use tributary_core::refresh::RefreshError;
 use tributary_core::sync::{
@@ -46,6 +47,8 @@ const MAX_DELAY: Duration = Duration::from_secs(900);
 /// How often a run reads its own item to notice a cancellation, and saves its position when
 /// pages change nothing (no feed page carries it then).
 const CHECK_EVERY_MS: EpochMillis = 5_000;
+/// Writes a run remembers (about 1 MB), far more than DynamoDB's replication lag covers.
+const RECENT_WRITES: usize = 10_000;
 /// Items one purge step removes.
 const PURGE_STEP: usize = 1_000;
 /// The audit actor of what runs do.
@@ -663,6 +666,9 @@ where
     let mut last_check = clock.now_ms();
     // A full pass keeps the ids it found unchanged, for deletion detection at its end.
     let mut seen = SeenBuffer::new(sync.mode == SyncMode::FullRefresh);
+    // This invocation's last writes: compared with what was written, not with a read that may
+    // not see them yet (a record the provider lists twice in a pass, seconds apart).
+    let mut recent = RecentWrites::new(RECENT_WRITES);
     let stop = loop {
         if clock.now_ms() >= stop_at {
             break Stop::Budget;
@@ -697,7 +703,7 @@ where
                 }
             }
         }
-        let staged = stage_page(
+        let staged = stage_page_after(
             &syncing.records,
             feed,
             &run.id,
@@ -705,6 +711,7 @@ where
             clock.now_ms(),
             expires_at_s,
             fetched,
+            &mut recent,
         )
         .await?;
         page_stats.add(&staged.stats);

@@ -130,7 +130,9 @@ pub fn content_hash(canonical_json: &str) -> String {
 
 /// The records table: records, their metadata and the change feed.
 pub trait RecordStore: Send + Sync {
-    /// The stored metadata of those of `ids` that exist (strongly consistent).
+    /// The stored metadata of those of `ids` that exist. Eventually consistent (half the read
+    /// cost, which is most of an unchanged pass's): it may miss a write made within about a
+    /// second, which is why the writer answers for its own recent writes ([`RecentWrites`]).
     fn record_meta(
         &self,
         feed: &FeedKey,
@@ -378,6 +380,72 @@ pub async fn stage_page<R: RecordStore>(
     expires_at_s: Option<i64>,
     fetched: Vec<Fetched>,
 ) -> Result<Staged, PortError> {
+    let mut recent = RecentWrites::new(0);
+    stage_page_after(
+        store,
+        feed,
+        run_id,
+        seq,
+        now_ms,
+        expires_at_s,
+        fetched,
+        &mut recent,
+    )
+    .await
+}
+
+/// The metadata of the records a writer wrote last, at most `capacity`: the single writer of a
+/// feed knows them better than an eventually consistent read made right after its write.
+#[derive(Debug, Default)]
+pub struct RecentWrites {
+    capacity: usize,
+    order: std::collections::VecDeque<String>,
+    meta: HashMap<String, RecordMeta>,
+}
+
+impl RecentWrites {
+    /// Remembers up to `capacity` writes (the oldest forgotten first).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    fn remember(&mut self, r: &StoredRecord) {
+        if self.capacity == 0 {
+            return;
+        }
+        let meta = RecordMeta {
+            hash: r.hash.clone(),
+            position: r.position,
+            action: r.action,
+            first_seen_ms: r.first_seen_ms,
+        };
+        if self.meta.insert(r.id.clone(), meta).is_none() {
+            self.order.push_back(r.id.clone());
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.meta.remove(&old);
+            }
+        }
+    }
+}
+
+/// [`stage_page`] for a writer that remembers its recent writes: those ids are compared with what
+/// it wrote rather than with a read that may not see it yet.
+#[allow(clippy::too_many_arguments)]
+pub async fn stage_page_after<R: RecordStore>(
+    store: &R,
+    feed: &FeedKey,
+    run_id: &SyncRunId,
+    seq: u64,
+    now_ms: EpochMillis,
+    expires_at_s: Option<i64>,
+    fetched: Vec<Fetched>,
+    recent: &mut RecentWrites,
+) -> Result<Staged, PortError> {
     // Last occurrence wins, first-occurrence order kept.
     let mut order: Vec<String> = Vec::with_capacity(fetched.len());
     let mut latest: HashMap<String, String> = HashMap::with_capacity(fetched.len());
@@ -386,8 +454,19 @@ pub async fn stage_page<R: RecordStore>(
             order.push(f.id);
         }
     }
-    let mut meta = HashMap::new();
-    for chunk in order.chunks(META_BATCH) {
+    let mut meta: HashMap<String, RecordMeta> = HashMap::new();
+    let unknown: Vec<String> = order
+        .iter()
+        .filter(|id| match recent.meta.get(*id) {
+            Some(m) => {
+                meta.insert((*id).clone(), m.clone());
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect();
+    for chunk in unknown.chunks(META_BATCH) {
         meta.extend(store.record_meta(feed, chunk).await?);
     }
     let mut staged = Staged::default();
@@ -429,6 +508,9 @@ pub async fn stage_page<R: RecordStore>(
     }
     if !writes.is_empty() {
         store.put_records(feed, &writes).await?;
+        for w in &writes {
+            recent.remember(w);
+        }
     }
     Ok(staged)
 }

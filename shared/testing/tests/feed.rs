@@ -272,3 +272,50 @@ async fn deletions_are_tombstones_in_the_feed_and_a_record_that_returns_is_added
         "the tombstone was superseded by the return"
     );
 }
+
+#[tokio::test]
+async fn a_writer_compares_its_own_recent_writes_without_reading_them_back() {
+    use tributary_core::records::{RecentWrites, stage_page_after};
+    let store = MemStore::default();
+    let feed = feed();
+    let run = SyncRunId::generate();
+    let mut recent = RecentWrites::new(2);
+    let first = vec![record(1, 1), record(2, 1), record(3, 1)];
+    stage_page_after(&store, &feed, &run, 1, 1, None, first, &mut recent)
+        .await
+        .unwrap();
+    let reads = store.calls("record_meta");
+    // Records 2 and 3 are remembered (capacity 2): no read for them, the same content is unchanged.
+    let again = stage_page_after(
+        &store,
+        &feed,
+        &run,
+        2,
+        2,
+        None,
+        vec![record(2, 1), record(3, 2)],
+        &mut recent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.calls("record_meta"),
+        reads,
+        "answered from the writer's memory"
+    );
+    assert_eq!((again.stats.unchanged, again.stats.updated), (1, 1));
+    // Record 1 was forgotten: read from the store.
+    stage_page_after(
+        &store,
+        &feed,
+        &run,
+        3,
+        3,
+        None,
+        vec![record(1, 1)],
+        &mut recent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.calls("record_meta"), reads + 1);
+}
