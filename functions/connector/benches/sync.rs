@@ -93,7 +93,7 @@ fn customer(n: usize) -> Value {
         "email": format!("customer{n}@example.com"),
         "invoice_prefix": format!("INV{n:06}"),
         "livemode": false,
-        "metadata": {"segment": if n % 2 == 0 { "smb" } else { "enterprise" }},
+        "metadata": {"segment": if n.is_multiple_of(2) { "smb" } else { "enterprise" }},
         "name": format!("Customer {n}"),
         "phone": "+33 4 00 00 00 00",
         "preferred_locales": ["fr-FR"],
@@ -547,6 +547,7 @@ async fn orchestrate() -> ExitCode {
             .output()
             .expect("measure");
         let _ = provider.kill();
+        let _ = provider.wait();
         if !out.status.success() {
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
             return ExitCode::FAILURE;

@@ -627,11 +627,13 @@ where
         .map(serde_json::from_value::<ResumePoint>)
     {
         Some(Ok(p)) => Some(p),
-        Some(Err(_)) => {
-            return Ok(Stop::Fail(RunError {
-                class: "internal".into(),
-                message: "the run's saved position is unreadable; trigger a full resync".into(),
-            }));
+        Some(Err(e)) => {
+            // A position this build cannot read (written by another version): the pass starts
+            // again; unchanged records are not rewritten, so this costs reads, not duplicates.
+            run.warn(format!(
+                "the saved position was unreadable ({e}); the pass restarted"
+            ));
+            None
         }
         None => None,
     };
@@ -659,10 +661,16 @@ where
                 .load(Ordering::Relaxed)
                 .saturating_sub(requests_before);
     };
-    let mut pages = match syncing.engine.read(spec, &sync.stream, connection, opts) {
+    let mut pages = match syncing
+        .engine
+        .read(spec, &sync.stream, connection, opts.clone())
+    {
         Ok(p) => p,
         Err(e) => return Ok(Stop::Fail(classify(&e))),
     };
+    // A position the engine refuses (the spec's pagination changed since it was saved) restarts
+    // the pass, once.
+    let mut restarted = false;
     let mut last_check = clock.now_ms();
     // A full pass keeps the ids it found unchanged, for deletion detection at its end.
     let mut seen = SeenBuffer::new(sync.mode == SyncMode::FullRefresh);
@@ -676,6 +684,21 @@ where
         let page = match pages.next().await {
             None => break Stop::Done(None),
             Some(Ok(page)) => page,
+            Some(Err(EngineError::Resume(why))) if !restarted && opts.resume.is_some() => {
+                run.warn(format!(
+                    "the saved position was refused ({why}); the pass restarted"
+                ));
+                restarted = true;
+                let fresh = ReadOptions {
+                    resume: None,
+                    ..opts.clone()
+                };
+                pages = match syncing.engine.read(spec, &sync.stream, connection, fresh) {
+                    Ok(p) => p,
+                    Err(e) => break Stop::Fail(classify(&e)),
+                };
+                continue;
+            }
             Some(Err(e)) => {
                 let error = classify(&e);
                 break match e.class() {

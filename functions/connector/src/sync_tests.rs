@@ -621,7 +621,7 @@ async fn a_scheduled_start_creates_one_run_schedules_the_next_and_is_idempotent(
     assert_eq!(runs.items[0].trigger, RunTrigger::Schedule);
     let next = sync.next_run_at_ms.unwrap();
     assert!(
-        next >= T0 + 3_600_000 && next < T0 + 3_600_000 + 360_000,
+        (T0 + 3_600_000..T0 + 3_600_000 + 360_000).contains(&next),
         "{next}"
     );
     let jobs: Vec<_> = w

@@ -120,7 +120,7 @@ impl DynamoTable {
             .unwrap_or_default())
     }
 
-    /// Reads the items with these keys (strongly consistent), in no particular order, with as few
+    /// Reads the items with these keys (strongly consistent when `consistent`), in no particular order, with as few
     /// `BatchGetItem` calls as the limits allow: a key given twice is read once, and unprocessed
     /// keys are retried like [`DynamoTable::batch_put`]'s items. `projection` (an expression and
     /// its attribute names) limits what each item carries.
@@ -128,6 +128,7 @@ impl DynamoTable {
         &self,
         keys: Vec<Item>,
         projection: Option<(&str, &[(&str, &str)])>,
+        consistent: bool,
     ) -> Result<Vec<Item>, PortError> {
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
         let mut unique = Vec::with_capacity(keys.len());
@@ -142,7 +143,7 @@ impl DynamoTable {
             let chunk: Vec<Item> = rest.by_ref().take(MAX_BATCH_GET).collect();
             found.extend(
                 retry_unprocessed(chunk, Backoff::BATCH, "BatchGetItem", |keys| {
-                    self.send_batch_get(keys, projection)
+                    self.send_batch_get(keys, projection, consistent)
                 })
                 .await?,
             );
@@ -155,10 +156,11 @@ impl DynamoTable {
         &self,
         keys: Vec<Item>,
         projection: Option<(&str, &[(&str, &str)])>,
+        consistent: bool,
     ) -> Result<(Vec<Item>, Vec<Item>), PortError> {
         let mut request = KeysAndAttributes::builder()
             .set_keys(Some(keys))
-            .consistent_read(true);
+            .consistent_read(consistent);
         if let Some((expression, names)) = projection {
             request = request.projection_expression(expression);
             for (placeholder, name) in names {
@@ -309,7 +311,9 @@ where
 /// item over [`MAX_ITEM_BYTES`] by this count is refused before anything is sent, so that one
 /// oversized item does not fail a whole batch.
 pub fn item_size(item: &Item) -> usize {
-    item.iter().map(|(name, v)| name.len() + value_size(v)).sum()
+    item.iter()
+        .map(|(name, v)| name.len() + value_size(v))
+        .sum()
 }
 
 fn value_size(v: &AttributeValue) -> usize {
@@ -539,6 +543,68 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(*sent.lock().unwrap(), vec![25, 13, 7, 4]);
+    }
+
+    #[tokio::test]
+    async fn when_keys_come_back_unprocessed_should_reread_only_those_and_keep_what_was_found() {
+        let sent = Mutex::new(Vec::new());
+        let keys: Vec<u32> = (0..100).collect();
+        let found = retry_unprocessed(keys, FAST, "BatchGetItem", |batch: Vec<u32>| {
+            sent.lock().unwrap().push(batch.len());
+            // The first 30 of every request are read, the rest come back.
+            let split = batch.len().min(30);
+            let (read, back) = batch.split_at(split);
+            let (read, back) = (read.to_vec(), back.to_vec());
+            async move { Ok((read, back)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(*sent.lock().unwrap(), vec![100, 70, 40, 10]);
+        let mut found = found;
+        found.sort_unstable();
+        assert_eq!(found, (0..100).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn when_keys_stay_unprocessed_should_fail_throttled_on_the_read() {
+        let result = retry_unprocessed(vec![1, 2], FAST, "BatchGetItem", |batch: Vec<u32>| async {
+            Ok((Vec::<u32>::new(), batch))
+        })
+        .await;
+        assert!(matches!(
+            result,
+            Err(PortError::Throttled {
+                operation: "BatchGetItem",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn item_size_counts_names_and_values_and_never_less_than_dynamodb() {
+        let it = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("p".into())),
+            ("n".to_owned(), AttributeValue::N("12345".into())),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![AttributeValue::S("ab".into())]),
+            ),
+        ]);
+        // pk: 2 + 1; n: 1 + (3 + 1 as DynamoDB counts it, 6 here); l: 1 + 3 + 1 + 2.
+        assert_eq!(item_size(&it), 3 + 7 + 7);
+        let huge = HashMap::from([(
+            "data".to_owned(),
+            AttributeValue::S("x".repeat(MAX_ITEM_BYTES)),
+        )]);
+        assert!(item_size(&huge) > MAX_ITEM_BYTES);
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard("sync_a", 16), shard("sync_a", 16));
+        let used: std::collections::HashSet<u32> =
+            (0..200).map(|i| shard(&format!("id{i}"), 16)).collect();
+        assert_eq!(used.len(), 16);
     }
 
     #[tokio::test]

@@ -29,11 +29,15 @@ pub struct Grant {
     pub leading_keys: &'static [&'static str],
 }
 
-/// The API: the control plane over tenants, keys, issuers, integrations, audit events, idempotency
-/// keys and rate counters (`TENANTS`, `TENANT#…`, `APIKEY#…`, `ISSUERAUD#…`, `IDEMP#…`, `RATE#…`,
-/// and the canary under `SYSTEM` for health), and the credential keyring. It reaches nearly every partition prefix of the control table, so a
+/// The API: the control plane over tenants, keys, issuers, integrations, connections, syncs and
+/// their runs, audit events, idempotency keys and rate counters (`TENANTS`, `TENANT#…`, `APIKEY#…`,
+/// `ISSUERAUD#…`, `IDEMP#…`, `RATE#…`, and the canary under `SYSTEM` for health), and the
+/// credential keyring. It reaches nearly every partition prefix of the control table, so a
 /// `LeadingKeys` condition would exclude little (the job ledger) and break the API in AWS whenever a
-/// prefix is added; it has none. `BatchWriteItem` purges a deleted tenant's items; no `Scan`.
+/// prefix is added; it has none. `BatchWriteItem` purges a deleted tenant's items and a deleted
+/// sync's runs; no `Scan`. In the records table it reads feeds (`Query` for pages, `BatchGetItem`
+/// for their records) and removes a deleted sync's feed (`Query`, `BatchWriteItem`); every
+/// partition there is a feed's (`R#…`, `F#…`), so `LeadingKeys` would exclude nothing.
 pub const API: &[Grant] = &[
     Grant {
         resource: "ControlTable",
@@ -43,6 +47,15 @@ pub const API: &[Grant] = &[
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+        ],
+        leading_keys: &[],
+    },
+    Grant {
+        resource: "RecordsTable",
+        actions: &[
+            "dynamodb:Query",
+            "dynamodb:BatchGetItem",
             "dynamodb:BatchWriteItem",
         ],
         leading_keys: &[],
@@ -80,10 +93,12 @@ pub const AUTH: &[Grant] = &[
     },
 ];
 
-/// The connector: the job ledger (`JOB#…`), the canary (`SYSTEM`), tenants' connections and
-/// integrations (`TENANT#…`: a token refresh), the credential keyring, and the jobs queue. Receiving,
-/// deleting and the queue's attributes are what the SQS event source mapping does with the
-/// function's role; `ChangeMessageVisibility` is the worker's backoff of a failed message.
+/// The connector: the job ledger (`JOB#…`), the canary (`SYSTEM`), tenants' connections,
+/// integrations, syncs, runs and sync events (`TENANT#…`: a token refresh, a sync's run, a deleted
+/// sync's removal), the records table (a run's records, feed pages and seen ids, a deleted sync's
+/// feed), the credential keyring, and the jobs queue. Receiving, deleting and the queue's
+/// attributes are what the SQS event source mapping does with the function's role;
+/// `ChangeMessageVisibility` is the worker's backoff of a failed message.
 pub const CONNECTOR: &[Grant] = &[
     Grant {
         resource: "ControlTable",
@@ -93,6 +108,25 @@ pub const CONNECTOR: &[Grant] = &[
             "dynamodb:UpdateItem",
         ],
         leading_keys: &["JOB#*", "SYSTEM", "TENANT#*"],
+    },
+    Grant {
+        resource: "ControlTable",
+        actions: &[
+            "dynamodb:Query",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+        ],
+        leading_keys: &["TENANT#*"],
+    },
+    Grant {
+        resource: "RecordsTable",
+        actions: &[
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:BatchWriteItem",
+        ],
+        leading_keys: &[],
     },
     Grant {
         resource: "CredentialKeyringSecret",
@@ -119,8 +153,10 @@ pub const CONNECTOR_EVENT_SOURCE: &[&str] = &[
     "sqs:GetQueueAttributes",
 ];
 
-/// The monitor: sends the canary and refresh jobs; reads the index of connections due for an idle
-/// refresh (its partitions are `REFRESH#<shard>`) and postpones each due connection it enqueues.
+/// The monitor: sends the canary, refresh and scheduled-sync jobs; reads the index of connections
+/// due for an idle refresh (its partitions are `REFRESH#<shard>`) and the index of syncs due to run
+/// (`SYNCDUE#<shard>`), and postpones each due connection and reschedules each due sync it
+/// enqueues (in tenants' partitions).
 pub const MONITOR: &[Grant] = &[
     Grant {
         resource: "JobsQueue",
@@ -131,6 +167,11 @@ pub const MONITOR: &[Grant] = &[
         resource: "ControlTable/index/RefreshDue",
         actions: &["dynamodb:Query"],
         leading_keys: &["REFRESH#*"],
+    },
+    Grant {
+        resource: "ControlTable/index/SyncDue",
+        actions: &["dynamodb:Query"],
+        leading_keys: &["SYNCDUE#*"],
     },
     Grant {
         resource: "ControlTable",
@@ -170,159 +211,35 @@ mod tests {
 
     use super::*;
     use std::collections::BTreeSet;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     use serde_json::Value;
     use tributary_core::canary::CanaryObservation;
-    use tributary_core::ids::{ApiKeyId, JobId, TenantId};
+    use tributary_core::ids::{
+        ApiKeyId, ConnectionId, EventId, IntegrationId, JobId, SyncId, TenantId,
+    };
     use tributary_core::job::{JobEnvelope, JobKind};
+    use tributary_core::pagination::PageRequest;
     use tributary_core::ports::{
         CanaryStore, ConnectionStore, CredentialStore, IntegrationStore, JobLedger, JobQueue,
-        QueueStats, RefreshSchedule, SecretSource, TenantStore,
+        QueueStats, RefreshSchedule, SecretSource, SyncSchedule, SyncStore, TenantStore,
+    };
+    use tributary_core::records::{
+        FeedKey, FeedPage, FeedPosition, RecordAction, RecordStore, StoredRecord, content_hash,
+    };
+    use tributary_core::sync::{
+        Frequency, RunStats, RunTrigger, SyncConfig, SyncEvent, SyncEventType, SyncMode, SyncRun,
+        SyncStatus,
     };
 
-    use crate::{CachedSecrets, DynamoTable, SqsQueue};
+    use crate::recorder::{CONTROL, Call, RECORDS, Recorder};
 
-    /// One request: its `X-Amz-Target` (`DynamoDB_20120810.GetItem`) and JSON body.
-    #[derive(Debug, Clone)]
-    struct Call {
-        target: String,
-        body: Value,
-    }
+    /// One authorization of a request: the IAM action, the table (for DynamoDB) and the
+    /// partition key it names.
+    type Authorization = (String, Option<String>, Option<String>);
 
-    /// A loopback HTTP server that records every request and answers what `answer` says.
-    struct Recorder {
-        url: String,
-        calls: Arc<Mutex<Vec<Call>>>,
-    }
-
-    /// The items every `Query` finds by default: none.
-    const NO_ITEMS: &str = "[]";
-
-    /// What the stand-in answers: enough for the adapters to go on. `Query` finds `query_items`.
-    fn answer(target: &str, query_items: &str) -> String {
-        let operation = target.rsplit('.').next().unwrap_or_default();
-        if operation == "Query" {
-            return format!(r#"{{"Items":{query_items},"Count":0,"ScannedCount":0}}"#);
-        }
-        match operation {
-            "GetSecretValue" => r#"{"ARN":"arn:x","Name":"x","SecretString":"s3cret"}"#,
-            "UpdateItem" => r#"{"Attributes":{"count":{"N":"1"}}}"#,
-            "SendMessage" => {
-                r#"{"MessageId":"m","MD5OfMessageBody":"d41d8cd98f00b204e9800998ecf8427e"}"#
-            }
-            _ => "{}",
-        }
-        .to_owned()
-    }
-
-    /// Answers every request on one connection (the SDK reuses connections).
-    fn serve(mut socket: std::net::TcpStream, recorded: &Mutex<Vec<Call>>, query_items: &str) {
-        use std::io::{Read, Write};
-        let mut buffer = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = match socket.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            buffer.extend_from_slice(&chunk[..n]);
-            while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buffer[..end]).to_string();
-                let header = |name: &str| {
-                    head.lines()
-                        .filter_map(|l| l.split_once(':'))
-                        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-                        .map(|(_, v)| v.trim().to_owned())
-                };
-                let length: usize = header("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if buffer.len() < end + 4 + length {
-                    break;
-                }
-                let body = buffer[end + 4..end + 4 + length].to_vec();
-                buffer.drain(..end + 4 + length);
-                let target = header("x-amz-target").unwrap_or_default();
-                let reply = answer(&target, query_items);
-                recorded.lock().unwrap().push(Call {
-                    target,
-                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                });
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: r\r\ncontent-length: {}\r\n\r\n{reply}",
-                    reply.len()
-                );
-                if socket.write_all(response.as_bytes()).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-
-    impl Recorder {
-        /// Serves on a thread of its own (plain `std::net`: no runtime features needed).
-        fn start() -> Self {
-            Self::finding(NO_ITEMS)
-        }
-
-        /// A stand-in whose `Query` answers `query_items` (a JSON array of items).
-        fn finding(query_items: &'static str) -> Self {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let calls = Arc::new(Mutex::new(Vec::new()));
-            let recorded = calls.clone();
-            std::thread::spawn(move || {
-                for socket in listener.incoming() {
-                    let Ok(socket) = socket else {
-                        return;
-                    };
-                    let recorded = recorded.clone();
-                    std::thread::spawn(move || serve(socket, &recorded, query_items));
-                }
-            });
-            Self { url, calls }
-        }
-
-        fn take(&self) -> Vec<Call> {
-            std::mem::take(&mut *self.calls.lock().unwrap())
-        }
-
-        fn sdk(&self) -> aws_types::SdkConfig {
-            aws_types::SdkConfig::builder()
-                .http_client(crate::sdk::https_client())
-                .endpoint_url(&self.url)
-                .region(Region::new("us-east-1"))
-                .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-                    Credentials::new("test", "test", None, None, "test"),
-                ))
-                .behavior_version(BehaviorVersion::latest())
-                .build()
-        }
-
-        fn table(&self) -> DynamoTable {
-            DynamoTable::new(aws_sdk_dynamodb::Client::new(&self.sdk()), "control")
-        }
-
-        fn queue(&self) -> SqsQueue {
-            SqsQueue::new(
-                aws_sdk_sqs::Client::new(&self.sdk()),
-                format!("{}/000000000000/jobs", self.url),
-            )
-        }
-
-        fn secrets(&self) -> CachedSecrets {
-            CachedSecrets::new(
-                aws_sdk_secretsmanager::Client::new(&self.sdk()),
-                Duration::from_secs(60),
-            )
-        }
-    }
-
-    /// The IAM actions a request is authorized as, with the partition keys it names.
-    fn authorized_as(call: &Call) -> Vec<(String, Option<String>)> {
+    /// The IAM actions a request is authorized as, with the tables and partition keys they name.
+    fn authorized_as(call: &Call) -> Vec<Authorization> {
         let (service, operation) = call.target.split_once('.').unwrap_or_default();
         let prefix = match service {
             s if s.starts_with("DynamoDB") => "dynamodb",
@@ -331,6 +248,20 @@ mod tests {
             other => panic!("unknown service {other}"),
         };
         let pk = |v: &Value| v["pk"]["S"].as_str().map(str::to_owned);
+        let table = |v: &Value| v["TableName"].as_str().map(str::to_owned);
+        // Batch requests: each request of each table.
+        let batch = |action: &str, requests: &dyn Fn(&Value) -> Vec<Value>| {
+            call.body["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .flat_map(|(name, of_table)| {
+                    requests(of_table)
+                        .into_iter()
+                        .map(|key| (action.to_owned(), Some(name.clone()), pk(&key)))
+                })
+                .collect()
+        };
         match operation {
             "TransactWriteItems" => call.body["TransactItems"]
                 .as_array()
@@ -350,83 +281,184 @@ mod tests {
                     } else {
                         &op["Key"]
                     };
-                    (format!("dynamodb:{action}"), pk(key))
+                    (format!("dynamodb:{action}"), table(op), pk(key))
                 })
                 .collect(),
-            "BatchWriteItem" => call.body["RequestItems"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .flat_map(|(_, requests)| requests.as_array().into_iter().flatten())
-                .map(|r| {
-                    let key = if r["PutRequest"].is_object() {
-                        &r["PutRequest"]["Item"]
-                    } else {
-                        &r["DeleteRequest"]["Key"]
-                    };
-                    ("dynamodb:BatchWriteItem".to_owned(), pk(key))
-                })
-                .collect(),
+            "BatchWriteItem" => batch("dynamodb:BatchWriteItem", &|requests| {
+                requests
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        if r["PutRequest"].is_object() {
+                            r["PutRequest"]["Item"].clone()
+                        } else {
+                            r["DeleteRequest"]["Key"].clone()
+                        }
+                    })
+                    .collect()
+            }),
+            "BatchGetItem" => batch("dynamodb:BatchGetItem", &|of_table| {
+                of_table["Keys"].as_array().cloned().unwrap_or_default()
+            }),
             "Query" => vec![(
                 "dynamodb:Query".to_owned(),
+                table(&call.body),
                 [":pk", ":shard"]
                     .iter()
                     .find_map(|p| call.body["ExpressionAttributeValues"][*p]["S"].as_str())
                     .map(str::to_owned),
             )],
-            "SendMessageBatch" => vec![("sqs:SendMessage".to_owned(), None)],
+            "SendMessageBatch" => vec![("sqs:SendMessage".to_owned(), None, None)],
             op if prefix == "dynamodb" => {
                 let key = if op == "PutItem" {
                     &call.body["Item"]
                 } else {
                     &call.body["Key"]
                 };
-                vec![(format!("dynamodb:{op}"), pk(key))]
+                vec![(format!("dynamodb:{op}"), table(&call.body), pk(key))]
             }
-            op => vec![(format!("{prefix}:{op}"), None)],
+            op => vec![(format!("{prefix}:{op}"), None, None)],
         }
     }
 
-    /// Asserts that `calls` are covered by `grants` and returns the actions they used.
-    fn check(function: &str, grants: &[Grant], calls: &[Call]) -> BTreeSet<String> {
+    /// The template's logical id of a table the stand-in serves.
+    fn table_resource(name: &str) -> &'static str {
+        match name {
+            CONTROL => "ControlTable",
+            RECORDS => "RecordsTable",
+            other => panic!("unknown table {other}"),
+        }
+    }
+
+    /// What a grant of `action` on `resource` is counted as: DynamoDB actions per table or index
+    /// (the stand-in tells them apart), the others per action.
+    fn granted(resource: &str, action: &str) -> (String, String) {
+        if action.starts_with("dynamodb:") {
+            (resource.to_owned(), action.to_owned())
+        } else {
+            (String::new(), action.to_owned())
+        }
+    }
+
+    /// Asserts that `calls` are covered by `grants` and returns the grants they used.
+    fn check(function: &str, grants: &[Grant], calls: &[Call]) -> BTreeSet<(String, String)> {
         let mut used = BTreeSet::new();
         for call in calls {
             // A request on an index is authorized on the index's ARN, any other on the table's.
             let index = call.body["IndexName"].as_str();
-            for (action, pk) in authorized_as(call) {
+            for (action, table, pk) in authorized_as(call) {
+                let resource = match (&table, index) {
+                    (Some(t), Some(i)) => format!("{}/index/{i}", table_resource(t)),
+                    (Some(t), None) => table_resource(t).to_owned(),
+                    (None, _) => String::new(),
+                };
                 let grant = grants
                     .iter()
-                    .filter(|g| {
-                        !action.starts_with("dynamodb:")
-                            || g.resource.split_once("/index/").map(|(_, i)| i) == index
+                    .filter(|g| !action.starts_with("dynamodb:") || g.resource == resource)
+                    .find(|g| {
+                        g.actions.contains(&action.as_str())
+                            && (g.leading_keys.is_empty()
+                                || pk.as_deref().is_some_and(|pk| {
+                                    g.leading_keys.iter().any(|p| string_like(p, pk))
+                                }))
                     })
-                    .find(|g| g.actions.contains(&action.as_str()))
                     .unwrap_or_else(|| {
                         panic!(
-                            "{function} calls {action} (index {index:?}), which it is not granted"
+                            "{function} calls {action} on {resource:?} (partition {pk:?}), which it is not granted"
                         )
                     });
                 if action.starts_with("dynamodb:") {
-                    let pk = pk.unwrap_or_else(|| panic!("{function}: {action} without a pk"));
-                    assert!(
-                        grant.leading_keys.is_empty()
-                            || grant.leading_keys.iter().any(|p| string_like(p, &pk)),
-                        "{function}: {action} on partition {pk}, outside {:?}",
-                        grant.leading_keys
-                    );
+                    assert!(pk.is_some(), "{function}: {action} without a pk");
                 }
-                used.insert(action);
+                used.insert(granted(grant.resource, &action));
             }
         }
         used
     }
 
-    fn listed(grants: &[Grant]) -> BTreeSet<String> {
+    fn listed(grants: &[Grant]) -> BTreeSet<(String, String)> {
         grants
             .iter()
-            .flat_map(|g| g.actions.iter().map(|a| (*a).to_owned()))
+            .flat_map(|g| g.actions.iter().map(|a| granted(g.resource, a)))
             .collect()
     }
+
+    fn a_sync(tenant: &TenantId) -> SyncConfig {
+        SyncConfig {
+            id: SyncId::generate(),
+            tenant_id: tenant.clone(),
+            connection_id: ConnectionId::generate(),
+            integration_id: IntegrationId::generate(),
+            provider: "hubspot".into(),
+            stream: "contacts".into(),
+            model: "contact".into(),
+            frequency: Frequency::Interval {
+                every_seconds: 3600,
+            },
+            mode: SyncMode::FullRefresh,
+            mapping: None,
+            status: SyncStatus::Active,
+            status_reason: None,
+            deletion_guard_percent: 50,
+            retention_days: None,
+            checkpoint: None,
+            next_run_at_ms: Some(5),
+            active_run_id: None,
+            last_run: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            version: 1,
+        }
+    }
+
+    fn feed_of(sync: &SyncConfig) -> FeedKey {
+        FeedKey {
+            tenant_id: sync.tenant_id.clone(),
+            connection_id: sync.connection_id.clone(),
+            model: sync.model.clone(),
+        }
+    }
+
+    fn a_record(run: &SyncRun) -> StoredRecord {
+        StoredRecord {
+            id: "r1".into(),
+            data: "{}".into(),
+            hash: content_hash("{}"),
+            action: RecordAction::Added,
+            first_seen_ms: 1,
+            last_modified_ms: 1,
+            run_id: run.id.clone(),
+            position: FeedPosition { page: 1, index: 0 },
+            expires_at_s: None,
+        }
+    }
+
+    fn a_page(run: &SyncRun) -> FeedPage {
+        FeedPage {
+            seq: 1,
+            run_id: run.id.clone(),
+            entries: vec!["r1".into()],
+            committed_at_ms: 1,
+            run_position: None,
+            run_stats: RunStats::default(),
+            expires_at_s: None,
+        }
+    }
+
+    /// The sync's item as `GetItem` finds it.
+    fn sync_item(sync: &SyncConfig) -> String {
+        serde_json::json!({
+            "pk": {"S": format!("TENANT#{}", sync.tenant_id)},
+            "sk": {"S": format!("SYNC#{}", sync.id)},
+            "doc": {"S": serde_json::to_string(sync).unwrap()},
+        })
+        .to_string()
+    }
+
+    /// Items every `Query` finds when something is to be removed: a key to delete.
+    const FOUND_TO_REMOVE: &str =
+        r#"[{"pk":{"S":"TENANT#t"},"sk":{"S":"RUN#sync_0190d6d8a0f47c0e9b6c7d2f1a3b4c5f#r"}}]"#;
 
     #[tokio::test]
     async fn the_connector_calls_only_its_actions_on_the_ledger_and_canary_partitions() {
@@ -492,10 +524,79 @@ mod tests {
         );
         let _ = table.swap_refreshed(&connection, 1, "h", &event).await;
         table.release_refresh(&tenant, &id, "h").await.unwrap();
-        let used = check("connector", CONNECTOR, &aws.take());
+        // A sync's run: the sync and its lease, the run, the feed's last page, the page's records
+        // compared, written and committed, a full pass's walk of the ids and its tombstones, the
+        // run's end with its event, the sync's next run.
+        let records = aws.records();
+        let sync = a_sync(&tenant);
+        let feed = feed_of(&sync);
+        let page = PageRequest::default();
+        table.get_sync(&tenant, &sync.id).await.unwrap();
+        table
+            .list_syncs(&tenant, &Default::default(), &page)
+            .await
+            .unwrap();
+        table
+            .lease_sync(&tenant, &sync.id, "h", 1, 2)
+            .await
+            .unwrap();
+        let run = SyncRun::queued(&sync, RunTrigger::Schedule, false, 1);
+        table.create_run(&run).await.unwrap();
+        table.get_run(&tenant, &sync.id, &run.id).await.unwrap();
+        table.list_runs(&tenant, &sync.id, &page).await.unwrap();
+        records.last_page(&feed).await.unwrap();
+        records.record_meta(&feed, &["r1".into()]).await.unwrap();
+        records.put_records(&feed, &[a_record(&run)]).await.unwrap();
+        records.commit_page(&feed, &a_page(&run)).await.unwrap();
+        records
+            .put_seen(&feed, &run.id, &["r2".into()], 9)
+            .await
+            .unwrap();
+        records.seen(&feed, &run.id).await.unwrap();
+        records.record_ids(&feed, None, 10).await.unwrap();
+        records.get_records(&feed, &["r1".into()]).await.unwrap();
+        records.pages_after(&feed, None, 10).await.unwrap();
+        table.update_run(&run, 1).await.unwrap();
+        table.update_sync(&sync, 1).await.unwrap();
+        table
+            .record_sync_event(&SyncEvent {
+                id: EventId::generate(),
+                tenant_id: tenant.clone(),
+                sync_id: sync.id.clone(),
+                run_id: Some(run.id.clone()),
+                kind: SyncEventType::RunSucceeded,
+                stats: None,
+                error: None,
+                at_ms: 1,
+            })
+            .await
+            .unwrap();
+        table.list_sync_events(&tenant, &page).await.unwrap();
+        table.release_sync(&tenant, &sync.id, "h").await.unwrap();
+        let audit = tributary_core::tenancy::AuditEvent {
+            id: tributary_core::ids::AuditEventId::generate(),
+            tenant_id: tenant.clone(),
+            at_ms: 1,
+            actor: "a".into(),
+            action: "sync.created".into(),
+            target: sync.id.to_string(),
+        };
+        table.create_sync(&sync, &audit).await.unwrap();
+        let mut used = check("connector", CONNECTOR, &aws.take());
+        // A deleted sync's purge: its feed, then the sync with its claim and runs.
+        let aws = Recorder::finding(FOUND_TO_REMOVE);
+        aws.get_finds(Some(sync_item(&sync)));
+        assert!(aws.records().purge(&feed, 100).await.unwrap());
+        assert!(
+            aws.table()
+                .delete_sync(&tenant, &sync.id, &audit)
+                .await
+                .unwrap()
+        );
+        used.extend(check("connector", CONNECTOR, &aws.take()));
         let mut expected = listed(CONNECTOR);
         for action in CONNECTOR_EVENT_SOURCE {
-            expected.remove(*action);
+            expected.remove(&granted("JobsQueue", action));
         }
         assert_eq!(used, expected, "granted but not called");
     }
@@ -517,9 +618,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_monitor_sends_jobs_reads_the_refresh_index_and_postpones_in_tenants_partitions() {
+    async fn the_monitor_sends_jobs_reads_the_due_indexes_and_reschedules_in_tenants_partitions() {
+        // Each index query finds a due connection and a due sync; each reader takes its own.
         let aws = Recorder::finding(
-            r#"[{"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"CONN#conn_0190d6d8a0f47c0e9b6c7d2f1a3b4c5e"},"refresh_shard":{"S":"REFRESH#3"},"refresh_due_ms":{"N":"5"}}]"#,
+            r#"[{"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"CONN#conn_0190d6d8a0f47c0e9b6c7d2f1a3b4c5e"},"refresh_shard":{"S":"REFRESH#3"},"refresh_due_ms":{"N":"5"}},
+                {"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"SYNC#sync_0190d6d8a0f47c0e9b6c7d2f1a3b4c5f"},"sync_shard":{"S":"SYNCDUE#3"},"sync_due_ms":{"N":"6"}}]"#,
         );
         let canary = JobEnvelope::new(JobKind::Canary { enqueued_at_ms: 1 });
         aws.queue().send(&canary, Duration::ZERO).await.unwrap();
@@ -533,17 +636,23 @@ mod tests {
             connection_id: due[0].connection_id.clone(),
         });
         aws.queue().send_batch(&[job]).await.unwrap();
+        // The syncs due, each rescheduled, then their jobs.
+        let due = aws.table().due_syncs(10, 1).await.unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        aws.table().reschedule_sync(&due[0], 99).await.unwrap();
+        let job = JobEnvelope::new(JobKind::ScheduledSync {
+            tenant_id: due[0].tenant_id.clone(),
+            sync_id: due[0].sync_id.clone(),
+            due_ms: due[0].due_ms,
+        });
+        aws.queue().send_batch(&[job]).await.unwrap();
         let used = check("monitor", MONITOR, &aws.take());
         assert_eq!(used, listed(MONITOR));
     }
 
     #[tokio::test]
     async fn the_api_calls_nothing_it_is_not_granted() {
-        use tributary_core::ids::IntegrationId;
-        use tributary_core::pagination::PageRequest;
-        use tributary_core::ports::{
-            ConnectionStore, IdempotencyStore, IntegrationStore, RateCounter, SecretSource,
-        };
+        use tributary_core::ports::{IdempotencyStore, RateCounter};
         let aws = Recorder::start();
         let (table, queue) = (aws.table(), aws.queue());
         let tenant = TenantId::generate();
@@ -599,6 +708,48 @@ mod tests {
             r#"[{"pk":{"S":"TENANT#t"},"sk":{"S":"APIKEY#key_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"}}]"#,
         );
         aws.table().purge_tenant(&tenant, 1).await.unwrap();
+        used.extend(check("api", API, &aws.take()));
+
+        // Syncs: created (with their claim and audit), read, listed, changed; a manual run
+        // created, read, listed and cancelled; events listed; a feed read (its pages, then their
+        // records); a deleted sync's feed and the sync removed.
+        let aws = Recorder::start();
+        let (table, records) = (aws.table(), aws.records());
+        let sync = a_sync(&tenant);
+        let feed = feed_of(&sync);
+        let audit = tributary_core::tenancy::AuditEvent {
+            id: tributary_core::ids::AuditEventId::generate(),
+            tenant_id: tenant.clone(),
+            at_ms: 1,
+            actor: "a".into(),
+            action: "sync.created".into(),
+            target: sync.id.to_string(),
+        };
+        table.create_sync(&sync, &audit).await.unwrap();
+        table.get_sync(&tenant, &sync.id).await.unwrap();
+        table
+            .list_syncs(&tenant, &Default::default(), &page)
+            .await
+            .unwrap();
+        table.update_sync(&sync, 1).await.unwrap();
+        let run = SyncRun::queued(&sync, RunTrigger::Manual, false, 1);
+        table.create_run(&run).await.unwrap();
+        table.get_run(&tenant, &sync.id, &run.id).await.unwrap();
+        table.list_runs(&tenant, &sync.id, &page).await.unwrap();
+        table.update_run(&run, 1).await.unwrap();
+        table.list_sync_events(&tenant, &page).await.unwrap();
+        records.pages_after(&feed, None, 10).await.unwrap();
+        records.get_records(&feed, &["r1".into()]).await.unwrap();
+        used.extend(check("api", API, &aws.take()));
+        let aws = Recorder::finding(FOUND_TO_REMOVE);
+        aws.get_finds(Some(sync_item(&sync)));
+        assert!(aws.records().purge(&feed, 100).await.unwrap());
+        assert!(
+            aws.table()
+                .delete_sync(&tenant, &sync.id, &audit)
+                .await
+                .unwrap()
+        );
         used.extend(check("api", API, &aws.take()));
         assert_eq!(used, listed(API), "granted but not called");
     }

@@ -12,6 +12,8 @@ pub mod iam;
 pub mod integrations;
 pub mod lazy;
 pub mod logging;
+#[cfg(test)]
+mod recorder;
 pub mod records;
 pub mod sdk;
 pub mod secrets;

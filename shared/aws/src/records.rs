@@ -16,7 +16,8 @@
 //! and expires after a week.
 //!
 //! Every key starts with the tenant, so a feed can only be reached through its own tenant's
-//! [`FeedKey`]. Reads are strongly consistent: a page is committed only after its records are
+//! [`FeedKey`]. Reads are strongly consistent (but `record_meta`, the writer's own comparison, see
+//! the port): a page is committed only after its records are
 //! durable, and a reader that sees the page must see them. Batch reads and writes keep to
 //! DynamoDB's limits (100 keys, 25 writes, no key twice) and retry what comes back unprocessed; an
 //! item over DynamoDB's 400 KB is refused before anything is sent.
@@ -29,7 +30,7 @@ use tributary_core::PortError;
 use tributary_core::error::Service;
 use tributary_core::ids::{EventId, SyncRunId};
 use tributary_core::records::{
-    FeedKey, FeedPage, FeedPosition, RecordAction, RecordMeta, RecordStore, StoredRecord,
+    FeedKey, FeedPage, FeedPosition, IdPage, RecordAction, RecordMeta, RecordStore, StoredRecord,
 };
 
 use crate::dynamo::{
@@ -378,7 +379,8 @@ impl RecordStore for DynamoTable {
         }
         let pk = records_pk(feed);
         let keys = ids.iter().map(|id| key(&pk, id)).collect();
-        let found = self.batch_get(keys, Some(META_PROJECTION)).await?;
+        // Eventually consistent (half the cost): the port says why that is enough.
+        let found = self.batch_get(keys, Some(META_PROJECTION), false).await?;
         found
             .iter()
             .map(|it| {
@@ -461,7 +463,7 @@ impl RecordStore for DynamoTable {
     ) -> Result<Vec<StoredRecord>, PortError> {
         let pk = records_pk(feed);
         let keys = ids.iter().map(|id| key(&pk, id)).collect();
-        self.batch_get(keys, None)
+        self.batch_get(keys, None, true)
             .await?
             .iter()
             .map(|it| decode_record(it, "BatchGetItem"))
@@ -473,7 +475,7 @@ impl RecordStore for DynamoTable {
         feed: &FeedKey,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(String, RecordAction)>, Option<String>), PortError> {
+    ) -> Result<IdPage, PortError> {
         // One more than asked tells whether more follow.
         let found = self
             .query_after(
@@ -692,7 +694,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn record_meta_reads_100_ids_at_most_consistently_and_never_the_data() {
+    async fn record_meta_reads_100_ids_at_most_eventually_consistent_and_never_the_data() {
         let aws = Recorder::start();
         let feed = feed();
         let ids: Vec<String> = (0..101).map(|i| format!("r{i}")).collect();
@@ -711,7 +713,7 @@ mod tests {
         assert_unique(&k);
         assert_eq!(k.len(), 90);
         let request = &calls[0].body["RequestItems"]["records"];
-        assert_eq!(request["ConsistentRead"], true);
+        assert_eq!(request["ConsistentRead"], false, "half the read cost");
         let names: Vec<&str> = request["ExpressionAttributeNames"]
             .as_object()
             .unwrap()

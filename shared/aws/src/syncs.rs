@@ -224,7 +224,11 @@ impl SyncStore for DynamoTable {
         .await
     }
 
-    async fn update_sync(&self, sync: &SyncConfig, expected_version: u64) -> Result<bool, PortError> {
+    async fn update_sync(
+        &self,
+        sync: &SyncConfig,
+        expected_version: u64,
+    ) -> Result<bool, PortError> {
         // An update of the record's attributes, not a put: the run lease stays as it is.
         let it = sync_item(sync)?;
         let mut sets = Vec::new();
@@ -256,10 +260,7 @@ impl SyncStore for DynamoTable {
             return Ok(true);
         }
         // Either it is gone or someone else changed it: a read tells which.
-        match self
-            .get(&tenant_pk(&sync.tenant_id), &sk(&sync.id))
-            .await?
-        {
+        match self.get(&tenant_pk(&sync.tenant_id), &sk(&sync.id)).await? {
             Some(_) => Err(conflict("UpdateItem")),
             None => Ok(false),
         }
@@ -426,7 +427,11 @@ impl SyncStore for DynamoTable {
 }
 
 impl SyncSchedule for DynamoTable {
-    async fn due_syncs(&self, now_ms: EpochMillis, limit: usize) -> Result<Vec<DueSync>, PortError> {
+    async fn due_syncs(
+        &self,
+        now_ms: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<DueSync>, PortError> {
         let mut due = Vec::new();
         if limit == 0 {
             return Ok(due);
@@ -478,7 +483,11 @@ impl SyncSchedule for DynamoTable {
         Ok(due)
     }
 
-    async fn reschedule_sync(&self, due: &DueSync, next_ms: EpochMillis) -> Result<bool, PortError> {
+    async fn reschedule_sync(
+        &self,
+        due: &DueSync,
+        next_ms: EpochMillis,
+    ) -> Result<bool, PortError> {
         let result = self
             .client()
             .update_item()

@@ -244,6 +244,75 @@ async fn read_streams_all_pages_as_json_lines_with_env_credentials() {
     assert!(!state.exists(), "a full refresh wrote a state file");
 }
 
+/// A provider that pretty-prints its bodies: each record still comes out as one line, in canonical
+/// form (compact, keys sorted, escapes decoded, numbers as written), so JSON Lines readers accept
+/// the output and the same record always prints the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_prints_pretty_printed_records_one_canonical_line_each() {
+    let server = MockServer::start().await;
+    let body = r#"{
+  "object": "list",
+  "data": [
+    {
+      "name": "Zo\u00eb",
+      "id": "cus_1",
+      "balance": 12345678901234567890,
+      "address": {
+        "line1": "1 Main St",
+        "city": "Paris"
+      }
+    },
+    {
+      "id": "cus_2",
+      "name": "Zoë"
+    },
+    { "id" : "cus_3" , "tags" : [ 1.10 , 2 ] }
+  ],
+  "has_more": false
+}
+"#;
+    Mock::given(path("/v1/customers"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let out = run(
+        vec![
+            "read".into(),
+            "--provider".into(),
+            "stripe".into(),
+            "--stream".into(),
+            "customers".into(),
+            "--base-url".into(),
+            format!("{}/v1", server.uri()),
+            "--allow-egress".into(),
+            "127.0.0.1".into(),
+        ],
+        vec![("TRIBUTARY_CREDENTIAL_API_KEY", "sk_test_abc")],
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(v.is_object(), "{line}");
+    }
+    assert_eq!(
+        lines,
+        [
+            r#"{"address":{"city":"Paris","line1":"1 Main St"},"balance":12345678901234567890,"id":"cus_1","name":"Zoë"}"#,
+            r#"{"id":"cus_2","name":"Zoë"}"#,
+            r#"{"id":"cus_3","tags":[1.10,2]}"#,
+        ]
+    );
+    assert!(stderr.contains("records=3 pages=1"), "{stderr}");
+}
+
 /// An incremental stream (GitHub issues, on `updated_at` with `since`) starts from the state file's
 /// cursor and saves the newest cursor it read after a complete pass.
 #[tokio::test(flavor = "multi_thread")]

@@ -128,6 +128,10 @@ pub fn content_hash(canonical_json: &str) -> String {
     hex::encode(&digest[..16])
 }
 
+/// A page of a feed's record ids with their last action, and the position after it when more
+/// follow.
+pub type IdPage = (Vec<(String, RecordAction)>, Option<String>);
+
 /// The records table: records, their metadata and the change feed.
 pub trait RecordStore: Send + Sync {
     /// The stored metadata of those of `ids` that exist. Eventually consistent (half the read
@@ -184,7 +188,7 @@ pub trait RecordStore: Send + Sync {
         feed: &FeedKey,
         after: Option<&str>,
         limit: usize,
-    ) -> impl Future<Output = Result<(Vec<(String, RecordAction)>, Option<String>), PortError>> + Send;
+    ) -> impl Future<Output = Result<IdPage, PortError>> + Send;
 
     /// Keeps ids a full pass of run `run` read and found unchanged (no feed page lists them), as
     /// one more chunk, until `expires_at_s`. Written before the run's position moves past them,

@@ -79,6 +79,8 @@ struct Member {
     end: usize,
     /// Where the key starts in the input, for the duplicate-key error.
     at: usize,
+    /// Whether the written key holds an escape (and must be decoded to be compared).
+    escaped: bool,
 }
 
 struct Parser<'a> {
@@ -115,7 +117,7 @@ impl Parser<'_> {
         match self.peek() {
             Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
-            Some(b'"') => self.string(),
+            Some(b'"') => self.string().map(|_| ()),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
@@ -174,29 +176,31 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn string(&mut self) -> Result<(), CanonicalError> {
+    /// A string; whether its canonical text holds an escape.
+    fn string(&mut self) -> Result<bool, CanonicalError> {
         let open = self.pos;
         self.pos += 1;
         self.out.push(b'"');
+        let mut escaped = false;
         loop {
             // A run without escapes or quotes is already canonical: copy it whole.
             let run = self.pos;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
-            self.out.extend_from_slice(&self.src[run..self.pos]);
+            let rest = &self.src[run..];
+            let len = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(rest.len());
+            self.pos += len;
+            self.out.extend_from_slice(&rest[..len]);
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
                     self.out.push(b'"');
-                    return Ok(());
+                    return Ok(escaped);
                 }
                 Some(b'\\') => {
                     let c = self.escape()?;
-                    push_escaped(&mut self.out, c);
+                    escaped |= push_escaped(&mut self.out, c);
                 }
                 Some(_) => return Err(self.syntax("control character in a string")),
                 None => return Err(self.syntax_at(open, "unterminated string")),
@@ -311,7 +315,7 @@ impl Parser<'_> {
             }
             let at = self.pos;
             let start = self.out.len();
-            self.string()?;
+            let escaped = self.string()?;
             let key_end = self.out.len();
             self.skip_ws();
             if self.peek() != Some(b':') {
@@ -326,6 +330,7 @@ impl Parser<'_> {
                 key_end,
                 end: self.out.len(),
                 at,
+                escaped,
             });
             self.skip_ws();
             match self.peek() {
@@ -364,7 +369,8 @@ impl Parser<'_> {
         if sorted {
             return Ok(());
         }
-        members.sort_by(|a, b| key_cmp(out, a, b));
+        // Equal keys are refused whatever their order, so an unstable sort is enough.
+        members.sort_unstable_by(|a, b| key_cmp(out, a, b));
         for pair in members.windows(2) {
             if key_cmp(out, &pair[0], &pair[1]) == Ordering::Equal {
                 return Err(duplicate(&pair[0], &pair[1]));
@@ -393,7 +399,7 @@ fn duplicate(a: &Member, b: &Member) -> CanonicalError {
 fn key_cmp(out: &[u8], a: &Member, b: &Member) -> Ordering {
     let ka = &out[a.start + 1..a.key_end - 1];
     let kb = &out[b.start + 1..b.key_end - 1];
-    if !ka.contains(&b'\\') && !kb.contains(&b'\\') {
+    if !a.escaped && !b.escaped {
         return ka.cmp(kb);
     }
     decoded(ka).cmp(decoded(kb))
@@ -434,8 +440,8 @@ fn hex_val(d: u8) -> u8 {
     }
 }
 
-/// Writes `c` as serde_json writes it inside a string.
-fn push_escaped(out: &mut Vec<u8>, c: char) {
+/// Writes `c` as serde_json writes it inside a string; whether that took an escape.
+fn push_escaped(out: &mut Vec<u8>, c: char) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match c {
         '"' => out.extend_from_slice(b"\\\""),
@@ -454,8 +460,10 @@ fn push_escaped(out: &mut Vec<u8>, c: char) {
         c => {
             let mut buf = [0u8; 4];
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            return false;
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -530,7 +538,8 @@ mod tests {
 
     #[test]
     fn numbers_are_kept_exactly_as_written() {
-        let raw = r#"{"id":12345678901234567890123,"price":1.10,"e":1E+5,"f":-0.0e-7,"z":0,"n":-0}"#;
+        let raw =
+            r#"{"id":12345678901234567890123,"price":1.10,"e":1E+5,"f":-0.0e-7,"z":0,"n":-0}"#;
         assert_eq!(
             canon(raw),
             r#"{"e":1E+5,"f":-0.0e-7,"id":12345678901234567890123,"n":-0,"price":1.10,"z":0}"#
@@ -618,15 +627,15 @@ mod tests {
             r#"{"x":{"k":1,"j":0,"k":2}}"#,
         ] {
             assert!(
-                matches!(canonical_json(bad), Err(CanonicalError::DuplicateKey { .. })),
+                matches!(
+                    canonical_json(bad),
+                    Err(CanonicalError::DuplicateKey { .. })
+                ),
                 "{bad}"
             );
         }
         // The same key in different objects is fine.
-        assert_eq!(
-            canon(r#"[{"a":1},{"a":2}]"#),
-            r#"[{"a":1},{"a":2}]"#
-        );
+        assert_eq!(canon(r#"[{"a":1},{"a":2}]"#), r#"[{"a":1},{"a":2}]"#);
     }
 
     #[test]
@@ -637,7 +646,11 @@ mod tests {
             canonical_json(&deep(MAX_DEPTH + 1)),
             Err(CanonicalError::TooDeep { limit: MAX_DEPTH })
         );
-        let objects = format!("{}1{}", "{\"a\":".repeat(MAX_DEPTH + 1), "}".repeat(MAX_DEPTH + 1));
+        let objects = format!(
+            "{}1{}",
+            "{\"a\":".repeat(MAX_DEPTH + 1),
+            "}".repeat(MAX_DEPTH + 1)
+        );
         assert_eq!(
             canonical_json(&objects),
             Err(CanonicalError::TooDeep { limit: MAX_DEPTH })

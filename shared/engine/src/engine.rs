@@ -59,7 +59,9 @@ impl Engine {
         &self.client
     }
 
-    /// Reads `stream` page by page. Streams with a `connector` are read by that code connector.
+    /// Reads `stream` page by page, from the first page or from `opts.resume` (a page's
+    /// [`Page::resume`], possibly from another process). Streams with a `connector` are read by
+    /// that code connector.
     pub fn read<'a>(
         &'a self,
         spec: &'a ProviderSpec,

@@ -133,9 +133,9 @@ impl EngineError {
             EngineError::ResponseTooLarge { .. } | EngineError::RecordTooLarge { .. } => {
                 ErrorClass::Permanent
             }
-            EngineError::Malformed { .. }
-            | EngineError::Redirect(_)
-            | EngineError::Resume(_) => ErrorClass::Permanent,
+            EngineError::Malformed { .. } | EngineError::Redirect(_) | EngineError::Resume(_) => {
+                ErrorClass::Permanent
+            }
             EngineError::Exhausted { last, .. } => last.class(),
         }
     }

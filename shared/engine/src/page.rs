@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn a_record_keeps_the_providers_text_and_gives_its_canonical_form() {
-        let body = b"{\"data\": [ {\n  \"name\": \"\\u00e9\",\n  \"id\": 10000000000000000001\n} ]}";
+        let body =
+            b"{\"data\": [ {\n  \"name\": \"\\u00e9\",\n  \"id\": 10000000000000000001\n} ]}";
         let p = parse_page(body, &Selector::parse("data").unwrap()).unwrap();
         let r = &p.records.unwrap()[0];
         assert!(r.json().contains('\n'));

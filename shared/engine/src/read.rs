@@ -52,6 +52,11 @@ pub struct Page {
     pub resume: Option<ResumePoint>,
 }
 
+/// Query parameters added to a request.
+type QueryPairs = Vec<(String, String)>;
+/// Top-level fields added to a request's JSON body.
+type BodyFields = Vec<(String, Value)>;
+
 /// Where the next request goes.
 enum Next {
     /// The pass's first page.
@@ -220,6 +225,8 @@ pub fn read_declarative<'a>(
         let mut number = 0u64;
         let mut emitted = 0u64;
         let mut empty_in_a_row = 0u32;
+        // Once per read: a provider that echoes a credential does so on every page.
+        let mut warned = false;
         if let Some(r) = resume {
             let at = resume_position(&pagination, &bound, &r.next)?;
             match at {
@@ -385,7 +392,10 @@ pub fn read_declarative<'a>(
             };
             let resume = match &next {
                 Next::At(at) if carries_secret(at, bound.credentials) => {
-                    tracing::warn!(stream = %stream.name, page = number, "the next page's position holds a credential; the read cannot be resumed after this page");
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(stream = %stream.name, page = number, "the next page's position holds a credential; the read cannot be resumed after such pages");
+                    }
                     None
                 }
                 Next::At(at) => Some(ResumePoint {
@@ -425,8 +435,7 @@ fn resume_position(
     let ResumeNext::Url(raw) = at else {
         return Ok(at.clone());
     };
-    let mut url =
-        Url::parse(raw).map_err(|e| EngineError::Resume(format!("its next URL: {e}")))?;
+    let mut url = Url::parse(raw).map_err(|e| EngineError::Resume(format!("its next URL: {e}")))?;
     if url.origin() != bound.base_url.origin() {
         return Err(EngineError::Resume(format!(
             "its next URL points to another origin ({}); refusing to send credentials there",
@@ -445,7 +454,7 @@ fn params_at(
     at: &ResumeNext,
     base_q: &[(String, String)],
     base_b: &[(String, Value)],
-) -> Result<(Vec<(String, String)>, Vec<(String, Value)>), EngineError> {
+) -> Result<(QueryPairs, BodyFields), EngineError> {
     let (mut q, mut b) = (base_q.to_vec(), base_b.to_vec());
     match (pagination, at) {
         (Pagination::Cursor(c), ResumeNext::Cursor(cur)) => match c.location {

@@ -203,7 +203,10 @@ mod tests {
 
     #[test]
     fn only_the_named_parameter_is_stripped_and_the_rest_keeps_its_text() {
-        let mut u = Url::parse("https://a.test/x?api_key=s3cret&since=2024-01-01T00%3A00%3A00Z&b=1+2&api%5Fkey=x").unwrap();
+        let mut u = Url::parse(
+            "https://a.test/x?api_key=s3cret&since=2024-01-01T00%3A00%3A00Z&b=1+2&api%5Fkey=x",
+        )
+        .unwrap();
         strip_query_param(&mut u, "api_key");
         assert_eq!(
             u.as_str(),
@@ -225,9 +228,18 @@ mod tests {
         ]
         .into();
         let url = |s: &str| ResumeNext::Url(s.to_owned());
-        assert!(carries_secret(&url("https://a.test/x?t=tok+en%2Fsecret%2B1"), &creds));
-        assert!(carries_secret(&url("https://a.test/tok%20en%2Fsecret%2B1/x"), &creds));
-        assert!(carries_secret(&ResumeNext::Cursor("tok en/secret+1".into()), &creds));
+        assert!(carries_secret(
+            &url("https://a.test/x?t=tok+en%2Fsecret%2B1"),
+            &creds
+        ));
+        assert!(carries_secret(
+            &url("https://a.test/tok%20en%2Fsecret%2B1/x"),
+            &creds
+        ));
+        assert!(carries_secret(
+            &ResumeNext::Cursor("tok en/secret+1".into()),
+            &creds
+        ));
         assert!(!carries_secret(&url("https://a.test/abc?p=2"), &creds));
         assert!(!carries_secret(&ResumeNext::Offset(3), &creds));
     }

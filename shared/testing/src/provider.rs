@@ -46,7 +46,7 @@ pub fn customer(n: usize, version: u32) -> Value {
         "email": format!("customer{n}@example.com"),
         "invoice_prefix": format!("INV{n:06}"),
         "livemode": false,
-        "metadata": {"version": version.to_string(), "segment": if n % 2 == 0 { "smb" } else { "enterprise" }},
+        "metadata": {"version": version.to_string(), "segment": if n.is_multiple_of(2) { "smb" } else { "enterprise" }},
         "name": format!("Customer {n}"),
         "phone": "+33 4 00 00 00 00",
         "preferred_locales": ["fr-FR"],

@@ -56,6 +56,15 @@ impl Lcg {
     }
 }
 
+/// A reader: its page size, its cursor, the version it saw of each record, and every (record,
+/// position) it was given.
+type Reader = (
+    usize,
+    Option<FeedPosition>,
+    HashMap<String, u32>,
+    HashSet<(String, FeedPosition)>,
+);
+
 #[tokio::test]
 async fn readers_walking_the_feed_while_a_sync_writes_see_every_change_once_and_never_go_back() {
     let store = MemStore::default();
@@ -64,12 +73,7 @@ async fn readers_walking_the_feed_while_a_sync_writes_see_every_change_once_and_
     let mut rng = Lcg(7);
     let mut versions: BTreeMap<u32, u32> = BTreeMap::new();
     // Three readers with different page sizes, each with its cursor and what it has seen.
-    let mut readers: Vec<(
-        usize,
-        Option<FeedPosition>,
-        HashMap<String, u32>,
-        HashSet<(String, FeedPosition)>,
-    )> = [1, 7, 50]
+    let mut readers: Vec<Reader> = [1, 7, 50]
         .iter()
         .map(|l| (*l, None, HashMap::new(), HashSet::new()))
         .collect();

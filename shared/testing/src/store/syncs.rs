@@ -10,7 +10,7 @@ use tributary_core::ids::{SyncId, SyncRunId, TenantId};
 use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::{DueSync, SyncSchedule, SyncStore};
 use tributary_core::records::{
-    FeedKey, FeedPage, RecordAction, RecordMeta, RecordStore, StoredRecord,
+    FeedKey, FeedPage, IdPage, RecordAction, RecordMeta, RecordStore, StoredRecord,
 };
 use tributary_core::sync::{SyncConfig, SyncEvent, SyncFilter, SyncRun, SyncStatus};
 use tributary_core::tenancy::AuditEvent;
@@ -515,7 +515,7 @@ impl RecordStore for MemStore {
         feed: &FeedKey,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(String, RecordAction)>, Option<String>), PortError> {
+    ) -> Result<IdPage, PortError> {
         self.port("record_ids", Access::Read, "Query", |t| {
             let Some(records) = t.syncs.records.get(&feed_key(feed)) else {
                 return (Vec::new(), None);
