@@ -177,6 +177,8 @@ enum Owned {
     Issuer(String),
     Integration(String),
     Connection(String),
+    /// A sync, with its (connection, model) claim and its runs (as the adapter removes them).
+    Sync(String),
     IssuerCount,
 }
 
@@ -213,6 +215,9 @@ impl Tables {
                     Owned::Connection(id.clone()),
                 );
             }
+        }
+        for id in self.syncs.ids_of(tenant) {
+            items.insert(format!("SYNC#{id}"), Owned::Sync(id));
         }
         if self.issuer_counters.contains(tenant) {
             items.insert(ISSUER_COUNT_SK.to_owned(), Owned::IssuerCount);
@@ -647,6 +652,7 @@ impl TenantStore for MemStore {
                     Owned::Connection(connection) => {
                         t.connections.remove(&connection);
                     }
+                    Owned::Sync(sync) => t.syncs.remove(&sync),
                     Owned::IssuerCount => {
                         t.issuer_counters.remove(id);
                     }

@@ -79,6 +79,28 @@ impl SyncTables {
     }
 }
 
+impl SyncTables {
+    /// The tenant's sync ids (what a tenant's purge walks).
+    pub(super) fn ids_of(&self, tenant: &TenantId) -> Vec<String> {
+        self.syncs
+            .values()
+            .filter(|s| s.tenant_id == *tenant)
+            .map(|s| s.id.to_string())
+            .collect()
+    }
+
+    /// Removes a sync, its claim, lease and runs (its feed is the records table's: untouched).
+    pub(super) fn remove(&mut self, id: &str) {
+        if let Some(s) = self.syncs.remove(id) {
+            self.claims.remove(&claim(&s));
+        }
+        self.leases.remove(id);
+        self.rescheduled.remove(id);
+        let prefix = format!("{id}#");
+        self.runs.retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
 impl MemStore {
     /// Every stored record of `feed` (tombstones included), by id.
     pub fn stored_records(&self, feed: &FeedKey) -> BTreeMap<String, StoredRecord> {
