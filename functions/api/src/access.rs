@@ -101,6 +101,12 @@ scope_rules! {
     ConnectionsRead => ConnectionsRead,
     /// `connections:write`.
     ConnectionsWrite => ConnectionsWrite,
+    /// `syncs:read`.
+    SyncsRead => SyncsRead,
+    /// `syncs:write`.
+    SyncsWrite => SyncsWrite,
+    /// `records:read`.
+    RecordsRead => RecordsRead,
 }
 
 /// Implemented for every handler whose first argument is an access rule ([`Guard`]): how the router

@@ -14,6 +14,9 @@ pub struct Config {
     pub stage: String,
     /// `CONTROL_TABLE`: the control-plane table.
     pub control_table: String,
+    /// `RECORDS_TABLE`: the records table (synced records and their change feeds), read by
+    /// `/v1/records`.
+    pub records_table: String,
     /// `JOBS_QUEUE_URL`: the jobs queue.
     pub jobs_queue_url: String,
     /// `JOBS_DLQ_URL`: the jobs queue's dead-letter queue.
@@ -127,6 +130,7 @@ impl Config {
                 .optional("TRIBUTARY_STAGE")
                 .unwrap_or_else(|| "dev".into()),
             control_table: env.required("CONTROL_TABLE", "the control-plane DynamoDB table")?,
+            records_table: env.required("RECORDS_TABLE", "the records DynamoDB table")?,
             jobs_queue_url: env.required("JOBS_QUEUE_URL", "the jobs queue URL")?,
             jobs_dlq_url: env.required("JOBS_DLQ_URL", "the jobs dead-letter queue URL")?,
             canary_stale_after: env.seconds_or(

@@ -1,4 +1,5 @@
-//! `Idempotency-Key`, honoured by the operations that take their body as [`Idempotent<T>`].
+//! `Idempotency-Key`, honoured by the operations that take their body as [`Idempotent<T>`] (an
+//! optional body as `Idempotent<Option<T>>`).
 //!
 //! The extractor runs after the access rule (it is the body, so it is the last argument): it
 //! validates the key, claims it for the principal within its tenant, and either answers at once (a
@@ -58,7 +59,7 @@ impl<S: ControlStore, Q: Send + Sync, T: DeserializeOwned> FromRequest<AppState<
             .await
             .map_err(IntoResponse::into_response)?;
         let Some(key) = key else {
-            return json(&parts.headers, &bytes)
+            return json_or_nothing(&parts.headers, &bytes)
                 .map(Idempotent)
                 .map_err(IntoResponse::into_response);
         };
@@ -104,12 +105,23 @@ impl<S: ControlStore, Q: Send + Sync, T: DeserializeOwned> FromRequest<AppState<
             IdempotencyBegin::Started => {
                 // A fresh slot per request: it cannot hold a claim yet.
                 let _ = slot.0.set(Claim { scope, key });
-                json(&parts.headers, &bytes)
+                json_or_nothing(&parts.headers, &bytes)
                     .map(Idempotent)
                     .map_err(IntoResponse::into_response)
             }
         }
     }
+}
+
+/// The JSON body `T`; an empty body is JSON `null` for a `T` that accepts it (an optional body,
+/// `Idempotent<Option<T>>`), so that such a POST may be sent without one.
+fn json_or_nothing<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty()
+        && let Ok(nothing) = serde_json::from_slice::<T>(b"null")
+    {
+        return Ok(nothing);
+    }
+    json(headers, bytes)
 }
 
 /// The `Idempotency-Key` header, validated: 1 to 255 visible ASCII characters.

@@ -83,14 +83,18 @@ fn lambda_body(headers: &HeaderMap, bytes: Vec<u8>) -> Body {
     }
 }
 
-/// `lambda_http`'s rule: these prefixes, or a structured-syntax suffix on the media type.
+/// `lambda_http`'s rule: these prefixes, or a structured-syntax suffix on the media type; and
+/// newline-delimited JSON (`/v1/records` streams), which `lambda_http` would send as base64: its
+/// answers are sized to stay under Lambda's 6 MB response limit as text, and base64 would add a
+/// third.
 fn is_text(content_type: &str) -> bool {
-    const PREFIXES: [&str; 5] = [
+    const PREFIXES: [&str; 6] = [
         "text",
         "application/json",
         "application/javascript",
         "application/xml",
         "application/yaml",
+        "application/x-ndjson",
     ];
     const SUFFIXES: [&str; 3] = ["+xml", "+yaml", "+json"];
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
@@ -147,6 +151,12 @@ mod tests {
             ),
             (Some("text/plain"), None, vec![0xff, 0xfe, b'a'], false),
             (Some("image/png"), None, b"PNG".to_vec(), false),
+            (
+                Some("application/x-ndjson"),
+                None,
+                b"{\"a\":1}\n{\"a\":2}\n".to_vec(),
+                true,
+            ),
             (
                 Some("text/plain; charset=iso-8859-1"),
                 None,

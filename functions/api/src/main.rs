@@ -43,6 +43,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let clock = Arc::new(SystemClock);
     let deps = Deps {
         store: clients.table(&config.control_table),
+        records: clients.table(&config.records_table),
         jobs_queue: clients.queue(&config.jobs_queue_url),
         dead_letter_queue: clients.queue(&config.jobs_dlq_url),
         // The keyring keeps its own TTL over the parsed keys, so the secret is not cached twice.

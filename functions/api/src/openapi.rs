@@ -523,7 +523,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(declared, 6, "the six creations declare the header");
+        assert_eq!(
+            declared, 8,
+            "the seven creations and the manual sync run declare the header"
+        );
         // `[!-~]` is 0x21..=0x7e: what crate::idempotency accepts, one character at a time.
         for byte in 0u8..=0x7f {
             let mut headers = axum::http::HeaderMap::new();

@@ -112,6 +112,14 @@ pub enum ApiError {
         /// What conflicts and how to resolve it.
         detail: String,
     },
+    /// A cancellation of a sync run that has already ended.
+    #[error("run {run_id} already {state}")]
+    RunFinished {
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        state: &'static str,
+    },
     /// The body is larger than the route accepts.
     #[error("payload too large")]
     PayloadTooLarge {
@@ -163,7 +171,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => 422,
             ApiError::IdempotencyInProgress => 409,
             ApiError::Validation { .. } => 400,
-            ApiError::Conflict { .. } => 409,
+            ApiError::Conflict { .. } | ApiError::RunFinished { .. } => 409,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::RateLimited { .. } => 429,
@@ -188,6 +196,7 @@ impl ApiError {
             ApiError::IdempotencyInProgress => "idempotency_in_progress",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::RunFinished { .. } => "run_finished",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -209,7 +218,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "Unprocessable Content",
             ApiError::IdempotencyInProgress => "Conflict",
             ApiError::Validation { .. } => "Bad Request",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::RunFinished { .. } => "Conflict",
             ApiError::PayloadTooLarge { .. } => "Content Too Large",
             ApiError::UnsupportedMediaType => "Unsupported Media Type",
             ApiError::RateLimited { .. } => "Too Many Requests",
@@ -248,6 +257,9 @@ impl ApiError {
             ApiError::IdempotencyInProgress => "A request with this Idempotency-Key is still being processed. Retry after a moment to get its result.".to_owned(),
             ApiError::Validation { detail, .. } => detail.clone(),
             ApiError::Conflict { detail } => detail.clone(),
+            ApiError::RunFinished { run_id, state } => format!(
+                "Run `{run_id}` has already ended ({state}), so there is nothing to cancel. Start a new run with POST /v1/syncs/{{sync_id}}/runs if needed."
+            ),
             ApiError::PayloadTooLarge { limit } => {
                 format!("The request body exceeds {limit} bytes. Send a smaller body.")
             }

@@ -11,7 +11,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use serde::de::DeserializeOwned;
-use tributary_core::ids::{ApiKeyId, ConnectionId, IntegrationId, InvalidId, IssuerId, TenantId};
+use tributary_core::ids::{
+    ApiKeyId, ConnectionId, IntegrationId, InvalidId, IssuerId, SyncId, SyncRunId, TenantId,
+};
 
 use crate::problem::{ApiError, FieldError};
 
@@ -160,6 +162,14 @@ impl PathId for IssuerId {
     const NAME: &'static str = "issuer_id";
 }
 
+impl PathId for SyncId {
+    const NAME: &'static str = "sync_id";
+}
+
+impl PathId for SyncRunId {
+    const NAME: &'static str = "run_id";
+}
+
 /// A path id, validated against its format before any store access. It is read from the path as
 /// sent (not percent-decoded), like every id this API issues.
 pub struct Id<T>(pub T);
@@ -168,20 +178,24 @@ impl<St: Send + Sync, T: PathId> FromRequestParts<St> for Id<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, ApiError> {
-        let placeholder = format!("{{{}}}", T::NAME);
-        let raw = parts.extensions.get::<MatchedPath>().and_then(|route| {
-            let at = route.as_str().split('/').position(|s| s == placeholder)?;
-            parts.uri.path().split('/').nth(at)
-        });
-        let Some(raw) = raw else {
-            tracing::error!(
-                parameter = T::NAME,
-                "an operation reads a path id its route does not have"
-            );
-            return Err(ApiError::Internal);
-        };
-        path_id(raw, T::NAME).map(Id)
+        path_id(path_segment(parts, T::NAME)?, T::NAME).map(Id)
     }
+}
+
+/// The path segment of the route's parameter `name`, as sent (not percent-decoded).
+pub fn path_segment<'p>(parts: &'p Parts, name: &str) -> Result<&'p str, ApiError> {
+    let placeholder = format!("{{{name}}}");
+    let raw = parts.extensions.get::<MatchedPath>().and_then(|route| {
+        let at = route.as_str().split('/').position(|s| s == placeholder)?;
+        parts.uri.path().split('/').nth(at)
+    });
+    raw.ok_or_else(|| {
+        tracing::error!(
+            parameter = name,
+            "an operation reads a path parameter its route does not have"
+        );
+        ApiError::Internal
+    })
 }
 
 /// Parses a path id, refusing malformed ones before any store access.

@@ -49,6 +49,28 @@ impl<T: Serialize> IntoResponse for Accepted<T> {
     }
 }
 
+/// 202 with a JSON body, located at `location`: the work goes on there.
+pub struct AcceptedAt<T> {
+    /// Where to follow the work.
+    pub location: String,
+    /// Its representation now.
+    pub body: T,
+}
+
+impl<T: Serialize> IntoResponse for AcceptedAt<T> {
+    fn into_response(self) -> Response {
+        let Ok(location) = HeaderValue::from_str(&self.location) else {
+            tracing::error!("an accepted resource's location is not a header value");
+            return ApiError::Internal.into_response();
+        };
+        let mut response = json(StatusCode::ACCEPTED, &self.body);
+        if response.status() == StatusCode::ACCEPTED {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        response
+    }
+}
+
 /// A JSON response with `status`.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {

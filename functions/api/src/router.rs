@@ -12,14 +12,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::MethodRouter;
-use tributary_core::ports::QueueStats;
 use utoipa::openapi::path::HttpMethod;
 use utoipa_axum::PathItemExt as _;
 
 use crate::access::Declared;
 use crate::idempotency;
 use crate::problem::{Answered, ApiError};
-use crate::state::{AppState, ControlStore, Deps};
+use crate::state::{AppState, ControlStore, Deps, JobsQueue};
 
 /// Operations: the axum routes and, in test builds, what documents them.
 ///
@@ -126,7 +125,7 @@ impl<St: Clone + Send + Sync + 'static> Api<St> {
 }
 
 /// The API: every operation over `deps`, built once per execution environment.
-pub fn app<S: ControlStore, Q: QueueStats + 'static>(deps: Deps<S, Q>) -> Router {
+pub fn app<S: ControlStore, Q: JobsQueue>(deps: Deps<S, Q>) -> Router {
     let operations = crate::routes::api::<S, Q>().into_router();
     let state = AppState::new(deps);
     let operations = operations

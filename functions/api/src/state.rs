@@ -1,6 +1,6 @@
 //! What the API is built from (the ports and settings `main` wires once at cold start) and the
-//! router's state, from which each handler extracts only what it uses: the store, the clock, the
-//! settings, the health probe.
+//! router's state, from which each handler extracts only what it uses: the store, the records
+//! table, the jobs queue, the clock, the settings, the health probe.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -9,8 +9,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
     CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyStore,
-    IntegrationStore, RateCounter, TenantStore,
+    IntegrationStore, JobQueue, QueueStats, RateCounter, SyncStore, TenantStore,
 };
+use tributary_core::records::RecordStore;
 use tributary_core::time;
 use tributary_core::vault::{KeyringSource, Vault};
 use tributary_engine::Engine;
@@ -19,7 +20,8 @@ use crate::config::Config;
 use crate::ratelimit::RateLimit;
 use crate::routes::health::HealthProbe;
 
-/// Everything the control-plane store must offer the API.
+/// Everything the API's store must offer: the control plane's ports and, for the records table
+/// (the same adapter type over another table), the records and their change feeds.
 pub trait ControlStore:
     CanaryStore
     + TenantStore
@@ -29,6 +31,8 @@ pub trait ControlStore:
     + ConnectStore
     + IdempotencyStore
     + RateCounter
+    + SyncStore
+    + RecordStore
     + 'static
 {
 }
@@ -41,14 +45,23 @@ impl<T> ControlStore for T where
         + ConnectStore
         + IdempotencyStore
         + RateCounter
+        + SyncStore
+        + RecordStore
         + 'static
 {
 }
+
+/// What the API needs of the jobs queue: its depth (health) and sending jobs (sync runs and
+/// purges).
+pub trait JobsQueue: QueueStats + JobQueue + 'static {}
+impl<T> JobsQueue for T where T: QueueStats + JobQueue + 'static {}
 
 /// The ports and settings the API runs on.
 pub struct Deps<S, Q> {
     /// The control-plane store.
     pub store: S,
+    /// The records table (records and their change feeds).
+    pub records: S,
     /// The jobs queue.
     pub jobs_queue: Q,
     /// The jobs dead-letter queue.
@@ -67,6 +80,8 @@ pub struct Deps<S, Q> {
 /// tenants' limits, the last health report).
 pub struct AppState<S, Q> {
     pub(crate) store: Arc<S>,
+    pub(crate) records: Arc<S>,
+    pub(crate) jobs: Arc<Q>,
     pub(crate) clock: Arc<dyn time::Clock>,
     pub(crate) vault: Vault,
     pub(crate) engine: Arc<Engine>,
@@ -79,6 +94,8 @@ impl<S, Q> Clone for AppState<S, Q> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
+            records: self.records.clone(),
+            jobs: self.jobs.clone(),
             clock: self.clock.clone(),
             vault: self.vault.clone(),
             engine: self.engine.clone(),
@@ -93,16 +110,19 @@ impl<S, Q> AppState<S, Q> {
     /// The state over `deps`.
     pub fn new(deps: Deps<S, Q>) -> Self {
         let store = Arc::new(deps.store);
+        let jobs = Arc::new(deps.jobs_queue);
         let config = Arc::new(deps.config);
         Self {
             health: Arc::new(HealthProbe::new(
                 store.clone(),
-                deps.jobs_queue,
+                jobs.clone(),
                 deps.dead_letter_queue,
                 deps.clock.clone(),
                 config.clone(),
             )),
             store,
+            records: Arc::new(deps.records),
+            jobs,
             clock: deps.clock,
             vault: Vault::new(deps.keyring),
             engine: Arc::new(deps.engine),
@@ -140,6 +160,14 @@ part_of_state!(
     Store<S>(Arc<S>) = store
 );
 part_of_state!(
+    /// The records table.
+    Records<S>(Arc<S>) = records
+);
+part_of_state!(
+    /// The jobs queue.
+    Jobs<Q>(Arc<Q>) = jobs
+);
+part_of_state!(
     /// The time source.
     Clock(Arc<dyn time::Clock>) = clock
 );
@@ -159,6 +187,20 @@ part_of_state!(
 impl<S> Deref for Store<S> {
     type Target = S;
     fn deref(&self) -> &S {
+        &self.0
+    }
+}
+
+impl<S> Deref for Records<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.0
+    }
+}
+
+impl<Q> Deref for Jobs<Q> {
+    type Target = Q;
+    fn deref(&self) -> &Q {
         &self.0
     }
 }

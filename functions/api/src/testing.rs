@@ -7,7 +7,9 @@ use std::time::Duration;
 use axum::Router;
 use lambda_http::Request;
 use tower::ServiceExt as _;
-use tributary_core::ports::QueueDepth;
+use tributary_core::PortError;
+use tributary_core::job::JobEnvelope;
+use tributary_core::ports::{JobQueue, QueueDepth, QueueStats};
 use tributary_testing::ManualClock;
 pub use tributary_testing::{FakeQueue, MemStore};
 
@@ -22,6 +24,7 @@ pub fn config() -> Config {
     Config {
         stage: "test".into(),
         control_table: "t".into(),
+        records_table: "r".into(),
         jobs_queue_url: "q".into(),
         jobs_dlq_url: "d".into(),
         canary_stale_after: Duration::from_secs(180),
@@ -80,11 +83,36 @@ pub async fn stripe_mock() -> (wiremock::MockServer, Config) {
 
 /// The API over an in-memory store, built once like at cold start.
 pub struct TestApi {
-    /// The store (shared with the router).
+    /// The store (shared with the router; also its records table).
     pub store: MemStore,
+    /// The jobs queue (shared with the router).
+    pub jobs: Arc<FakeQueue>,
     /// The router's clock.
     pub clock: Arc<ManualClock>,
     router: Router,
+}
+
+/// A handle on a [`FakeQueue`] the test keeps too: the router owns its queue.
+pub struct SharedQueue(pub Arc<FakeQueue>);
+
+impl JobQueue for SharedQueue {
+    async fn send(&self, job: &JobEnvelope, delay: Duration) -> Result<(), PortError> {
+        self.0.send(job, delay).await
+    }
+
+    async fn send_batch(&self, jobs: &[JobEnvelope]) -> Result<(), PortError> {
+        self.0.send_batch(jobs).await
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), PortError> {
+        self.0.retry_after(receipt_handle, delay).await
+    }
+}
+
+impl QueueStats for SharedQueue {
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        self.0.depth().await
+    }
 }
 
 /// The API over `store`, with a jobs queue of depth `queue` (`Err`: a queue that fails).
@@ -112,16 +140,19 @@ fn build(
     keyring: Arc<dyn tributary_core::vault::KeyringSource>,
 ) -> TestApi {
     let clock = Arc::new(ManualClock::at(NOW));
+    let jobs = Arc::new(match queue {
+        Ok(depth) => FakeQueue::with_depth(depth),
+        Err(()) => FakeQueue::failing(),
+    });
     TestApi {
         store: store.clone(),
+        jobs: jobs.clone(),
         clock: clock.clone(),
         router: crate::router::app(Deps {
+            records: store.clone(),
             store,
-            jobs_queue: match queue {
-                Ok(depth) => FakeQueue::with_depth(depth),
-                Err(()) => FakeQueue::failing(),
-            },
-            dead_letter_queue: FakeQueue::default(),
+            jobs_queue: SharedQueue(jobs),
+            dead_letter_queue: SharedQueue(Arc::new(FakeQueue::default())),
             keyring,
             engine: tributary_engine::Engine::new(config.provider_http())
                 .expect("the test engine builds"),

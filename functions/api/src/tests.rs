@@ -15,8 +15,10 @@ use crate::testing::{MemStore, NOW, Req, call, deps};
 mod connect;
 mod connections;
 mod integrations;
+mod records;
 mod refresh;
 mod revoke;
+mod syncs;
 
 fn tenant(store: &MemStore, rate: u32) -> TenantId {
     let t = Tenant {
@@ -159,9 +161,64 @@ fn operations(
     t: &TenantId,
     key: &str,
     issuer: &str,
-    (integration, key_integration, connection): (&str, &str, &str),
+    seeded: &Seeded,
 ) -> Vec<(&'static str, String, Option<Value>, &'static str)> {
+    let Seeded {
+        integration,
+        key_integration,
+        connection,
+        sync,
+        run,
+    } = seeded;
     vec![
+        ("GET", "/v1/syncs".into(), None, "syncs:read"),
+        (
+            "POST",
+            "/v1/syncs".into(),
+            Some(
+                json!({"connection_id": connection, "stream": "charges", "model": "charges", "frequency": {"every_seconds": 3600}}),
+            ),
+            "syncs:write",
+        ),
+        ("GET", format!("/v1/syncs/{sync}"), None, "syncs:read"),
+        (
+            "PATCH",
+            format!("/v1/syncs/{sync}"),
+            Some(json!({"status": "paused"})),
+            "syncs:write",
+        ),
+        ("GET", format!("/v1/syncs/{sync}/runs"), None, "syncs:read"),
+        (
+            "GET",
+            format!("/v1/syncs/{sync}/runs/{run}"),
+            None,
+            "syncs:read",
+        ),
+        (
+            "POST",
+            format!("/v1/syncs/{sync}/runs/{run}/cancel"),
+            None,
+            "syncs:write",
+        ),
+        (
+            "POST",
+            format!("/v1/syncs/{sync}/runs"),
+            Some(json!({"full_resync": true})),
+            "syncs:write",
+        ),
+        (
+            "GET",
+            format!("/v1/records?connection_id={connection}&model=customers"),
+            None,
+            "records:read",
+        ),
+        (
+            "GET",
+            format!("/v1/records/customers/{SEEDED_RECORD}?connection_id={connection}"),
+            None,
+            "records:read",
+        ),
+        ("DELETE", format!("/v1/syncs/{sync}"), None, "syncs:write"),
         ("GET", "/v1/connections".into(), None, "connections:read"),
         (
             "POST",
@@ -283,11 +340,60 @@ fn operations(
     ]
 }
 
-/// Ids of what [`seed`] makes: an OAuth integration, a key-based (Stripe) integration and a
-/// connection through it.
-type Seeded = (String, String, String);
+/// Ids of what [`seed`] makes besides a key and an issuer.
+struct Seeded {
+    /// An OAuth integration.
+    integration: String,
+    /// A key-based (Stripe) integration.
+    key_integration: String,
+    /// A connection through it.
+    connection: String,
+    /// A sync of its customers (model `customers`), whose feed holds [`SEEDED_RECORD`].
+    sync: String,
+    /// A run of the sync, queued.
+    run: String,
+}
 
-/// A key, an issuer, integrations and a connection of `t` (Stripe pointed at a local mock).
+/// The record [`seed`] stores in its sync's feed.
+const SEEDED_RECORD: &str = "cus_seed";
+
+/// Stores `records` as the next page of a feed, as a run does.
+async fn write_feed(
+    store: &MemStore,
+    feed: &tributary_core::records::FeedKey,
+    records: &[(&str, Value)],
+) {
+    use tributary_core::records::{FeedPage, Fetched, RecordStore as _, stage_page};
+    let seq = store
+        .last_page(feed)
+        .await
+        .unwrap()
+        .map_or(1, |p| p.seq + 1);
+    let run = tributary_core::ids::SyncRunId::generate();
+    let fetched = records
+        .iter()
+        .map(|(id, data)| Fetched {
+            id: (*id).to_owned(),
+            data: data.to_string(),
+        })
+        .collect();
+    let staged = stage_page(store, feed, &run, seq, NOW, None, fetched)
+        .await
+        .unwrap();
+    let page = FeedPage {
+        seq,
+        run_id: run,
+        entries: staged.entries,
+        committed_at_ms: NOW,
+        run_position: None,
+        run_stats: staged.stats,
+        expires_at_s: None,
+    };
+    store.commit_page(feed, &page).await.unwrap();
+}
+
+/// A key, an issuer, integrations, a connection (Stripe pointed at a local mock), a sync of it
+/// with a queued run, and a record in the sync's feed, of `t`.
 async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, Seeded) {
     let (key, issuer) = seed_key_and_issuer(d, t).await;
     let integration = call(
@@ -318,14 +424,44 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
     )
     .await;
     assert_eq!(connection.status, 201, "{:?}", connection.body);
+    let connection = connection.body["id"].as_str().unwrap().to_owned();
+    let sync = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/syncs"), t).json(json!({
+            "connection_id": connection, "stream": "customers", "model": "customers",
+            "frequency": {"every_seconds": 3600}
+        })),
+    )
+    .await;
+    assert_eq!(sync.status, 201, "{:?}", sync.body);
+    let sync = sync.body["id"].as_str().unwrap().to_owned();
+    let run = call(
+        d,
+        as_tenant(Req::new("POST", &format!("/v1/syncs/{sync}/runs")), t),
+    )
+    .await;
+    assert_eq!(run.status, 202, "{:?}", run.body);
+    let feed = tributary_core::records::FeedKey {
+        tenant_id: t.clone(),
+        connection_id: connection.parse().unwrap(),
+        model: "customers".into(),
+    };
+    write_feed(
+        &d.store,
+        &feed,
+        &[(SEEDED_RECORD, json!({"id": SEEDED_RECORD}))],
+    )
+    .await;
     (
         key,
         issuer,
-        (
-            integration.body["id"].as_str().unwrap().to_owned(),
-            stripe,
-            connection.body["id"].as_str().unwrap().to_owned(),
-        ),
+        Seeded {
+            integration: integration.body["id"].as_str().unwrap().to_owned(),
+            key_integration: stripe,
+            connection,
+            sync,
+            run: run.body["id"].as_str().unwrap().to_owned(),
+        },
     )
 }
 
@@ -357,8 +493,7 @@ async fn scope_matrix_every_route_refuses_without_its_scope_and_serves_with_it()
     let (_provider, settings) = crate::testing::stripe_mock().await;
     let d = crate::testing::deps_with(store, Ok(QueueDepth::default()), settings);
     let (key, issuer, seeded) = seed(&d, &t).await;
-    let seeded = (seeded.0.as_str(), seeded.1.as_str(), seeded.2.as_str());
-    for (method, path, body, scope) in operations(&t, &key, &issuer, seeded) {
+    for (method, path, body, scope) in operations(&t, &key, &issuer, &seeded) {
         // Every scope but the required one (admin holds everything, so it is never in the set).
         let others: Vec<&str> = ALL.split(' ').filter(|s| *s != scope).collect();
         let mut without = Req::new(method, &path).auth("key_x", t.as_str(), &others.join(" "));
@@ -395,9 +530,10 @@ async fn scope_matrix_every_route_refuses_without_its_scope_and_serves_with_it()
 }
 
 /// The 404 body with the path's id replaced, so bodies for different ids compare equal.
-fn normalized(mut body: Value, id: &str) -> Value {
-    if let Some(instance) = body["instance"].as_str() {
-        body["instance"] = instance.replace(id, "{id}").into();
+fn normalized(mut body: Value, path: &str) -> Value {
+    let path = path.split('?').next().unwrap_or_default();
+    if body["instance"] == path {
+        body["instance"] = "{path}".into();
     }
     body
 }
@@ -409,8 +545,17 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     let b = tenant(&store, 100_000);
     let (_provider, settings) = crate::testing::stripe_mock().await;
     let d = crate::testing::deps_with(store, Ok(QueueDepth::default()), settings);
-    let (key_a, issuer_a, (integration_a, _, connection_a)) = seed(&d, &a).await;
+    let (key_a, issuer_a, seeded_a) = seed(&d, &a).await;
+    let Seeded {
+        integration: integration_a,
+        connection: connection_a,
+        sync: sync_a,
+        run: run_a,
+        ..
+    } = seeded_a;
     let random_connection = tributary_core::ids::ConnectionId::generate().to_string();
+    let random_sync = tributary_core::ids::SyncId::generate().to_string();
+    let random_run = tributary_core::ids::SyncRunId::generate().to_string();
     let random_key = tributary_core::ids::ApiKeyId::generate().to_string();
     let random_issuer = tributary_core::ids::IssuerId::generate().to_string();
     let random_integration = tributary_core::ids::IntegrationId::generate().to_string();
@@ -471,13 +616,62 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
             format!("/v1/connections/{connection_a}"),
             format!("/v1/connections/{random_connection}"),
         ),
+        (
+            "GET",
+            format!("/v1/syncs/{sync_a}"),
+            format!("/v1/syncs/{random_sync}"),
+        ),
+        (
+            "PATCH",
+            format!("/v1/syncs/{sync_a}"),
+            format!("/v1/syncs/{random_sync}"),
+        ),
+        (
+            "DELETE",
+            format!("/v1/syncs/{sync_a}"),
+            format!("/v1/syncs/{random_sync}"),
+        ),
+        (
+            "GET",
+            format!("/v1/syncs/{sync_a}/runs"),
+            format!("/v1/syncs/{random_sync}/runs"),
+        ),
+        (
+            "POST",
+            format!("/v1/syncs/{sync_a}/runs"),
+            format!("/v1/syncs/{random_sync}/runs"),
+        ),
+        (
+            "GET",
+            format!("/v1/syncs/{sync_a}/runs/{run_a}"),
+            format!("/v1/syncs/{random_sync}/runs/{random_run}"),
+        ),
+        (
+            "POST",
+            format!("/v1/syncs/{sync_a}/runs/{run_a}/cancel"),
+            format!("/v1/syncs/{random_sync}/runs/{random_run}/cancel"),
+        ),
+        (
+            "GET",
+            format!("/v1/records?connection_id={connection_a}&model=customers"),
+            format!("/v1/records?connection_id={random_connection}&model=customers"),
+        ),
+        (
+            "GET",
+            format!("/v1/records/customers/{SEEDED_RECORD}?connection_id={connection_a}"),
+            format!("/v1/records/customers/{SEEDED_RECORD}?connection_id={random_connection}"),
+        ),
     ] {
         let request = |path: &str| {
             let req = as_tenant(Req::new(method, path), &b);
             if method == "PATCH" && path.contains("/connections/") {
                 req.json(json!({"tags": {"plan": "pro"}}))
+            } else if method == "PATCH" && path.contains("/syncs/") {
+                req.json(json!({"status": "paused"}))
             } else if method == "PATCH" {
                 req.json(json!({"enabled": false}))
+            } else if method == "POST" && path.ends_with("/runs") {
+                req.json(json!({"reset_checkpoint": true}))
             } else {
                 req
             }
@@ -485,17 +679,9 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         let leaked = call(&d, request(&foreign)).await;
         let missing = call(&d, request(&random)).await;
         is_problem(&leaked, 404, "not_found");
-        let id_of = |path: &str| {
-            path.trim_end_matches("/test")
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned()
-        };
-        let (foreign_id, random_id) = (id_of(&foreign), id_of(&random));
         assert_eq!(
-            normalized(leaked.body.clone(), &foreign_id),
-            normalized(missing.body, &random_id),
+            normalized(leaked.body.clone(), &foreign),
+            normalized(missing.body, &random),
             "{method} {foreign}"
         );
         assert!(!leaked.body.to_string().contains(a.as_str()));
@@ -508,6 +694,7 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         "/v1/audit-events",
         "/v1/integrations",
         "/v1/connections",
+        "/v1/syncs",
     ] {
         let res = call(&d, as_tenant(Req::new("GET", path), &b)).await;
         assert_eq!(res.status, 200);
@@ -557,6 +744,49 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.body["tags"], json!({}));
+    // A's sync, run and records too: nothing B sent reached them.
+    let res = call(
+        &d,
+        as_tenant(Req::new("GET", &format!("/v1/syncs/{sync_a}")), &a),
+    )
+    .await;
+    assert_eq!(res.body["status"], "active");
+    assert_eq!(res.body["active_run_id"], run_a.as_str());
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new("GET", &format!("/v1/syncs/{sync_a}/runs/{run_a}")),
+            &a,
+        ),
+    )
+    .await;
+    assert_eq!(res.body["state"], "queued");
+    assert_eq!(res.body["cancel_requested"], false);
+    assert_eq!(d.jobs.sent().len(), 1, "A's one run, nothing for B");
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new(
+                "GET",
+                &format!("/v1/records?connection_id={connection_a}&model=customers"),
+            ),
+            &a,
+        ),
+    )
+    .await;
+    assert_eq!(res.body["records"][0]["id"], SEEDED_RECORD);
+    // A body cannot make a sync of another tenant's connection: refused as an unknown one is.
+    let sync_body = |connection: &str| {
+        as_tenant(Req::new("POST", "/v1/syncs"), &b).json(json!({
+            "connection_id": connection, "stream": "customers", "model": "mine",
+            "frequency": {"every_seconds": 3600}
+        }))
+    };
+    let foreign = call(&d, sync_body(&connection_a)).await;
+    let unknown = call(&d, sync_body(&random_connection)).await;
+    is_problem(&foreign, 400, "validation_failed");
+    assert_eq!(foreign.body["errors"][0]["pointer"], "/connection_id");
+    assert_eq!(foreign.body["errors"], unknown.body["errors"]);
     // A body cannot make a connection through another tenant's integration: it is refused as an
     // unknown one is.
     let foreign = call(
@@ -1284,7 +1514,6 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
     let (_provider, settings) = crate::testing::stripe_mock().await;
     let d = crate::testing::deps_with(store.clone(), Ok(QueueDepth::default()), settings);
     let (key, issuer, seeded) = seed(&d, &t).await;
-    let seeded = (seeded.0.as_str(), seeded.1.as_str(), seeded.2.as_str());
     // Warm the tenant's rate-limit lease so that the failing call is the route's own.
     assert_eq!(
         call(&d, as_tenant(Req::new("GET", "/v1/me"), &t))
@@ -1294,7 +1523,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
     );
     store.fail(true);
     let mut checked = 0;
-    for (method, path, body, scope) in operations(&t, &key, &issuer, seeded) {
+    for (method, path, body, scope) in operations(&t, &key, &issuer, &seeded) {
         let mut req = if scope == "admin" {
             admin(Req::new(method, &path))
         } else {
@@ -1323,7 +1552,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
         );
         checked += 1;
     }
-    assert_eq!(checked, operations(&t, &key, &issuer, seeded).len());
+    assert_eq!(checked, operations(&t, &key, &issuer, &seeded).len());
     assert!(EVERY_TENANT_PATH_OP.len() <= checked);
 }
 
@@ -1336,6 +1565,10 @@ fn concrete(path: &str) -> String {
             "{issuer_id}" => tributary_core::ids::IssuerId::generate().to_string(),
             "{integration_id}" => tributary_core::ids::IntegrationId::generate().to_string(),
             "{connection_id}" => tributary_core::ids::ConnectionId::generate().to_string(),
+            "{sync_id}" => tributary_core::ids::SyncId::generate().to_string(),
+            "{run_id}" => tributary_core::ids::SyncRunId::generate().to_string(),
+            "{model}" => "customers".to_owned(),
+            "{record_id}" => "cus_1".to_owned(),
             "{token}" => tributary_core::connect::new_token("cst_"),
             s if s.starts_with('{') => panic!("no example id for the path parameter {s}"),
             s => s.to_owned(),

@@ -2,14 +2,13 @@
 //! the checked-in document, which `openapi::tests` holds equal to this one).
 
 use axum::http::Method;
-use tributary_core::ports::QueueStats;
 use utoipa::OpenApi as _;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::{Components, OpenApi};
 use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::access::Access;
-use crate::state::ControlStore;
+use crate::state::{ControlStore, JobsQueue};
 
 /// How to build the OpenAPI document: per operation, its utoipa entry and declared access rule.
 pub struct Documentation<St> {
@@ -94,7 +93,7 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Ope
 }
 
 /// The OpenAPI document of every operation, as it is checked in.
-pub fn document<S: ControlStore, Q: QueueStats + 'static>() -> String {
+pub fn document<S: ControlStore, Q: JobsQueue>() -> String {
     let documentation = crate::routes::api::<S, Q>().into_documentation();
     crate::openapi::render(documentation.build())
 }

@@ -67,7 +67,7 @@ impl HealthCache {
 /// What health reads: the store's canary, both queues, the clock and settings, and the cache.
 pub struct HealthProbe<S, Q> {
     canaries: Arc<S>,
-    jobs_queue: Q,
+    jobs_queue: Arc<Q>,
     dead_letter_queue: Q,
     clock: Arc<dyn Clock>,
     config: Arc<Config>,
@@ -78,7 +78,7 @@ impl<S, Q> HealthProbe<S, Q> {
     /// A probe with an empty cache.
     pub fn new(
         canaries: Arc<S>,
-        jobs_queue: Q,
+        jobs_queue: Arc<Q>,
         dead_letter_queue: Q,
         clock: Arc<dyn Clock>,
         config: Arc<Config>,
@@ -100,7 +100,7 @@ impl<S: CanaryStore, Q: QueueStats> HealthProbe<S, Q> {
             .get_or_probe(self.clock.as_ref(), || {
                 assemble(
                     self.canaries.as_ref(),
-                    &self.jobs_queue,
+                    self.jobs_queue.as_ref(),
                     &self.dead_letter_queue,
                     self.clock.as_ref(),
                     &self.config,
@@ -355,6 +355,7 @@ mod tests {
         Config::from_env(&Env::from_pairs([
             ("TRIBUTARY_STAGE", "test"),
             ("CONTROL_TABLE", "t"),
+            ("RECORDS_TABLE", "r"),
             ("JOBS_QUEUE_URL", "q"),
             ("JOBS_DLQ_URL", "d"),
             ("KEYRING_SECRET_ID", "k"),

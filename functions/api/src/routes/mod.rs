@@ -9,17 +9,18 @@ pub mod integrations;
 pub mod issuers;
 pub mod keys;
 pub mod me;
+pub mod records;
+pub mod syncs;
 pub mod tenants;
 
 use tributary_core::PortError;
-use tributary_core::ports::QueueStats;
 
 use crate::problem::ApiError;
 use crate::router::Api;
-use crate::state::{AppState, ControlStore};
+use crate::state::{AppState, ControlStore, JobsQueue};
 
 /// Every operation.
-pub fn api<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
+pub fn api<S: ControlStore, Q: JobsQueue>() -> Api<AppState<S, Q>> {
     Api::new()
         .merge(health::router())
         .merge(docs::router())
@@ -31,6 +32,8 @@ pub fn api<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
         .merge(integrations::router())
         .merge(connections::router())
         .merge(connect::router())
+        .merge(syncs::router())
+        .merge(records::router())
 }
 
 /// Maps a store failure to a 503 (retryable) or 500, logging the cause.
