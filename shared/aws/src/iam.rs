@@ -65,9 +65,10 @@ pub const API: &[Grant] = &[
         actions: &["secretsmanager:GetSecretValue"],
         leading_keys: &[],
     },
+    // Depth for health; jobs: a manual sync run, a deleted sync's purge.
     Grant {
         resource: "JobsQueue",
-        actions: &["sqs:GetQueueAttributes"],
+        actions: &["sqs:GetQueueAttributes", "sqs:SendMessage"],
         leading_keys: &[],
     },
     Grant {
@@ -740,6 +741,16 @@ mod tests {
         table.list_sync_events(&tenant, &page).await.unwrap();
         records.pages_after(&feed, None, 10).await.unwrap();
         records.get_records(&feed, &["r1".into()]).await.unwrap();
+        used.extend(check("api", API, &aws.take()));
+        // The manual run's job.
+        let aws = Recorder::start();
+        let job = tributary_core::job::JobEnvelope::new(tributary_core::job::JobKind::SyncRun {
+            tenant_id: tenant.clone(),
+            sync_id: sync.id.clone(),
+            run_id: run.id.clone(),
+            continuation: 0,
+        });
+        aws.queue().send(&job, Duration::ZERO).await.unwrap();
         used.extend(check("api", API, &aws.take()));
         let aws = Recorder::finding(FOUND_TO_REMOVE);
         aws.get_finds(Some(sync_item(&sync)));
