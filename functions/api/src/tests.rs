@@ -169,6 +169,7 @@ fn operations(
         connection,
         sync,
         run,
+        ..
     } = seeded;
     vec![
         ("GET", "/v1/syncs".into(), None, "syncs:read"),
@@ -326,7 +327,7 @@ fn operations(
         ("GET", "/v1/audit-events".into(), None, "keys:read"),
         (
             "DELETE",
-            format!("/v1/connections/{connection}"),
+            format!("/v1/connections/{}", seeded.spare_connection),
             None,
             "connections:write",
         ),
@@ -348,6 +349,8 @@ struct Seeded {
     key_integration: String,
     /// A connection through it.
     connection: String,
+    /// Another connection through it, which no sync reads (one that can be deleted).
+    spare_connection: String,
     /// A sync of its customers (model `customers`), whose feed holds [`SEEDED_RECORD`].
     sync: String,
     /// A run of the sync, queued.
@@ -425,6 +428,17 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
     .await;
     assert_eq!(connection.status, 201, "{:?}", connection.body);
     let connection = connection.body["id"].as_str().unwrap().to_owned();
+    let spare = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/connections"), t).json(json!({
+            "integration_id": stripe,
+            "end_user_id": "user-2",
+            "credentials": {"api_key": crate::testing::GOOD_KEY}
+        })),
+    )
+    .await;
+    assert_eq!(spare.status, 201, "{:?}", spare.body);
+    let spare_connection = spare.body["id"].as_str().unwrap().to_owned();
     let sync = call(
         d,
         as_tenant(Req::new("POST", "/v1/syncs"), t).json(json!({
@@ -459,6 +473,7 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
             integration: integration.body["id"].as_str().unwrap().to_owned(),
             key_integration: stripe,
             connection,
+            spare_connection,
             sync,
             run: run.body["id"].as_str().unwrap().to_owned(),
         },
@@ -1505,6 +1520,57 @@ async fn deleting_a_tenant_removes_what_it_owns_keeps_its_audit_and_resumes() {
     )
     .await;
     assert_eq!(res.status, 201, "{:?}", res.body);
+}
+
+#[tokio::test]
+async fn a_connection_read_by_a_sync_is_not_deleted_until_the_sync_is() {
+    use tributary_core::ports::SyncStore;
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let (_provider, settings) = crate::testing::stripe_mock().await;
+    let d = crate::testing::deps_with(store.clone(), Ok(QueueDepth::default()), settings);
+    let (_, _, seeded) = seed(&d, &t).await;
+    let path = format!("/v1/connections/{}", seeded.connection);
+    let res = call(&d, as_tenant(Req::new("DELETE", &path), &t)).await;
+    is_problem(&res, 409, "conflict");
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/syncs?connection_id=")
+    );
+    // Once the sync is gone (its purge done), the connection goes.
+    let sync: tributary_core::ids::SyncId = seeded.sync.parse().unwrap();
+    let audit = tributary_core::tenancy::AuditEvent::new(&t, "test", 1, "sync.deleted", &sync);
+    assert!(store.delete_sync(&t, &sync, &audit).await.unwrap());
+    let res = call(&d, as_tenant(Req::new("DELETE", &path), &t)).await;
+    assert_eq!(res.status, 204, "{:?}", res.body);
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_removes_its_syncs_and_their_records() {
+    use tributary_core::ports::SyncStore;
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let (_provider, settings) = crate::testing::stripe_mock().await;
+    let d = crate::testing::deps_with(store.clone(), Ok(QueueDepth::default()), settings);
+    let (_, _, seeded) = seed(&d, &t).await;
+    let feed = tributary_core::records::FeedKey {
+        tenant_id: t.clone(),
+        connection_id: seeded.connection.parse().unwrap(),
+        model: "customers".into(),
+    };
+    assert_eq!(store.stored_records(&feed).len(), 1);
+
+    let res = call(&d, admin(Req::new("DELETE", &format!("/v1/tenants/{t}")))).await;
+    assert_eq!(res.status, 204, "{:?}", res.body);
+    assert!(
+        store.stored_records(&feed).is_empty(),
+        "records left behind"
+    );
+    assert!(store.feed_pages(&feed).is_empty(), "feed pages left behind");
+    let sync: tributary_core::ids::SyncId = seeded.sync.parse().unwrap();
+    assert!(store.get_sync(&t, &sync).await.unwrap().is_none());
 }
 
 #[tokio::test]

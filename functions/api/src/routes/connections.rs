@@ -991,7 +991,8 @@ async fn revoke_at_provider<S: ControlStore>(
     params(("connection_id" = String, Path, description = "Connection id (`conn_…`)", pattern = "^conn_[0-9a-f]{32}$")),
     responses((status = 204, description = "Deleted, with its credentials"),
               (status = 403, description = "Requires `connections:write`", body = ProblemDoc),
-              (status = 404, description = "No such connection for this tenant", body = ProblemDoc)))]
+              (status = 404, description = "No such connection for this tenant", body = ProblemDoc),
+              (status = 409, description = "Syncs read through the connection: delete them first", body = ProblemDoc)))]
 pub async fn delete<S: ControlStore>(
     caller: TenantCaller<ConnectionsWrite>,
     store: Store<S>,
@@ -1002,6 +1003,15 @@ pub async fn delete<S: ControlStore>(
     Id(id): Id<ConnectionId>,
 ) -> Result<StatusCode, ApiError> {
     let connection = load(&*store, &caller.tenant, &id).await?;
+    // Its syncs' records belong to it: deleting them is the tenant's decision, not a side effect.
+    if has_syncs(&*store, &caller.tenant, &id).await? {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "Syncs read through connection `{id}`. Delete them first, with their records \
+                 (GET /v1/syncs?connection_id={id})."
+            ),
+        });
+    }
     let revoked = revoke_at_provider(&*store, &vault, &engine, &settings, &connection).await;
     let now = clock.now_ms();
     if store
@@ -1020,6 +1030,33 @@ pub async fn delete<S: ControlStore>(
         Err(ApiError::NotFound {
             resource: "connection",
         })
+    }
+}
+
+async fn has_syncs<S: ControlStore>(
+    store: &S,
+    tenant: &TenantId,
+    id: &ConnectionId,
+) -> Result<bool, ApiError> {
+    let filter = tributary_core::sync::SyncFilter {
+        connection_id: Some(id.clone()),
+    };
+    let mut page = tributary_core::pagination::PageRequest {
+        limit: 1,
+        after: None,
+    };
+    loop {
+        let found = store
+            .list_syncs(tenant, &filter, &page)
+            .await
+            .map_err(store_failure)?;
+        if !found.items.is_empty() {
+            return Ok(true);
+        }
+        match found.next_after {
+            Some(next) => page.after = Some(next),
+            None => return Ok(false),
+        }
     }
 }
 

@@ -6,7 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tributary_core::PortError;
 use tributary_core::ids::TenantId;
+use tributary_core::pagination::{MAX_LIMIT, PageRequest};
 use tributary_core::ports::QueueStats;
+use tributary_core::records::FeedKey;
+use tributary_core::sync::SyncFilter;
 use tributary_core::tenancy::{
     DEFAULT_RATE_LIMIT_PER_MINUTE, DELETED_TENANT_AUDIT_RETENTION_DAYS, PurgeProgress, Tenant,
     TenantStatus,
@@ -22,7 +25,7 @@ use crate::request::{Id, JsonBody};
 use crate::response::{Accepted, Created, Json};
 use crate::router::{Api, operations};
 use crate::routes::store_failure;
-use crate::state::{AppState, Clock, ControlStore, Store};
+use crate::state::{AppState, Clock, ControlStore, Records, Store};
 
 /// Lists tenants.
 #[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "Tenants",
@@ -137,7 +140,8 @@ pub async fn update<S: ControlStore>(
 const DELETE_BUDGET: Duration = Duration::from_secs(20);
 
 /// Deletes a tenant and everything it owns. The tenant is first marked `deleting`, which refuses its
-/// credentials; then its keys, issuer registrations and counters are removed in batches; its audit
+/// credentials; then its syncs' records, then its keys, issuer registrations, integrations,
+/// connections, syncs and counters are removed in batches; its audit
 /// events are kept for 90 days; finally the tenant itself is removed (204). If that takes longer than
 /// one request may, the answer is 202 with the tenant still `deleting`: call `DELETE` again to go on
 /// (an interrupted deletion resumes the same way).
@@ -150,6 +154,7 @@ const DELETE_BUDGET: Duration = Duration::from_secs(20);
 pub async fn delete<S: ControlStore>(
     _: Scoped<Admin>,
     store: Store<S>,
+    records: Records<S>,
     clock: Clock,
     Id(id): Id<TenantId>,
 ) -> Result<Response, ApiError> {
@@ -172,6 +177,11 @@ pub async fn delete<S: ControlStore>(
         }
         tracing::info!(tenant_id = %tenant.id, "tenant deletion started");
     }
+    // The records of its syncs first (another table), while the syncs still say where they are.
+    if !purge_feeds(&*store, &*records, &tenant.id, started).await? {
+        tracing::info!(tenant_id = %tenant.id, "tenant deletion continues on the next DELETE");
+        return Ok(Accepted(TenantOut::from(tenant)).into_response());
+    }
     let audit_expires_at_s =
         (clock.now_ms() / 1000).saturating_add(DELETED_TENANT_AUDIT_RETENTION_DAYS * 86_400);
     while started.elapsed() < DELETE_BUDGET {
@@ -189,6 +199,42 @@ pub async fn delete<S: ControlStore>(
     }
     tracing::info!(tenant_id = %tenant.id, "tenant deletion continues on the next DELETE");
     Ok(Accepted(TenantOut::from(tenant)).into_response())
+}
+
+/// Removes the records, feed pages and seen chunks of every sync of the tenant, within the
+/// deletion's budget: `false` when time ran out first (the next `DELETE` goes on).
+async fn purge_feeds<S: ControlStore>(
+    store: &S,
+    records: &S,
+    tenant: &TenantId,
+    started: Instant,
+) -> Result<bool, ApiError> {
+    let mut page = PageRequest {
+        limit: MAX_LIMIT,
+        after: None,
+    };
+    loop {
+        let syncs = store
+            .list_syncs(tenant, &SyncFilter::default(), &page)
+            .await
+            .map_err(store_failure)?;
+        for sync in &syncs.items {
+            let feed = FeedKey {
+                tenant_id: sync.tenant_id.clone(),
+                connection_id: sync.connection_id.clone(),
+                model: sync.model.clone(),
+            };
+            while !records.purge(&feed, 1_000).await.map_err(store_failure)? {
+                if started.elapsed() >= DELETE_BUDGET {
+                    return Ok(false);
+                }
+            }
+        }
+        match syncs.next_after {
+            Some(next) => page.after = Some(next),
+            None => return Ok(true),
+        }
+    }
 }
 
 /// The tenant operations.
