@@ -60,13 +60,14 @@ key=$(curl -fs -H "$admin" -H 'content-type: application/json' \
 # a case uses up (a deletion, a form, an OAuth return) gets an object of its own; invalid ones are
 # sent as generated.
 seeder=$(curl -fs -H "$admin" -H 'content-type: application/json' \
-  -d '{"name":"seeder","scopes":["integrations:write","connections:write","connections:read"]}' \
+  -d '{"name":"seeder","scopes":["integrations:write","connections:write","connections:read","syncs:write","syncs:read","records:read"]}' \
   "$api/v1/tenants/$tenant/keys" | json secret)
 python3 - "$api" "$seeder" "$provider" "$stripe_key" "$seeds_dir/seeds.json" <<'PY' || fail "seeding failed"
 import json, sys, urllib.request
 api, key, provider, stripe_key, out = sys.argv[1:]
 def call(method, path, body):
-    req = urllib.request.Request(api + path, method=method, data=json.dumps(body).encode(),
+    req = urllib.request.Request(api + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
                                  headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
@@ -84,8 +85,22 @@ tokens = [
          "return_url": done})["token"]
     for i in range(20)
 ]
+# A sync of the first connection's customers, run once, so that its records can be read.
+sync = call("POST", "/v1/syncs", {"connection_id": connections[0], "stream": "customers", "model": "customers",
+            "frequency": {"every_seconds": 86400}})["id"]
+run = call("POST", f"/v1/syncs/{sync}/runs", {})["id"]
+import time
+for _ in range(120):
+    state = call("GET", f"/v1/syncs/{sync}/runs/{run}", None)["state"]
+    if state in ("succeeded", "failed", "cancelled", "stalled"):
+        break
+    time.sleep(0.5)
+if state != "succeeded":
+    sys.exit(f"the seeded sync run ended {state}")
+records = [r["id"] for r in call("GET", f"/v1/records?connection_id={connections[0]}&model=customers", None)["records"]]
 json.dump({"api": api, "key": key, "integration_id": integration, "oauth_integration_id": oauth,
-           "connection_ids": connections, "tokens": tokens, "stripe_key": stripe_key, "return_url": done},
+           "connection_ids": connections, "tokens": tokens, "stripe_key": stripe_key, "return_url": done,
+           "synced_connection_id": connections[0], "record_ids": records},
           open(out, "w"))
 PY
 export FUZZ_SEEDS="$seeds_dir/seeds.json"

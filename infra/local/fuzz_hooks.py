@@ -7,7 +7,8 @@ requests, so valid requests would be refused for a history the generator does no
 generated, so the API's validation of the header stays fuzzed.
 
 Connections can only be made against a provider that answers, and connect pages only opened with a
-link's token: fuzz-api.sh seeds an integration of a local Stripe, connections and connect links
+link's token: fuzz-api.sh seeds an integration of a local Stripe, connections, connect links and a
+synced connection's records
 (`FUZZ_SEEDS`), and a valid case gets those ids, that key and that return URL where the generator could
 only have guessed them. Invalid cases are sent as generated.
 """
@@ -65,6 +66,13 @@ def fresh_connection():
                                            "credentials": {"api_key": SEEDS["stripe_key"]}})["id"]
 
 
+def fresh_run():
+    """A sync of a connection of its own, and a run of it just queued: (sync id, run id)."""
+    sync = api("POST", "/v1/syncs", {"connection_id": fresh_connection(), "stream": "customers", "model": "customers",
+                                     "frequency": {"every_seconds": 86400}})["id"]
+    return sync, api("POST", f"/v1/syncs/{sync}/runs", {})["id"]
+
+
 def fresh_integration():
     return api("POST", "/v1/integrations", {"provider": "stripe", "return_urls": [SEEDS["return_url"]]})["id"]
 
@@ -94,6 +102,30 @@ def provider_return():
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(allow).query))
 
 
+def _record_schema():
+    """The document's `RecordOut`, with its references resolvable, to check each NDJSON line."""
+    doc = json.load(open(os.path.join(os.path.dirname(__file__), "../../functions/api/openapi.json"), encoding="utf-8"))
+    return {**doc["components"]["schemas"]["RecordOut"], "components": doc["components"]}
+
+
+RECORD_SCHEMA = None
+
+
+@schemathesis.deserializer("application/x-ndjson")
+def ndjson(ctx, response):
+    """The feed's NDJSON export: the document can only call it a string, so every line is checked
+    here against `RecordOut` (a line that is not one fails the case), and the text is returned."""
+    import jsonschema
+
+    global RECORD_SCHEMA
+    if RECORD_SCHEMA is None:
+        RECORD_SCHEMA = _record_schema()
+    text = response.content.decode("utf-8")
+    for line in text.splitlines():
+        jsonschema.validate(json.loads(line), RECORD_SCHEMA)
+    return text
+
+
 @schemathesis.hook("before_call")
 def use_seeds(context, case, kwargs):
     if SEEDS is None:
@@ -109,9 +141,17 @@ def use_seeds(context, case, kwargs):
         if "integration_id" in params and path.startswith("/v1/integrations/"):
             # Changes and deletions get an integration of their own: the seeded one must stay usable.
             params["integration_id"] = SEEDS["integration_id"] if method == "GET" else fresh_integration()
+        if path == "/v1/records/{model}/{record_id}" and method == "GET":
+            params["model"] = "customers"
+            params["record_id"] = random.choice(SEEDS["record_ids"])
+        if path == "/v1/syncs/{sync_id}/runs/{run_id}/cancel":
+            # A run of its own, cancelled while the connector has not finished it.
+            params["sync_id"], params["run_id"] = fresh_run()
         if "integration_id" in params and path.startswith("/connect/"):
             oauth = path.endswith("/oauth")
             params["integration_id"] = SEEDS["oauth_integration_id"] if oauth else SEEDS["integration_id"]
+    if path == "/v1/records/{model}/{record_id}" and positive(case, ParameterLocation.QUERY):
+        case.query = {"connection_id": SEEDS["synced_connection_id"]}
     if path.endswith("/oauth") and positive(case, ParameterLocation.QUERY):
         case.query = {"config.base_id": "appFUZZFUZZFUZZ01", "config.table": "t"}
     if path == "/connect/callback" and positive(case, ParameterLocation.QUERY):
@@ -133,6 +173,15 @@ def use_seeds(context, case, kwargs):
             body.pop(field, None)
         if "return_urls" in body:
             body["return_urls"] = [SEEDS["return_url"]]
+    if path == "/v1/syncs" and method == "POST":
+        # A connection of its own (a model is unique per connection), a stream of Stripe's, the
+        # stream's own mode, and no mapping (a generated one rarely holds together).
+        body["connection_id"] = fresh_connection()
+        body["stream"] = "customers"
+        body.pop("mode", None)
+        body.pop("mapping", None)
+        if "cron" in (body.get("frequency") or {}):
+            body["frequency"] = {"cron": "0 */6 * * *"}
     if path == "/v1/connections" and method == "POST":
         body["integration_id"] = SEEDS["integration_id"]
         body["credentials"] = {"api_key": SEEDS["stripe_key"]}

@@ -5,7 +5,10 @@
   `redirect_uri` with a `code` and the `state`; `POST /oauth2/v1/token` takes the code once, with HTTP
   Basic client authentication and the PKCE `code_verifier` of the S256 challenge, and answers
   `access_token`, `refresh_token`, `expires_in`; `GET /v0/meta/whoami` accepts the access token.
-- Stripe: `GET /v1/balance` accepts the one secret key the check uses and answers 401 otherwise.
+- Stripe: `GET /v1/balance` accepts the one secret key the check uses and answers 401 otherwise;
+  `GET /v1/customers` lists three customers as Stripe's list endpoints do
+  (https://docs.stripe.com/api/pagination: `limit`, `starting_after`, `{"object": "list", "data",
+  "has_more", "url"}`), for the syncs fuzz-api.sh seeds.
 - The tenant's app: `GET /app/done` shows the outcome the connect page sent the end user back with.
 
 Every secret it hands out or accepts is appended to the file named by the second argument, for the
@@ -82,6 +85,15 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("authorization") == f"Bearer {STRIPE_KEY}":
                 return self.send(200, json.dumps({"object": "balance", "available": [], "livemode": False}))
             return self.send(401, json.dumps({"error": {"message": "Invalid API Key provided", "type": "invalid_request_error"}}))
+        if url.path == "/v1/customers":
+            if self.headers.get("authorization") != f"Bearer {STRIPE_KEY}":
+                return self.send(401, json.dumps({"error": {"message": "Invalid API Key provided", "type": "invalid_request_error"}}))
+            customers = [{"id": f"cus_local{n}", "object": "customer", "email": f"local{n}@example.com"} for n in range(3)]
+            after = q.get("starting_after")
+            rest = [c for c in customers if after is None or c["id"] > after]
+            limit = int(q.get("limit", "10"))
+            page = {"object": "list", "data": rest[:limit], "has_more": len(rest) > limit, "url": "/v1/customers"}
+            return self.send(200, json.dumps(page))
         if url.path == "/app/done":
             return self.page(
                 "Back in the app",
