@@ -760,3 +760,23 @@ async fn a_pass_that_would_delete_more_than_the_guard_deletes_nothing_and_says_w
             .all(|r| r.action != RecordAction::Deleted)
     );
 }
+
+#[tokio::test]
+async fn a_run_whose_position_stops_moving_is_stalled_with_an_event() {
+    let mut w = World::new(500).await;
+    // Too little time for even one page: every invocation ends where it started.
+    w.syncing.time_budget = Some(Duration::from_millis(1));
+    w.clock = Ticking::at(T0, 10);
+    let run = w.queue_run().await;
+    let invocations = w.drive(&run).await;
+
+    let run = w.run(&run).await;
+    assert_eq!(run.state, RunState::Stalled);
+    assert_eq!(invocations as u32, MAX_STALLED_CONTINUATIONS);
+    assert_eq!(run.error.unwrap().class, "stalled");
+    let events = w.store.sync_events();
+    assert_eq!(
+        events.last().map(|e| e.kind),
+        Some(tributary_core::sync::SyncEventType::RunStalled)
+    );
+}
