@@ -36,7 +36,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
@@ -157,6 +157,14 @@ impl Meter {
 #[derive(Debug, Clone)]
 struct Metered(Arc<Meter>);
 
+/// Whether the request being metered reads strongly consistently (half the units otherwise).
+#[derive(Debug, Clone, Copy)]
+struct Consistent(bool);
+
+impl Storable for Consistent {
+    type Storer = StoreReplace<Self>;
+}
+
 fn kb_units(size: usize, unit: usize) -> u64 {
     size.div_ceil(unit).max(1) as u64
 }
@@ -169,7 +177,7 @@ impl Intercept for Metered {
     fn read_before_execution(
         &self,
         context: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let input = context.input();
         let m = &self.0;
@@ -202,7 +210,11 @@ impl Intercept for Metered {
                 .map(|t| 2 * t.put().map_or(1, |p| kb_units(item_size(p.item()), 1024)))
                 .sum();
             ("TransactWriteItems", Some(units))
-        } else if input.downcast_ref::<BatchGetItemInput>().is_some() {
+        } else if let Some(i) = input.downcast_ref::<BatchGetItemInput>() {
+            let consistent = i
+                .request_items()
+                .is_some_and(|r| r.values().any(|k| k.consistent_read() == Some(true)));
+            cfg.interceptor_state().store_put(Consistent(consistent));
             ("BatchGetItem", None)
         } else {
             ("other", None)
@@ -223,21 +235,29 @@ impl Intercept for Metered {
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let Some(Ok(output)) = context.output_or_error() else {
             return Ok(());
         };
         let m = &self.0;
         let units = if let Some(o) = output.downcast_ref::<BatchGetItemOutput>() {
-            o.responses()
+            // A strongly consistent read costs a unit per 4 KB of each item, an eventually
+            // consistent one half that.
+            let units: u64 = o
+                .responses()
                 .map(|r| {
                     r.values()
                         .flatten()
                         .map(|it| kb_units(item_size(it), 4096))
                         .sum()
                 })
-                .unwrap_or(0)
+                .unwrap_or(0);
+            if cfg.load::<Consistent>().is_none_or(|c| c.0) {
+                units
+            } else {
+                units.div_ceil(2)
+            }
         } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
             kb_units(o.items().iter().map(item_size).sum(), 4096)
         } else if let Some(o) = output.downcast_ref::<GetItemOutput>() {

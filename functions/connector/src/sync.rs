@@ -855,6 +855,12 @@ impl SeenBuffer {
     }
 }
 
+/// A record id's 64-bit hash (the first 8 bytes of its SHA-256), for the seen set.
+fn id_hash(id: &str) -> u64 {
+    let digest = tributary_core::records::content_hash(id);
+    u64::from_str_radix(&digest[..16], 16).unwrap_or(0)
+}
+
 /// Entries of one tombstone page.
 const DELETIONS_PER_PAGE: usize = 500;
 
@@ -869,11 +875,15 @@ async fn detect_deletions<S, R: RecordStore>(
     next_seq: &mut u64,
     now: EpochMillis,
 ) -> Result<(), PortError> {
-    let mut seen: std::collections::HashSet<String> = syncing
+    // What the pass saw, as 64-bit hashes of the ids, sorted (8 bytes an id however long the ids
+    // are). A collision can only make a missing record look seen: it is then not deleted this
+    // pass, never deleted wrongly.
+    let mut seen: Vec<u64> = syncing
         .records
         .seen(feed, &run.id)
         .await?
-        .into_iter()
+        .iter()
+        .map(|id| id_hash(id))
         .collect();
     let mut after = run.start_seq.checked_sub(1).filter(|s| *s > 0);
     loop {
@@ -881,16 +891,15 @@ async fn detect_deletions<S, R: RecordStore>(
         let Some(last) = pages.last() else { break };
         after = Some(last.seq);
         let fetched = pages.len();
-        seen.extend(
-            pages
-                .into_iter()
-                .filter(|p| p.run_id == run.id)
-                .flat_map(|p| p.entries),
-        );
+        for page in pages.iter().filter(|p| p.run_id == run.id) {
+            seen.extend(page.entries.iter().map(|id| id_hash(id)));
+        }
         if fetched < 50 {
             break;
         }
     }
+    seen.sort_unstable();
+    seen.dedup();
     let mut live = 0u64;
     let mut missing = Vec::new();
     let mut position: Option<String> = None;
@@ -902,7 +911,7 @@ async fn detect_deletions<S, R: RecordStore>(
         for (id, action) in ids {
             if action != RecordAction::Deleted {
                 live += 1;
-                if !seen.contains(&id) {
+                if seen.binary_search(&id_hash(&id)).is_err() {
                     missing.push(id);
                 }
             }
