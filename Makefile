@@ -41,6 +41,7 @@ help:
 	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda) for SAM_ARCH=arm64 (or x86_64)"
 	@echo "make bench        the connector engine throughput benchmark (release; fails when a target is missed)"
 	@echo "make bench-coldstart  init time (exec to first /next) and zip size of each function vs a hello world"
+	@echo "make bench-sync   a sync of 10,000 and 100,000 records into DynamoDB (moto): speed, memory, writes, cost"
 
 tools: $(TOOL_STAMPS)
 
@@ -188,6 +189,13 @@ endif
 # part of `make test`.
 bench:
 	$(CARGO) bench -p tributary-engine --bench throughput
+
+# Sync throughput, memory and DynamoDB cost: 10,000 and 100,000 customers through the connector's
+# handler into moto, each count in its own process; exits non-zero when a target is missed. Not part
+# of `make test`.
+.PHONY: bench-sync
+bench-sync: $(TOOLS)/moto/.installed
+	PATH="$(TOOLS)/moto/bin:$$PATH" CARGO_TARGET_DIR="$(ROOT)/target/coldstart" $(CARGO) bench -p tributary-connector --bench sync
 
 # Cold start and size: release builds of the functions and of a lambda_runtime hello world (in
 # target/coldstart, so the shared debug target dir's lock is never held), each started against a
