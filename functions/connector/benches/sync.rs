@@ -81,24 +81,9 @@ const DOLLARS_PER_MILLION_RRU: f64 = 0.125;
 const KEY: &str = "sk_test_bench";
 const KEYRING: &str = r#"{"active":"k1","k1":"bench-key-material-bench-key-material-bench-key"}"#;
 
+/// A customer of about 500 bytes: the sync tests' local Stripe's.
 fn customer(n: usize) -> Value {
-    json!({
-        "id": format!("cus_{n:08}"),
-        "object": "customer",
-        "address": {"city": "Lyon", "country": "FR", "line1": format!("{n} rue de la République"), "postal_code": "69002"},
-        "balance": 0,
-        "created": 1_700_000_000 + n,
-        "currency": "eur",
-        "description": format!("Customer number {n}"),
-        "email": format!("customer{n}@example.com"),
-        "invoice_prefix": format!("INV{n:06}"),
-        "livemode": false,
-        "metadata": {"segment": if n.is_multiple_of(2) { "smb" } else { "enterprise" }},
-        "name": format!("Customer {n}"),
-        "phone": "+33 4 00 00 00 00",
-        "preferred_locales": ["fr-FR"],
-        "tax_exempt": "none"
-    })
+    tributary_testing::provider::customer(n, 1)
 }
 
 /// The provider: Stripe's list shape, pages generated from the cursor (no dataset in memory).

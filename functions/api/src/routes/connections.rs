@@ -1041,23 +1041,11 @@ async fn has_syncs<S: ControlStore>(
     let filter = tributary_core::sync::SyncFilter {
         connection_id: Some(id.clone()),
     };
-    let mut page = tributary_core::pagination::PageRequest {
-        limit: 1,
-        after: None,
-    };
-    loop {
-        let found = store
-            .list_syncs(tenant, &filter, &page)
-            .await
-            .map_err(store_failure)?;
-        if !found.items.is_empty() {
-            return Ok(true);
-        }
-        match found.next_after {
-            Some(next) => page.after = Some(next),
-            None => return Ok(false),
-        }
-    }
+    crate::routes::any_listed(|page| {
+        let filter = filter.clone();
+        async move { store.list_syncs(tenant, &filter, &page).await }
+    })
+    .await
 }
 
 /// The connection operations.

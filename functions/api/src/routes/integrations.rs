@@ -633,23 +633,11 @@ async fn has_connections<S: ControlStore>(
         integration_id: Some(id.clone()),
         ..Default::default()
     };
-    let mut page = tributary_core::pagination::PageRequest {
-        limit: 1,
-        after: None,
-    };
-    loop {
-        let found = store
-            .list_connections(tenant, &filter, &page)
-            .await
-            .map_err(store_failure)?;
-        if !found.items.is_empty() {
-            return Ok(true);
-        }
-        match found.next_after {
-            Some(next) => page.after = Some(next),
-            None => return Ok(false),
-        }
-    }
+    crate::routes::any_listed(|page| {
+        let filter = filter.clone();
+        async move { store.list_connections(tenant, &filter, &page).await }
+    })
+    .await
 }
 
 /// The integration operations.

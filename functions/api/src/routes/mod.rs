@@ -36,6 +36,29 @@ pub fn api<S: ControlStore, Q: JobsQueue>() -> Api<AppState<S, Q>> {
         .merge(records::router())
 }
 
+/// Whether a filtered list has any item: pages are read until one holds an item or none follows
+/// (a filtered page may be empty and still have a next one).
+pub async fn any_listed<T, F, Fut>(mut list: F) -> Result<bool, ApiError>
+where
+    F: FnMut(tributary_core::pagination::PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<tributary_core::pagination::Page<T>, PortError>>,
+{
+    let mut page = tributary_core::pagination::PageRequest {
+        limit: 1,
+        after: None,
+    };
+    loop {
+        let found = list(page.clone()).await.map_err(store_failure)?;
+        if !found.items.is_empty() {
+            return Ok(true);
+        }
+        match found.next_after {
+            Some(next) => page.after = Some(next),
+            None => return Ok(false),
+        }
+    }
+}
+
 /// Maps a store failure to a 503 (retryable) or 500, logging the cause.
 pub fn store_failure(e: PortError) -> ApiError {
     if let PortError::OutOfRange { .. } = e {
