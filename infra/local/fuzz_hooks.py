@@ -180,8 +180,15 @@ def use_seeds(context, case, kwargs):
         body["stream"] = "customers"
         body.pop("mode", None)
         body.pop("mapping", None)
-        if "cron" in (body.get("frequency") or {}):
+        # Exactly one of `every_seconds` and `cron`, as the description says (the schema's
+        # object cannot say "exactly one"), and a cron expression that parses.
+        frequency = body.get("frequency") if isinstance(body.get("frequency"), dict) else {}
+        if frequency.get("every_seconds") is not None:
+            body["frequency"] = {"every_seconds": frequency["every_seconds"]}
+        elif frequency.get("cron") is not None:
             body["frequency"] = {"cron": "0 */6 * * *"}
+        else:
+            body["frequency"] = {"every_seconds": 3600}
     if path == "/v1/connections" and method == "POST":
         body["integration_id"] = SEEDS["integration_id"]
         body["credentials"] = {"api_key": SEEDS["stripe_key"]}
