@@ -507,23 +507,33 @@ where
             if sync.mode == SyncMode::FullRefresh {
                 detect_deletions(syncing, sync, run, &feed, &mut next_seq, now).await?;
             }
-            finish_succeeded(syncing, sync, run, checkpoint, now).await
+            // The pass's checkpoint is saved with the end of the run, in one write of the sync.
+            let incremental = sync.mode == SyncMode::Incremental && checkpoint.is_some();
+            finish_with(syncing, sync, run, RunState::Succeeded, None, now, |s| {
+                if incremental {
+                    s.checkpoint = checkpoint.clone();
+                }
+            })
+            .await
+            .map(drop)
         }
         Stop::Cancelled => finish(syncing, sync, run, RunState::Cancelled, None, now).await,
         Stop::Fail(error) => finish(syncing, sync, run, RunState::Failed, Some(error), now).await,
         Stop::Reauth(error) => {
             let reason = error.message.clone();
-            finish(syncing, sync, run, RunState::Failed, Some(error), now).await?;
-            if let Some(paused) = edit_sync(
-                store,
-                &sync.tenant_id,
-                &sync.id,
-                |s| {
-                    s.status = SyncStatus::Paused;
-                    s.status_reason = Some(format!("needs_reauth: {reason}"));
-                    s.next_run_at_ms = None;
-                },
+            let pause = |s: &mut SyncConfig| {
+                s.status = SyncStatus::Paused;
+                s.status_reason = Some(format!("needs_reauth: {reason}"));
+                s.next_run_at_ms = None;
+            };
+            if let Some(paused) = finish_with(
+                syncing,
+                sync,
+                run,
+                RunState::Failed,
+                Some(error),
                 now,
+                pause,
             )
             .await?
             {
@@ -1004,29 +1014,6 @@ fn prepare(
     Ok(Fetched { id, data })
 }
 
-async fn finish_succeeded<S, R>(
-    syncing: &Syncing<S, R>,
-    sync: &SyncConfig,
-    run: &mut SyncRun,
-    checkpoint: Option<Value>,
-    now: EpochMillis,
-) -> Result<(), SyncJobError>
-where
-    S: SyncStore,
-{
-    if sync.mode == SyncMode::Incremental && checkpoint.is_some() {
-        edit_sync(
-            &syncing.store,
-            &sync.tenant_id,
-            &sync.id,
-            |s| s.checkpoint = checkpoint.clone(),
-            now,
-        )
-        .await?;
-    }
-    finish(syncing, sync, run, RunState::Succeeded, None, now).await
-}
-
 /// Ends the run in `state`, clears the sync's active run and records the event.
 async fn finish<S, R>(
     syncing: &Syncing<S, R>,
@@ -1036,6 +1023,25 @@ async fn finish<S, R>(
     error: Option<RunError>,
     now: EpochMillis,
 ) -> Result<(), SyncJobError>
+where
+    S: SyncStore,
+{
+    finish_with(syncing, sync, run, state, error, now, |_| {})
+        .await
+        .map(drop)
+}
+
+/// [`finish`], with `change` applied to the sync in the same write (the pass's checkpoint, a
+/// pause): the sync as saved, `None` when it is gone.
+async fn finish_with<S, R>(
+    syncing: &Syncing<S, R>,
+    sync: &SyncConfig,
+    run: &mut SyncRun,
+    state: RunState,
+    error: Option<RunError>,
+    now: EpochMillis,
+    change: impl Fn(&mut SyncConfig),
+) -> Result<Option<SyncConfig>, SyncJobError>
 where
     S: SyncStore,
 {
@@ -1058,6 +1064,7 @@ where
                 state,
                 ended_at_ms: now,
             });
+            change(s);
         },
         now,
     )
@@ -1086,7 +1093,7 @@ where
         invalid = run.stats.invalid,
         "sync run ended"
     );
-    Ok(())
+    Ok(saved)
 }
 
 /// Removes a deleted sync's records and feed in steps, then the sync; continues in a new job when
