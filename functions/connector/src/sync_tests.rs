@@ -780,3 +780,74 @@ async fn a_run_whose_position_stops_moving_is_stalled_with_an_event() {
         Some(tributary_core::sync::SyncEventType::RunStalled)
     );
 }
+
+#[tokio::test]
+async fn an_incremental_sync_saves_its_checkpoint_and_the_next_run_reads_from_it() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    // GitHub's issues stream: incremental on `updated_at`, sent as `since` (60 s lookback).
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/issues"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 1, "title": "a", "updated_at": "2026-11-01T10:00:00Z"},
+            {"id": 2, "title": "b", "updated_at": "2026-11-02T10:00:00Z"}
+        ])))
+        .mount(&server)
+        .await;
+    let mut w = World::new(0).await;
+    w.syncing.origins = ProviderOrigins::from([("github".to_owned(), server.uri())]);
+    let mut github = w.connection.clone();
+    github.provider = "github".into();
+    github.credentials = keyring()
+        .seal(
+            &Owner {
+                tenant: w.tenant.as_str(),
+                object: github.id.as_str(),
+                purpose: CREDENTIALS_PURPOSE,
+            },
+            br#"{"token":"ghp_local0123456789"}"#,
+        )
+        .unwrap()
+        .encode();
+    w.store.put_connection(&github);
+    let sync = SyncConfig {
+        provider: "github".into(),
+        stream: "issues".into(),
+        mode: SyncMode::Incremental,
+        ..w.sync.clone()
+    };
+    w.store.put_sync(&sync);
+
+    let run = w.queue_run().await;
+    w.drive(&run).await;
+    assert_eq!(w.run(&run).await.state, RunState::Succeeded);
+    let saved = w
+        .store
+        .get_sync(&w.tenant, &w.sync.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        saved.checkpoint,
+        Some(json!({"cursor": "2026-11-02T10:00:00Z"}))
+    );
+    assert_eq!(saved.active_run_id, None, "ended in the same write");
+
+    w.drive(&w.queue_run().await).await;
+    let requests = server.received_requests().await.unwrap();
+    let since: Vec<String> = requests
+        .iter()
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "since")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(since.len(), 2, "{since:?}");
+    assert_eq!(
+        since[1], "2026-11-02T09:59:00Z",
+        "the checkpoint less the lookback"
+    );
+}
