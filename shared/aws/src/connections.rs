@@ -30,7 +30,8 @@ use tributary_core::time::EpochMillis;
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK, shard};
 use crate::errors::classify;
 use crate::tenancy::{
-    ListFilter, VERSION, applied, audit_item, decode, item, key_id, n, put, rejected, s, tenant_pk,
+    Lease, ListFilter, VERSION, applied, audit_item, decode, item, key_id, n, put, rejected, s,
+    tenant_pk,
 };
 
 const CONN_SK: &str = "CONN#";
@@ -42,6 +43,10 @@ const REFRESH_DUE: &str = "refresh_due_ms";
 pub const REFRESH_SHARDS: u32 = 16;
 const LEASE_UNTIL: &str = "refresh_lease_until";
 const LEASE_HOLDER: &str = "refresh_lease_holder";
+const REFRESH_LEASE: Lease = Lease {
+    until: LEASE_UNTIL,
+    holder: LEASE_HOLDER,
+};
 const EVENT_SK: &str = "CONNEVENT#";
 /// How long connection events are kept.
 pub const EVENT_RETENTION_DAYS: i64 = 30;
@@ -276,24 +281,9 @@ impl ConnectionStore for DynamoTable {
         now_ms: EpochMillis,
         until_ms: EpochMillis,
     ) -> Result<bool, PortError> {
-        let result = self
-            .client()
-            .update_item()
-            .table_name(self.name())
-            .key(PK, s(tenant_pk(tenant)))
-            .key(SK, s(sk(id)))
-            .update_expression("SET #until = :until, #holder = :holder")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#until) OR #until < :now)",
-            )
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#holder", LEASE_HOLDER)
-            .expression_attribute_values(":until", n(until_ms))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":holder", s(holder))
-            .send()
-            .await;
-        applied(result)
+        REFRESH_LEASE
+            .take(self, tenant_pk(tenant), sk(id), holder, now_ms, until_ms)
+            .await
     }
 
     async fn swap_refreshed(
@@ -354,21 +344,9 @@ impl ConnectionStore for DynamoTable {
         id: &ConnectionId,
         holder: &str,
     ) -> Result<(), PortError> {
-        let result = self
-            .client()
-            .update_item()
-            .table_name(self.name())
-            .key(PK, s(tenant_pk(tenant)))
-            .key(SK, s(sk(id)))
-            .update_expression("REMOVE #until, #holder")
-            .condition_expression("#holder = :holder")
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#holder", LEASE_HOLDER)
-            .expression_attribute_values(":holder", s(holder))
-            .send()
-            .await;
-        // Not ours (any more): nothing to give back.
-        applied(result).map(|_| ())
+        REFRESH_LEASE
+            .release(self, tenant_pk(tenant), sk(id), holder)
+            .await
     }
 
     async fn list_connection_events(

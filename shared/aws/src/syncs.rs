@@ -39,8 +39,8 @@ use tributary_core::time::EpochMillis;
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK, shard};
 use crate::errors::classify;
 use crate::tenancy::{
-    DOC_ATTRIBUTE, ListFilter, VERSION, applied, audit_item, decode, delete, delete_request, item,
-    key_id, n, put, rejected, s, sort_key, tenant_pk,
+    DOC_ATTRIBUTE, Lease, ListFilter, VERSION, applied, audit_item, decode, delete, delete_request,
+    item, key_id, n, put, rejected, s, sort_key, tenant_pk,
 };
 
 /// The sort-key prefix of syncs.
@@ -57,6 +57,10 @@ const SHARD_PREFIX: &str = "SYNCDUE#";
 pub const SYNC_SHARDS: u32 = 16;
 const LEASE_UNTIL: &str = "run_lease_until";
 const LEASE_HOLDER: &str = "run_lease_holder";
+const RUN_LEASE: Lease = Lease {
+    until: LEASE_UNTIL,
+    holder: LEASE_HOLDER,
+};
 /// How long sync events are kept.
 pub const SYNC_EVENT_RETENTION_DAYS: i64 = 30;
 /// The attributes of a sync item that its record sets (all but the keys and the run lease).
@@ -306,24 +310,9 @@ impl SyncStore for DynamoTable {
         now_ms: EpochMillis,
         until_ms: EpochMillis,
     ) -> Result<bool, PortError> {
-        let result = self
-            .client()
-            .update_item()
-            .table_name(self.name())
-            .key(PK, s(tenant_pk(tenant)))
-            .key(SK, s(sk(id)))
-            .update_expression("SET #until = :until, #holder = :holder")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#until) OR #until < :now)",
-            )
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#holder", LEASE_HOLDER)
-            .expression_attribute_values(":until", n(until_ms))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":holder", s(holder))
-            .send()
-            .await;
-        applied(result)
+        RUN_LEASE
+            .take(self, tenant_pk(tenant), sk(id), holder, now_ms, until_ms)
+            .await
     }
 
     async fn release_sync(
@@ -332,21 +321,9 @@ impl SyncStore for DynamoTable {
         id: &SyncId,
         holder: &str,
     ) -> Result<(), PortError> {
-        let result = self
-            .client()
-            .update_item()
-            .table_name(self.name())
-            .key(PK, s(tenant_pk(tenant)))
-            .key(SK, s(sk(id)))
-            .update_expression("REMOVE #until, #holder")
-            .condition_expression("#holder = :holder")
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#holder", LEASE_HOLDER)
-            .expression_attribute_values(":holder", s(holder))
-            .send()
-            .await;
-        // Not ours (any more): nothing to give back.
-        applied(result).map(|_| ())
+        RUN_LEASE
+            .release(self, tenant_pk(tenant), sk(id), holder)
+            .await
     }
 
     async fn create_run(&self, run: &SyncRun) -> Result<(), PortError> {

@@ -845,3 +845,69 @@ impl CredentialStore for DynamoTable {
         self.query_docs(&tenant_pk(tenant), "AUDIT#", page).await
     }
 }
+
+/// A lease kept on an item as two attributes (its holder and until when), taken and given back
+/// with conditional writes: the connection's refresh lease and the sync's run lease.
+pub(crate) struct Lease {
+    /// The attribute holding the expiry (epoch ms).
+    pub until: &'static str,
+    /// The attribute holding the holder.
+    pub holder: &'static str,
+}
+
+impl Lease {
+    /// Takes the lease on item (`pk`, `sk`) for `holder` until `until_ms` if the item exists and
+    /// nobody holds it, or its holder's lease expired by `now_ms`: whether it was taken.
+    pub(crate) async fn take(
+        &self,
+        table: &DynamoTable,
+        pk: String,
+        sk: String,
+        holder: &str,
+        now_ms: EpochMillis,
+        until_ms: EpochMillis,
+    ) -> Result<bool, PortError> {
+        let result = table
+            .client()
+            .update_item()
+            .table_name(table.name())
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .update_expression("SET #until = :until, #holder = :holder")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#until) OR #until < :now)",
+            )
+            .expression_attribute_names("#until", self.until)
+            .expression_attribute_names("#holder", self.holder)
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        applied(result)
+    }
+
+    /// Gives the lease back if `holder` holds it; not holding it (any more) is not an error.
+    pub(crate) async fn release(
+        &self,
+        table: &DynamoTable,
+        pk: String,
+        sk: String,
+        holder: &str,
+    ) -> Result<(), PortError> {
+        let result = table
+            .client()
+            .update_item()
+            .table_name(table.name())
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .update_expression("REMOVE #until, #holder")
+            .condition_expression("#holder = :holder")
+            .expression_attribute_names("#until", self.until)
+            .expression_attribute_names("#holder", self.holder)
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        applied(result).map(|_| ())
+    }
+}
