@@ -1148,5 +1148,4 @@ where
 }
 
 #[cfg(test)]
-#[path = "sync_tests.rs"]
 mod tests;
