@@ -107,6 +107,10 @@ scope_rules! {
     SyncsWrite => SyncsWrite,
     /// `records:read`.
     RecordsRead => RecordsRead,
+    /// `actions:execute`.
+    ActionsExecute => ActionsExecute,
+    /// `proxy`.
+    ProxyCalls => Proxy,
 }
 
 /// Implemented for every handler whose first argument is an access rule ([`Guard`]): how the router
@@ -143,6 +147,9 @@ declared!(T1, T2, T3, T4, T5);
 declared!(T1, T2, T3, T4, T5, T6);
 declared!(T1, T2, T3, T4, T5, T6, T7);
 declared!(T1, T2, T3, T4, T5, T6, T7, T8);
+declared!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+declared!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+declared!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
 
 /// Anyone may call the operation; no credential is looked at.
 pub struct Public;

@@ -52,13 +52,15 @@ impl Config {
     pub fn provider_http(&self) -> tributary_engine::HttpConfig {
         tributary_engine::HttpConfig {
             connect_timeout: Duration::from_secs(4),
-            request_timeout: Duration::from_secs(8),
+            request_timeout: Duration::from_secs(15),
             max_attempts: 2,
-            time_budget: Duration::from_secs(12),
+            // Under API Gateway's 30 s and the function's 28 s, with room to answer.
+            time_budget: Duration::from_secs(22),
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(1),
             max_inline_wait: Duration::from_secs(2),
-            max_response_bytes: 1024 * 1024,
+            // What a Lambda response can carry back (6 MB, less the JSON around it).
+            max_response_bytes: crate::routes::proxy::MAX_RESPONSE_BYTES,
             egress: self.egress.clone(),
             ..tributary_engine::HttpConfig::default()
         }

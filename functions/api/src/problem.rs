@@ -150,6 +150,48 @@ pub enum ApiError {
         /// The catalog provider.
         provider: String,
     },
+    /// The connection cannot be used until its end user connects again.
+    #[error("connection {connection_id} needs reauthorization")]
+    NeedsReauth {
+        /// The connection.
+        connection_id: String,
+        /// Why, as recorded on the connection or answered by the provider.
+        reason: String,
+    },
+    /// The provider refused a request sent for the caller (an action's write): its status and
+    /// message are passed on.
+    #[error("{provider} refused the request with HTTP {status}")]
+    ProviderRejected {
+        /// The catalog provider.
+        provider: String,
+        /// The provider's HTTP status.
+        status: u16,
+        /// The provider's message, when its spec says where it is.
+        message: Option<String>,
+    },
+    /// The provider's rate limit refused a request sent for the caller.
+    #[error("{provider} rate limited the request")]
+    ProviderRateLimited {
+        /// The catalog provider.
+        provider: String,
+        /// Seconds the provider asked to wait (at least 1).
+        retry_after_secs: u64,
+    },
+    /// The provider failed, could not be reached, or answered unusably, for a request sent for
+    /// the caller.
+    #[error("{provider} failed: {detail}")]
+    ProviderFailed {
+        /// The catalog provider.
+        provider: String,
+        /// What happened, without secrets.
+        detail: String,
+    },
+    /// The provider did not answer in time.
+    #[error("{provider} timed out")]
+    ProviderTimeout {
+        /// The catalog provider.
+        provider: String,
+    },
     /// A dependency is down; retry later. The cause is logged, not returned.
     #[error("service unavailable")]
     Unavailable,
@@ -177,6 +219,11 @@ impl ApiError {
             ApiError::RateLimited { .. } => 429,
             ApiError::CredentialsRejected { .. } => 400,
             ApiError::ProviderUnavailable { .. } => 502,
+            ApiError::NeedsReauth { .. } => 409,
+            ApiError::ProviderRejected { .. } => 422,
+            ApiError::ProviderRateLimited { .. } => 429,
+            ApiError::ProviderFailed { .. } => 502,
+            ApiError::ProviderTimeout { .. } => 504,
             ApiError::Unavailable => 503,
             ApiError::Internal => 500,
         }
@@ -202,6 +249,11 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::CredentialsRejected { .. } => "credentials_rejected",
             ApiError::ProviderUnavailable { .. } => "provider_unavailable",
+            ApiError::NeedsReauth { .. } => "needs_reauth",
+            ApiError::ProviderRejected { .. } => "provider_rejected",
+            ApiError::ProviderRateLimited { .. } => "provider_rate_limited",
+            ApiError::ProviderFailed { .. } => "provider_error",
+            ApiError::ProviderTimeout { .. } => "provider_timeout",
             ApiError::Unavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
         }
@@ -223,7 +275,13 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported Media Type",
             ApiError::RateLimited { .. } => "Too Many Requests",
             ApiError::CredentialsRejected { .. } => "Bad Request",
-            ApiError::ProviderUnavailable { .. } => "Bad Gateway",
+            ApiError::ProviderUnavailable { .. } | ApiError::ProviderFailed { .. } => {
+                "Bad Gateway"
+            }
+            ApiError::NeedsReauth { .. } => "Conflict",
+            ApiError::ProviderRejected { .. } => "Unprocessable Content",
+            ApiError::ProviderRateLimited { .. } => "Too Many Requests",
+            ApiError::ProviderTimeout { .. } => "Gateway Timeout",
             ApiError::Unavailable => "Service Unavailable",
             ApiError::Internal => "Internal Server Error",
         }
@@ -275,6 +333,27 @@ impl ApiError {
             ApiError::ProviderUnavailable { provider } => format!(
                 "{provider} did not answer usably (a timeout, a rate limit or a server error), so the credentials could not be checked and nothing was saved. Retry later."
             ),
+            ApiError::NeedsReauth { connection_id, reason } => format!(
+                "Connection `{connection_id}` needs its end user to connect again ({}). Start a reconnect session for it (POST /v1/connect/sessions with `connection_id`), then retry.",
+                truncate(reason, 300)
+            ),
+            ApiError::ProviderRejected { provider, status, message } => format!(
+                "{provider} refused the request (HTTP {status}){}. Check the input against {provider}'s documentation; retrying the same request will not help.",
+                message
+                    .as_deref()
+                    .map(|m| format!(": {}", truncate(m, 300)))
+                    .unwrap_or_default()
+            ),
+            ApiError::ProviderRateLimited { provider, retry_after_secs } => format!(
+                "{provider}'s rate limit refused the request; nothing was done. Retry after {retry_after_secs} seconds."
+            ),
+            ApiError::ProviderFailed { provider, detail } => format!(
+                "{provider} did not answer usably: {}. Retry later; a write that supports idempotency keys is safe to retry with the same Idempotency-Key.",
+                truncate(detail, 300)
+            ),
+            ApiError::ProviderTimeout { provider } => format!(
+                "{provider} did not answer in time. The request may or may not have taken effect there: retry with the same Idempotency-Key, or check before retrying."
+            ),
             ApiError::Unavailable => {
                 "A dependency is temporarily unavailable. Retry with backoff.".to_owned()
             }
@@ -299,7 +378,10 @@ impl ApiError {
                 _ => Vec::new(),
             },
             retry_after: match self {
-                ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                ApiError::RateLimited { retry_after_secs }
+                | ApiError::ProviderRateLimited {
+                    retry_after_secs, ..
+                } => Some(*retry_after_secs),
                 _ => None,
             },
         }

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use serde::de::DeserializeOwned;
 use tributary_core::ids::{
+    ActionRunId,
     ApiKeyId, ConnectionId, IntegrationId, InvalidId, IssuerId, SyncId, SyncRunId, TenantId,
 };
 
@@ -168,6 +169,10 @@ impl PathId for SyncId {
 
 impl PathId for SyncRunId {
     const NAME: &'static str = "run_id";
+}
+
+impl PathId for ActionRunId {
+    const NAME: &'static str = "action_run_id";
 }
 
 /// A path id, validated against its format before any store access. It is read from the path as

@@ -94,6 +94,12 @@ impl<St: Clone + Send + Sync + 'static> Api<St> {
         let method_router = methods.iter().fold(MethodRouter::new(), |router, method| {
             router.on(method.to_method_filter(), handler.clone())
         });
+        // A last parameter named `proxy_path` takes the rest of the path, slashes included
+        // (OpenAPI has no such parameter: it is documented as one string).
+        let path = match path.strip_suffix("{proxy_path}") {
+            Some(prefix) => format!("{prefix}{{*proxy_path}}"),
+            None => path,
+        };
         self.router = self.router.route(&path, method_router);
         #[cfg(test)]
         self.documentation

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
-    CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyStore,
+    ActionStore, CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyStore,
     IntegrationStore, JobQueue, QueueStats, RateCounter, SyncStore, TenantStore,
 };
 use tributary_core::records::RecordStore;
@@ -33,6 +33,7 @@ pub trait ControlStore:
     + RateCounter
     + SyncStore
     + RecordStore
+    + ActionStore
     + 'static
 {
 }
@@ -47,6 +48,7 @@ impl<T> ControlStore for T where
         + RateCounter
         + SyncStore
         + RecordStore
+        + ActionStore
         + 'static
 {
 }

@@ -45,8 +45,9 @@ pub use tributary_testing::keyring;
 /// A Stripe key the mock provider accepts.
 pub const GOOD_KEY: &str = "sk_test_good4242";
 
-/// A local Stripe (the catalog's documented verification request, `GET /v1/balance`) that accepts
-/// [`GOOD_KEY`] and refuses any other key with Stripe's 401 body; and the settings that point the
+/// A local Stripe (the catalog's documented verification request, `GET /v1/balance`, and
+/// `POST /v1/customers`) that accepts [`GOOD_KEY`] and refuses any other key with Stripe's 401
+/// body on the balance; and the settings that point the
 /// API's `stripe` at it, through the deployment-only origin override and a loopback allowlist.
 pub async fn stripe_mock() -> (wiremock::MockServer, Config) {
     use wiremock::matchers::{header, method, path};
@@ -70,6 +71,18 @@ pub async fn stripe_mock() -> (wiremock::MockServer, Config) {
             "error": {"message": "Invalid API Key provided: sk_test_****", "type": "invalid_request_error"}
         })))
         .with_priority(2)
+        .mount(&server)
+        .await;
+    // Stripe's `POST /v1/customers` (the `create_customer` action), for the good key only.
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header(
+            "authorization",
+            format!("Bearer {GOOD_KEY}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "cus_NffrFeUfNV2Hib", "object": "customer", "email": "ada@example.com"
+        })))
         .mount(&server)
         .await;
     let mut settings = config();

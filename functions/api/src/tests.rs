@@ -169,9 +169,23 @@ fn operations(
         connection,
         sync,
         run,
+        action_run,
         ..
     } = seeded;
     vec![
+        (
+            "POST",
+            format!("/v1/connections/{connection}/actions/create_customer"),
+            Some(json!({"email": "ada@example.com"})),
+            "actions:execute",
+        ),
+        (
+            "GET",
+            format!("/v1/action-runs/{action_run}"),
+            None,
+            "actions:execute",
+        ),
+        ("GET", "/v1/proxy/balance".into(), None, "proxy"),
         ("GET", "/v1/syncs".into(), None, "syncs:read"),
         (
             "POST",
@@ -355,6 +369,17 @@ struct Seeded {
     sync: String,
     /// A run of the sync, queued.
     run: String,
+    /// An action run of the connection (Stripe `create_customer`), queued.
+    action_run: String,
+}
+
+/// A proxied request names its connection in a header: the seeded one.
+fn with_connection(req: Req, path: &str, seeded: &Seeded) -> Req {
+    if path.starts_with("/v1/proxy/") {
+        req.header("connection-id", &seeded.connection)
+    } else {
+        req
+    }
 }
 
 /// The record [`seed`] stores in its sync's feed.
@@ -455,6 +480,20 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
     )
     .await;
     assert_eq!(run.status, 202, "{:?}", run.body);
+    let action_run = call(
+        d,
+        as_tenant(
+            Req::new(
+                "POST",
+                &format!("/v1/connections/{connection}/actions/create_customer"),
+            ),
+            t,
+        )
+        .header("prefer", "respond-async")
+        .json(json!({"email": "ada@example.com"})),
+    )
+    .await;
+    assert_eq!(action_run.status, 202, "{:?}", action_run.body);
     let feed = tributary_core::records::FeedKey {
         tenant_id: t.clone(),
         connection_id: connection.parse().unwrap(),
@@ -476,6 +515,7 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
             spare_connection,
             sync,
             run: run.body["id"].as_str().unwrap().to_owned(),
+            action_run: action_run.body["id"].as_str().unwrap().to_owned(),
         },
     )
 }
@@ -511,7 +551,11 @@ async fn scope_matrix_every_route_refuses_without_its_scope_and_serves_with_it()
     for (method, path, body, scope) in operations(&t, &key, &issuer, &seeded) {
         // Every scope but the required one (admin holds everything, so it is never in the set).
         let others: Vec<&str> = ALL.split(' ').filter(|s| *s != scope).collect();
-        let mut without = Req::new(method, &path).auth("key_x", t.as_str(), &others.join(" "));
+        let mut without = with_connection(
+            Req::new(method, &path).auth("key_x", t.as_str(), &others.join(" ")),
+            &path,
+            &seeded,
+        );
         if let Some(b) = &body {
             without = without.json(b.clone());
         }
@@ -529,7 +573,11 @@ async fn scope_matrix_every_route_refuses_without_its_scope_and_serves_with_it()
         let mut with = if scope == "admin" {
             admin(Req::new(method, &path))
         } else {
-            Req::new(method, &path).auth("key_x", t.as_str(), scope)
+            with_connection(
+                Req::new(method, &path).auth("key_x", t.as_str(), scope),
+                &path,
+                &seeded,
+            )
         };
         if let Some(b) = &body {
             with = with.json(b.clone());
@@ -566,8 +614,10 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         connection: connection_a,
         sync: sync_a,
         run: run_a,
+        action_run: action_run_a,
         ..
     } = seeded_a;
+    let random_action_run = tributary_core::ids::ActionRunId::generate().to_string();
     let random_connection = tributary_core::ids::ConnectionId::generate().to_string();
     let random_sync = tributary_core::ids::SyncId::generate().to_string();
     let random_run = tributary_core::ids::SyncRunId::generate().to_string();
@@ -672,12 +722,31 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
             format!("/v1/records?connection_id={random_connection}&model=customers"),
         ),
         (
+            "POST",
+            format!("/v1/connections/{connection_a}/actions/create_customer"),
+            format!("/v1/connections/{random_connection}/actions/create_customer"),
+        ),
+        (
+            "GET",
+            format!("/v1/action-runs/{action_run_a}"),
+            format!("/v1/action-runs/{random_action_run}"),
+        ),
+        (
+            "GET",
+            format!("/v1/proxy/balance#{connection_a}"),
+            format!("/v1/proxy/balance#{random_connection}"),
+        ),
+        (
             "GET",
             format!("/v1/records/customers/{SEEDED_RECORD}?connection_id={connection_a}"),
             format!("/v1/records/customers/{SEEDED_RECORD}?connection_id={random_connection}"),
         ),
     ] {
         let request = |path: &str| {
+            // A proxied request names its connection in a header (after `#` here).
+            if let Some((path, connection)) = path.split_once('#') {
+                return as_tenant(Req::new(method, path), &b).header("connection-id", connection);
+            }
             let req = as_tenant(Req::new(method, path), &b);
             if method == "PATCH" && path.contains("/connections/") {
                 req.json(json!({"tags": {"plan": "pro"}}))
@@ -687,6 +756,8 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
                 req.json(json!({"enabled": false}))
             } else if method == "POST" && path.ends_with("/runs") {
                 req.json(json!({"reset_checkpoint": true}))
+            } else if path.contains("/actions/") {
+                req.json(json!({"email": "ada@example.com"}))
             } else {
                 req
             }
@@ -777,7 +848,20 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
     .await;
     assert_eq!(res.body["state"], "queued");
     assert_eq!(res.body["cancel_requested"], false);
-    assert_eq!(d.jobs.sent().len(), 1, "A's one run, nothing for B");
+    assert_eq!(
+        d.jobs.sent().len(),
+        2,
+        "A's sync run and action run, nothing for B"
+    );
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new("GET", &format!("/v1/action-runs/{action_run_a}")),
+            &a,
+        ),
+    )
+    .await;
+    assert_eq!(res.body["state"], "queued", "B's tries left A's action run as it was");
     let res = call(
         &d,
         as_tenant(
@@ -1593,7 +1677,7 @@ async fn every_route_answers_an_opaque_problem_when_the_store_fails() {
         let mut req = if scope == "admin" {
             admin(Req::new(method, &path))
         } else {
-            as_tenant(Req::new(method, &path), &t)
+            with_connection(as_tenant(Req::new(method, &path), &t), &path, &seeded)
         };
         if let Some(b) = body {
             req = req.json(b);
@@ -1633,6 +1717,9 @@ fn concrete(path: &str) -> String {
             "{connection_id}" => tributary_core::ids::ConnectionId::generate().to_string(),
             "{sync_id}" => tributary_core::ids::SyncId::generate().to_string(),
             "{run_id}" => tributary_core::ids::SyncRunId::generate().to_string(),
+            "{action_run_id}" => tributary_core::ids::ActionRunId::generate().to_string(),
+            "{action}" => "create_customer".to_owned(),
+            "{proxy_path}" => "balance".to_owned(),
             "{model}" => "customers".to_owned(),
             "{record_id}" => "cus_1".to_owned(),
             "{token}" => tributary_core::connect::new_token("cst_"),

@@ -14,7 +14,7 @@ use tributary_core::canary::CanaryObservation;
 use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{
-    CanaryStore, ConnectionStore, IntegrationStore, JobLedger, JobQueue, SyncStore,
+    ActionStore, CanaryStore, ConnectionStore, IntegrationStore, JobLedger, JobQueue, SyncStore,
 };
 use tributary_core::records::RecordStore;
 use tributary_core::refresh::{IdleRefresh, RefreshError, Refresher};
@@ -69,6 +69,9 @@ enum JobError {
     /// A sync job that may work later.
     #[error(transparent)]
     Sync(#[from] SyncJobError),
+    /// An action job that may work later.
+    #[error(transparent)]
+    Action(#[from] crate::action::ActionJobError),
 }
 
 /// Handles one SQS batch and reports which messages failed.
@@ -81,7 +84,7 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore + SyncStore,
+    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore,
     R: RecordStore,
 {
     let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
@@ -125,7 +128,7 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore + SyncStore,
+    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore,
     R: RecordStore,
 {
     let job = JobEnvelope::parse(message.body.as_deref().unwrap_or_default())?;
@@ -186,6 +189,19 @@ where
                 sync_id,
                 run_id,
                 *continuation,
+            )
+            .await?
+        }
+        JobKind::ActionRun {
+            tenant_id,
+            action_run_id,
+        } => {
+            crate::action::execute(
+                &deps.syncing,
+                &deps.queue,
+                &*deps.clock,
+                tenant_id,
+                action_run_id,
             )
             .await?
         }
@@ -278,7 +294,11 @@ fn retry_delay(err: &JobError, receive_count: u32) -> Duration {
         JobError::Envelope(_) => Duration::ZERO,
         // Another invocation runs this sync: try again once it has had time to stop.
         JobError::Sync(SyncJobError::Busy) => Duration::from_secs(30),
-        JobError::Port(_) | JobError::Refresh(_) | JobError::Sync(_) => {
+        // An attempt in progress: come back once its lease may have run out.
+        JobError::Action(crate::action::ActionJobError::Busy) => {
+            Duration::from_millis(crate::action::ATTEMPT_LEASE_MS.unsigned_abs())
+        }
+        JobError::Port(_) | JobError::Refresh(_) | JobError::Sync(_) | JobError::Action(_) => {
             let exp = receive_count.saturating_sub(1).min(10);
             Duration::from_secs((5u64 << exp).min(900))
         }

@@ -2,6 +2,7 @@
 //! configuration. The binary in `main.rs` only wires these modules to AWS; the sync benchmark
 //! (`benches/sync.rs`) drives the same handler against moto.
 
+pub mod action;
 pub mod config;
 pub mod handler;
 pub mod sync;

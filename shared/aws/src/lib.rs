@@ -2,6 +2,7 @@
 //! platform secrets. Clients are built once per execution environment from [`sdk::config`], which honours
 //! `AWS_ENDPOINT_URL`, so the same code runs against AWS and the local emulator.
 
+pub mod actions;
 pub mod backoff;
 pub mod connect;
 pub mod connections;

@@ -152,6 +152,12 @@ prefixed_id!(
     "sync run"
 );
 prefixed_id!(
+    /// One asynchronous execution of an action.
+    ActionRunId,
+    "arun",
+    "action run"
+);
+prefixed_id!(
     /// An audit event.
     AuditEventId,
     "evt",

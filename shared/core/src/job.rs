@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConnectionId, JobId, SyncId, SyncRunId, TenantId};
+use crate::ids::{ActionRunId, ConnectionId, JobId, SyncId, SyncRunId, TenantId};
 use crate::time::EpochMillis;
 
 /// The envelope format version this build writes and understands.
@@ -61,6 +61,14 @@ pub enum JobKind {
         /// 0 for the first invocation, then one more for each continuation.
         continuation: u32,
     },
+    /// Attempt an action run: enqueued by the API (`Prefer: respond-async`), and by the run itself
+    /// after an attempt that failed for now.
+    ActionRun {
+        /// The run's tenant.
+        tenant_id: TenantId,
+        /// The run.
+        action_run_id: ActionRunId,
+    },
     /// Remove a deleted sync's records and feed in batches, then the sync itself.
     PurgeSync {
         /// The sync's tenant.
@@ -78,6 +86,7 @@ impl JobKind {
             JobKind::RefreshConnection { .. } => "refresh_connection",
             JobKind::ScheduledSync { .. } => "scheduled_sync",
             JobKind::SyncRun { .. } => "sync_run",
+            JobKind::ActionRun { .. } => "action_run",
             JobKind::PurgeSync { .. } => "purge_sync",
         }
     }

@@ -3,6 +3,7 @@
 //! depends on an AWS SDK crate (the adapters live in `tributary-aws`) or speaks HTTP (the API's
 //! problem documents and cursors live in `functions/api`).
 
+pub mod action;
 pub mod apikey;
 pub mod auth;
 pub mod canary;

@@ -11,9 +11,11 @@ use serde::Serialize;
 
 use crate::canary::CanaryObservation;
 use crate::connect::{ConnectSession, OAuthFlow};
+use crate::action::{ActionEvent, ActionRun};
 use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use crate::error::PortError;
 use crate::ids::{
+    ActionRunId,
     ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, SyncId, SyncRunId, TenantId,
 };
 use crate::integration::Integration;
@@ -546,6 +548,36 @@ pub trait SyncStore: Send + Sync {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<SyncEvent>, PortError>> + Send;
+}
+
+/// Stores action runs and their completion events.
+pub trait ActionStore: Send + Sync {
+    /// Stores a new run.
+    fn create_action_run(
+        &self,
+        run: &ActionRun,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's run.
+    fn get_action_run(
+        &self,
+        tenant: &TenantId,
+        id: &ActionRunId,
+    ) -> impl Future<Output = Result<Option<ActionRun>, PortError>> + Send;
+    /// Replaces the run whose stored version is `expected_version`, with the completion `event`
+    /// when it ends (in one write); `false` when it does not exist, [`PortError::Conflict`] when
+    /// another write changed it since it was read.
+    fn update_action_run(
+        &self,
+        run: &ActionRun,
+        expected_version: u64,
+        event: Option<&ActionEvent>,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// The tenant's action events, oldest first.
+    fn list_action_events(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<ActionEvent>, PortError>> + Send;
 }
 
 /// A sync whose next run is due.

@@ -156,6 +156,7 @@ impl<'a> Bound<'a> {
             credentials: Some(self.credentials),
             input,
             cursor,
+            idempotency_key: None,
         }
     }
 

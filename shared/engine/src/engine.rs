@@ -86,7 +86,7 @@ impl Engine {
         }
     }
 
-    /// Runs `action` with `input`.
+    /// Runs `action` with `input` (with a fresh idempotency key, for actions that send one).
     pub async fn action(
         &self,
         spec: &ProviderSpec,
@@ -94,12 +94,27 @@ impl Engine {
         conn: &Connection,
         input: &Value,
     ) -> Result<Value, EngineError> {
+        let key = format!("tributary-{}", tributary_core::ids::JobId::generate());
+        self.action_with_key(spec, action, conn, input, Some(&key))
+            .await
+    }
+
+    /// Runs `action` with `input`, sending `idempotency_key` where the action's headers use it:
+    /// the same key for every attempt of one request, so the provider writes once.
+    pub async fn action_with_key(
+        &self,
+        spec: &ProviderSpec,
+        action: &str,
+        conn: &Connection,
+        input: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, EngineError> {
         let a = spec.action(action).ok_or_else(|| EngineError::Spec {
             spec: spec.id.clone(),
             message: format!("no action `{action}`"),
         })?;
         let bound = Bound::new(spec, conn)?;
-        crate::action::run_action(&self.client, &bound, a, input).await
+        crate::action::run_action(&self.client, &bound, a, input, idempotency_key).await
     }
 
     /// Sends the spec's verification request; `Ok` when the credentials work.

@@ -6,6 +6,8 @@
 //! - `credentials.NAME` — credentials (secret; only ever rendered into outgoing requests);
 //! - `input.PATH` — the action input (a selector such as `input.address.city`);
 //! - `cursor` — the incremental cursor (after lookback);
+//! - `idempotency_key` — an action's idempotency key, the same for every attempt of one request
+//!   (for providers that deduplicate writes, e.g. Stripe's `Idempotency-Key`);
 //! - a bare `NAME` — shorthand for `config.NAME`, else `credentials.NAME`.
 //!
 //! `{{` and `}}` stand for literal braces.
@@ -54,6 +56,8 @@ pub enum Var {
     Input(Selector),
     /// `cursor`.
     Cursor,
+    /// `idempotency_key`.
+    IdempotencyKey,
 }
 
 impl fmt::Display for Var {
@@ -64,6 +68,7 @@ impl fmt::Display for Var {
             Var::Either(n) => write!(f, "{n}"),
             Var::Input(s) => write!(f, "input.{s}"),
             Var::Cursor => write!(f, "cursor"),
+            Var::IdempotencyKey => write!(f, "idempotency_key"),
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct Context<'a> {
     pub input: Option<&'a Value>,
     /// Incremental cursor.
     pub cursor: Option<&'a str>,
+    /// An action's idempotency key.
+    pub idempotency_key: Option<&'a str>,
 }
 
 impl fmt::Debug for Context<'_> {
@@ -103,6 +110,7 @@ impl fmt::Debug for Context<'_> {
             )
             .field("input", &self.input)
             .field("cursor", &self.cursor)
+            .field("idempotency_key", &self.idempotency_key)
             .finish()
     }
 }
@@ -231,6 +239,7 @@ fn parse_var(name: &str) -> Result<Var, TemplateError> {
     };
     match (scope, rest) {
         ("cursor", None) => Ok(Var::Cursor),
+        ("idempotency_key", None) => Ok(Var::IdempotencyKey),
         ("config", Some(r)) if !r.is_empty() => Ok(Var::Config(r.to_owned())),
         ("credentials", Some(r)) if !r.is_empty() => Ok(Var::Credential(r.to_owned())),
         ("input", Some(r)) => Selector::parse(r)
@@ -264,6 +273,7 @@ fn lookup<'a>(var: &Var, ctx: &Context<'a>) -> Result<Resolved<'a>, TemplateErro
             .map(Resolved::Json)
             .ok_or_else(missing),
         Var::Cursor => ctx.cursor.map(Resolved::Text).ok_or_else(missing),
+        Var::IdempotencyKey => ctx.idempotency_key.map(Resolved::Text).ok_or_else(missing),
     }
 }
 
@@ -313,6 +323,7 @@ mod tests {
             credentials: Some(creds),
             input,
             cursor: Some("2024-01-01T00:00:00Z"),
+            idempotency_key: None,
         }
     }
 

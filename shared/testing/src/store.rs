@@ -85,6 +85,11 @@ const METHODS: &[&str] = &[
     "abandon",
     // RateCounter
     "add",
+    // ActionStore
+    "create_action_run",
+    "get_action_run",
+    "update_action_run",
+    "list_action_events",
     // SyncStore
     "create_sync",
     "get_sync",
@@ -167,6 +172,8 @@ struct Tables {
     rates: HashMap<(String, i64), u64>,
     /// Syncs, runs, leases, events and the records table (`store/syncs.rs`).
     syncs: syncs::SyncTables,
+    /// Action runs and their events (`store/actions.rs`).
+    actions: actions::ActionTables,
 }
 
 /// What a tenant's partition holds, in sort-key order (what the adapter's purge walks).
@@ -179,6 +186,8 @@ enum Owned {
     Connection(String),
     /// A sync, with its (connection, model) claim and its runs (as the adapter removes them).
     Sync(String),
+    /// An action run.
+    ActionRun(String),
     IssuerCount,
 }
 
@@ -218,6 +227,12 @@ impl Tables {
         }
         for id in self.syncs.ids_of(tenant) {
             items.insert(format!("SYNC#{id}"), Owned::Sync(id));
+        }
+        for id in self.actions.ids_of(tenant) {
+            items.insert(
+                format!("{}{id}", actions::ACTION_RUN_SK),
+                Owned::ActionRun(id),
+            );
         }
         if self.issuer_counters.contains(tenant) {
             items.insert(ISSUER_COUNT_SK.to_owned(), Owned::IssuerCount);
@@ -653,6 +668,7 @@ impl TenantStore for MemStore {
                         t.connections.remove(&connection);
                     }
                     Owned::Sync(sync) => t.syncs.remove(&sync),
+                    Owned::ActionRun(run) => t.actions.remove(&run),
                     Owned::IssuerCount => {
                         t.issuer_counters.remove(id);
                     }
@@ -1345,6 +1361,7 @@ impl RateCounter for MemStore {
     }
 }
 
+mod actions;
 mod syncs;
 #[cfg(test)]
 mod tests;

@@ -655,7 +655,7 @@ pub async fn list<S: ControlStore>(
     Ok(Json(page_of(found, ConnectionOut::from)))
 }
 
-async fn load<S: ControlStore>(
+pub(crate) async fn load<S: ControlStore>(
     store: &S,
     tenant: &TenantId,
     id: &ConnectionId,

@@ -1,5 +1,6 @@
 //! The API's operations, one module per resource, each with its `router()`, merged here.
 
+pub mod actions;
 pub mod audit;
 pub mod connect;
 pub mod connections;
@@ -9,6 +10,8 @@ pub mod integrations;
 pub mod issuers;
 pub mod keys;
 pub mod me;
+pub mod provider_call;
+pub mod proxy;
 pub mod records;
 pub mod syncs;
 pub mod tenants;
@@ -34,6 +37,8 @@ pub fn api<S: ControlStore, Q: JobsQueue>() -> Api<AppState<S, Q>> {
         .merge(connect::router())
         .merge(syncs::router())
         .merge(records::router())
+        .merge(actions::router())
+        .merge(proxy::router())
 }
 
 /// Whether a filtered list has any item: pages are read until one holds an item or none follows

@@ -177,6 +177,43 @@ async fn stripe_create_refund_posts_the_charge_and_amount() {
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
+/// Stripe deduplicates a POST by its `Idempotency-Key`: an action sends the key it is given, the
+/// same on the engine's retry of an outage, so the provider writes once.
+#[tokio::test]
+async fn stripe_actions_send_the_given_idempotency_key_on_every_attempt() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("idempotency-key", "tributary-key-1"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("idempotency-key", "tributary-key-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "cus_1"})))
+        .mount(&server)
+        .await;
+    let out = engine()
+        .action_with_key(
+            &spec("stripe"),
+            "create_customer",
+            &mocked(&server, "/v1", &[], &creds()),
+            &json!({"email": "ada@example.com"}),
+            Some("tributary-key-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["id"], "cus_1");
+    let sent = server.received_requests().await.unwrap();
+    assert_eq!(sent.len(), 2, "the outage was retried");
+    assert!(
+        sent.iter()
+            .all(|r| r.headers.get("idempotency-key").unwrap() == "tributary-key-1")
+    );
+}
+
 #[tokio::test]
 async fn stripe_verifies_on_the_balance() {
     let server = MockServer::start().await;

@@ -1,0 +1,120 @@
+//! Action runs and their completion events in the control table:
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | action run | `TENANT#<tenant id>` | `ACTIONRUN#<run id>` |
+//! | action event | `TENANT#<tenant id>` | `ACTIONEVENT#<event id>` |
+//!
+//! A run keeps its record as JSON in `doc` beside the `version` every update checks. An ended run
+//! and an event expire after [`ACTION_RETENTION_DAYS`]; a run's completion and its event are one
+//! transaction, so an event is never recorded for a write that lost, nor lost for one that won.
+//! Everything is under the tenant's partition, so a tenant's deletion removes it with the rest.
+
+use tributary_core::PortError;
+use tributary_core::action::{ActionEvent, ActionRun};
+use tributary_core::error::Service;
+use tributary_core::ids::{ActionRunId, TenantId};
+use tributary_core::pagination::{Page, PageRequest};
+use tributary_core::ports::ActionStore;
+
+use crate::dynamo::{DynamoTable, EXPIRES_AT, Item};
+use crate::tenancy::{VERSION, item, n, put, tenant_pk};
+
+const RUN_SK: &str = "ACTIONRUN#";
+const EVENT_SK: &str = "ACTIONEVENT#";
+
+/// How long an ended run and an action event are kept.
+pub const ACTION_RETENTION_DAYS: i64 = 30;
+
+fn sk(id: &ActionRunId) -> String {
+    format!("{RUN_SK}{id}")
+}
+
+fn run_item(run: &ActionRun) -> Result<Item, PortError> {
+    let mut it = item(tenant_pk(&run.tenant_id), sk(&run.id), run)?;
+    it.insert(VERSION.to_owned(), n(run.version));
+    if let Some(done) = run.completed_at_ms {
+        it.insert(
+            EXPIRES_AT.to_owned(),
+            n(done / 1000 + ACTION_RETENTION_DAYS * 86_400),
+        );
+    }
+    Ok(it)
+}
+
+fn event_item(e: &ActionEvent) -> Result<Item, PortError> {
+    let mut it = item(tenant_pk(&e.tenant_id), format!("{EVENT_SK}{}", e.id), e)?;
+    it.insert(
+        EXPIRES_AT.to_owned(),
+        n(e.at_ms / 1000 + ACTION_RETENTION_DAYS * 86_400),
+    );
+    Ok(it)
+}
+
+fn conflict(operation: &'static str) -> PortError {
+    PortError::Conflict {
+        service: Service::Store,
+        operation,
+    }
+}
+
+impl ActionStore for DynamoTable {
+    async fn create_action_run(&self, run: &ActionRun) -> Result<(), PortError> {
+        if self
+            .put_conditional(run_item(run)?, "attribute_not_exists(pk)")
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(conflict("PutItem"))
+        }
+    }
+
+    async fn get_action_run(
+        &self,
+        tenant: &TenantId,
+        id: &ActionRunId,
+    ) -> Result<Option<ActionRun>, PortError> {
+        let found: Option<ActionRun> = self.get_doc(&tenant_pk(tenant), &sk(id)).await?;
+        Ok(found.filter(|r| r.tenant_id == *tenant && r.id == *id))
+    }
+
+    async fn update_action_run(
+        &self,
+        run: &ActionRun,
+        expected_version: u64,
+        event: Option<&ActionEvent>,
+    ) -> Result<bool, PortError> {
+        let written = match event {
+            None => {
+                self.put_if(run_item(run)?, "version = :v", Some(n(expected_version)))
+                    .await?
+            }
+            Some(event) => {
+                let mut guarded = put(self.name(), run_item(run)?, Some("version = :v"))?;
+                if let Some(p) = guarded.put.as_mut() {
+                    p.expression_attribute_values
+                        .get_or_insert_with(Default::default)
+                        .insert(":v".into(), n(expected_version));
+                }
+                let items = vec![guarded, put(self.name(), event_item(event)?, None)?];
+                self.transact_checked(items).await?.is_ok()
+            }
+        };
+        if written {
+            return Ok(true);
+        }
+        match self.get(&tenant_pk(&run.tenant_id), &sk(&run.id)).await? {
+            Some(_) => Err(conflict("PutItem")),
+            None => Ok(false),
+        }
+    }
+
+    async fn list_action_events(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<ActionEvent>, PortError> {
+        self.query_docs(&tenant_pk(tenant), EVENT_SK, page).await
+    }
+}
