@@ -275,9 +275,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported Media Type",
             ApiError::RateLimited { .. } => "Too Many Requests",
             ApiError::CredentialsRejected { .. } => "Bad Request",
-            ApiError::ProviderUnavailable { .. } | ApiError::ProviderFailed { .. } => {
-                "Bad Gateway"
-            }
+            ApiError::ProviderUnavailable { .. } | ApiError::ProviderFailed { .. } => "Bad Gateway",
             ApiError::NeedsReauth { .. } => "Conflict",
             ApiError::ProviderRejected { .. } => "Unprocessable Content",
             ApiError::ProviderRateLimited { .. } => "Too Many Requests",

@@ -12,8 +12,8 @@ use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use serde::de::DeserializeOwned;
 use tributary_core::ids::{
-    ActionRunId,
-    ApiKeyId, ConnectionId, IntegrationId, InvalidId, IssuerId, SyncId, SyncRunId, TenantId,
+    ActionRunId, ApiKeyId, ConnectionId, IntegrationId, InvalidId, IssuerId, SyncId, SyncRunId,
+    TenantId,
 };
 
 use crate::problem::{ApiError, FieldError};

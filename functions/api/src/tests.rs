@@ -12,9 +12,11 @@ use tributary_core::tenancy::{Tenant, TenantStatus};
 
 use crate::testing::{MemStore, NOW, Req, call, deps};
 
+mod actions;
 mod connect;
 mod connections;
 mod integrations;
+mod proxy;
 mod records;
 mod refresh;
 mod revoke;
@@ -861,7 +863,10 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         ),
     )
     .await;
-    assert_eq!(res.body["state"], "queued", "B's tries left A's action run as it was");
+    assert_eq!(
+        res.body["state"], "queued",
+        "B's tries left A's action run as it was"
+    );
     let res = call(
         &d,
         as_tenant(

@@ -449,6 +449,22 @@ impl MemStore {
             .insert(c.id.to_string(), c.clone());
     }
 
+    /// Changes a stored connection; `false` (and nothing changed) when it does not exist.
+    #[must_use]
+    pub fn edit_connection(&self, id: &ConnectionId, f: impl FnOnce(&mut Connection)) -> bool {
+        self.tables()
+            .connections
+            .get_mut(id.as_str())
+            .map(f)
+            .is_some()
+    }
+
+    /// Forgets every idempotency key, as if the requests that claimed them had never been
+    /// recorded (a function that stopped before its answer was stored).
+    pub fn forget_idempotency(&self) {
+        self.tables().idempotency.clear();
+    }
+
     /// Changes a stored tenant; `false` (and nothing changed) when it does not exist.
     #[must_use]
     pub fn edit_tenant(&self, id: &TenantId, f: impl FnOnce(&mut Tenant)) -> bool {

@@ -168,10 +168,7 @@ fn prefers_async(headers: &HeaderMap) -> bool {
 /// caller's `Idempotency-Key` (scoped like the API's own replay), so a retry sends the same key;
 /// fresh without one.
 fn provider_key(caller: &TenantCaller<ActionsExecute>, headers: &HeaderMap) -> String {
-    match headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         Some(key) => {
             let mut h = Sha256::new();
             for part in [caller.tenant.as_str(), &caller.principal.principal, key] {
@@ -230,7 +227,8 @@ pub async fn run<S: ControlStore, Q: JobsQueue>(
             limit: MAX_INPUT_BYTES,
         });
     }
-    let connection = crate::routes::connections::load(&*store, &caller.tenant, &connection_id).await?;
+    let connection =
+        crate::routes::connections::load(&*store, &caller.tenant, &connection_id).await?;
     let spec = provider_of(&connection)?;
     let action = spec
         .action(&name)
@@ -353,9 +351,10 @@ async fn queue<S: ControlStore, Q: JobsQueue>(
         body: ActionRunOut::from(run),
     }
     .into_response();
-    response
-        .headers_mut()
-        .insert(PREFERENCE_APPLIED, HeaderValue::from_static("respond-async"));
+    response.headers_mut().insert(
+        PREFERENCE_APPLIED,
+        HeaderValue::from_static("respond-async"),
+    );
     Ok(response)
 }
 
@@ -394,7 +393,10 @@ mod tests {
     fn prefer_respond_async_is_found_among_preferences() {
         let mut h = HeaderMap::new();
         assert!(!prefers_async(&h));
-        h.insert("prefer", HeaderValue::from_static("return=minimal, Respond-Async; wait=5"));
+        h.insert(
+            "prefer",
+            HeaderValue::from_static("return=minimal, Respond-Async; wait=5"),
+        );
         assert!(prefers_async(&h));
         h.insert("prefer", HeaderValue::from_static("respond-asynchronously"));
         assert!(!prefers_async(&h));

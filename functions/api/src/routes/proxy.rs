@@ -37,9 +37,7 @@ use crate::problem::ApiError;
 use crate::request::invalid;
 use crate::router::{Api, operations};
 use crate::routes::provider_call::{CallDeps, engine_failure, usable};
-use crate::state::{
-    AppState, Clock, ControlStore, JobsQueue, Providers, Secrets, Settings, Store,
-};
+use crate::state::{AppState, Clock, ControlStore, JobsQueue, Providers, Secrets, Settings, Store};
 
 /// The largest request body forwarded.
 pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
@@ -109,7 +107,9 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
 fn refuse_path(reason: &str) -> ApiError {
     invalid(
         "path.proxy_path",
-        &format!("{reason}. The path is appended to the provider's base URL as sent and must stay under it."),
+        &format!(
+            "{reason}. The path is appended to the provider's base URL as sent and must stay under it."
+        ),
     )
 }
 
@@ -196,10 +196,7 @@ fn retries(headers: &HeaderMap) -> Result<u32, ApiError> {
     }
 }
 
-fn forwarded_request_headers(
-    from: &HeaderMap,
-    credential_headers: &HeaderMap,
-) -> HeaderMap {
+fn forwarded_request_headers(from: &HeaderMap, credential_headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in from {
         let n = name.as_str();
@@ -356,7 +353,8 @@ async fn forward<S: ControlStore>(
     };
     let usable = usable(&deps, &caller.tenant, &connection_id).await?;
     let spec = usable.spec;
-    let bound = Bound::new(spec, &usable.engine).map_err(|e| engine_failure(spec, &connection_id, e))?;
+    let bound =
+        Bound::new(spec, &usable.engine).map_err(|e| engine_failure(spec, &connection_id, e))?;
     let auth = bound
         .auth_parts()
         .map_err(|e| engine_failure(spec, &connection_id, e))?;
@@ -378,15 +376,18 @@ async fn forward<S: ControlStore>(
     out.headers = forwarded_request_headers(&parts.headers, &auth.headers);
     for (k, v) in &spec.headers {
         // The spec's fixed headers (an API version) unless the caller chose its own.
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
-            && !v.contains('{')
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) && !v.contains('{')
             && !out.headers.contains_key(&name)
         {
             out.headers.insert(name, value);
         }
     }
     out.auth = auth;
-    out.body = (!body.is_empty() || !matches!(parts.method, Method::GET | Method::HEAD)).then_some(body);
+    out.body =
+        (!body.is_empty() || !matches!(parts.method, Method::GET | Method::HEAD)).then_some(body);
     // Retries are the caller's choice: without them, not even a connection failure is repeated.
     out.idempotent = attempts > 1;
     let started = Instant::now();
@@ -473,7 +474,14 @@ mod tests {
         ] {
             assert!(check_path(bad).is_err(), "{bad:?} must be refused");
         }
-        for good in ["/v1/customers", "/repos/o/r/issues", "/a%20b", "/files/report.pdf", "/x@y", "/a..b"] {
+        for good in [
+            "/v1/customers",
+            "/repos/o/r/issues",
+            "/a%20b",
+            "/files/report.pdf",
+            "/x@y",
+            "/a..b",
+        ] {
             assert!(check_path(good).is_ok(), "{good:?} must be accepted");
         }
     }
@@ -482,7 +490,9 @@ mod tests {
     fn the_target_stays_under_the_base() {
         let base = Url::parse("https://api.example.com/v2").unwrap();
         assert_eq!(
-            target_url(&base, "/customers", Some("limit=1&x=%20")).unwrap().as_str(),
+            target_url(&base, "/customers", Some("limit=1&x=%20"))
+                .unwrap()
+                .as_str(),
             "https://api.example.com/v2/customers?limit=1&x=%20"
         );
         let root = Url::parse("https://api.example.com/").unwrap();
@@ -492,17 +502,26 @@ mod tests {
         );
         // What `check_path` lets through still cannot move the origin: an `@` is path text.
         assert_eq!(
-            target_url(&base, "/@evil.example", None).unwrap().host_str(),
+            target_url(&base, "/@evil.example", None)
+                .unwrap()
+                .host_str(),
             Some("api.example.com")
         );
     }
 
     #[test]
     fn echoed_secrets_are_redacted() {
-        let secrets = vec![b"sk_test_abcdefgh".to_vec(), b"Bearer sk_test_abcdefgh".to_vec()];
+        let secrets = vec![
+            b"sk_test_abcdefgh".to_vec(),
+            b"Bearer sk_test_abcdefgh".to_vec(),
+        ];
         assert_eq!(redact(b"nothing here", &secrets), None);
         assert_eq!(
-            redact(b"{\"auth\":\"Bearer sk_test_abcdefgh\",\"k\":\"sk_test_abcdefgh\"}", &secrets).unwrap(),
+            redact(
+                b"{\"auth\":\"Bearer sk_test_abcdefgh\",\"k\":\"sk_test_abcdefgh\"}",
+                &secrets
+            )
+            .unwrap(),
             b"{\"auth\":\"Bearer [REDACTED]\",\"k\":\"[REDACTED]\"}".to_vec()
         );
     }
