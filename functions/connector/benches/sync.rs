@@ -332,6 +332,13 @@ async fn measure(
             engine: Engine::new(http(3)).expect("engine"),
             origins: origins.clone(),
         },
+        delivering: tributary_connector::webhooks::Delivering {
+            client: tributary_http::HttpClient::new(tributary_connector::webhooks::delivery_http(
+                EgressPolicy::with_allowlist(["127.0.0.1"]).expect("allowlist"),
+            ))
+            .expect("client"),
+            vault: vault.clone(),
+        },
         syncing: Syncing {
             store: control.clone(),
             records: records_table,

@@ -14,7 +14,8 @@ use tributary_core::canary::CanaryObservation;
 use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{
-    ActionStore, CanaryStore, ConnectionStore, IntegrationStore, JobLedger, JobQueue, SyncStore,
+    ActionStore, CanaryStore, ConnectionStore, EventOutbox, IntegrationStore, JobLedger, JobQueue,
+    SyncStore, WebhookStore,
 };
 use tributary_core::records::RecordStore;
 use tributary_core::refresh::{IdleRefresh, RefreshError, Refresher};
@@ -52,8 +53,10 @@ pub struct Deps<Q, L, C, S, R> {
     pub ledger_retention: Duration,
     /// Token refreshes.
     pub refreshing: Refreshing<S>,
-    /// Sync runs.
+    /// Sync runs (and, over the same store, action runs and webhooks).
     pub syncing: Syncing<S, R>,
+    /// Webhook deliveries.
+    pub delivering: crate::webhooks::Delivering,
 }
 
 /// Why one message failed.
@@ -72,6 +75,9 @@ enum JobError {
     /// An action job that may work later.
     #[error(transparent)]
     Action(#[from] crate::action::ActionJobError),
+    /// A webhook job that may work later.
+    #[error(transparent)]
+    Webhook(#[from] crate::webhooks::WebhookJobError),
 }
 
 /// Handles one SQS batch and reports which messages failed.
@@ -84,7 +90,7 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore,
+    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore + EventOutbox + WebhookStore,
     R: RecordStore,
 {
     let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
@@ -128,7 +134,7 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore,
+    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore + EventOutbox + WebhookStore,
     R: RecordStore,
 {
     let job = JobEnvelope::parse(message.body.as_deref().unwrap_or_default())?;
@@ -202,6 +208,24 @@ where
                 &*deps.clock,
                 tenant_id,
                 action_run_id,
+            )
+            .await?
+        }
+        JobKind::DispatchEvents { shard } => {
+            crate::webhooks::dispatch(&deps.syncing.store, &deps.queue, &*deps.clock, *shard)
+                .await?
+        }
+        JobKind::DeliverWebhook {
+            tenant_id,
+            message_id,
+        } => {
+            crate::webhooks::deliver(
+                &deps.syncing.store,
+                &deps.queue,
+                &deps.delivering,
+                &*deps.clock,
+                tenant_id,
+                message_id,
             )
             .await?
         }
@@ -298,7 +322,11 @@ fn retry_delay(err: &JobError, receive_count: u32) -> Duration {
         JobError::Action(crate::action::ActionJobError::Busy) => {
             Duration::from_millis(crate::action::ATTEMPT_LEASE_MS.unsigned_abs())
         }
-        JobError::Port(_) | JobError::Refresh(_) | JobError::Sync(_) | JobError::Action(_) => {
+        JobError::Port(_)
+        | JobError::Refresh(_)
+        | JobError::Sync(_)
+        | JobError::Action(_)
+        | JobError::Webhook(_) => {
             let exp = receive_count.saturating_sub(1).min(10);
             Duration::from_secs((5u64 << exp).min(900))
         }
@@ -323,6 +351,13 @@ mod tests {
             ledger_retention: Duration::from_secs(3600),
             refreshing: refreshing(MemStore::default(), ProviderOrigins::new()),
             syncing: syncing(MemStore::default(), ProviderOrigins::new()),
+            delivering: crate::webhooks::Delivering {
+                client: tributary_http::HttpClient::new(crate::webhooks::delivery_http(
+                    tributary_engine::EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap(),
+                ))
+                .unwrap(),
+                vault: Vault::new(Arc::new(Arc::new(tributary_testing::keyring()))),
+            },
         }
     }
 

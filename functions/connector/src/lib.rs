@@ -6,3 +6,4 @@ pub mod action;
 pub mod config;
 pub mod handler;
 pub mod sync;
+pub mod webhooks;

@@ -40,6 +40,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             engine: Engine::new(config.provider_http())?,
             origins: config.provider_origins.clone(),
         },
+        delivering: tributary_connector::webhooks::Delivering {
+            client: tributary_http::HttpClient::new(tributary_connector::webhooks::delivery_http(
+                config.egress.clone(),
+            ))?,
+            vault: vault.clone(),
+        },
         syncing: Syncing {
             store: control,
             records: clients.table(&config.records_table),

@@ -48,6 +48,12 @@ fn event_item(e: &ActionEvent) -> Result<Item, PortError> {
         EXPIRES_AT.to_owned(),
         n(e.at_ms / 1000 + ACTION_RETENTION_DAYS * 86_400),
     );
+    crate::webhooks::with_outbox(
+        &mut it,
+        &e.tenant_id,
+        tributary_core::action::ACTION_RUN_COMPLETED,
+        e.at_ms,
+    );
     Ok(it)
 }
 

@@ -145,6 +145,7 @@ fn event_item(e: &ConnectionEvent) -> Result<Item, PortError> {
         EXPIRES_AT.to_owned(),
         n(e.at_ms / 1000 + EVENT_RETENTION_DAYS * 86_400),
     );
+    crate::webhooks::with_outbox(&mut it, &e.tenant_id, e.kind.as_str(), e.at_ms);
     Ok(it)
 }
 

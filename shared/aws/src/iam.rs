@@ -95,9 +95,12 @@ pub const AUTH: &[Grant] = &[
 ];
 
 /// The connector: the job ledger (`JOB#…`), the canary (`SYSTEM`), tenants' connections,
-/// integrations, syncs, runs and sync events (`TENANT#…`: a token refresh, a sync's run, a deleted
-/// sync's removal), the records table (a run's records, feed pages and seen ids, a deleted sync's
-/// feed), the credential keyring, and the jobs queue. Receiving, deleting and the queue's
+/// integrations, syncs, runs, action runs, webhook endpoints, messages and attempts, and events
+/// (`TENANT#…`: a token refresh, a sync's run, a deleted sync's removal, an action's attempt, an
+/// event's messages and their deliveries), the outbox index (`OUTBOX#…`), the records table (a
+/// run's records, feed pages and seen ids, a deleted sync's feed), the credential keyring, and the
+/// jobs queue, where it also sends: a run's continuation, an action's next attempt, a message's
+/// delivery. Receiving, deleting and the queue's
 /// attributes are what the SQS event source mapping does with the function's role;
 /// `ChangeMessageVisibility` is the worker's backoff of a failed message.
 pub const CONNECTOR: &[Grant] = &[
@@ -135,12 +138,18 @@ pub const CONNECTOR: &[Grant] = &[
         leading_keys: &[],
     },
     Grant {
+        resource: "ControlTable/index/Outbox",
+        actions: &["dynamodb:Query"],
+        leading_keys: &["OUTBOX#*"],
+    },
+    Grant {
         resource: "JobsQueue",
         actions: &[
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",
         ],
         leading_keys: &[],
     },
@@ -154,9 +163,10 @@ pub const CONNECTOR_EVENT_SOURCE: &[&str] = &[
     "sqs:GetQueueAttributes",
 ];
 
-/// The monitor: sends the canary, refresh and scheduled-sync jobs; reads the index of connections
-/// due for an idle refresh (its partitions are `REFRESH#<shard>`) and the index of syncs due to run
-/// (`SYNCDUE#<shard>`), and postpones each due connection and reschedules each due sync it
+/// The monitor: sends the canary, refresh, scheduled-sync and event-dispatch jobs; reads the index
+/// of connections due for an idle refresh (its partitions are `REFRESH#<shard>`), the index of
+/// syncs due to run (`SYNCDUE#<shard>`) and the outbox of events waiting for their webhooks
+/// (`OUTBOX#<shard>`), and postpones each due connection and reschedules each due sync it
 /// enqueues (in tenants' partitions).
 pub const MONITOR: &[Grant] = &[
     Grant {
@@ -173,6 +183,11 @@ pub const MONITOR: &[Grant] = &[
         resource: "ControlTable/index/SyncDue",
         actions: &["dynamodb:Query"],
         leading_keys: &["SYNCDUE#*"],
+    },
+    Grant {
+        resource: "ControlTable/index/Outbox",
+        actions: &["dynamodb:Query"],
+        leading_keys: &["OUTBOX#*"],
     },
     Grant {
         resource: "ControlTable",
@@ -222,8 +237,9 @@ mod tests {
     use tributary_core::job::{JobEnvelope, JobKind};
     use tributary_core::pagination::PageRequest;
     use tributary_core::ports::{
-        CanaryStore, ConnectionStore, CredentialStore, IntegrationStore, JobLedger, JobQueue,
-        QueueStats, RefreshSchedule, SecretSource, SyncSchedule, SyncStore, TenantStore,
+        ActionStore, CanaryStore, ConnectionStore, CredentialStore, EventOutbox, IntegrationStore,
+        JobLedger, JobQueue, QueueStats, RefreshSchedule, SecretSource, SyncSchedule, SyncStore,
+        TenantStore, WebhookStore,
     };
     use tributary_core::records::{
         FeedKey, FeedPage, FeedPosition, RecordAction, RecordStore, StoredRecord, content_hash,
@@ -447,6 +463,60 @@ mod tests {
         }
     }
 
+    fn a_message(tenant: &TenantId) -> tributary_core::outbound::WebhookMessage {
+        tributary_core::outbound::WebhookMessage {
+            id: tributary_core::ids::MessageId::generate(),
+            tenant_id: tenant.clone(),
+            endpoint_id: tributary_core::ids::EndpointId::generate(),
+            event_id: EventId::generate(),
+            event_type: tributary_core::outbound::EventType::ConnectionCreated,
+            body: "{}".into(),
+            state: tributary_core::outbound::MessageState::Pending,
+            attempts: 0,
+            total_attempts: 0,
+            next_attempt_at_ms: Some(1),
+            last_status: None,
+            last_error: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            version: 1,
+        }
+    }
+
+    fn an_attempt(
+        m: &tributary_core::outbound::WebhookMessage,
+    ) -> tributary_core::outbound::DeliveryAttempt {
+        tributary_core::outbound::DeliveryAttempt {
+            message_id: m.id.clone(),
+            tenant_id: m.tenant_id.clone(),
+            endpoint_id: m.endpoint_id.clone(),
+            n: 1,
+            at_ms: 2,
+            status: Some(200),
+            error: None,
+            duration_ms: 5,
+            succeeded: true,
+        }
+    }
+
+    fn an_endpoint(
+        m: &tributary_core::outbound::WebhookMessage,
+    ) -> tributary_core::outbound::WebhookEndpoint {
+        tributary_core::outbound::WebhookEndpoint {
+            id: m.endpoint_id.clone(),
+            tenant_id: m.tenant_id.clone(),
+            url: "https://hooks.example.com/t".into(),
+            description: None,
+            event_types: Vec::new(),
+            enabled: false,
+            disabled_reason: Some("410".into()),
+            secrets: Vec::new(),
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            version: 2,
+        }
+    }
+
     /// The sync's item as `GetItem` finds it.
     fn sync_item(sync: &SyncConfig) -> String {
         serde_json::json!({
@@ -583,6 +653,58 @@ mod tests {
             target: sync.id.to_string(),
         };
         table.create_sync(&sync, &audit).await.unwrap();
+        // A run's continuation (and an action's next attempt, a message's next delivery): a job.
+        queue
+            .send(
+                &JobEnvelope::new(JobKind::SyncRun {
+                    tenant_id: tenant.clone(),
+                    sync_id: sync.id.clone(),
+                    run_id: run.id.clone(),
+                    continuation: 1,
+                }),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        // An action run's attempt: the run, claimed, then ended with its event.
+        let mut action = tributary_core::action::ActionRun {
+            id: tributary_core::ids::ActionRunId::generate(),
+            tenant_id: tenant.clone(),
+            connection_id: id.clone(),
+            provider: "stripe".into(),
+            action: "create_customer".into(),
+            input: None,
+            state: tributary_core::action::ActionRunState::Queued,
+            attempts: 0,
+            output: None,
+            output_omitted: false,
+            error: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            completed_at_ms: None,
+            version: 1,
+        };
+        table.get_action_run(&tenant, &action.id).await.unwrap();
+        let _ = table.update_action_run(&action, 1, None).await;
+        let ended = action.finish(Ok(serde_json::json!({})), 2);
+        let _ = table.update_action_run(&action, 2, Some(&ended)).await;
+        // Events dispatched: the outbox, the tenant's endpoints, a message made (or found), the
+        // event out of the outbox; a delivery: the message and its endpoint, the message updated
+        // with its attempt, an endpoint that answered 410 disabled.
+        table.pending_events(0, 10).await.unwrap();
+        table.list_endpoints(&tenant, &page).await.unwrap();
+        let message = a_message(&tenant);
+        table.create_message(&message).await.unwrap();
+        table.get_message(&tenant, &message.id).await.unwrap();
+        let _ = table.clear_outbox(&tenant, "EVENT#ev_1").await;
+        table
+            .get_endpoint(&tenant, &message.endpoint_id)
+            .await
+            .unwrap();
+        let _ = table
+            .update_message(&message, 1, Some(&an_attempt(&message)))
+            .await;
+        let _ = table.update_endpoint(&an_endpoint(&message), 1).await;
         let mut used = check("connector", CONNECTOR, &aws.take());
         // A deleted sync's purge: its feed, then the sync with its claim and runs.
         let aws = Recorder::finding(FOUND_TO_REMOVE);
@@ -647,6 +769,8 @@ mod tests {
             due_ms: due[0].due_ms,
         });
         aws.queue().send_batch(&[job]).await.unwrap();
+        // Each outbox shard peeked at; a dispatch for one that holds events.
+        aws.table().pending_events(0, 1).await.unwrap();
         let used = check("monitor", MONITOR, &aws.take());
         assert_eq!(used, listed(MONITOR));
     }

@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod sqs;
 pub mod syncs;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use dynamo::DynamoTable;
 pub use lazy::Lazy;

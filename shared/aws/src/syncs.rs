@@ -384,6 +384,9 @@ impl SyncStore for DynamoTable {
             EXPIRES_AT.to_owned(),
             n(event.at_ms / 1000 + SYNC_EVENT_RETENTION_DAYS * 86_400),
         );
+        if let Ok(serde_json::Value::String(kind)) = serde_json::to_value(event.kind) {
+            crate::webhooks::with_outbox(&mut it, &event.tenant_id, &kind, event.at_ms);
+        }
         self.client()
             .put_item()
             .table_name(self.name())

@@ -181,7 +181,7 @@ impl ActionRun {
 }
 
 /// The wire type of an action run's completion event.
-pub const ACTION_RUN_COMPLETED: &str = "action_run.completed";
+pub const ACTION_RUN_COMPLETED: &str = "action.run.completed";
 
 /// An action run's completion, kept for the tenant's webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,7 +274,13 @@ mod tests {
     #[test]
     fn the_provider_key_is_stable_per_run() {
         let r = run();
-        assert_eq!(r.provider_idempotency_key(), r.clone().provider_idempotency_key());
-        assert_ne!(r.provider_idempotency_key(), run().provider_idempotency_key());
+        assert_eq!(
+            r.provider_idempotency_key(),
+            r.clone().provider_idempotency_key()
+        );
+        assert_ne!(
+            r.provider_idempotency_key(),
+            run().provider_idempotency_key()
+        );
     }
 }

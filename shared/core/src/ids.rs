@@ -158,6 +158,18 @@ prefixed_id!(
     "action run"
 );
 prefixed_id!(
+    /// A tenant's webhook endpoint.
+    EndpointId,
+    "wep",
+    "webhook endpoint"
+);
+prefixed_id!(
+    /// One event for one webhook endpoint (its `webhook-id`).
+    MessageId,
+    "msg",
+    "webhook message"
+);
+prefixed_id!(
     /// An audit event.
     AuditEventId,
     "evt",

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ActionRunId, ConnectionId, JobId, SyncId, SyncRunId, TenantId};
+use crate::ids::{ActionRunId, ConnectionId, JobId, MessageId, SyncId, SyncRunId, TenantId};
 use crate::time::EpochMillis;
 
 /// The envelope format version this build writes and understands.
@@ -69,6 +69,20 @@ pub enum JobKind {
         /// The run.
         action_run_id: ActionRunId,
     },
+    /// Make the webhook messages of the events waiting in an outbox shard: enqueued by the monitor
+    /// when the shard holds events, and by a dispatch that left more.
+    DispatchEvents {
+        /// The outbox shard.
+        shard: u32,
+    },
+    /// Attempt a webhook message's delivery (or wait for its time): enqueued by a dispatch, by a
+    /// replay, and by the message itself for its next attempt.
+    DeliverWebhook {
+        /// The message's tenant.
+        tenant_id: TenantId,
+        /// The message.
+        message_id: MessageId,
+    },
     /// Remove a deleted sync's records and feed in batches, then the sync itself.
     PurgeSync {
         /// The sync's tenant.
@@ -87,6 +101,8 @@ impl JobKind {
             JobKind::ScheduledSync { .. } => "scheduled_sync",
             JobKind::SyncRun { .. } => "sync_run",
             JobKind::ActionRun { .. } => "action_run",
+            JobKind::DispatchEvents { .. } => "dispatch_events",
+            JobKind::DeliverWebhook { .. } => "deliver_webhook",
             JobKind::PurgeSync { .. } => "purge_sync",
         }
     }

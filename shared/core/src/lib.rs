@@ -15,6 +15,7 @@ pub mod health;
 pub mod ids;
 pub mod integration;
 pub mod job;
+pub mod outbound;
 pub mod pagination;
 pub mod ports;
 pub mod records;

@@ -9,17 +9,20 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Serialize;
 
+use crate::action::{ActionEvent, ActionRun};
 use crate::canary::CanaryObservation;
 use crate::connect::{ConnectSession, OAuthFlow};
-use crate::action::{ActionEvent, ActionRun};
 use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use crate::error::PortError;
 use crate::ids::{
-    ActionRunId,
-    ApiKeyId, ConnectionId, IntegrationId, IssuerId, JobId, SyncId, SyncRunId, TenantId,
+    ActionRunId, ApiKeyId, ConnectionId, EndpointId, IntegrationId, IssuerId, JobId, MessageId,
+    SyncId, SyncRunId, TenantId,
 };
 use crate::integration::Integration;
 use crate::job::JobEnvelope;
+use crate::outbound::{
+    DeliveryAttempt, MessageState, OutboxEvent, WebhookEndpoint, WebhookMessage,
+};
 use crate::pagination::{Page, PageRequest};
 use crate::sync::{SyncConfig, SyncEvent, SyncFilter, SyncRun};
 use crate::tenancy::{ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant};
@@ -578,6 +581,107 @@ pub trait ActionStore: Send + Sync {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<ActionEvent>, PortError>> + Send;
+}
+
+/// How many partitions the outbox index spreads events over.
+pub const OUTBOX_SHARDS: u32 = 4;
+
+/// Events waiting to be made into messages for their tenant's webhook endpoints. An event enters
+/// the outbox in the same write that records it (a transactional outbox: no event is lost between
+/// what happened and its webhooks), and leaves it once its messages exist.
+pub trait EventOutbox: Send + Sync {
+    /// Up to `limit` events waiting in `shard` (of [`OUTBOX_SHARDS`]), oldest first.
+    fn pending_events(
+        &self,
+        shard: u32,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEvent>, PortError>> + Send;
+    /// Takes the event out of the outbox.
+    fn clear_outbox(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Which messages a list returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// Only this endpoint's.
+    pub endpoint_id: Option<EndpointId>,
+    /// Only in this state.
+    pub state: Option<MessageState>,
+}
+
+/// Stores webhook endpoints, their messages and the messages' attempts.
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new endpoint.
+    fn create_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's endpoint.
+    fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> impl Future<Output = Result<Option<WebhookEndpoint>, PortError>> + Send;
+    /// The tenant's endpoints, oldest first.
+    fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<WebhookEndpoint>, PortError>> + Send;
+    /// Replaces the endpoint whose stored version is `expected_version`; `false` when it does not
+    /// exist, [`PortError::Conflict`] when another write changed it.
+    fn update_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Removes the endpoint (its messages expire); `false` when it does not exist.
+    fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Stores a new message; `false` when a message with its id exists (it was made before).
+    fn create_message(
+        &self,
+        message: &WebhookMessage,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// The tenant's message.
+    fn get_message(
+        &self,
+        tenant: &TenantId,
+        id: &MessageId,
+    ) -> impl Future<Output = Result<Option<WebhookMessage>, PortError>> + Send;
+    /// The tenant's messages that pass `filter`, newest first (a page may hold fewer than the
+    /// limit and still have a next one).
+    fn list_messages(
+        &self,
+        tenant: &TenantId,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<WebhookMessage>, PortError>> + Send;
+    /// Replaces the message whose stored version is `expected_version`, with the attempt that
+    /// changed it, in one write; `false` when it does not exist, [`PortError::Conflict`] when
+    /// another write changed it.
+    fn update_message(
+        &self,
+        message: &WebhookMessage,
+        expected_version: u64,
+        attempt: Option<&DeliveryAttempt>,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// The message's attempts, oldest first.
+    fn list_attempts(
+        &self,
+        tenant: &TenantId,
+        message: &MessageId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<DeliveryAttempt>, PortError>> + Send;
 }
 
 /// A sync whose next run is due.

@@ -90,6 +90,20 @@ const METHODS: &[&str] = &[
     "get_action_run",
     "update_action_run",
     "list_action_events",
+    // EventOutbox
+    "pending_events",
+    "clear_outbox",
+    // WebhookStore
+    "create_endpoint",
+    "get_endpoint",
+    "list_endpoints",
+    "update_endpoint",
+    "delete_endpoint",
+    "create_message",
+    "get_message",
+    "list_messages",
+    "update_message",
+    "list_attempts",
     // SyncStore
     "create_sync",
     "get_sync",
@@ -174,6 +188,8 @@ struct Tables {
     syncs: syncs::SyncTables,
     /// Action runs and their events (`store/actions.rs`).
     actions: actions::ActionTables,
+    /// Webhook endpoints, messages, attempts and the outbox (`store/webhooks.rs`).
+    webhooks: webhooks::WebhookTables,
 }
 
 /// What a tenant's partition holds, in sort-key order (what the adapter's purge walks).
@@ -188,6 +204,8 @@ enum Owned {
     Sync(String),
     /// An action run.
     ActionRun(String),
+    /// A webhook endpoint, with its messages.
+    Endpoint(String),
     IssuerCount,
 }
 
@@ -227,6 +245,12 @@ impl Tables {
         }
         for id in self.syncs.ids_of(tenant) {
             items.insert(format!("SYNC#{id}"), Owned::Sync(id));
+        }
+        for id in self.webhooks.ids_of(tenant) {
+            items.insert(
+                format!("{}{id}", webhooks::ENDPOINT_SK),
+                Owned::Endpoint(id),
+            );
         }
         for id in self.actions.ids_of(tenant) {
             items.insert(
@@ -685,6 +709,7 @@ impl TenantStore for MemStore {
                     }
                     Owned::Sync(sync) => t.syncs.remove(&sync),
                     Owned::ActionRun(run) => t.actions.remove(&run),
+                    Owned::Endpoint(endpoint) => t.webhooks.remove(&endpoint),
                     Owned::IssuerCount => {
                         t.issuer_counters.remove(id);
                     }
@@ -1381,3 +1406,4 @@ mod actions;
 mod syncs;
 #[cfg(test)]
 mod tests;
+mod webhooks;

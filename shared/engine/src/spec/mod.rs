@@ -39,7 +39,8 @@ pub use stream::{
 pub(crate) use validate::load_prebuilt;
 pub use validate::{SpecError, SpecErrorKind, SpecErrors, load};
 pub use webhook::{
-    EventIdSource, SignatureAlgorithm, SignatureEncoding, SignatureFormat, ValueSource, WebhookSpec,
+    EventIdSource, Handshake, SecretEncoding, SignatureAlgorithm, SignatureEncoding,
+    SignatureFormat, TimestampUnit, ValueSource, WebhookSecret, WebhookSpec,
 };
 
 /// The only spec format version this engine reads.

@@ -6,8 +6,9 @@ use std::fmt;
 use serde_json::Value;
 
 use super::{
-    AuthMode, NextUrlSource, Pagination, ProviderSpec, RequestTemplate, SPEC_VERSION, SyncMode,
-    ValueSource,
+    AuthMode, Handshake, NextUrlSource, Pagination, ProviderSpec, RequestTemplate, SPEC_VERSION,
+    SignatureAlgorithm, SignatureEncoding, SignatureFormat, SyncMode, TimestampUnit, ValueSource,
+    WebhookSecret, WebhookSpec,
 };
 use crate::selector::Selector;
 use crate::template::{Template, Var, json_tree_strings};
@@ -681,37 +682,162 @@ impl Validator<'_> {
         }
 
         if let Some(w) = &spec.webhooks {
-            let base = [P::K("webhooks")];
-            let sp = &w.signed_payload;
-            if !sp.contains("{body}") {
+            self.webhooks(w);
+        }
+    }
+
+    fn webhooks(&mut self, w: &WebhookSpec) {
+        let at = |key: &'static str| [P::K("webhooks"), P::K(key)];
+        let jwt = matches!(w.format, SignatureFormat::Jwt { .. });
+        if w.signature_header.trim().is_empty() {
+            self.err(&at("signature_header"), "must not be empty");
+        }
+        if w.algorithm == SignatureAlgorithm::HmacSha1 && w.encoding() != SignatureEncoding::Hex {
+            self.err(
+                &at("encoding"),
+                "hmac_sha1 is only accepted hex-encoded (Intercom's `sha1=` form)",
+            );
+        }
+        let uses = |p: &str| w.signed_payload.as_deref().is_some_and(|sp| sp.contains(p));
+        if jwt {
+            if w.algorithm != SignatureAlgorithm::HmacSha256 {
                 self.err(
-                    &[P::K("webhooks"), P::K("signed_payload")],
-                    "signed_payload must include `{body}`",
+                    &at("algorithm"),
+                    "a `jwt` format is verified as HS256: use hmac_sha256",
                 );
             }
-            let uses_ts = sp.contains("{timestamp}");
-            let has_ts = w.timestamp_header.is_some()
-                || matches!(w.format, super::SignatureFormat::KeyValue { .. });
-            if uses_ts && !has_ts {
+            for (key, set) in [
+                ("signed_payload", w.signed_payload.is_some()),
+                ("encoding", w.encoding.is_some()),
+                ("timestamp_header", w.timestamp_header.is_some()),
+                ("url_unescape", !w.url_unescape.is_empty()),
+            ] {
+                if set {
+                    self.err(&at(key), "not used by a `jwt` format (the token carries its own signature and times)");
+                }
+            }
+        } else {
+            match w.signed_payload.as_deref() {
+                None => self.err(&at("signed_payload"), "required unless the format is `jwt`"),
+                Some(sp) => {
+                    if !sp.contains("{body}") {
+                        self.err(
+                            &at("signed_payload"),
+                            "signed_payload must include `{body}`",
+                        );
+                    }
+                    let rest = ["{body}", "{timestamp}", "{method}", "{url}"]
+                        .iter()
+                        .fold(sp.to_owned(), |r, p| r.replace(p, ""));
+                    if rest.contains('{') || rest.contains('}') {
+                        self.err(
+                            &at("signed_payload"),
+                            "signed_payload may only use `{body}`, `{timestamp}`, `{method}` and `{url}`",
+                        );
+                    }
+                }
+            }
+        }
+        if uses("{timestamp}") && !w.has_timestamp() {
+            self.err(
+                &at("signed_payload"),
+                "`{timestamp}` is signed but no timestamp source is set",
+            );
+        }
+        if w.has_timestamp() && !uses("{timestamp}") {
+            // An unsigned timestamp guards nothing: anyone could refresh it.
+            self.err(
+                &at("signed_payload"),
+                "the timestamp is read but not signed: add `{timestamp}`",
+            );
+        }
+        if w.timestamp_unit != TimestampUnit::Seconds && !w.has_timestamp() {
+            self.err(&at("timestamp_unit"), "set without a timestamp source");
+        }
+        if !w.url_unescape.is_empty() && !uses("{url}") {
+            self.err(
+                &at("url_unescape"),
+                "only meaningful when `{url}` is signed",
+            );
+        }
+        for c in &w.url_unescape {
+            let ok = c.len() == 1 && c.bytes().all(|b| b.is_ascii_punctuation());
+            if !ok {
                 self.err(
-                    &[P::K("webhooks"), P::K("signed_payload")],
-                    "`{timestamp}` is signed but no timestamp source is set",
+                    &at("url_unescape"),
+                    format!("`{c}` is not one ASCII punctuation character"),
                 );
             }
-            let rest = sp.replace("{body}", "").replace("{timestamp}", "");
-            if rest.contains('{') || rest.contains('}') {
+        }
+        if w.tolerance_seconds == 0 && (w.has_timestamp() || jwt) {
+            self.err(&at("tolerance_seconds"), "must be positive");
+        }
+        match (&w.secret, &w.handshake) {
+            (WebhookSecret::Handshake, Some(Handshake::VerificationToken { .. })) => {}
+            (WebhookSecret::Handshake, _) => self.err(
+                &at("secret"),
+                "`from: handshake` needs a `verification_token` handshake that delivers it",
+            ),
+            (_, Some(Handshake::VerificationToken { .. })) => self.err(
+                &at("handshake"),
+                "a captured verification token is only used with `secret: {from: handshake}`",
+            ),
+            _ => {}
+        }
+        if let WebhookSecret::Connection { name } = &w.secret {
+            if name.trim().is_empty() {
                 self.err(
-                    &[P::K("webhooks"), P::K("signed_payload")],
-                    "signed_payload may only use `{timestamp}` and `{body}`",
+                    &at("secret"),
+                    "`from: connection` needs the `name` it is stored under",
                 );
             }
-            self.value_source(&[&base[..], &[P::K("event_id")]].concat(), &w.event_id);
-            if let Some(c) = &w.connection_key {
-                self.value_source(&[&base[..], &[P::K("connection_key")]].concat(), c);
+            if w.connection_key.is_none() {
+                self.err(
+                    &at("secret"),
+                    "a per-connection secret needs `connection_key` to find the connection",
+                );
             }
-            if let Some(c) = &w.event_type {
-                self.value_source(&[&base[..], &[P::K("event_type")]].concat(), c);
+        }
+        match &w.handshake {
+            Some(Handshake::Challenge {
+                when,
+                echo,
+                content_type,
+            }) => {
+                let base = [P::K("webhooks"), P::K("handshake")];
+                self.selector(
+                    &[&base[..], &[P::K("when"), P::K("path")]].concat(),
+                    &when.path,
+                );
+                if when.equals.is_empty() {
+                    self.err(
+                        &[&base[..], &[P::K("when")]].concat(),
+                        "`equals` must list a value",
+                    );
+                }
+                self.selector(&[&base[..], &[P::K("echo")]].concat(), echo);
+                if content_type.trim().is_empty() {
+                    self.err(
+                        &[&base[..], &[P::K("content_type")]].concat(),
+                        "must not be empty",
+                    );
+                }
             }
+            Some(Handshake::VerificationToken { field })
+                if field.is_empty() || field.contains('.') =>
+            {
+                self.err(&at("handshake"), "`field` is one top-level key of the body");
+            }
+            Some(Handshake::VerificationToken { .. }) | None => {}
+        }
+        if let Some(c) = &w.event_id {
+            self.value_source(&at("event_id"), c);
+        }
+        if let Some(c) = &w.connection_key {
+            self.value_source(&at("connection_key"), c);
+        }
+        if let Some(c) = &w.event_type {
+            self.value_source(&at("event_type"), c);
         }
     }
 }
@@ -895,5 +1021,128 @@ streams:
             locate(YAML, &[P::K("streams"), P::I(1), P::K("missing")]),
             Some(6)
         );
+    }
+
+    /// The Stripe spec with its `webhooks` section replaced by `webhooks` (YAML at column 0).
+    fn with_webhooks(webhooks: &str) -> Result<ProviderSpec, SpecErrors> {
+        let text = include_str!("../../catalog/stripe.yaml");
+        let start = text.find("\nwebhooks:\n").expect("stripe has webhooks") + 1;
+        load(&format!("{}{webhooks}", &text[..start]), "stripe.yaml")
+    }
+
+    fn messages(webhooks: &str) -> Vec<String> {
+        match with_webhooks(webhooks) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    const BASE: &str = "webhooks:\n  secret: {from: webhook_secret}\n  signature_header: X-Sig\n";
+
+    #[test]
+    fn webhook_rules_accept_each_catalog_shape() {
+        for extra in [
+            "  format: {type: plain, prefix: 'sha256='}\n  signed_payload: '{body}'\n",
+            "  algorithm: hmac_sha1\n  format: {type: plain, prefix: 'sha1='}\n  encoding: hex\n  signed_payload: '{body}'\n",
+            "  format: {type: plain}\n  encoding: base64\n  timestamp_header: X-Ts\n  timestamp_unit: milliseconds\n  signed_payload: '{method}{url}{body}{timestamp}'\n  url_unescape: [':', '/']\n",
+            "  format: {type: jwt, prefix: 'Bearer '}\n  tolerance_seconds: 60\n",
+        ] {
+            assert_eq!(
+                messages(&format!("{BASE}{extra}")),
+                Vec::<String>::new(),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_rules_refuse_meaningless_or_unsafe_combinations() {
+        for (extra, expected) in [
+            (
+                "  algorithm: hmac_sha1\n  format: {type: plain}\n  encoding: base64\n  signed_payload: '{body}'\n",
+                "hmac_sha1 is only accepted hex-encoded",
+            ),
+            (
+                "  format: {type: jwt}\n  signed_payload: '{method}{body}'\n",
+                "webhooks.signed_payload: not used by a `jwt` format",
+            ),
+            (
+                "  format: {type: jwt}\n  encoding: hex\n",
+                "webhooks.encoding: not used by a `jwt` format",
+            ),
+            (
+                "  algorithm: hmac_sha1\n  format: {type: jwt}\n",
+                "a `jwt` format is verified as HS256",
+            ),
+            (
+                "  format: {type: plain}\n",
+                "signed_payload: required unless the format is `jwt`",
+            ),
+            (
+                "  format: {type: plain}\n  signed_payload: '{host}{body}'\n",
+                "may only use `{body}`, `{timestamp}`, `{method}` and `{url}`",
+            ),
+            (
+                "  format: {type: plain}\n  signed_payload: '{method}{url}'\n",
+                "signed_payload must include `{body}`",
+            ),
+            (
+                "  format: {type: plain}\n  signed_payload: '{timestamp}{body}'\n",
+                "`{timestamp}` is signed but no timestamp source is set",
+            ),
+            (
+                "  format: {type: plain}\n  timestamp_header: X-Ts\n  signed_payload: '{body}'\n",
+                "the timestamp is read but not signed",
+            ),
+            (
+                "  format: {type: plain}\n  timestamp_unit: milliseconds\n  signed_payload: '{body}'\n",
+                "timestamp_unit: set without a timestamp source",
+            ),
+            (
+                "  format: {type: plain}\n  signed_payload: '{body}'\n  url_unescape: [':']\n",
+                "url_unescape: only meaningful when `{url}` is signed",
+            ),
+            (
+                "  format: {type: plain}\n  signed_payload: '{url}{body}'\n  url_unescape: ['ab']\n",
+                "is not one ASCII punctuation character",
+            ),
+            (
+                "  format: {type: plain}\n  signed_payload: '{body}'\n  handshake: {type: verification_token, field: verification_token}\n",
+                "a captured verification token is only used with `secret: {from: handshake}`",
+            ),
+        ] {
+            let got = messages(&format!("{BASE}{extra}"));
+            assert!(
+                got.iter().any(|m| m.contains(expected)),
+                "{extra}: expected `{expected}` in {got:?}"
+            );
+        }
+        for (webhooks, expected) in [
+            (
+                "webhooks:\n  secret: {from: handshake}\n  signature_header: X-Sig\n  format: {type: plain}\n  signed_payload: '{body}'\n",
+                "`from: handshake` needs a `verification_token` handshake",
+            ),
+            (
+                "webhooks:\n  secret: {from: connection, name: mac}\n  signature_header: X-Sig\n  format: {type: plain}\n  signed_payload: '{body}'\n",
+                "a per-connection secret needs `connection_key`",
+            ),
+            (
+                "webhooks:\n  signature_header: X-Sig\n  format: {type: plain}\n  signed_payload: '{body}'\n",
+                "missing field `secret`",
+            ),
+        ] {
+            let got = match with_webhooks(webhooks) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.0.iter().map(ToString::to_string).collect(),
+            };
+            assert!(
+                got.iter().any(|m| m.contains(expected)),
+                "{webhooks}: expected `{expected}` in {got:?}"
+            );
+        }
     }
 }

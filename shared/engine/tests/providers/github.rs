@@ -3,14 +3,14 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use secrecy::SecretString;
 use serde_json::json;
 use time::OffsetDateTime;
-use tributary_engine::webhook;
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{engine, headers, hmac_hex, mocked, read_all, spec};
+use crate::support::{
+    engine, headers, hmac_hex, mocked, read_all, spec, verified_event, verify_webhook,
+};
 
 const TOKEN: &[(&str, &str)] = &[("token", "ghp_testtoken")];
 
@@ -139,9 +139,15 @@ fn github_webhook_verifies_sha256_signature_and_reads_delivery_id() {
         ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
         ("X-GitHub-Event", "issues"),
     ]);
-    let secret = SecretString::from("It's a Secret to Everybody".to_owned());
+    let secret = "It's a Secret to Everybody";
 
-    let got = webhook::verify(hooks, &secret, &h, body, OffsetDateTime::now_utc()).unwrap();
+    let got = verified_event(verify_webhook(
+        hooks,
+        secret,
+        &h,
+        body,
+        OffsetDateTime::now_utc(),
+    ));
 
     assert_eq!(
         got.event_id.as_deref(),
@@ -150,5 +156,5 @@ fn github_webhook_verifies_sha256_signature_and_reads_delivery_id() {
     assert_eq!(got.event_type.as_deref(), Some("issues"));
     assert_eq!(got.connection_key.as_deref(), Some("42"));
     let tampered = br#"{"action":"opened","installation":{"id":43},"issue":{"number":1}}"#;
-    assert!(webhook::verify(hooks, &secret, &h, tampered, OffsetDateTime::now_utc()).is_err());
+    assert!(verify_webhook(hooks, secret, &h, tampered, OffsetDateTime::now_utc()).is_err());
 }

@@ -1,16 +1,13 @@
 //! Jira Cloud: site URL, Basic email + API token, `startAt`/`maxResults` offset paging with
-//! `total`/`isLast`, `nextPageToken` JQL search, 429 `Retry-After`, signed admin webhooks.
+//! `total`/`isLast`, `nextPageToken` JQL search, 429 `Retry-After` (webhooks: `webhooks.rs`).
 
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use serde_json::json;
-use time::OffsetDateTime;
-use tributary_engine::webhook;
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{conn, engine, headers, hmac_hex, mocked, read_all, real_base_url, spec};
+use crate::support::{conn, engine, mocked, read_all, real_base_url, spec};
 
 const CREDS: &[(&str, &str)] = &[("email", "me@acme.com"), ("api_token", "ATATT3xFfGF0")];
 const SITE: &[(&str, &str)] = &[("site", "acme")];
@@ -159,28 +156,4 @@ async fn jira_create_issue_nests_fields() {
         .unwrap();
 
     assert_eq!(out["key"], "EX-24");
-}
-
-#[test]
-fn jira_admin_webhook_signature_and_delivery_identifier() {
-    let spec = spec("jira");
-    let hooks = spec.webhooks.as_ref().expect("jira has webhooks");
-    let body = br#"{"timestamp":1714000000000,"webhookEvent":"jira:issue_created","issue":{"key":"EX-1"}}"#;
-    let sig = format!("sha256={}", hmac_hex("jira-secret", body));
-    let h = headers(&[
-        ("X-Hub-Signature", sig.as_str()),
-        ("X-Atlassian-Webhook-Identifier", "1234567890"),
-    ]);
-
-    let got = webhook::verify(
-        hooks,
-        &SecretString::from("jira-secret".to_owned()),
-        &h,
-        body,
-        OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-
-    assert_eq!(got.event_id.as_deref(), Some("1234567890"));
-    assert_eq!(got.event_type.as_deref(), Some("jira:issue_created"));
 }

@@ -18,4 +18,5 @@ mod salesforce;
 mod shopify;
 mod slack;
 mod stripe;
+mod webhooks;
 mod zendesk;

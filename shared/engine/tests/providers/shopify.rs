@@ -3,16 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use serde_json::json;
 use time::OffsetDateTime;
-use tributary_engine::webhook;
 use wiremock::matchers::{
     body_json, body_partial_json, header, method, path, query_param, query_param_is_missing,
 };
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{conn, engine, headers, hmac_base64, mocked, read_all, real_base_url, spec};
+use crate::support::{
+    conn, engine, headers, hmac_base64, mocked, read_all, real_base_url, spec, verified_event,
+    verify_webhook,
+};
 
 const TOKEN: &[(&str, &str)] = &[("admin_api_token", "shpat_0123456789abcdef")];
 const SHOP: &[(&str, &str)] = &[("shop", "acme-store")];
@@ -190,9 +191,13 @@ fn shopify_webhook_verifies_base64_hmac_and_routes_by_shop_domain() {
         ),
         ("X-Shopify-Event-Id", "98880550-7158-44d4-b7cd-2c97c8a091b5"),
     ]);
-    let secret = SecretString::from("hush".to_owned());
-
-    let got = webhook::verify(hooks, &secret, &h, body, OffsetDateTime::now_utc()).unwrap();
+    let got = verified_event(verify_webhook(
+        hooks,
+        "hush",
+        &h,
+        body,
+        OffsetDateTime::now_utc(),
+    ));
 
     // The event, not this subscription's webhook: two subscriptions to one topic share it.
     assert_eq!(

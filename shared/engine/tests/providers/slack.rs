@@ -3,14 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use serde_json::json;
 use time::OffsetDateTime;
-use tributary_engine::{ErrorClass, webhook};
+use tributary_engine::ErrorClass;
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{engine, headers, hmac_hex, mocked, read_all, spec};
+use crate::support::{
+    engine, headers, hmac_hex, mocked, read_all, spec, verified_event, verify_webhook,
+};
 
 const TOKEN: &[(&str, &str)] = &[("bot_token", "xoxb-1-abc")];
 
@@ -148,9 +149,13 @@ fn slack_event_signature_covers_version_timestamp_and_body() {
         ("X-Slack-Signature", sig.as_str()),
         ("X-Slack-Request-Timestamp", ts.as_str()),
     ]);
-    let secret = SecretString::from("8f742231b10e8888abcd99yyyzzz85a5".to_owned());
-
-    let got = webhook::verify(hooks, &secret, &h, body, now).unwrap();
+    let got = verified_event(verify_webhook(
+        hooks,
+        "8f742231b10e8888abcd99yyyzzz85a5",
+        &h,
+        body,
+        now,
+    ));
 
     assert_eq!(got.event_id.as_deref(), Some("Ev0PV52K21"));
     assert_eq!(got.event_type.as_deref(), Some("app_mention"));

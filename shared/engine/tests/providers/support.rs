@@ -149,14 +149,49 @@ fn hmac_raw(secret: &str, data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// Headers from name/value pairs.
+/// Headers from name/value pairs; a name given twice is sent twice.
 pub fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     for (k, v) in pairs {
-        h.insert(
+        h.append(
             http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
             http::HeaderValue::from_str(v).expect("header value"),
         );
     }
     h
+}
+
+/// The public URL webhook tests pretend the provider called.
+pub const HOOK_URL: &str = "https://hooks.example.com/webhooks/in";
+
+/// `webhook::verify` of a POST to [`HOOK_URL`] with the given secret.
+pub fn verify_webhook(
+    hooks: &tributary_engine::spec::WebhookSpec,
+    secret: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<tributary_engine::webhook::Inbound, tributary_engine::webhook::WebhookError> {
+    let request = tributary_engine::webhook::WebhookRequest {
+        method: &http::Method::POST,
+        url: HOOK_URL,
+        headers,
+        body,
+    };
+    tributary_engine::webhook::verify(
+        hooks,
+        Some(&SecretString::from(secret.to_owned())),
+        &request,
+        now,
+    )
+}
+
+/// The event of a verified webhook; panics on anything else.
+pub fn verified_event(
+    inbound: Result<tributary_engine::webhook::Inbound, tributary_engine::webhook::WebhookError>,
+) -> tributary_engine::webhook::VerifiedWebhook {
+    match inbound {
+        Ok(tributary_engine::webhook::Inbound::Event(v)) => v,
+        other => panic!("expected a verified event, got {other:?}"),
+    }
 }

@@ -31,6 +31,11 @@ impl ActionTables {
             .collect()
     }
 
+    /// Every action event.
+    pub(super) fn events(&self) -> impl Iterator<Item = &ActionEvent> {
+        self.events.values()
+    }
+
     pub(super) fn remove(&mut self, id: &str) {
         self.runs.remove(id);
     }
@@ -69,8 +74,11 @@ impl ActionStore for MemStore {
         expected_version: u64,
         event: Option<&ActionEvent>,
     ) -> Result<bool, PortError> {
-        self.port("update_action_run", Access::Write, "TransactWriteItems", |t| {
-            match t
+        self.port(
+            "update_action_run",
+            Access::Write,
+            "TransactWriteItems",
+            |t| match t
                 .actions
                 .runs
                 .get_mut(run.id.as_str())
@@ -87,8 +95,8 @@ impl ActionStore for MemStore {
                     }
                     Ok(true)
                 }
-            }
-        })
+            },
+        )
         .await?
     }
 

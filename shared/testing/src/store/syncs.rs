@@ -57,6 +57,11 @@ fn claim(s: &SyncConfig) -> (String, String, String) {
 }
 
 impl SyncTables {
+    /// Every sync event.
+    pub(super) fn events(&self) -> impl Iterator<Item = &SyncEvent> {
+        self.events.values()
+    }
+
     fn sync(&self, tenant: &TenantId, id: &SyncId) -> Option<SyncConfig> {
         self.syncs
             .get(id.as_str())
@@ -365,7 +370,7 @@ impl SyncStore for MemStore {
 }
 
 /// A string that sorts in the reverse order of `s` among strings of its length (hex ids).
-fn invert(s: &str) -> String {
+pub(super) fn invert(s: &str) -> String {
     s.chars()
         .map(|c| match c.to_digit(16) {
             Some(d) => char::from_digit(15 - d, 16).unwrap_or(c),
