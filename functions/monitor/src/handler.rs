@@ -13,6 +13,11 @@
 //! time carries its own stable jitter, so syncs on one schedule spread out), and moved
 //! [`RETRY_SYNC_START_AFTER`] on before their start job is enqueued; the connector's start sets
 //! the real next run time from the sync's frequency.
+//!
+//! Events waiting for their webhooks are found by a peek at each shard of the outbox index: a
+//! shard that holds one gets a dispatch job (the connector makes the messages and empties the
+//! shard, enqueuing another dispatch while more remain). An idle deployment spends one read per
+//! shard and tick; a shard dispatched twice makes no second message (messages' ids are derived).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +25,7 @@ use std::time::Duration;
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use tributary_core::job::{JobEnvelope, JobKind};
-use tributary_core::ports::{JobQueue, RefreshSchedule, SyncSchedule};
+use tributary_core::ports::{EventOutbox, JobQueue, OUTBOX_SHARDS, RefreshSchedule, SyncSchedule};
 use tributary_core::time::Clock;
 
 /// How many refresh jobs one tick enqueues at most (a tick a minute: 288,000 a day).
@@ -51,12 +56,14 @@ pub struct TickOutcome {
     pub refreshes_enqueued: usize,
     /// How many sync start jobs it enqueued.
     pub sync_starts_enqueued: usize,
+    /// How many outbox shards it enqueued a dispatch of.
+    pub dispatches_enqueued: usize,
 }
 
 /// Handles one scheduled tick. Any event shape is accepted: the schedule's payload carries nothing
 /// the tick needs.
 #[tracing::instrument(skip_all)]
-pub async fn handle<Q: JobQueue, R: RefreshSchedule + SyncSchedule>(
+pub async fn handle<Q: JobQueue, R: RefreshSchedule + SyncSchedule + EventOutbox>(
     deps: &Deps<Q, R>,
     _event: LambdaEvent<serde_json::Value>,
 ) -> Result<TickOutcome, lambda_runtime::Error> {
@@ -68,11 +75,29 @@ pub async fn handle<Q: JobQueue, R: RefreshSchedule + SyncSchedule>(
     tracing::info!(job_id = %canary.id, "canary enqueued");
     let refreshes_enqueued = enqueue_due_refreshes(deps, now).await?;
     let sync_starts_enqueued = enqueue_due_syncs(deps, now).await?;
+    let dispatches_enqueued = enqueue_dispatches(deps).await?;
     Ok(TickOutcome {
         canary_job_id: canary.id.to_string(),
         refreshes_enqueued,
         sync_starts_enqueued,
+        dispatches_enqueued,
     })
+}
+
+async fn enqueue_dispatches<Q: JobQueue, R: EventOutbox>(
+    deps: &Deps<Q, R>,
+) -> Result<usize, lambda_runtime::Error> {
+    let mut jobs = Vec::new();
+    for shard in 0..OUTBOX_SHARDS {
+        if !deps.schedule.pending_events(shard, 1).await?.is_empty() {
+            jobs.push(JobEnvelope::new(JobKind::DispatchEvents { shard }));
+        }
+    }
+    if !jobs.is_empty() {
+        deps.queue.send_batch(&jobs).await?;
+        tracing::info!(jobs = jobs.len(), "event dispatches enqueued");
+    }
+    Ok(jobs.len())
 }
 
 async fn enqueue_due_syncs<Q: JobQueue, R: SyncSchedule>(
@@ -320,5 +345,55 @@ mod tests {
         };
         assert!(handle(&deps, scheduled_event()).await.is_err());
         assert_eq!(deps.queue.sent().len(), 1, "the canary went out first");
+    }
+
+    #[tokio::test]
+    async fn a_shard_holding_events_gets_one_dispatch_and_an_empty_one_none() {
+        use tributary_core::connection::{ConnectionEvent, ConnectionEventType};
+        use tributary_core::ports::{ConnectionStore, EventOutbox};
+        use tributary_core::tenancy::AuditEvent;
+        let store = MemStore::default();
+        let deps = Deps {
+            queue: FakeQueue::default(),
+            schedule: store.clone(),
+            clock: Arc::new(ManualClock::at(1_000)),
+        };
+        let dispatches = |q: &FakeQueue| -> Vec<u32> {
+            q.sent()
+                .into_iter()
+                .filter_map(|j| match j.kind {
+                    JobKind::DispatchEvents { shard } => Some(shard),
+                    _ => None,
+                })
+                .collect()
+        };
+        handle(&deps, scheduled_event()).await.unwrap();
+        assert!(dispatches(&deps.queue).is_empty(), "nothing waits");
+
+        let tenant = TenantId::generate();
+        let made = connection(&tenant, None, ConnectionStatus::Active);
+        let event = ConnectionEvent::of(&made, ConnectionEventType::Created, None, 1_000);
+        let audit = AuditEvent {
+            id: tributary_core::ids::AuditEventId::generate(),
+            tenant_id: tenant.clone(),
+            at_ms: 1_000,
+            actor: "key_1".into(),
+            action: "connection.created".into(),
+            target: made.id.to_string(),
+        };
+        store.create_connection(&made, &event, &audit).await.unwrap();
+        let out = handle(&deps, scheduled_event()).await.unwrap();
+        let shard = tributary_core::outbound::outbox_shard(&tenant);
+        assert_eq!(dispatches(&deps.queue), [shard]);
+        assert_eq!(out.dispatches_enqueued, 1);
+
+        // Once dispatched, the shard is quiet again.
+        let waiting = store.pending_events(shard, 10).await.unwrap();
+        store
+            .clear_outbox(&tenant, &waiting[0].key)
+            .await
+            .unwrap();
+        handle(&deps, scheduled_event()).await.unwrap();
+        assert_eq!(dispatches(&deps.queue), [shard]);
     }
 }
