@@ -87,7 +87,13 @@ where
             "action `{}` of provider `{}` is no longer in the catalog",
             run.action, run.provider
         );
-        return finish(store, run, Err(error(ActionErrorClass::Config, message)), now).await;
+        return finish(
+            store,
+            run,
+            Err(error(ActionErrorClass::Config, message)),
+            now,
+        )
+        .await;
     };
     let deduplicated = deduplicated_by_provider(action);
     if run.state == ActionRunState::Running {
@@ -101,6 +107,17 @@ where
                 format!(
                     "attempt {} was interrupted while its request may have been sent, and {} cannot deduplicate this action: it was not sent again. Check at {} whether it happened.",
                     run.attempts, spec.name, spec.name
+                ),
+            );
+            return finish(store, run, Err(e), now).await;
+        }
+        if run.attempts >= MAX_ATTEMPTS {
+            // The last attempt may have written; another is not allowed.
+            let e = error(
+                ActionErrorClass::UnknownOutcome,
+                format!(
+                    "attempt {} was interrupted while its request may have been sent, and no attempts are left. Check at {} whether it happened.",
+                    run.attempts, spec.name
                 ),
             );
             return finish(store, run, Err(e), now).await;
@@ -148,8 +165,12 @@ where
             run.error = Some(e);
             run.updated_at_ms = now;
             run.version = read_version + 1;
-            if !store.update_action_run(&run, read_version, None).await? {
-                return Ok(());
+            match store.update_action_run(&run, read_version, None).await {
+                Ok(true) => {}
+                // Gone, or another delivery moved it on (past the attempt's lease): its write
+                // stands.
+                Ok(false) | Err(PortError::Conflict { .. }) => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
             let job = JobEnvelope::new(JobKind::ActionRun {
                 tenant_id: run.tenant_id.clone(),

@@ -76,7 +76,8 @@ pub enum ActionErrorClass {
     /// egress refusal).
     Config,
     /// An attempt was interrupted while its request may have been sent, and the provider offers no
-    /// idempotency key: it was not sent again, so it may or may not have happened.
+    /// idempotency key or no attempts were left: it was not sent again, so it may or may not have
+    /// happened.
     UnknownOutcome,
     /// Something failed on our side.
     Internal,
