@@ -111,6 +111,10 @@ scope_rules! {
     ActionsExecute => ActionsExecute,
     /// `proxy`.
     ProxyCalls => Proxy,
+    /// `webhooks:read`.
+    WebhooksRead => WebhooksRead,
+    /// `webhooks:write`.
+    WebhooksWrite => WebhooksWrite,
 }
 
 /// Implemented for every handler whose first argument is an access rule ([`Guard`]): how the router

@@ -524,8 +524,8 @@ mod tests {
             }
         }
         assert_eq!(
-            declared, 9,
-            "the seven creations, the manual sync run and actions declare the header"
+            declared, 10,
+            "the eight creations, the manual sync run and actions declare the header"
         );
         // `[!-~]` is 0x21..=0x7e: what crate::idempotency accepts, one character at a time.
         for byte in 0u8..=0x7f {

@@ -12,8 +12,8 @@ use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use serde::de::DeserializeOwned;
 use tributary_core::ids::{
-    ActionRunId, ApiKeyId, ConnectionId, IntegrationId, InvalidId, IssuerId, SyncId, SyncRunId,
-    TenantId,
+    ActionRunId, ApiKeyId, ConnectionId, EndpointId, IntegrationId, InvalidId, IssuerId, MessageId,
+    SyncId, SyncRunId, TenantId,
 };
 
 use crate::problem::{ApiError, FieldError};
@@ -173,6 +173,14 @@ impl PathId for SyncRunId {
 
 impl PathId for ActionRunId {
     const NAME: &'static str = "action_run_id";
+}
+
+impl PathId for EndpointId {
+    const NAME: &'static str = "endpoint_id";
+}
+
+impl PathId for MessageId {
+    const NAME: &'static str = "message_id";
 }
 
 /// A path id, validated against its format before any store access. It is read from the path as

@@ -9,7 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
     ActionStore, CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyStore,
-    IntegrationStore, JobQueue, QueueStats, RateCounter, SyncStore, TenantStore,
+    IntegrationStore, JobQueue, QueueStats, RateCounter, SyncStore, TenantStore, WebhookStore,
 };
 use tributary_core::records::RecordStore;
 use tributary_core::time;
@@ -34,6 +34,7 @@ pub trait ControlStore:
     + SyncStore
     + RecordStore
     + ActionStore
+    + WebhookStore
     + 'static
 {
 }
@@ -49,6 +50,7 @@ impl<T> ControlStore for T where
         + SyncStore
         + RecordStore
         + ActionStore
+        + WebhookStore
         + 'static
 {
 }

@@ -21,6 +21,7 @@ mod records;
 mod refresh;
 mod revoke;
 mod syncs;
+mod webhooks;
 
 fn tenant(store: &MemStore, rate: u32) -> TenantId {
     let t = Tenant {
@@ -172,9 +173,61 @@ fn operations(
         sync,
         run,
         action_run,
+        endpoint,
+        message,
         ..
     } = seeded;
     vec![
+        (
+            "POST",
+            "/v1/webhook-endpoints".into(),
+            Some(json!({"url": "https://hooks.example.com/t"})),
+            "webhooks:write",
+        ),
+        ("GET", "/v1/webhook-endpoints".into(), None, "webhooks:read"),
+        (
+            "GET",
+            format!("/v1/webhook-endpoints/{endpoint}"),
+            None,
+            "webhooks:read",
+        ),
+        (
+            "PATCH",
+            format!("/v1/webhook-endpoints/{endpoint}"),
+            Some(json!({"description": "billing"})),
+            "webhooks:write",
+        ),
+        (
+            "POST",
+            format!("/v1/webhook-endpoints/{endpoint}/rotate-secret"),
+            None,
+            "webhooks:write",
+        ),
+        ("GET", "/v1/webhook-messages".into(), None, "webhooks:read"),
+        (
+            "GET",
+            format!("/v1/webhook-messages/{message}"),
+            None,
+            "webhooks:read",
+        ),
+        (
+            "GET",
+            format!("/v1/webhook-messages/{message}/attempts"),
+            None,
+            "webhooks:read",
+        ),
+        (
+            "POST",
+            format!("/v1/webhook-messages/{message}/replay"),
+            None,
+            "webhooks:write",
+        ),
+        (
+            "DELETE",
+            format!("/v1/webhook-endpoints/{endpoint}"),
+            None,
+            "webhooks:write",
+        ),
         (
             "POST",
             format!("/v1/connections/{connection}/actions/create_customer"),
@@ -373,6 +426,10 @@ struct Seeded {
     run: String,
     /// An action run of the connection (Stripe `create_customer`), queued.
     action_run: String,
+    /// A webhook endpoint.
+    endpoint: String,
+    /// An exhausted message for it (replayable).
+    message: String,
 }
 
 /// A proxied request names its connection in a header: the seeded one.
@@ -496,6 +553,14 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
     )
     .await;
     assert_eq!(action_run.status, 202, "{:?}", action_run.body);
+    let endpoint = call(
+        d,
+        as_tenant(Req::new("POST", "/v1/webhook-endpoints"), t)
+            .json(json!({"url": "https://hooks.example.com/tributary"})),
+    )
+    .await;
+    assert_eq!(endpoint.status, 201, "{:?}", endpoint.body);
+    let endpoint = endpoint.body["id"].as_str().unwrap().to_owned();
     let feed = tributary_core::records::FeedKey {
         tenant_id: t.clone(),
         connection_id: connection.parse().unwrap(),
@@ -518,8 +583,43 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
             sync,
             run: run.body["id"].as_str().unwrap().to_owned(),
             action_run: action_run.body["id"].as_str().unwrap().to_owned(),
+            message: seed_message(d, t, &endpoint).await,
+            endpoint,
         },
     )
+}
+
+/// An exhausted message of `t` for `endpoint`, as the connector leaves one.
+async fn seed_message(d: &crate::testing::TestApi, t: &TenantId, endpoint: &str) -> String {
+    use tributary_core::outbound::{EventType, MessageState, WebhookMessage};
+    use tributary_core::ports::WebhookStore as _;
+    use tributary_core::time::Clock as _;
+    let event = tributary_core::ids::EventId::generate();
+    let endpoint_id: tributary_core::ids::EndpointId = endpoint.parse().unwrap();
+    let now = d.clock.now_ms();
+    let message = WebhookMessage {
+        id: WebhookMessage::id_for(&event, now, &endpoint_id),
+        tenant_id: t.clone(),
+        endpoint_id,
+        event_id: event,
+        event_type: EventType::ConnectionCreated,
+        body: WebhookMessage::body_of(
+            EventType::ConnectionCreated,
+            now,
+            &json!({"connection_id": "conn_x"}),
+        ),
+        state: MessageState::Exhausted,
+        attempts: 8,
+        total_attempts: 8,
+        next_attempt_at_ms: None,
+        last_status: Some(500),
+        last_error: Some("HTTP 500".into()),
+        created_at_ms: now,
+        updated_at_ms: now,
+        version: 9,
+    };
+    assert!(d.store.create_message(&message).await.unwrap());
+    message.id.to_string()
 }
 
 async fn seed_key_and_issuer(d: &crate::testing::TestApi, t: &TenantId) -> (String, String) {
@@ -617,8 +717,12 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         sync: sync_a,
         run: run_a,
         action_run: action_run_a,
+        endpoint: endpoint_a,
+        message: message_a,
         ..
     } = seeded_a;
+    let random_endpoint = tributary_core::ids::EndpointId::generate().to_string();
+    let random_message = tributary_core::ids::MessageId::generate().to_string();
     let random_action_run = tributary_core::ids::ActionRunId::generate().to_string();
     let random_connection = tributary_core::ids::ConnectionId::generate().to_string();
     let random_sync = tributary_core::ids::SyncId::generate().to_string();
@@ -735,6 +839,41 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         ),
         (
             "GET",
+            format!("/v1/webhook-endpoints/{endpoint_a}"),
+            format!("/v1/webhook-endpoints/{random_endpoint}"),
+        ),
+        (
+            "PATCH",
+            format!("/v1/webhook-endpoints/{endpoint_a}"),
+            format!("/v1/webhook-endpoints/{random_endpoint}"),
+        ),
+        (
+            "POST",
+            format!("/v1/webhook-endpoints/{endpoint_a}/rotate-secret"),
+            format!("/v1/webhook-endpoints/{random_endpoint}/rotate-secret"),
+        ),
+        (
+            "GET",
+            format!("/v1/webhook-messages/{message_a}"),
+            format!("/v1/webhook-messages/{random_message}"),
+        ),
+        (
+            "GET",
+            format!("/v1/webhook-messages/{message_a}/attempts"),
+            format!("/v1/webhook-messages/{random_message}/attempts"),
+        ),
+        (
+            "POST",
+            format!("/v1/webhook-messages/{message_a}/replay"),
+            format!("/v1/webhook-messages/{random_message}/replay"),
+        ),
+        (
+            "DELETE",
+            format!("/v1/webhook-endpoints/{endpoint_a}"),
+            format!("/v1/webhook-endpoints/{random_endpoint}"),
+        ),
+        (
+            "GET",
             format!("/v1/proxy/balance#{connection_a}"),
             format!("/v1/proxy/balance#{random_connection}"),
         ),
@@ -752,6 +891,8 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
             let req = as_tenant(Req::new(method, path), &b);
             if method == "PATCH" && path.contains("/connections/") {
                 req.json(json!({"tags": {"plan": "pro"}}))
+            } else if method == "PATCH" && path.contains("/webhook-endpoints/") {
+                req.json(json!({"enabled": false}))
             } else if method == "PATCH" && path.contains("/syncs/") {
                 req.json(json!({"status": "paused"}))
             } else if method == "PATCH" {
@@ -867,6 +1008,31 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         res.body["state"], "queued",
         "B's tries left A's action run as it was"
     );
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new("GET", &format!("/v1/webhook-endpoints/{endpoint_a}")),
+            &a,
+        ),
+    )
+    .await;
+    assert_eq!(
+        res.body["enabled"], true,
+        "B could not disable or delete A's endpoint"
+    );
+    assert!(
+        res.body["previous_secret_expires_at"].is_null(),
+        "nor rotate its secret"
+    );
+    let res = call(
+        &d,
+        as_tenant(
+            Req::new("GET", &format!("/v1/webhook-messages/{message_a}")),
+            &a,
+        ),
+    )
+    .await;
+    assert_eq!(res.body["state"], "exhausted", "nor replay A's message");
     let res = call(
         &d,
         as_tenant(
@@ -1723,6 +1889,8 @@ fn concrete(path: &str) -> String {
             "{sync_id}" => tributary_core::ids::SyncId::generate().to_string(),
             "{run_id}" => tributary_core::ids::SyncRunId::generate().to_string(),
             "{action_run_id}" => tributary_core::ids::ActionRunId::generate().to_string(),
+            "{endpoint_id}" => tributary_core::ids::EndpointId::generate().to_string(),
+            "{message_id}" => tributary_core::ids::MessageId::generate().to_string(),
             "{action}" => "create_customer".to_owned(),
             "{proxy_path}" => "balance".to_owned(),
             "{model}" => "customers".to_owned(),

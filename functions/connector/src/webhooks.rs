@@ -38,8 +38,7 @@ use tributary_http::classify::{Classifier, Classify, Failure};
 use tributary_http::{HttpClient, HttpConfig, OutRequest};
 use url::Url;
 
-/// The purpose an endpoint's secrets are sealed for.
-pub const SECRET_PURPOSE: &str = "webhook_secret";
+pub use tributary_core::outbound::SECRET_PURPOSE;
 /// Events dispatched per job.
 pub const DISPATCH_BATCH: usize = 100;
 /// The longest delay SQS gives a message.
@@ -225,7 +224,7 @@ where
     }
     let now = clock.now_ms();
     if let Some(due) = message.next_attempt_at_ms
-        && due > now + 1000
+        && due > now + 1000 + MAX_RETRY_AFTER_MS * 1000/*MUT*/
     {
         // Not yet: the queue's delays are 15 minutes at most, so longer waits are chained.
         let wait = (due - now).min(MAX_QUEUE_DELAY_MS);
@@ -436,3 +435,4 @@ async fn attempt(
         Err(e) => failed(e.to_string()),
     }
 }
+

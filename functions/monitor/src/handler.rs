@@ -381,7 +381,10 @@ mod tests {
             action: "connection.created".into(),
             target: made.id.to_string(),
         };
-        store.create_connection(&made, &event, &audit).await.unwrap();
+        store
+            .create_connection(&made, &event, &audit)
+            .await
+            .unwrap();
         let out = handle(&deps, scheduled_event()).await.unwrap();
         let shard = tributary_core::outbound::outbox_shard(&tenant);
         assert_eq!(dispatches(&deps.queue), [shard]);
@@ -389,10 +392,7 @@ mod tests {
 
         // Once dispatched, the shard is quiet again.
         let waiting = store.pending_events(shard, 10).await.unwrap();
-        store
-            .clear_outbox(&tenant, &waiting[0].key)
-            .await
-            .unwrap();
+        store.clear_outbox(&tenant, &waiting[0].key).await.unwrap();
         handle(&deps, scheduled_event()).await.unwrap();
         assert_eq!(dispatches(&deps.queue), [shard]);
     }

@@ -20,6 +20,8 @@ use sha2::Sha256;
 use crate::ids::{EndpointId, EventId, MessageId, TenantId};
 use crate::time::EpochMillis;
 
+/// The purpose an endpoint's secrets are sealed for in the vault.
+pub const SECRET_PURPOSE: &str = "webhook_secret";
 /// The prefix of an endpoint's secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Random bytes in a secret (the specification asks for 24 to 64).
@@ -338,6 +340,13 @@ pub fn outbox_data<E: Serialize>(kind: &str, event: &E) -> Option<(EventType, se
     Some((kind, data))
 }
 
+/// The outbox partition of a tenant's events (of [`crate::ports::OUTBOX_SHARDS`]).
+pub fn outbox_shard(tenant: &TenantId) -> u32 {
+    use sha2::Digest;
+    let digest = Sha256::digest(tenant.as_str().as_bytes());
+    u32::from(digest[0]) % crate::ports::OUTBOX_SHARDS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,11 +405,4 @@ mod tests {
         // Later events sort after.
         assert!(WebhookMessage::id_for(&e, at + 1, &a).as_str() > id.as_str());
     }
-}
-
-/// The outbox partition of a tenant's events (of [`crate::ports::OUTBOX_SHARDS`]).
-pub fn outbox_shard(tenant: &TenantId) -> u32 {
-    use sha2::Digest;
-    let digest = Sha256::digest(tenant.as_str().as_bytes());
-    u32::from(digest[0]) % crate::ports::OUTBOX_SHARDS
 }

@@ -190,6 +190,28 @@ impl EgressPolicy {
         forbidden_range(ip).is_some() && self.check_ip(ip).is_ok()
     }
 
+    /// Checks `url` and every address its host resolves to now (a destination stored for later
+    /// calls, such as a webhook endpoint, is refused at once rather than at its first call). A host
+    /// that does not resolve is not refused here: every call checks again.
+    pub async fn check_resolved(&self, url: &Url) -> Result<(), EgressDenied> {
+        self.check_url(url)?;
+        let Some(Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        let Ok(found) = tokio::net::lookup_host((host, 0)).await else {
+            return Ok(());
+        };
+        for addr in found {
+            self.check_ip(addr.ip())
+                .map_err(|range| EgressDenied::Forbidden {
+                    host: host.to_owned(),
+                    addr: addr.ip(),
+                    range,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Requires https, except for the hosts [`Self::opens_plain_http`] opens. Checked before any
     /// connection, so nothing is sent in clear text.
     pub fn check_https(&self, url: &Url) -> Result<(), EgressDenied> {

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod records;
 pub mod syncs;
 pub mod tenants;
+pub mod webhooks;
 
 use tributary_core::PortError;
 
@@ -39,6 +40,7 @@ pub fn api<S: ControlStore, Q: JobsQueue>() -> Api<AppState<S, Q>> {
         .merge(records::router())
         .merge(actions::router())
         .merge(proxy::router())
+        .merge(webhooks::router())
 }
 
 /// Whether a filtered list has any item: pages are read until one holds an item or none follows
