@@ -20,7 +20,7 @@ SAM := $(TOOLS)/sam/bin/sam
 CFN_LINT := $(TOOLS)/sam/bin/cfn-lint
 TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS)/sam/.installed \
 	$(TOOLS)/schemathesis/.installed $(TOOLS)/cargo-machete/.installed $(TOOLS)/cargo-hakari/.installed \
-	$(TOOLS)/rustup-aarch64/.installed
+	$(TOOLS)/rustup-aarch64/.installed $(TOOLS)/standardwebhooks/.installed
 
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto

@@ -224,7 +224,7 @@ where
     }
     let now = clock.now_ms();
     if let Some(due) = message.next_attempt_at_ms
-        && due > now + 1000 + MAX_RETRY_AFTER_MS * 1000/*MUT*/
+        && due > now + 1000
     {
         // Not yet: the queue's delays are 15 minutes at most, so longer waits are chained.
         let wait = (due - now).min(MAX_QUEUE_DELAY_MS);
@@ -383,6 +383,10 @@ async fn attempt(
             }
         }
     }
+    if secrets.is_empty() {
+        // Never an unsigned message: a receiver could not tell it from a forgery.
+        return failed("the endpoint has no signing secret".into());
+    }
     let timestamp = now / 1000;
     let Ok(signature) = signature_header(
         &secrets,
@@ -436,3 +440,5 @@ async fn attempt(
     }
 }
 
+#[cfg(test)]
+mod tests;
