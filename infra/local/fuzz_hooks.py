@@ -7,10 +7,11 @@ requests, so valid requests would be refused for a history the generator does no
 generated, so the API's validation of the header stays fuzzed.
 
 Connections can only be made against a provider that answers, and connect pages only opened with a
-link's token: fuzz-api.sh seeds an integration of a local Stripe, connections, connect links and a
-synced connection's records
-(`FUZZ_SEEDS`), and a valid case gets those ids, that key and that return URL where the generator could
-only have guessed them. Invalid cases are sent as generated.
+link's token: fuzz-api.sh seeds an integration of a local Stripe, connections, connect links, a
+synced connection's records, action runs, webhook endpoints (a local receiver's URL) and delivered
+messages (`FUZZ_SEEDS`), and a valid case gets those ids, that key, that return URL, Stripe's
+`create_customer` input and a proxied path under Stripe's base where the generator could only have
+guessed them. Invalid cases are sent as generated.
 """
 
 import html
@@ -71,6 +72,10 @@ def fresh_run():
     sync = api("POST", "/v1/syncs", {"connection_id": fresh_connection(), "stream": "customers", "model": "customers",
                                      "frequency": {"every_seconds": 86400}})["id"]
     return sync, api("POST", f"/v1/syncs/{sync}/runs", {})["id"]
+
+
+def fresh_endpoint():
+    return api("POST", "/v1/webhook-endpoints", {"url": SEEDS["hooks_url"]})["id"]
 
 
 def fresh_integration():
@@ -147,9 +152,26 @@ def use_seeds(context, case, kwargs):
         if path == "/v1/syncs/{sync_id}/runs/{run_id}/cancel":
             # A run of its own, cancelled while the connector has not finished it.
             params["sync_id"], params["run_id"] = fresh_run()
+        if "action_run_id" in params:
+            params["action_run_id"] = random.choice(SEEDS["action_run_ids"])
+        if "action" in params:
+            params["action"] = "create_customer"
+        if "endpoint_id" in params:
+            # Changes, rotations and deletions get an endpoint of their own.
+            params["endpoint_id"] = random.choice(SEEDS["endpoint_ids"]) if method == "GET" else fresh_endpoint()
+        if "message_id" in params:
+            params["message_id"] = random.choice(SEEDS["message_ids"])
+        if "proxy_path" in params:
+            # Under Stripe's base URL (`/v1`): its customers, and one of them to delete.
+            params["proxy_path"] = "customers/cus_local0" if method == "DELETE" else "customers"
         if "integration_id" in params and path.startswith("/connect/"):
             oauth = path.endswith("/oauth")
             params["integration_id"] = SEEDS["oauth_integration_id"] if oauth else SEEDS["integration_id"]
+    if path.startswith("/v1/proxy/") and positive(case, ParameterLocation.HEADER):
+        case.headers = {**(case.headers or {}), "Connection-Id": random.choice(SEEDS["connection_ids"])}
+    if path == "/v1/webhook-messages" and positive(case, ParameterLocation.QUERY) and isinstance(case.query, dict):
+        if "endpoint_id" in case.query:
+            case.query["endpoint_id"] = SEEDS["endpoint_ids"][0]
     if path == "/v1/records/{model}/{record_id}" and positive(case, ParameterLocation.QUERY):
         case.query = {"connection_id": SEEDS["synced_connection_id"]}
     if path.endswith("/oauth") and positive(case, ParameterLocation.QUERY):
@@ -189,6 +211,19 @@ def use_seeds(context, case, kwargs):
             body["frequency"] = {"cron": "0 */6 * * *"}
         else:
             body["frequency"] = {"every_seconds": 3600}
+    if path == "/v1/connections/{connection_id}/actions/{action}":
+        # Stripe's `create_customer` input, as its schema describes it.
+        for field in list(body):
+            if field not in ("email", "name", "metadata"):
+                body.pop(field)
+        body["email"] = "fuzz@example.com"
+        if not isinstance(body.get("name"), str):
+            body.pop("name", None)
+        if not isinstance(body.get("metadata"), dict) or not all(isinstance(v, str) for v in body["metadata"].values()):
+            body.pop("metadata", None)
+    if path in ("/v1/webhook-endpoints", "/v1/webhook-endpoints/{endpoint_id}") and method in ("POST", "PATCH"):
+        if method == "POST" or "url" in body:
+            body["url"] = SEEDS["hooks_url"]
     if path == "/v1/connections" and method == "POST":
         body["integration_id"] = SEEDS["integration_id"]
         body["credentials"] = {"api_key": SEEDS["stripe_key"]}

@@ -8,7 +8,12 @@
 - Stripe: `GET /v1/balance` accepts the one secret key the check uses and answers 401 otherwise;
   `GET /v1/customers` lists three customers as Stripe's list endpoints do
   (https://docs.stripe.com/api/pagination: `limit`, `starting_after`, `{"object": "list", "data",
-  "has_more", "url"}`), for the syncs fuzz-api.sh seeds.
+  "has_more", "url"}`), for the syncs fuzz-api.sh seeds; `POST /v1/customers` creates one from a form
+  body and answers the same customer again for a repeated `Idempotency-Key`
+  (https://docs.stripe.com/api/idempotent_requests), and `DELETE /v1/customers/{id}` answers
+  `{"id", "object": "customer", "deleted": true}` (https://docs.stripe.com/api/customers/delete), for
+  actions and the proxy.
+- A tenant's webhook receiver: `POST /app/hooks` answers 204 (fuzz-api.sh's endpoint).
 - The tenant's app: `GET /app/done` shows the outcome the connect page sent the end user back with.
 
 Every secret it hands out or accepts is appended to the file named by the second argument, for the
@@ -32,6 +37,7 @@ PORT_FILE, SECRETS_FILE, CLIENT_ID, CLIENT_SECRET, STRIPE_KEY = sys.argv[1:6]
 lock = threading.Lock()
 issued = {}  # code -> challenge
 tokens = set()
+created = {}  # Idempotency-Key -> the customer created with it
 
 
 def remember(value):
@@ -101,10 +107,41 @@ class Handler(BaseHTTPRequestHandler):
             )
         self.send(404, json.dumps({"error": "not_found"}))
 
+    def stripe_authorized(self):
+        if self.headers.get("authorization") == f"Bearer {STRIPE_KEY}":
+            return True
+        self.send(401, json.dumps({"error": {"message": "Invalid API Key provided", "type": "invalid_request_error"}}))
+        return False
+
+    def do_DELETE(self):
+        url = urlsplit(self.path)
+        if url.path.startswith("/v1/customers/") and url.path.count("/") == 3:
+            if not self.stripe_authorized():
+                return None
+            return self.send(200, json.dumps({"id": url.path.rsplit("/", 1)[1], "object": "customer", "deleted": True}))
+        self.send(404, json.dumps({"error": "not_found"}))
+
     def do_POST(self):
         url = urlsplit(self.path)
         length = int(self.headers.get("content-length", "0"))
-        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        raw = self.rfile.read(length).decode(errors="replace")
+        form = {k: v[0] for k, v in parse_qs(raw).items()}
+        if url.path == "/app/hooks":
+            self.send_response(204)
+            self.end_headers()
+            return None
+        if url.path == "/v1/customers":
+            if not self.stripe_authorized():
+                return None
+            key = self.headers.get("idempotency-key")
+            with lock:
+                if key and key in created:
+                    return self.send(200, created[key])
+                customer = json.dumps({"id": "cus_" + secrets.token_hex(7), "object": "customer",
+                                       "email": form.get("email"), "name": form.get("name")})
+                if key:
+                    created[key] = customer
+            return self.send(200, customer)
         if url.path != "/oauth2/v1/token":
             return self.send(404, json.dumps({"error": "not_found"}))
         basic = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
