@@ -14,8 +14,8 @@ use tributary_core::canary::CanaryObservation;
 use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{
-    ActionStore, CanaryStore, ConnectionStore, EventOutbox, IntegrationStore, JobLedger, JobQueue,
-    SyncStore, WebhookStore,
+    ActionStore, CanaryStore, ConnectionStore, EventOutbox, InboundStore, IntegrationStore,
+    JobLedger, JobQueue, SyncStore, WebhookStore,
 };
 use tributary_core::records::RecordStore;
 use tributary_core::refresh::{IdleRefresh, RefreshError, Refresher};
@@ -78,6 +78,9 @@ enum JobError {
     /// A webhook job that may work later.
     #[error(transparent)]
     Webhook(#[from] crate::webhooks::WebhookJobError),
+    /// An inbound webhook's routing that may work later.
+    #[error(transparent)]
+    Inbound(#[from] crate::inbound::InboundJobError),
 }
 
 /// Handles one SQS batch and reports which messages failed.
@@ -90,7 +93,13 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore + EventOutbox + WebhookStore,
+    S: ConnectionStore
+        + IntegrationStore
+        + SyncStore
+        + ActionStore
+        + EventOutbox
+        + WebhookStore
+        + InboundStore,
     R: RecordStore,
 {
     let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
@@ -134,7 +143,13 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore + IntegrationStore + SyncStore + ActionStore + EventOutbox + WebhookStore,
+    S: ConnectionStore
+        + IntegrationStore
+        + SyncStore
+        + ActionStore
+        + EventOutbox
+        + WebhookStore
+        + InboundStore,
     R: RecordStore,
 {
     let job = JobEnvelope::parse(message.body.as_deref().unwrap_or_default())?;
@@ -226,6 +241,21 @@ where
                 &*deps.clock,
                 tenant_id,
                 message_id,
+            )
+            .await?
+        }
+        JobKind::InboundWebhook {
+            tenant_id,
+            integration_id,
+            inbound_id,
+        } => {
+            crate::inbound::route(
+                &deps.syncing,
+                &deps.queue,
+                &*deps.clock,
+                tenant_id,
+                integration_id,
+                inbound_id,
             )
             .await?
         }
@@ -326,7 +356,8 @@ fn retry_delay(err: &JobError, receive_count: u32) -> Duration {
         | JobError::Refresh(_)
         | JobError::Sync(_)
         | JobError::Action(_)
-        | JobError::Webhook(_) => {
+        | JobError::Webhook(_)
+        | JobError::Inbound(_) => {
             let exp = receive_count.saturating_sub(1).min(10);
             Duration::from_secs((5u64 << exp).min(900))
         }
@@ -554,6 +585,9 @@ mod tests {
                 scopes: vec![],
                 return_urls: vec![],
                 enabled: true,
+                webhook_secret: None,
+                webhook_verification_token: None,
+                webhook_routing: Default::default(),
                 created_at_ms: 1,
                 updated_at_ms: 1,
                 version: 1,

@@ -5,5 +5,6 @@
 pub mod action;
 pub mod config;
 pub mod handler;
+pub mod inbound;
 pub mod sync;
 pub mod webhooks;

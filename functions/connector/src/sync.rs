@@ -246,6 +246,83 @@ where
     create_and_enqueue(store, queue, &run).await
 }
 
+/// What a provider webhook's start of a sync's run found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookStart {
+    /// The run exists and is enqueued (made now, or by an earlier delivery of the same job).
+    Started(SyncRunId),
+    /// Another run is in progress: it is left to read what changed (one run of a sync at a time).
+    InProgress(SyncRunId),
+    /// The sync is gone or not active.
+    Inactive,
+}
+
+/// Starts a run of the sync for a provider webhook, as a manual start would, with the id `run_id`
+/// the caller derived from the delivery: the run takes the sync's slot (unless another run is in
+/// progress), then is created and enqueued. Idempotent: a redelivered job finds its run (even
+/// ended) by that id and only makes sure a queued one is enqueued, so one delivery never starts two
+/// runs.
+pub async fn start_for_webhook<S, R, Q>(
+    syncing: &Syncing<S, R>,
+    queue: &Q,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    id: &SyncId,
+    run_id: &SyncRunId,
+) -> Result<WebhookStart, SyncJobError>
+where
+    S: SyncStore,
+    Q: JobQueue,
+{
+    let store = &syncing.store;
+    for _ in 0..5 {
+        if let Some(run) = store.get_run(tenant, id, run_id).await? {
+            if run.state == RunState::Queued {
+                enqueue_run(queue, &run, 0, Duration::ZERO).await?;
+            }
+            return Ok(WebhookStart::Started(run.id));
+        }
+        let Some(mut sync) = store.get_sync(tenant, id).await? else {
+            return Ok(WebhookStart::Inactive);
+        };
+        if sync.status != SyncStatus::Active {
+            return Ok(WebhookStart::Inactive);
+        }
+        if let Some(active) = sync.active_run_id.clone().filter(|a| a != run_id)
+            && store
+                .get_run(tenant, id, &active)
+                .await?
+                .is_some_and(|r| !r.state.is_final())
+        {
+            return Ok(WebhookStart::InProgress(active));
+        }
+        let now = clock.now_ms();
+        let mut run = SyncRun::queued(&sync, RunTrigger::Webhook, false, now);
+        run.id = run_id.clone();
+        // The slot first (on the version read, so a run started meanwhile wins), then the run: a
+        // delivery that stops between the two finds the slot its own on the next one.
+        if sync.active_run_id.as_ref() != Some(run_id) {
+            let read = sync.version;
+            sync.active_run_id = Some(run_id.clone());
+            sync.updated_at_ms = now;
+            sync.version = read + 1;
+            match store.update_sync(&sync, read).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(WebhookStart::Inactive),
+                Err(PortError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        create_and_enqueue(store, queue, &run).await?;
+        tracing::info!(sync_id = %id, run_id = %run.id, "webhook run started");
+        return Ok(WebhookStart::Started(run.id));
+    }
+    Err(SyncJobError::Port(PortError::Conflict {
+        service: tributary_core::error::Service::Store,
+        operation: "UpdateItem",
+    }))
+}
+
 async fn reschedule<S: SyncStore>(
     store: &S,
     sync: &SyncConfig,

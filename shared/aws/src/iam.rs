@@ -237,9 +237,9 @@ mod tests {
     use tributary_core::job::{JobEnvelope, JobKind};
     use tributary_core::pagination::PageRequest;
     use tributary_core::ports::{
-        ActionStore, CanaryStore, ConnectionStore, CredentialStore, EventOutbox, IntegrationStore,
-        JobLedger, JobQueue, QueueStats, RefreshSchedule, SecretSource, SyncSchedule, SyncStore,
-        TenantStore, WebhookStore,
+        ActionStore, CanaryStore, ConnectionStore, CredentialStore, EventOutbox, InboundStore,
+        IntegrationStore, JobLedger, JobQueue, QueueStats, RefreshSchedule, SecretSource,
+        SyncSchedule, SyncStore, TenantStore, WebhookStore,
     };
     use tributary_core::records::{
         FeedKey, FeedPage, FeedPosition, RecordAction, RecordStore, StoredRecord, content_hash,
@@ -517,6 +517,24 @@ mod tests {
         }
     }
 
+    fn an_inbound(tenant: &TenantId) -> tributary_core::inbound::InboundEvent {
+        tributary_core::inbound::InboundEvent {
+            id: tributary_core::ids::InboundId::generate(),
+            tenant_id: tenant.clone(),
+            integration_id: IntegrationId::generate(),
+            provider: "stripe".into(),
+            event_id: Some("evt_1".into()),
+            event_type: Some("customer.created".into()),
+            connection_key: Some("acct_1".into()),
+            payload: Some(serde_json::json!({"id": "evt_1"})),
+            state: tributary_core::inbound::InboundState::Received,
+            routed_to: Vec::new(),
+            received_at_ms: 1,
+            processed_at_ms: None,
+            version: 1,
+        }
+    }
+
     /// The sync's item as `GetItem` finds it.
     fn sync_item(sync: &SyncConfig) -> String {
         serde_json::json!({
@@ -705,6 +723,29 @@ mod tests {
             .update_message(&message, 1, Some(&an_attempt(&message)))
             .await;
         let _ = table.update_endpoint(&an_endpoint(&message), 1).await;
+        // An inbound webhook routed: the delivery, the integration's connections with the
+        // account's tag, a provider event recorded in the outbox, the delivery settled.
+        let inbound = an_inbound(&tenant);
+        table.get_inbound(&tenant, &inbound.id).await.unwrap();
+        table
+            .list_connections(
+                &tenant,
+                &tributary_core::connection::ConnectionFilter {
+                    integration_id: Some(inbound.integration_id.clone()),
+                    tag: Some(("provider_account".into(), "acct_1".into())),
+                    ..Default::default()
+                },
+                &page,
+            )
+            .await
+            .unwrap();
+        table
+            .record_provider_event(&tributary_core::inbound::ProviderEvent::of(
+                &inbound, &id, 2,
+            ))
+            .await
+            .unwrap();
+        let _ = table.update_inbound(&inbound, 1).await;
         let mut used = check("connector", CONNECTOR, &aws.take());
         // A deleted sync's purge: its feed, then the sync with its claim and runs.
         let aws = Recorder::finding(FOUND_TO_REMOVE);
@@ -822,15 +863,26 @@ mod tests {
             .await
             .unwrap();
         table.purge_tenant(&tenant, 1).await.unwrap();
+        // The public webhook route: the integration's tenant by its pointer, the delivery and its
+        // replay marker recorded (or, when its job could not be queued, forgotten).
+        table
+            .integration_tenant(&IntegrationId::generate())
+            .await
+            .unwrap();
+        let inbound = an_inbound(&tenant);
+        table.record_inbound(&inbound).await.unwrap();
+        table.forget_inbound(&inbound).await.unwrap();
         aws.secrets()
             .secret("CredentialKeyringSecret")
             .await
             .unwrap();
         let mut used = check("api", API, &aws.take());
 
-        // Purging a deleted tenant's partition: a key found there goes with its lookup item.
+        // Purging a deleted tenant's partition: a key found there goes with its lookup item, an
+        // integration with its tenant pointer.
         let aws = Recorder::finding(
-            r#"[{"pk":{"S":"TENANT#t"},"sk":{"S":"APIKEY#key_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"}}]"#,
+            r#"[{"pk":{"S":"TENANT#t"},"sk":{"S":"APIKEY#key_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"}},
+                {"pk":{"S":"TENANT#t"},"sk":{"S":"INTEGRATION#int_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"}}]"#,
         );
         aws.table().purge_tenant(&tenant, 1).await.unwrap();
         used.extend(check("api", API, &aws.take()));

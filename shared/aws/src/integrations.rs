@@ -2,8 +2,13 @@
 //! record as JSON in `doc` beside a `version` attribute that every update checks. Each change is
 //! one transaction with its audit event. Under the tenant's partition, so a tenant's deletion
 //! removes them with the rest of what it owns.
+//!
+//! A pointer `INTEGRATIONROUTE#<integration id>` / `INTEGRATIONROUTE` holds the integration's
+//! `tenant_id`, for the public webhook route, whose URL names only the integration. It is written
+//! in the integration's creation (and, for an integration made before pointers existed, its next
+//! update) and removed in its deletion's transaction, and by the tenant's purge.
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use tributary_core::PortError;
 use tributary_core::error::Service;
 use tributary_core::ids::{IntegrationId, TenantId};
@@ -13,12 +18,30 @@ use tributary_core::ports::IntegrationStore;
 use tributary_core::tenancy::AuditEvent;
 
 use crate::dynamo::{DynamoTable, Item, PK, SK};
-use crate::tenancy::{VERSION, audit_item, item, n, put, rejected, s, tenant_pk};
+use crate::tenancy::{VERSION, audit_item, delete, item, n, put, rejected, s, tenant_pk};
 
 const SK_PREFIX: &str = "INTEGRATION#";
+/// The partition prefix (and sort key) of the tenant pointer.
+pub(crate) const ROUTE: &str = "INTEGRATIONROUTE";
+const TENANT_ATTRIBUTE: &str = "tenant_id";
 
 fn sk(id: &IntegrationId) -> String {
     format!("{SK_PREFIX}{id}")
+}
+
+pub(crate) fn route_pk(id: &IntegrationId) -> String {
+    format!("{ROUTE}#{id}")
+}
+
+fn route_item(integration: &Integration) -> Item {
+    Item::from([
+        (PK.to_owned(), s(route_pk(&integration.id))),
+        (SK.to_owned(), s(ROUTE)),
+        (
+            TENANT_ATTRIBUTE.to_owned(),
+            s(integration.tenant_id.as_str()),
+        ),
+    ])
 }
 
 fn integration_item(integration: &Integration) -> Result<Item, PortError> {
@@ -41,6 +64,11 @@ impl IntegrationStore for DynamoTable {
             put(
                 self.name(),
                 integration_item(integration)?,
+                Some("attribute_not_exists(pk)"),
+            )?,
+            put(
+                self.name(),
+                route_item(integration),
                 Some("attribute_not_exists(pk)"),
             )?,
             put(self.name(), audit_item(audit)?, None)?,
@@ -80,6 +108,7 @@ impl IntegrationStore for DynamoTable {
             .map_err(|e| rejected("TransactWriteItems", e.to_string()))?;
         let items = vec![
             TransactWriteItem::builder().put(replace).build(),
+            put(self.name(), route_item(integration), None)?,
             put(self.name(), audit_item(audit)?, None)?,
         ];
         if self.transact_checked(items).await?.is_ok() {
@@ -113,8 +142,27 @@ impl IntegrationStore for DynamoTable {
             .map_err(|e| rejected("TransactWriteItems", e.to_string()))?;
         let items = vec![
             TransactWriteItem::builder().delete(remove).build(),
+            delete(self.name(), route_pk(id), ROUTE.to_owned())?,
             put(self.name(), audit_item(audit)?, None)?,
         ];
         Ok(self.transact_checked(items).await?.is_ok())
+    }
+
+    async fn integration_tenant(&self, id: &IntegrationId) -> Result<Option<TenantId>, PortError> {
+        let Some(found) = self.get(&route_pk(id), ROUTE).await? else {
+            return Ok(None);
+        };
+        match found.get(TENANT_ATTRIBUTE) {
+            Some(AttributeValue::S(t)) => t.parse().map(Some).map_err(|_| PortError::Corrupt {
+                service: Service::Store,
+                operation: "GetItem",
+                detail: "an integration's tenant pointer holds no tenant id".into(),
+            }),
+            _ => Err(PortError::Corrupt {
+                service: Service::Store,
+                operation: "GetItem",
+                detail: "an integration's tenant pointer holds no tenant id".into(),
+            }),
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod dynamo;
 mod errors;
 mod guards;
 pub mod iam;
+pub mod inbound;
 pub mod integrations;
 pub mod lazy;
 pub mod logging;

@@ -12,6 +12,8 @@
 //! | issuer count (the per-tenant cap) | `TENANT#<tenant id>` | `ISSUERCOUNT` |
 //! | audit event | `TENANT#<tenant id>` | `AUDIT#<event id>` |
 //! | integration ([`crate::integrations`]) | `TENANT#<tenant id>` | `INTEGRATION#<integration id>` |
+//! | integration's tenant (the webhook route's lookup) | `INTEGRATIONROUTE#<integration id>` | `INTEGRATIONROUTE` |
+//! | inbound webhook, its replay marker, a provider event ([`crate::inbound`]) | `TENANT#<tenant id>` | `INBOUND#…`, `INBOUNDSEEN#…`, `PROVIDEREVENT#…` |
 //! | connection and its events ([`crate::connections`]) | `TENANT#<tenant id>` | `CONN#…`, `CONNEVENT#…` |
 //! | sync, its claim, runs and events ([`crate::syncs`]) | `TENANT#<tenant id>` | `SYNC#…`, `SYNCMODEL#…`, `RUN#…`, `SYNCEVENT#…` |
 //!
@@ -598,6 +600,12 @@ impl TenantStore for DynamoTable {
             }
             if let Some(key_id) = sk.strip_prefix("APIKEY#") {
                 requests.push(delete_request(format!("APIKEY#{key_id}"), "APIKEY".into())?);
+            } else if let Some(integration) = sk.strip_prefix("INTEGRATION#") {
+                // Its tenant pointer (the webhook route's lookup) goes with it.
+                requests.push(delete_request(
+                    format!("{}#{integration}", crate::integrations::ROUTE),
+                    crate::integrations::ROUTE.into(),
+                )?);
             } else if sk.starts_with("ISSUER#") {
                 let issuer: OidcIssuer = decode(&found, "Query")?;
                 requests.push(delete_request(

@@ -11,10 +11,11 @@
 //! keeps `endpoint_id` and `state` for list filters; messages and attempts expire after
 //! [`MESSAGE_RETENTION_DAYS`]. An attempt is written in the transaction of the message's update.
 //!
-//! **The outbox.** An event item (a connection's, a sync's or an action's) of a type endpoints can
-//! receive is written with `outbox_shard` (`OUTBOX#<n>`), `outbox_at` and `outbox_type`: the keys
-//! of the sparse `Outbox` index, in the same write that records the event. The dispatcher reads the
-//! index, makes the messages, and removes the attributes ([`EventOutbox::clear_outbox`]).
+//! **The outbox.** An event item (a connection's, a sync's, an action's, or a forwarded provider
+//! event's, [`crate::inbound`]) of a type endpoints can receive is written with `outbox_shard`
+//! (`OUTBOX#<n>`), `outbox_at` and `outbox_type`: the keys of the sparse `Outbox` index, in the
+//! same write that records the event. The dispatcher reads the index, makes the messages, and
+//! removes the attributes ([`EventOutbox::clear_outbox`]).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tributary_core::PortError;

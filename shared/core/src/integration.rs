@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IntegrationId, TenantId};
+use crate::inbound::WebhookRouting;
 use crate::time::EpochMillis;
 
 /// What the vault binds an integration's OAuth client secret to (with the tenant and the
@@ -34,6 +35,19 @@ pub struct Integration {
     pub return_urls: Vec<String>,
     /// Whether new connections may be made.
     pub enabled: bool,
+    /// The signing secret of the provider's webhooks to this integration (Stripe's endpoint
+    /// secret, a GitHub App's webhook secret, Slack's signing secret; for Notion, the
+    /// verification token the tenant confirmed), sealed by the vault; never returned.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// A verification token the provider sent to the webhook URL (Notion's handshake), sealed,
+    /// waiting for the tenant to confirm it: nothing vouches for an unsigned request, so it
+    /// verifies nothing until then.
+    #[serde(default)]
+    pub webhook_verification_token: Option<String>,
+    /// What the provider's verified events do.
+    #[serde(default)]
+    pub webhook_routing: WebhookRouting,
     /// When created.
     pub created_at_ms: EpochMillis,
     /// When last changed.
@@ -50,6 +64,7 @@ impl std::fmt::Debug for Integration {
             .field("provider", &self.provider)
             .field("auth_mode", &self.auth_mode)
             .field("has_client_secret", &self.oauth_client_secret.is_some())
+            .field("has_webhook_secret", &self.webhook_secret.is_some())
             .field("version", &self.version)
             .finish_non_exhaustive()
     }

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ActionRunId, ConnectionId, JobId, MessageId, SyncId, SyncRunId, TenantId};
+use crate::ids::{
+    ActionRunId, ConnectionId, InboundId, IntegrationId, JobId, MessageId, SyncId, SyncRunId,
+    TenantId,
+};
 use crate::time::EpochMillis;
 
 /// The envelope format version this build writes and understands.
@@ -83,6 +86,16 @@ pub enum JobKind {
         /// The message.
         message_id: MessageId,
     },
+    /// Route a verified provider webhook to the integration's connections: enqueued by the API's
+    /// webhook route once the delivery is stored (the message points at it).
+    InboundWebhook {
+        /// The integration's tenant.
+        tenant_id: TenantId,
+        /// The integration the provider called.
+        integration_id: IntegrationId,
+        /// The stored delivery.
+        inbound_id: InboundId,
+    },
     /// Remove a deleted sync's records and feed in batches, then the sync itself.
     PurgeSync {
         /// The sync's tenant.
@@ -103,6 +116,7 @@ impl JobKind {
             JobKind::ActionRun { .. } => "action_run",
             JobKind::DispatchEvents { .. } => "dispatch_events",
             JobKind::DeliverWebhook { .. } => "deliver_webhook",
+            JobKind::InboundWebhook { .. } => "inbound_webhook",
             JobKind::PurgeSync { .. } => "purge_sync",
         }
     }

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod inbound;
 pub mod integration;
 pub mod job;
 pub mod outbound;

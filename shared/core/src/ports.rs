@@ -15,9 +15,10 @@ use crate::connect::{ConnectSession, OAuthFlow};
 use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
 use crate::error::PortError;
 use crate::ids::{
-    ActionRunId, ApiKeyId, ConnectionId, EndpointId, IntegrationId, IssuerId, JobId, MessageId,
-    SyncId, SyncRunId, TenantId,
+    ActionRunId, ApiKeyId, ConnectionId, EndpointId, InboundId, IntegrationId, IssuerId, JobId,
+    MessageId, SyncId, SyncRunId, TenantId,
 };
+use crate::inbound::{InboundEvent, ProviderEvent};
 use crate::integration::Integration;
 use crate::job::JobEnvelope;
 use crate::outbound::{
@@ -249,6 +250,51 @@ pub trait IntegrationStore: Send + Sync {
         tenant: &TenantId,
         id: &IntegrationId,
         audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// The tenant of the integration `id`, whatever it is (the public webhook route knows only
+    /// the integration id): one read of a pointer written with the integration and removed with
+    /// it.
+    fn integration_tenant(
+        &self,
+        id: &IntegrationId,
+    ) -> impl Future<Output = Result<Option<TenantId>, PortError>> + Send;
+}
+
+/// Stores verified provider webhooks ([`crate::inbound`]), their replay markers and the provider
+/// events they forward.
+pub trait InboundStore: Send + Sync {
+    /// Records a delivery with, when it carries a provider event id, that id's replay marker (per
+    /// integration), in one write on the condition that the marker does not exist: `false`, and
+    /// nothing written, when the id was recorded before (a replay). Both expire after
+    /// [`crate::inbound::INBOUND_RETENTION_SECS`].
+    fn record_inbound(
+        &self,
+        inbound: &InboundEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Removes a delivery and its replay marker: its job could not be queued, so the provider's
+    /// retry must be taken as new.
+    fn forget_inbound(
+        &self,
+        inbound: &InboundEvent,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's delivery (`None` once expired).
+    fn get_inbound(
+        &self,
+        tenant: &TenantId,
+        id: &InboundId,
+    ) -> impl Future<Output = Result<Option<InboundEvent>, PortError>> + Send;
+    /// Replaces the delivery whose stored version is `expected_version`; `false` when it does not
+    /// exist, [`PortError::Conflict`] when another write changed it.
+    fn update_inbound(
+        &self,
+        inbound: &InboundEvent,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Records a forwarded provider event, in the event outbox, unless one with its id exists:
+    /// `false` when it was recorded before.
+    fn record_provider_event(
+        &self,
+        event: &ProviderEvent,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }
 

@@ -524,6 +524,8 @@ pub enum RunTrigger {
     Schedule,
     /// `POST /v1/syncs/{id}/runs`.
     Manual,
+    /// A verified provider webhook routed to the sync's connection.
+    Webhook,
 }
 
 /// Counters of a run (all continuations together).

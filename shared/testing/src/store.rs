@@ -60,6 +60,13 @@ const METHODS: &[&str] = &[
     "list_integrations",
     "update_integration",
     "delete_integration",
+    "integration_tenant",
+    // InboundStore
+    "record_inbound",
+    "forget_inbound",
+    "get_inbound",
+    "update_inbound",
+    "record_provider_event",
     // ConnectionStore
     "create_connection",
     "get_connection",
@@ -190,6 +197,8 @@ struct Tables {
     actions: actions::ActionTables,
     /// Webhook endpoints, messages, attempts and the outbox (`store/webhooks.rs`).
     webhooks: webhooks::WebhookTables,
+    /// Inbound provider webhooks, replay markers and provider events (`store/inbound.rs`).
+    inbound: inbound::InboundTables,
 }
 
 /// What a tenant's partition holds, in sort-key order (what the adapter's purge walks).
@@ -995,6 +1004,15 @@ impl IntegrationStore for MemStore {
         )
         .await
     }
+
+    // The adapter's pointer item is written and removed with the integration: the integration
+    // itself answers for it here.
+    async fn integration_tenant(&self, id: &IntegrationId) -> Result<Option<TenantId>, PortError> {
+        self.port("integration_tenant", Access::Read, "GetItem", |t| {
+            t.integrations.get(id.as_str()).map(|i| i.tenant_id.clone())
+        })
+        .await
+    }
 }
 
 impl ConnectionStore for MemStore {
@@ -1403,6 +1421,7 @@ impl RateCounter for MemStore {
 }
 
 mod actions;
+mod inbound;
 mod syncs;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,10 @@
 //! `/v1/integrations`: a tenant's configuration of a catalog provider — the auth mode its end users
 //! connect with, the tenant's own OAuth client (the secret is sealed by the vault and never shown
-//! again), the scopes it requests and the exact pages a connect session may return to. Every input
-//! is checked against the provider's spec; every change is audited.
+//! again), the scopes it requests, the exact pages a connect session may return to, and the
+//! provider's inbound webhooks (`POST /v1/webhooks/{integration_id}`): their signing secret
+//! (write-only, sealed), a verification token the provider sent (Notion), shown to the tenant to
+//! paste back into the provider and confirmed before it verifies anything, and what verified
+//! events do. Every input is checked against the provider's spec; every change is audited.
 
 use axum::http::StatusCode;
 use secrecy::ExposeSecret as _;
@@ -9,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use tributary_core::PortError;
 use tributary_core::auth::Principal;
 use tributary_core::ids::{IntegrationId, TenantId};
+use tributary_core::inbound::{VERIFICATION_TOKEN_PURPOSE, WEBHOOK_SECRET_PURPOSE, WebhookRouting};
 use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::{EpochMillis, rfc3339};
 use tributary_core::vault::{Owner, Vault, VaultError};
-use tributary_engine::spec::{AuthMode, ProviderSpec};
+use tributary_engine::spec::{AuthMode, ProviderSpec, WebhookSecret};
 use utoipa::ToSchema;
 
 use crate::access::{IntegrationsRead, IntegrationsWrite, TenantCaller};
@@ -63,6 +67,47 @@ pub struct IntegrationIn {
     pub return_urls: Option<Vec<String>>,
     /// Whether new connections may be made (default `true`).
     pub enabled: Option<bool>,
+    /// The signing secret of the provider's webhooks (Stripe's endpoint secret `whsec_…`, a
+    /// GitHub App's webhook secret, Slack's signing secret; Notion's verification token), for a
+    /// provider whose spec verifies with it; write-only.
+    #[schema(min_length = 1, max_length = 4096, write_only)]
+    pub webhook_secret: Option<String>,
+    /// What the provider's verified webhooks do for the connections they route to (default
+    /// `both`).
+    pub webhook_routing: Option<WebhookRoutingDto>,
+}
+
+/// What a provider's verified webhook does for each connection it routes to (the connections
+/// of the integration whose `provider_account` tag is the event's account).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookRoutingDto {
+    /// Start a run of each of the connection's active syncs that has none in progress.
+    Sync,
+    /// Forward it to the tenant's webhook endpoints as `provider.event`.
+    Forward,
+    /// Both.
+    Both,
+}
+
+impl From<WebhookRoutingDto> for WebhookRouting {
+    fn from(r: WebhookRoutingDto) -> Self {
+        match r {
+            WebhookRoutingDto::Sync => WebhookRouting::Sync,
+            WebhookRoutingDto::Forward => WebhookRouting::Forward,
+            WebhookRoutingDto::Both => WebhookRouting::Both,
+        }
+    }
+}
+
+impl From<WebhookRouting> for WebhookRoutingDto {
+    fn from(r: WebhookRouting) -> Self {
+        match r {
+            WebhookRouting::Sync => WebhookRoutingDto::Sync,
+            WebhookRouting::Forward => WebhookRoutingDto::Forward,
+            WebhookRouting::Both => WebhookRoutingDto::Both,
+        }
+    }
 }
 
 /// Changes to an integration; absent fields stay as they are. The provider and the auth mode are
@@ -88,9 +133,18 @@ pub struct IntegrationPatch {
     pub return_urls: Option<Vec<String>>,
     /// Whether new connections may be made.
     pub enabled: Option<bool>,
+    /// New webhook signing secret (write-only).
+    #[schema(min_length = 1, max_length = 4096, write_only)]
+    pub webhook_secret: Option<String>,
+    /// New webhook routing.
+    pub webhook_routing: Option<WebhookRoutingDto>,
+    /// `true` makes the pending verification token (read with `GET
+    /// /v1/integrations/{integration_id}/webhook-verification-token` and pasted into the
+    /// provider) the webhook signing secret.
+    pub confirm_verification_token: Option<bool>,
 }
 
-/// An integration. The OAuth client secret is never shown, only whether one is set.
+/// An integration. Its secrets are never shown, only whether they are set.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IntegrationOut {
     /// Id (`int_…`).
@@ -111,6 +165,14 @@ pub struct IntegrationOut {
     pub return_urls: Vec<String>,
     /// Whether new connections may be made.
     pub enabled: bool,
+    /// Whether a webhook signing secret is stored.
+    pub has_webhook_secret: bool,
+    /// Whether the provider sent a verification token that waits for the tenant's confirmation
+    /// (Notion): read it, paste it into the provider, then confirm it (`PATCH` with
+    /// `confirm_verification_token`).
+    pub has_pending_verification_token: bool,
+    /// What the provider's verified webhooks do.
+    pub webhook_routing: WebhookRoutingDto,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -129,6 +191,9 @@ impl From<Integration> for IntegrationOut {
             scopes: i.scopes,
             return_urls: i.return_urls,
             enabled: i.enabled,
+            has_webhook_secret: i.webhook_secret.is_some(),
+            has_pending_verification_token: i.webhook_verification_token.is_some(),
+            webhook_routing: i.webhook_routing.into(),
             created_at: rfc3339(i.created_at_ms).unwrap_or_default(),
             updated_at: rfc3339(i.updated_at_ms).unwrap_or_default(),
         }
@@ -323,11 +388,81 @@ fn check_against_mode(integration: &Integration, mode: &AuthMode) -> Result<(), 
 }
 
 fn owner<'a>(tenant: &'a TenantId, id: &'a IntegrationId) -> Owner<'a> {
+    sealed_for(tenant, id, CLIENT_SECRET_PURPOSE)
+}
+
+/// What one of an integration's sealed values is bound to.
+pub(crate) fn sealed_for<'a>(
+    tenant: &'a TenantId,
+    id: &'a IntegrationId,
+    purpose: &'a str,
+) -> Owner<'a> {
     Owner {
         tenant: tenant.as_str(),
         object: id.as_str(),
-        purpose: CLIENT_SECRET_PURPOSE,
+        purpose,
     }
+}
+
+fn check_webhook_secret(secret: &str) -> Result<(), ApiError> {
+    if secret.is_empty() || secret.len() > 4096 || secret.chars().any(char::is_control) {
+        return Err(invalid(
+            "/webhook_secret",
+            "`webhook_secret` must be 1 to 4096 characters without control characters.",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses webhook settings the provider's spec has no use for: a secret unless its webhooks are
+/// verified with one the tenant configures (a Notion verification token included), routing
+/// unless it sends webhooks at all.
+fn check_webhook_settings(
+    spec: &ProviderSpec,
+    secret: bool,
+    routing: bool,
+) -> Result<(), ApiError> {
+    let Some(webhooks) = &spec.webhooks else {
+        if secret || routing {
+            let pointer = if secret {
+                "/webhook_secret"
+            } else {
+                "/webhook_routing"
+            };
+            return Err(invalid(
+                pointer,
+                &format!(
+                    "`{}` sends no webhooks Tributary verifies; remove it.",
+                    spec.id
+                ),
+            ));
+        }
+        return Ok(());
+    };
+    if secret
+        && !matches!(
+            webhooks.secret,
+            WebhookSecret::WebhookSecret | WebhookSecret::Handshake
+        )
+    {
+        let from = match &webhooks.secret {
+            WebhookSecret::ClientSecret => {
+                "with the integration's `oauth_client_secret`".to_owned()
+            }
+            WebhookSecret::Connection { name } => {
+                format!("with each connection's `{name}` credential")
+            }
+            _ => "otherwise".to_owned(),
+        };
+        return Err(invalid(
+            "/webhook_secret",
+            &format!(
+                "`{}` signs its webhooks {from}, not a separate webhook secret; remove it.",
+                spec.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A vault failure: 503 when the keyring could not be read (retry), else 500; logged without any
@@ -349,6 +484,35 @@ async fn seal(
     check_client_secret(secret)?;
     vault
         .seal(&owner(tenant, id), secret.as_bytes())
+        .await
+        .map_err(vault_failure)
+}
+
+async fn seal_webhook_secret(
+    vault: &Vault,
+    tenant: &TenantId,
+    id: &IntegrationId,
+    secret: &str,
+) -> Result<String, ApiError> {
+    check_webhook_secret(secret)?;
+    vault
+        .seal(
+            &sealed_for(tenant, id, WEBHOOK_SECRET_PURPOSE),
+            secret.as_bytes(),
+        )
+        .await
+        .map_err(vault_failure)
+}
+
+/// `stored` re-sealed under the active key when it was sealed under a retired one (rotation: a
+/// value is re-sealed when its integration is next written).
+async fn resealed(vault: &Vault, owner: &Owner<'_>, stored: &str) -> Result<String, ApiError> {
+    let (plain, old) = vault.open(owner, stored).await.map_err(vault_failure)?;
+    if !old {
+        return Ok(stored.to_owned());
+    }
+    vault
+        .seal(owner, plain.expose_secret())
         .await
         .map_err(vault_failure)
 }
@@ -408,6 +572,15 @@ pub async fn create<S: ControlStore>(
         Some(secret) => Some(seal(&vault, &tenant, &id, secret).await?),
         None => None,
     };
+    check_webhook_settings(
+        spec,
+        input.webhook_secret.is_some(),
+        input.webhook_routing.is_some(),
+    )?;
+    let webhook_secret = match &input.webhook_secret {
+        Some(secret) => Some(seal_webhook_secret(&vault, &tenant, &id, secret).await?),
+        None => None,
+    };
     let integration = Integration {
         name: match &input.name {
             Some(name) => check_name("/name", name)?,
@@ -427,6 +600,9 @@ pub async fn create<S: ControlStore>(
         },
         return_urls: check_return_urls(input.return_urls.as_deref().unwrap_or_default())?,
         enabled: input.enabled.unwrap_or(true),
+        webhook_secret,
+        webhook_verification_token: None,
+        webhook_routing: input.webhook_routing.map(Into::into).unwrap_or_default(),
         created_at_ms: now,
         updated_at_ms: now,
         version: 1,
@@ -509,6 +685,16 @@ pub async fn update<S: ControlStore>(
         Some(secret) => Some(seal(&vault, &tenant, &id, secret).await?),
         None => None,
     };
+    let sealed_webhook_secret = match &patch.webhook_secret {
+        Some(secret) => Some(seal_webhook_secret(&vault, &tenant, &id, secret).await?),
+        None => None,
+    };
+    if patch.confirm_verification_token == Some(true) && patch.webhook_secret.is_some() {
+        return Err(invalid(
+            "/confirm_verification_token",
+            "Give either `webhook_secret` or `confirm_verification_token`, not both.",
+        ));
+    }
     let mut attempts = 0;
     let integration = loop {
         let mut integration = load(&*store, &tenant, &id).await?;
@@ -549,6 +735,44 @@ pub async fn update<S: ControlStore>(
         }
         if let Some(enabled) = patch.enabled {
             integration.enabled = enabled;
+        }
+        check_webhook_settings(
+            spec,
+            patch.webhook_secret.is_some() || patch.confirm_verification_token == Some(true),
+            patch.webhook_routing.is_some(),
+        )?;
+        if let Some(routing) = patch.webhook_routing {
+            integration.webhook_routing = routing.into();
+        }
+        let secret_owner = sealed_for(&tenant, &id, WEBHOOK_SECRET_PURPOSE);
+        let token_owner = sealed_for(&tenant, &id, VERIFICATION_TOKEN_PURPOSE);
+        match (&sealed_webhook_secret, &integration.webhook_secret) {
+            (Some(sealed), _) => integration.webhook_secret = Some(sealed.clone()),
+            (None, Some(stored)) => {
+                integration.webhook_secret = Some(resealed(&vault, &secret_owner, stored).await?);
+            }
+            (None, None) => {}
+        }
+        if patch.confirm_verification_token == Some(true) {
+            let Some(pending) = integration.webhook_verification_token.take() else {
+                return Err(invalid(
+                    "/confirm_verification_token",
+                    "No verification token is pending: the provider has not sent one to this integration's webhook URL (POST /v1/webhooks/{integration_id}) yet, or it was confirmed already.",
+                ));
+            };
+            let (token, _) = vault
+                .open(&token_owner, &pending)
+                .await
+                .map_err(vault_failure)?;
+            integration.webhook_secret = Some(
+                vault
+                    .seal(&secret_owner, token.expose_secret())
+                    .await
+                    .map_err(vault_failure)?,
+            );
+        } else if let Some(pending) = &integration.webhook_verification_token {
+            integration.webhook_verification_token =
+                Some(resealed(&vault, &token_owner, pending).await?);
         }
         check_against_mode(&integration, mode)?;
         let now = clock.now_ms();
@@ -640,7 +864,55 @@ async fn has_connections<S: ControlStore>(
     .await
 }
 
+/// A verification token the provider sent, to paste into the provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerificationTokenOut {
+    /// The token, exactly as the provider sent it.
+    pub verification_token: String,
+}
+
+/// Reads the verification token the provider sent to the integration's webhook URL (Notion's
+/// subscription handshake), which the provider asks for back in its own settings. It verifies
+/// nothing until confirmed (`PATCH` with `"confirm_verification_token": true`): the request that
+/// carried it was not signed, so the tenant checks it by pasting it into the provider first.
+#[utoipa::path(get, path = "/v1/integrations/{integration_id}/webhook-verification-token", operation_id = "get_webhook_verification_token", tag = "Integrations",
+    params(("integration_id" = String, Path, description = "Integration id (`int_…`)", pattern = "^int_[0-9a-f]{32}$")),
+    responses((status = 200, description = "The pending token", body = VerificationTokenOut),
+              (status = 403, description = "Requires `integrations:write`", body = ProblemDoc),
+              (status = 404, description = "No such integration for this tenant", body = ProblemDoc),
+              (status = 409, description = "No verification token is pending", body = ProblemDoc)))]
+pub async fn verification_token<S: ControlStore>(
+    caller: TenantCaller<IntegrationsWrite>,
+    store: Store<S>,
+    vault: Secrets,
+    Id(id): Id<IntegrationId>,
+) -> Result<Json<VerificationTokenOut>, ApiError> {
+    let integration = load(&*store, &caller.tenant, &id).await?;
+    let Some(pending) = &integration.webhook_verification_token else {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "No verification token is pending for integration `{id}`: the provider has not sent one to POST /v1/webhooks/{id} yet, or it was confirmed already (`has_webhook_secret`)."
+            ),
+        });
+    };
+    let (token, _) = vault
+        .open(
+            &sealed_for(&caller.tenant, &id, VERIFICATION_TOKEN_PURPOSE),
+            pending,
+        )
+        .await
+        .map_err(vault_failure)?;
+    let token = String::from_utf8(token.expose_secret().to_vec()).map_err(|_| {
+        tracing::error!(integration_id = %id, "a stored verification token is not text");
+        ApiError::Internal
+    })?;
+    tracing::info!(integration_id = %id, principal = %caller.principal.principal, "pending webhook verification token read");
+    Ok(Json(VerificationTokenOut {
+        verification_token: token,
+    }))
+}
+
 /// The integration operations.
 pub fn router<S: ControlStore, Q: QueueStats + 'static>() -> Api<AppState<S, Q>> {
-    operations![list, create, get, update, delete]
+    operations![list, create, get, update, delete, verification_token]
 }

@@ -384,6 +384,8 @@ pub enum RunTriggerDto {
     Schedule,
     /// `POST /v1/syncs/{sync_id}/runs`.
     Manual,
+    /// A verified provider webhook routed to the sync's connection (`POST /v1/webhooks/{integration_id}`).
+    Webhook,
 }
 
 /// Counters of a run (all its continuations together).
@@ -471,6 +473,7 @@ impl From<SyncRun> for SyncRunOut {
             trigger: match r.trigger {
                 RunTrigger::Schedule => RunTriggerDto::Schedule,
                 RunTrigger::Manual => RunTriggerDto::Manual,
+                RunTrigger::Webhook => RunTriggerDto::Webhook,
             },
             full_resync: r.full_resync,
             state: r.state.into(),

@@ -402,3 +402,173 @@ async fn a_deleted_integration_is_gone_and_a_deleted_tenant_takes_its_integratio
     assert_eq!(res.status, 204, "{:?}", res.body);
     assert_eq!(d.store.owned_by(&t), 0);
 }
+
+const WHSEC: &str = "whsec_stripe-endpoint-secret-5d2c";
+
+#[tokio::test]
+async fn a_webhook_secret_is_sealed_write_only_and_refused_where_the_spec_verifies_otherwise() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+
+    let res = create(
+        &d,
+        &t,
+        json!({"provider": "stripe", "webhook_secret": WHSEC, "webhook_routing": "forward"}),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    assert_eq!(res.body["has_webhook_secret"], true);
+    assert_eq!(res.body["has_pending_verification_token"], false);
+    assert_eq!(res.body["webhook_routing"], "forward");
+    assert!(!res.body.to_string().contains(WHSEC));
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let sealed = stored(&d, &t, &id).await.webhook_secret.unwrap();
+    assert!(!sealed.contains(WHSEC));
+    let opened = crate::testing::keyring()
+        .open(
+            &Owner {
+                tenant: t.as_str(),
+                object: &id,
+                purpose: tributary_core::inbound::WEBHOOK_SECRET_PURPOSE,
+            },
+            &Sealed::decode(&sealed).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(opened.expose_secret(), WHSEC.as_bytes());
+    let got = call(
+        &d,
+        as_tenant(Req::new("GET", &format!("/v1/integrations/{id}")), &t),
+    )
+    .await;
+    assert!(!got.body.to_string().contains(WHSEC));
+    assert!(!got.body.to_string().contains(&sealed));
+
+    // Routing and a new secret by PATCH; the default routing is `both`.
+    let res = call(
+        &d,
+        as_tenant(Req::new("PATCH", &format!("/v1/integrations/{id}")), &t)
+            .json(json!({"webhook_routing": "sync", "webhook_secret": "whsec_rotated"})),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(res.body["webhook_routing"], "sync");
+    assert_ne!(stored(&d, &t, &id).await.webhook_secret.unwrap(), sealed);
+    let plain = create(&d, &t, json!({"provider": "stripe"})).await;
+    assert_eq!(plain.body["webhook_routing"], "both");
+    assert_eq!(plain.body["has_webhook_secret"], false);
+
+    // HubSpot signs with the OAuth client secret; Asana sends no verified webhooks.
+    let mut hubspot = oauth_body();
+    hubspot["webhook_secret"] = WHSEC.into();
+    let res = create(&d, &t, hubspot).await;
+    is_problem(&res, 400, "validation_failed");
+    assert_eq!(res.body["errors"][0]["pointer"], "/webhook_secret");
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`oauth_client_secret`"),
+        "{:?}",
+        res.body
+    );
+    assert!(!res.body.to_string().contains(WHSEC));
+    let res = create(
+        &d,
+        &t,
+        json!({"provider": "asana", "auth_mode": "api_key", "webhook_routing": "sync"}),
+    )
+    .await;
+    is_problem(&res, 400, "validation_failed");
+    assert_eq!(res.body["errors"][0]["pointer"], "/webhook_routing");
+    let res = create(
+        &d,
+        &t,
+        json!({"provider": "stripe", "webhook_routing": "sometimes"}),
+    )
+    .await;
+    is_problem(&res, 400, "validation_failed");
+}
+
+#[tokio::test]
+async fn a_verification_token_is_shown_to_the_tenant_and_verifies_nothing_until_confirmed() {
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps(store, Ok(QueueDepth::default()));
+    let res = create(
+        &d,
+        &t,
+        json!({"provider": "notion", "auth_mode": "api_key"}),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let id: IntegrationId = res.body["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/v1/integrations/{id}");
+    let token_path = format!("{path}/webhook-verification-token");
+
+    // None pending yet: nothing to read or confirm.
+    is_problem(
+        &call(&d, as_tenant(Req::new("GET", &token_path), &t)).await,
+        409,
+        "conflict",
+    );
+    let confirm = || {
+        as_tenant(Req::new("PATCH", &path), &t).json(json!({"confirm_verification_token": true}))
+    };
+    let res = call(&d, confirm()).await;
+    is_problem(&res, 400, "validation_failed");
+    assert_eq!(
+        res.body["errors"][0]["pointer"],
+        "/confirm_verification_token"
+    );
+
+    // The provider's handshake stored one (as the webhook route does).
+    let token = "secret_notion-verification-token-81b2";
+    let mut integration = stored(&d, &t, id.as_str()).await;
+    integration.webhook_verification_token = Some(
+        crate::testing::keyring()
+            .seal(
+                &Owner {
+                    tenant: t.as_str(),
+                    object: id.as_str(),
+                    purpose: tributary_core::inbound::VERIFICATION_TOKEN_PURPOSE,
+                },
+                token.as_bytes(),
+            )
+            .unwrap()
+            .encode(),
+    );
+    d.store.put_integration(&integration);
+    let got = call(&d, as_tenant(Req::new("GET", &path), &t)).await;
+    assert_eq!(got.body["has_pending_verification_token"], true);
+    assert_eq!(got.body["has_webhook_secret"], false);
+    assert!(!got.body.to_string().contains(token));
+    // Read with `integrations:write` only.
+    let res = call(
+        &d,
+        Req::new("GET", &token_path).auth("key_x", t.as_str(), "integrations:read"),
+    )
+    .await;
+    is_problem(&res, 403, "missing_scope");
+    let res = call(&d, as_tenant(Req::new("GET", &token_path), &t)).await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(res.body["verification_token"], token);
+
+    let res = call(&d, confirm()).await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(res.body["has_pending_verification_token"], false);
+    assert_eq!(res.body["has_webhook_secret"], true);
+    let confirmed = stored(&d, &t, id.as_str()).await;
+    assert_eq!(confirmed.webhook_verification_token, None);
+    let opened = crate::testing::keyring()
+        .open(
+            &Owner {
+                tenant: t.as_str(),
+                object: id.as_str(),
+                purpose: tributary_core::inbound::WEBHOOK_SECRET_PURPOSE,
+            },
+            &Sealed::decode(confirmed.webhook_secret.as_deref().unwrap()).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(opened.expose_secret(), token.as_bytes());
+}

@@ -1,13 +1,14 @@
 //! [`MemStore`]'s webhook endpoints, messages and attempts, and the event outbox, with the
 //! adapter's semantics: version-checked updates, a message made once per id, newest-first message
-//! lists, and every forwardable event (connection, sync and action events of a webhook type)
-//! waiting in its tenant's outbox shard until cleared.
+//! lists, and every forwardable event (connection, sync and action events of a webhook type, and
+//! forwarded provider events) waiting in its tenant's outbox shard until cleared.
 
 use std::collections::{BTreeMap, HashSet};
 
 use tributary_core::PortError;
 use tributary_core::action::ACTION_RUN_COMPLETED;
 use tributary_core::ids::{EndpointId, MessageId, TenantId};
+use tributary_core::inbound::PROVIDER_EVENT;
 use tributary_core::outbound::{
     DeliveryAttempt, OutboxEvent, WebhookEndpoint, WebhookMessage, outbox_data, outbox_shard,
 };
@@ -94,6 +95,17 @@ fn outbox(t: &Tables) -> Vec<OutboxEvent> {
             e.id.clone(),
             e.at_ms,
             ACTION_RUN_COMPLETED,
+            doc,
+        );
+    }
+    for e in t.inbound.provider_events() {
+        let doc = serde_json::to_value(e).unwrap_or_default();
+        push(
+            &e.tenant_id,
+            format!("PROVIDEREVENT#{}", e.id),
+            e.id.clone(),
+            e.at_ms,
+            PROVIDER_EVENT,
             doc,
         );
     }
