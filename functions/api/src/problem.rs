@@ -192,6 +192,26 @@ pub enum ApiError {
         /// The catalog provider.
         provider: String,
     },
+    /// A provider's webhook whose signature, timestamp or secret does not verify it: refused,
+    /// and never processed.
+    #[error("webhook not verified: {detail}")]
+    WebhookUnverified {
+        /// Why, without the secret.
+        detail: String,
+    },
+    /// A provider's webhook whose signature header cannot be read.
+    #[error("malformed webhook: {detail}")]
+    WebhookMalformed {
+        /// What cannot be read.
+        detail: String,
+    },
+    /// A webhook URL that receives nothing: no such integration, or its provider sends no
+    /// webhooks Tributary verifies.
+    #[error("no webhook receiver: {detail}")]
+    NoWebhookReceiver {
+        /// Which.
+        detail: String,
+    },
     /// A dependency is down; retry later. The cause is logged, not returned.
     #[error("service unavailable")]
     Unavailable,
@@ -204,7 +224,11 @@ impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::RouteNotFound { .. } | ApiError::NotFound { .. } => 404,
+            ApiError::RouteNotFound { .. }
+            | ApiError::NotFound { .. }
+            | ApiError::NoWebhookReceiver { .. } => 404,
+            ApiError::WebhookUnverified { .. } => 401,
+            ApiError::WebhookMalformed { .. } => 400,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Unauthenticated => 401,
             ApiError::MissingScope { .. }
@@ -233,7 +257,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::RouteNotFound { .. } => "route_not_found",
-            ApiError::NotFound { .. } => "not_found",
+            ApiError::NotFound { .. } | ApiError::NoWebhookReceiver { .. } => "not_found",
+            ApiError::WebhookUnverified { .. } => "webhook_unverified",
+            ApiError::WebhookMalformed { .. } => "webhook_malformed",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::MissingScope { .. } => "missing_scope",
@@ -261,7 +287,11 @@ impl ApiError {
 
     fn title(&self) -> &'static str {
         match self {
-            ApiError::RouteNotFound { .. } | ApiError::NotFound { .. } => "Not Found",
+            ApiError::RouteNotFound { .. }
+            | ApiError::NotFound { .. }
+            | ApiError::NoWebhookReceiver { .. } => "Not Found",
+            ApiError::WebhookUnverified { .. } => "Unauthorized",
+            ApiError::WebhookMalformed { .. } => "Bad Request",
             ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
             ApiError::Unauthenticated => "Unauthorized",
             ApiError::MissingScope { .. }
@@ -312,6 +342,9 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "This Idempotency-Key was used with a different request within the last 24 hours. Use a new key for a new request.".to_owned(),
             ApiError::IdempotencyInProgress => "A request with this Idempotency-Key is still being processed. Retry after a moment to get its result.".to_owned(),
             ApiError::Validation { detail, .. } => detail.clone(),
+            ApiError::WebhookUnverified { detail }
+            | ApiError::WebhookMalformed { detail }
+            | ApiError::NoWebhookReceiver { detail } => detail.clone(),
             ApiError::Conflict { detail } => detail.clone(),
             ApiError::RunFinished { run_id, state } => format!(
                 "Run `{run_id}` has already ended ({state}), so there is nothing to cancel. Start a new run with POST /v1/syncs/{{sync_id}}/runs if needed."

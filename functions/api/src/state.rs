@@ -9,7 +9,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
     ActionStore, CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyStore,
-    IntegrationStore, JobQueue, QueueStats, RateCounter, SyncStore, TenantStore, WebhookStore,
+    InboundStore, IntegrationStore, JobQueue, QueueStats, RateCounter, SyncStore, TenantStore,
+    WebhookStore,
 };
 use tributary_core::records::RecordStore;
 use tributary_core::time;
@@ -35,6 +36,7 @@ pub trait ControlStore:
     + RecordStore
     + ActionStore
     + WebhookStore
+    + InboundStore
     + 'static
 {
 }
@@ -51,6 +53,7 @@ impl<T> ControlStore for T where
         + RecordStore
         + ActionStore
         + WebhookStore
+        + InboundStore
         + 'static
 {
 }

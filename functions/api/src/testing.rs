@@ -235,6 +235,17 @@ impl Req {
         self
     }
 
+    /// With `bytes` as the body, base64-encoded in the event as API Gateway sends a binary body.
+    pub fn binary(mut self, bytes: &[u8], content_type: &str) -> Self {
+        use base64::Engine as _;
+        self.event["body"] = base64::engine::general_purpose::STANDARD
+            .encode(bytes)
+            .into();
+        self.event["isBase64Encoded"] = true.into();
+        self.event["headers"]["content-type"] = content_type.into();
+        self
+    }
+
     /// With a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.event["headers"][name] = value.into();

@@ -15,6 +15,7 @@ use crate::testing::{MemStore, NOW, Req, call, deps};
 mod actions;
 mod connect;
 mod connections;
+mod inbound;
 mod integrations;
 mod proxy;
 mod records;
@@ -2034,7 +2035,8 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
             "GET /docs",
             "GET /docs/redoc-2.5.4.standalone.js",
             "GET /v1/health",
-            "GET /v1/openapi.json"
+            "GET /v1/openapi.json",
+            "POST /v1/webhooks/{integration_id}"
         ],
         "public operations are exactly these"
     );

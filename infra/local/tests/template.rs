@@ -94,7 +94,7 @@ fn routes(t: &Template) -> BTreeSet<(String, String, Option<String>)> {
 }
 
 #[test]
-fn exactly_health_openapi_docs_and_the_connect_page_are_public_and_everything_else_needs_the_authorizer()
+fn exactly_health_openapi_docs_the_connect_page_and_the_webhook_receiver_are_public_and_everything_else_needs_the_authorizer()
  {
     let t = template();
     let public =
@@ -111,6 +111,8 @@ fn exactly_health_openapi_docs_and_the_connect_page_are_public_and_everything_el
             public("POST", "/connect/{token}/{integration_id}"),
             public("GET", "/connect/{token}/{integration_id}/oauth"),
             public("GET", "/connect/callback"),
+            // Providers authenticate by signing the body; the route verifies it.
+            public("POST", "/v1/webhooks/{integration_id}"),
             ("ANY".to_owned(), "/{proxy+}".to_owned(), None),
         ])
     );

@@ -29,9 +29,10 @@ pub struct Grant {
     pub leading_keys: &'static [&'static str],
 }
 
-/// The API: the control plane over tenants, keys, issuers, integrations, connections, syncs and
-/// their runs, audit events, idempotency keys and rate counters (`TENANTS`, `TENANT#…`, `APIKEY#…`,
-/// `ISSUERAUD#…`, `IDEMP#…`, `RATE#…`, and the canary under `SYSTEM` for health), and the
+/// The API: the control plane over tenants, keys, issuers, integrations (and their tenant pointers,
+/// `INTEGRATIONROUTE#…`, which the public webhook route reads), connections, syncs and their runs,
+/// inbound webhooks, audit events, idempotency keys and rate counters (`TENANTS`, `TENANT#…`,
+/// `APIKEY#…`, `ISSUERAUD#…`, `IDEMP#…`, `RATE#…`, and the canary under `SYSTEM` for health), and the
 /// credential keyring. It reaches nearly every partition prefix of the control table, so a
 /// `LeadingKeys` condition would exclude little (the job ledger) and break the API in AWS whenever a
 /// prefix is added; it has none. `BatchWriteItem` purges a deleted tenant's items and a deleted
@@ -65,7 +66,8 @@ pub const API: &[Grant] = &[
         actions: &["secretsmanager:GetSecretValue"],
         leading_keys: &[],
     },
-    // Depth for health; jobs: a manual sync run, a deleted sync's purge.
+    // Depth for health; jobs: a manual sync run, a deleted sync's purge, a provider webhook's
+    // routing.
     Grant {
         resource: "JobsQueue",
         actions: &["sqs:GetQueueAttributes", "sqs:SendMessage"],

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod connections;
 pub mod docs;
 pub mod health;
+pub mod inbound;
 pub mod integrations;
 pub mod issuers;
 pub mod keys;
@@ -41,6 +42,7 @@ pub fn api<S: ControlStore, Q: JobsQueue>() -> Api<AppState<S, Q>> {
         .merge(actions::router())
         .merge(proxy::router())
         .merge(webhooks::router())
+        .merge(inbound::router())
 }
 
 /// Whether a filtered list has any item: pages are read until one holds an item or none follows
