@@ -812,6 +812,11 @@ async fn integrations_are_per_tenant_versioned_audited_and_purged_with_their_ten
         table.get_integration(&a, &first.id).await.unwrap(),
         Some(first.clone())
     );
+    // The public webhook route finds its tenant by the id alone.
+    assert_eq!(
+        table.integration_tenant(&first.id).await.unwrap(),
+        Some(a.clone())
+    );
     // Another tenant cannot reach it by id, list it, update or delete it.
     assert_eq!(table.get_integration(&b, &first.id).await.unwrap(), None);
     let page = PageRequest {
@@ -840,6 +845,11 @@ async fn integrations_are_per_tenant_versioned_audited_and_purged_with_their_ten
             .delete_integration(&b, &first.id, &audit(&b, "x", "x"))
             .await
             .unwrap()
+    );
+    // Nor move its pointer: the refused update wrote nothing of its transaction.
+    assert_eq!(
+        table.integration_tenant(&first.id).await.unwrap(),
+        Some(a.clone())
     );
 
     // Updates apply to the version they read.
@@ -880,6 +890,7 @@ async fn integrations_are_per_tenant_versioned_audited_and_purged_with_their_ten
             .unwrap()
     );
     assert_eq!(table.get_integration(&a, &first.id).await.unwrap(), None);
+    assert_eq!(table.integration_tenant(&first.id).await.unwrap(), None);
     assert!(
         !table
             .delete_integration(&a, &first.id, &audit(&a, "x", "x"))
@@ -907,8 +918,146 @@ async fn integrations_are_per_tenant_versioned_audited_and_purged_with_their_ten
     doomed.id = a.clone();
     doomed.status = TenantStatus::Deleting;
     table.create_tenant(&doomed).await.unwrap();
+    assert_eq!(
+        table.integration_tenant(&second.id).await.unwrap(),
+        Some(a.clone())
+    );
     while table.purge_tenant(&a, 1).await.unwrap() == PurgeProgress::More {}
     assert_eq!(table.get_integration(&a, &second.id).await.unwrap(), None);
+    assert_eq!(table.integration_tenant(&second.id).await.unwrap(), None);
+}
+
+fn inbound(
+    t: &TenantId,
+    integration: &tributary_core::ids::IntegrationId,
+    event_id: Option<&str>,
+    at_ms: i64,
+) -> tributary_core::inbound::InboundEvent {
+    tributary_core::inbound::InboundEvent {
+        id: tributary_core::ids::InboundId::generate(),
+        tenant_id: t.clone(),
+        integration_id: integration.clone(),
+        provider: "stripe".into(),
+        event_id: event_id.map(str::to_owned),
+        event_type: Some("customer.updated".into()),
+        connection_key: Some("acct_1".into()),
+        payload: Some(serde_json::json!({"id": event_id, "data": {"object": {"id": "cus_1"}}})),
+        state: tributary_core::inbound::InboundState::Received,
+        routed_to: Vec::new(),
+        received_at_ms: at_ms,
+        processed_at_ms: None,
+        version: 1,
+    }
+}
+
+#[tokio::test]
+async fn inbound_webhooks_are_recorded_once_per_event_id_expire_and_forward_through_the_outbox() {
+    use tributary_core::inbound::{INBOUND_RETENTION_SECS, InboundState, ProviderEvent};
+    use tributary_core::outbound::{EventType, outbox_shard};
+    use tributary_core::ports::{EventOutbox, InboundStore};
+    let env = env().await;
+    let table = env.control();
+    let (t, integration) = (
+        TenantId::generate(),
+        tributary_core::ids::IntegrationId::generate(),
+    );
+    let now = 1_800_000_000_000;
+
+    // A delivery and its replay marker: the same event id again is a replay, written nowhere.
+    let first = inbound(&t, &integration, Some("evt_1"), now);
+    assert!(table.record_inbound(&first).await.unwrap());
+    let replay = inbound(&t, &integration, Some("evt_1"), now + 60_000);
+    assert!(!table.record_inbound(&replay).await.unwrap());
+    assert_eq!(table.get_inbound(&t, &replay.id).await.unwrap(), None);
+    // Per integration; and a delivery without an event id is never a replay.
+    let elsewhere = inbound(
+        &t,
+        &tributary_core::ids::IntegrationId::generate(),
+        Some("evt_1"),
+        now,
+    );
+    assert!(table.record_inbound(&elsewhere).await.unwrap());
+    assert!(
+        table
+            .record_inbound(&inbound(&t, &integration, None, now))
+            .await
+            .unwrap()
+    );
+    assert!(
+        table
+            .record_inbound(&inbound(&t, &integration, None, now))
+            .await
+            .unwrap()
+    );
+    // Both items carry the three-day expiry.
+    let stored = table.get_inbound(&t, &first.id).await.unwrap().unwrap();
+    assert_eq!(stored, first);
+    let out = env
+        .clients
+        .dynamodb()
+        .query()
+        .table_name(table.name())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("TENANT#{t}")))
+        .send()
+        .await
+        .unwrap();
+    let expiries: Vec<&AttributeValue> = out
+        .items()
+        .iter()
+        .filter_map(|i| i.get("expires_at"))
+        .collect();
+    assert_eq!(expiries.len(), out.items().len(), "every item expires");
+    assert!(expiries.contains(&&AttributeValue::N(
+        (now / 1000 + INBOUND_RETENTION_SECS).to_string()
+    )));
+    // A marker past its expiry that TTL has not removed yet does not block the id.
+    let late = inbound(
+        &t,
+        &integration,
+        Some("evt_1"),
+        now + (INBOUND_RETENTION_SECS + 1) * 1000,
+    );
+    assert!(table.record_inbound(&late).await.unwrap());
+
+    // Forgotten (its job could not be queued): the id is new again.
+    let unsent = inbound(&t, &integration, Some("evt_2"), now);
+    assert!(table.record_inbound(&unsent).await.unwrap());
+    table.forget_inbound(&unsent).await.unwrap();
+    assert_eq!(table.get_inbound(&t, &unsent.id).await.unwrap(), None);
+    assert!(
+        table
+            .record_inbound(&inbound(&t, &integration, Some("evt_2"), now))
+            .await
+            .unwrap()
+    );
+
+    // Settled on the version read.
+    let mut processed = first.clone();
+    processed.state = InboundState::Processed;
+    processed.version = 2;
+    assert!(table.update_inbound(&processed, 1).await.unwrap());
+    assert!(matches!(
+        table.update_inbound(&processed, 1).await,
+        Err(tributary_core::PortError::Conflict { .. })
+    ));
+    let mut gone = processed.clone();
+    gone.id = tributary_core::ids::InboundId::generate();
+    assert!(!table.update_inbound(&gone, 1).await.unwrap());
+
+    // A provider event is recorded once, in the outbox, with its payload.
+    let connection = tributary_core::ids::ConnectionId::generate();
+    let event = ProviderEvent::of(&first, &connection, now + 1);
+    assert!(table.record_provider_event(&event).await.unwrap());
+    assert!(!table.record_provider_event(&event).await.unwrap());
+    let pending = table.pending_events(outbox_shard(&t), 100).await.unwrap();
+    let [waiting] = &pending[..] else {
+        panic!("one event in the outbox: {pending:?}");
+    };
+    assert_eq!(waiting.event_type, EventType::ProviderEvent);
+    assert_eq!(waiting.event_id, event.id);
+    assert_eq!(waiting.data["payload"], first.payload.clone().unwrap());
+    assert_eq!(waiting.data["connection_id"], connection.as_str());
 }
 
 #[tokio::test]
