@@ -3,7 +3,9 @@
 //! delivery is verified by the specification's reference library (`standardwebhooks` from PyPI,
 //! pinned in `infra/local/tools/standardwebhooks.txt`); a receiver that answers 500 then 200 gets
 //! the message twice with the same id. On the way: an action run now and queued, and a proxied
-//! call, against a local Stripe.
+//! call, against a local Stripe. And inbound: a Stripe-signed event posted to the public webhook
+//! URL runs the sync of the connection tagged with its account and reaches the tenant's endpoint
+//! as `provider.event`; its retry is a duplicate, a forgery a 401.
 //!
 //! Needs the function binaries in `target/debug` (`make build`), moto and the verifier
 //! (`make tools`).
@@ -363,4 +365,200 @@ async fn a_tenant_acts_proxies_and_receives_signed_webhooks_that_the_reference_l
     let other = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let (ok, out) = verify_with_reference_library(&got, &[other]);
     assert!(!ok, "another secret must not verify: {out}");
+}
+
+/// `t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<body>">`, as Stripe signs a webhook.
+fn stripe_signature(secret: &str, ts: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{ts}.{body}").as_bytes());
+    format!("t={ts},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stripe_event_for_a_tagged_connection_runs_its_sync_and_reaches_the_tenant_as_provider_event()
+ {
+    // Arrange: a local Stripe with customers, a receiver, a stack whose monitor ticks every
+    // second; a Stripe integration with its endpoint secret, a connection tagged with its Stripe
+    // account, a sync of its customers (next due in an hour), and an endpoint for provider events.
+    let stripe = LocalStripe::with_customers(3);
+    let provider = stripe.start().await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let mut parameters = BTreeMap::new();
+    parameters.insert(
+        "ProviderOrigins".to_owned(),
+        format!("stripe={}", provider.uri()),
+    );
+    let stack = Stack::start(StackOptions {
+        parameters,
+        schedule_every: Some(Duration::from_secs(1)),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let http = tributary_http::tls::reqwest_builder()
+        .timeout(Duration::from_secs(35))
+        .build()
+        .expect("client");
+    let admin = Client {
+        http: http.clone(),
+        base: stack.api_url().to_owned(),
+        token: stack.admin_key().to_owned(),
+    };
+    let tenant = admin
+        .ok("POST", "/v1/tenants", Some(json!({"name": "acme"})))
+        .await;
+    let key = admin
+        .ok(
+            "POST",
+            &format!("/v1/tenants/{}/keys", tenant["id"].as_str().unwrap()),
+            Some(json!({"name": "app", "scopes": [
+                "integrations:write", "connections:write", "syncs:write", "syncs:read",
+                "webhooks:write", "webhooks:read"
+            ]})),
+        )
+        .await;
+    let c = Client {
+        http: http.clone(),
+        base: stack.api_url().to_owned(),
+        token: key["secret"].as_str().unwrap().to_owned(),
+    };
+    let endpoint = c
+        .ok(
+            "POST",
+            "/v1/webhook-endpoints",
+            Some(json!({"url": format!("{}/hooks", receiver.uri()), "event_types": ["provider.event"]})),
+        )
+        .await;
+    let endpoint_secret = endpoint["secret"].as_str().unwrap().to_owned();
+    let whsec = "whsec_e2e-stripe-endpoint-secret";
+    let integration = c
+        .ok(
+            "POST",
+            "/v1/integrations",
+            Some(json!({"provider": "stripe", "webhook_secret": whsec})),
+        )
+        .await;
+    let integration_id = integration["id"].as_str().unwrap().to_owned();
+    let connection = c
+        .ok(
+            "POST",
+            "/v1/connections",
+            Some(json!({
+                "integration_id": integration_id, "end_user_id": "u-1",
+                "credentials": {"api_key": STRIPE_KEY}, "tags": {"provider_account": "acct_1"}
+            })),
+        )
+        .await;
+    let conn = connection["id"].as_str().unwrap().to_owned();
+    let sync = c
+        .ok(
+            "POST",
+            "/v1/syncs",
+            Some(json!({
+                "connection_id": conn, "stream": "customers", "model": "customers",
+                "frequency": {"every_seconds": 3600}
+            })),
+        )
+        .await;
+    let sync_id = sync["id"].as_str().unwrap().to_owned();
+
+    // Act: Stripe delivers an event for acct_1 to the public URL, without any credential of
+    // ours; then retries it; and someone forges one.
+    let body = json!({"id": "evt_e2e_1", "object": "event", "type": "customer.created",
+                      "account": "acct_1", "data": {"object": {"id": "cus_9", "object": "customer"}}})
+    .to_string();
+    let url = format!("{}/v1/webhooks/{integration_id}", stack.api_url());
+    let deliver = |signature: String| {
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(body.clone())
+            .send()
+    };
+    let ts = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64
+    };
+    let res = deliver(stripe_signature(whsec, ts(), &body))
+        .await
+        .expect("delivered");
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.expect("json");
+    assert_eq!(
+        answer,
+        json!({"status": "accepted"}),
+        "{}",
+        stack_logs(&stack)
+    );
+    let res = deliver(stripe_signature(whsec, ts(), &body))
+        .await
+        .expect("retried");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.expect("json"),
+        json!({"status": "duplicate"})
+    );
+    let res = deliver(stripe_signature("whsec_forged", ts(), &body))
+        .await
+        .expect("forged");
+    assert_eq!(res.status(), 401);
+
+    // Assert 1: the event starts one run of the connection's sync, which imports the customers.
+    let run = eventually(
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || async {
+            let runs = c
+                .ok("GET", &format!("/v1/syncs/{sync_id}/runs"), None)
+                .await;
+            let all = runs["data"].as_array().cloned().unwrap_or_default();
+            match all.as_slice() {
+                [run] if run["state"] == "succeeded" => Ok(run.clone()),
+                _ => Err(format!("{runs}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack_logs(&stack)));
+    assert_eq!(run["trigger"], "webhook", "{run}");
+    assert_eq!(run["stats"]["added"], 3, "{run}");
+
+    // Assert 2: the tenant's endpoint receives the event as `provider.event`, signed, with
+    // Stripe's payload and the connection it was routed to.
+    let got = eventually(
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || async {
+            let got = deliveries(&receiver).await;
+            if got.is_empty() {
+                Err("no delivery yet".to_owned())
+            } else {
+                Ok(got)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack_logs(&stack)));
+    assert_eq!(got.len(), 1, "one event, one delivery: {got:?}");
+    let message: Value =
+        serde_json::from_str(got[0]["body"].as_str().unwrap()).expect("a JSON message");
+    assert_eq!(message["type"], "provider.event");
+    assert_eq!(message["data"]["connection_id"], conn.as_str());
+    assert_eq!(message["data"]["integration_id"], integration_id.as_str());
+    assert_eq!(message["data"]["provider_event_type"], "customer.created");
+    assert_eq!(message["data"]["provider_event_id"], "evt_e2e_1");
+    assert_eq!(
+        message["data"]["payload"],
+        serde_json::from_str::<Value>(&body).unwrap()
+    );
+    let (ok, out) = verify_with_reference_library(&got, &[&endpoint_secret]);
+    assert!(ok, "{out}");
 }
