@@ -942,6 +942,7 @@ fn inbound(
         event_type: Some("customer.updated".into()),
         connection_key: Some("acct_1".into()),
         payload: Some(serde_json::json!({"id": event_id, "data": {"object": {"id": "cus_1"}}})),
+        payload_omitted: None,
         state: tributary_core::inbound::InboundState::Received,
         routed_to: Vec::new(),
         received_at_ms: at_ms,

@@ -529,6 +529,7 @@ mod tests {
             event_type: Some("customer.created".into()),
             connection_key: Some("acct_1".into()),
             payload: Some(serde_json::json!({"id": "evt_1"})),
+            payload_omitted: None,
             state: tributary_core::inbound::InboundState::Received,
             routed_to: Vec::new(),
             received_at_ms: 1,

@@ -184,6 +184,7 @@ mod tests {
             event_type: None,
             connection_key: None,
             payload: None,
+            payload_omitted: None,
             state: InboundState::Received,
             routed_to: Vec::new(),
             received_at_ms: 1,

@@ -23,6 +23,9 @@ pub const WEBHOOK_SECRET_PURPOSE: &str = "inbound_webhook_secret";
 pub const VERIFICATION_TOKEN_PURPOSE: &str = "webhook_verification_token";
 /// The largest delivery accepted, in bytes of body.
 pub const MAX_INBOUND_BODY_BYTES: usize = 256 * 1024;
+/// The largest payload a delivery keeps, in bytes of its JSON: a text body's escaping can make
+/// its JSON larger than the body, and a stored item is bounded (DynamoDB's 400 KB).
+pub const MAX_STORED_PAYLOAD_BYTES: usize = 300 * 1024;
 /// The largest provider payload a `provider.event` carries, in bytes of JSON; a larger one is
 /// replaced by an [`OmittedPayload`] marker.
 pub const MAX_FORWARDED_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -107,8 +110,11 @@ pub struct InboundEvent {
     pub event_type: Option<String>,
     /// The verified routing key (compared with connections' `provider_account` tag).
     pub connection_key: Option<String>,
-    /// The body: its JSON when it is JSON, else its text when it is UTF-8, else nothing.
+    /// The body: its JSON when it is JSON, else its text when it is UTF-8 ([`payload_of`]).
     pub payload: Option<Value>,
+    /// Why `payload` is absent, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_omitted: Option<OmittedPayload>,
     /// Where it is.
     pub state: InboundState,
     /// The connections it was routed to, once processed.
@@ -129,21 +135,36 @@ impl InboundEvent {
     }
 }
 
-/// The payload of a delivery as it is kept: its JSON, else its text, else nothing.
-pub fn payload_of(body: &[u8]) -> Option<Value> {
-    if let Ok(json) = serde_json::from_slice::<Value>(body) {
-        return Some(json);
+/// The payload of a delivery as it is kept: its JSON, else its text, up to
+/// [`MAX_STORED_PAYLOAD_BYTES`]; else why it is not kept.
+pub fn payload_of(body: &[u8]) -> Result<Value, OmittedPayload> {
+    let value = match serde_json::from_slice::<Value>(body) {
+        Ok(json) => json,
+        Err(_) => match std::str::from_utf8(body) {
+            Ok(text) if !text.is_empty() => Value::String(text.to_owned()),
+            _ => {
+                return Err(OmittedPayload {
+                    reason: "not_text".into(),
+                    size_bytes: Some(body.len()),
+                });
+            }
+        },
+    };
+    let size = serde_json::to_vec(&value).map_or(usize::MAX, |b| b.len());
+    if size > MAX_STORED_PAYLOAD_BYTES {
+        return Err(OmittedPayload {
+            reason: "too_large".into(),
+            size_bytes: Some(size),
+        });
     }
-    std::str::from_utf8(body)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .map(|t| Value::String(t.to_owned()))
+    Ok(value)
 }
 
 /// Why a `provider.event` carries no payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OmittedPayload {
-    /// `too_large` (over [`MAX_FORWARDED_PAYLOAD_BYTES`]) or `not_text` (a binary body).
+    /// `too_large` (over [`MAX_FORWARDED_PAYLOAD_BYTES`] forwarded, or
+    /// [`MAX_STORED_PAYLOAD_BYTES`] kept) or `not_text` (neither JSON nor UTF-8 text, or empty).
     pub reason: String,
     /// The payload's size in bytes (of its JSON), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,10 +218,15 @@ impl ProviderEvent {
         let (payload, payload_omitted) = match &inbound.payload {
             None => (
                 None,
-                Some(OmittedPayload {
-                    reason: "not_text".into(),
-                    size_bytes: None,
-                }),
+                Some(
+                    inbound
+                        .payload_omitted
+                        .clone()
+                        .unwrap_or_else(|| OmittedPayload {
+                            reason: "not_text".into(),
+                            size_bytes: None,
+                        }),
+                ),
             ),
             Some(p) => {
                 let size = serde_json::to_vec(p).map(|b| b.len()).unwrap_or(usize::MAX);
@@ -247,6 +273,7 @@ mod tests {
             event_type: Some("customer.created".into()),
             connection_key: Some("acct_1".into()),
             payload,
+            payload_omitted: None,
             state: InboundState::Received,
             routed_to: Vec::new(),
             received_at_ms: 1_765_000_000_000,
@@ -281,16 +308,34 @@ mod tests {
                 size_bytes: Some(MAX_FORWARDED_PAYLOAD_BYTES + 1)
             })
         );
+        // A payload the delivery could not keep says why it is absent.
+        let unkept = InboundEvent {
+            payload_omitted: Some(OmittedPayload {
+                reason: "too_large".into(),
+                size_bytes: Some(400_000),
+            }),
+            ..inbound(None)
+        };
+        let e = ProviderEvent::of(&unkept, &c, 5);
+        assert_eq!(e.payload, None);
+        assert_eq!(e.payload_omitted, unkept.payload_omitted);
     }
 
     #[test]
-    fn payloads_are_json_else_text_else_nothing() {
-        assert_eq!(payload_of(br#"{"a":1}"#), Some(serde_json::json!({"a": 1})));
+    fn payloads_are_json_else_text_else_nothing_and_bounded_as_stored() {
+        assert_eq!(payload_of(br#"{"a":1}"#), Ok(serde_json::json!({"a": 1})));
         assert_eq!(
             payload_of(b"token=x&team_id=T1"),
-            Some(Value::String("token=x&team_id=T1".into()))
+            Ok(Value::String("token=x&team_id=T1".into()))
         );
-        assert_eq!(payload_of(&[0xff, 0xfe]), None);
-        assert_eq!(payload_of(b""), None);
+        assert_eq!(payload_of(&[0xff, 0xfe]).unwrap_err().reason, "not_text");
+        assert_eq!(payload_of(b"").unwrap_err().reason, "not_text");
+        // 200 KiB of quotes is 400 KiB once escaped: not kept, and said so.
+        let quotes = vec![b'"'; 200 * 1024];
+        let omitted = payload_of(&quotes).unwrap_err();
+        assert_eq!(omitted.reason, "too_large");
+        assert_eq!(omitted.size_bytes, Some(2 * 200 * 1024 + 2));
+        let kept = vec![b'a'; 200 * 1024];
+        assert!(payload_of(&kept).is_ok());
     }
 }

@@ -15,8 +15,9 @@
 //! three days: a repeated event id within that time is acknowledged (`{"status":"duplicate"}`) and
 //! never processed again. A subscription challenge (Slack) is answered once its signature
 //! verifies; a verification token (Notion, unsigned) is stored sealed as the integration's pending
-//! token, for the tenant to read, paste into the provider and confirm — it is never echoed or
-//! logged, and verifies nothing until confirmed.
+//! token, for the tenant to read, paste into the provider and set as the integration's
+//! `webhook_secret` — it is never echoed or logged, and verifies nothing until then (anyone can
+//! send one).
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -59,7 +60,7 @@ const MAX_SECRET_CANDIDATES: usize = 5;
 pub struct InboundOut {
     /// `accepted`: verified and queued; `duplicate`: its event id was received before (within three
     /// days) and is not processed again; `verification_token_received`: a subscription's token was
-    /// stored for the tenant to confirm.
+    /// stored for the tenant to confirm (it then sets it as the `webhook_secret`).
     #[schema(example = "accepted")]
     pub status: &'static str,
 }
@@ -160,6 +161,10 @@ pub async fn receive<S: ControlStore, Q: JobsQueue>(
             Ok(StatusCode::OK.into_response())
         }
         Inbound::Event(event) => {
+            let (payload, payload_omitted) = match payload_of(&body) {
+                Ok(p) => (Some(p), None),
+                Err(omitted) => (None, Some(omitted)),
+            };
             let inbound = InboundEvent {
                 id: InboundId::generate(),
                 tenant_id: tenant.clone(),
@@ -168,7 +173,8 @@ pub async fn receive<S: ControlStore, Q: JobsQueue>(
                 event_id: event.event_id,
                 event_type: event.event_type,
                 connection_key: event.connection_key,
-                payload: payload_of(&body),
+                payload,
+                payload_omitted,
                 state: InboundState::Received,
                 routed_to: Vec::new(),
                 received_at_ms: clock.now_ms(),
@@ -237,8 +243,8 @@ async fn secrets<S: ControlStore>(
                 WebhookSecret::ClientSecret => {
                     (&integration.oauth_client_secret, CLIENT_SECRET_PURPOSE)
                 }
-                // A Notion token verifies only once the tenant confirmed it (it is then the
-                // webhook secret); the pending one, unsigned, verifies nothing.
+                // A Notion token verifies only once the tenant set it as the webhook secret; the
+                // pending one, which anyone could have sent, verifies nothing.
                 _ => (&integration.webhook_secret, WEBHOOK_SECRET_PURPOSE),
             };
             let Some(stored) = stored else {
@@ -332,7 +338,8 @@ fn refused(integration: &Integration, scheme: &WebhookSpec, e: WebhookError) -> 
                     WebhookSecret::ClientSecret => "set its `oauth_client_secret`".to_owned(),
                     WebhookSecret::WebhookSecret => "set its `webhook_secret`".to_owned(),
                     WebhookSecret::Handshake =>
-                        "confirm the verification token the provider sent".to_owned(),
+                        "set the verification token the provider sent as its `webhook_secret`"
+                            .to_owned(),
                     WebhookSecret::Connection { name } => format!(
                         "the event's account matches no connection tagged `{PROVIDER_ACCOUNT_TAG}` that holds `{name}`"
                     ),

@@ -3,8 +3,8 @@
 //! again), the scopes it requests, the exact pages a connect session may return to, and the
 //! provider's inbound webhooks (`POST /v1/webhooks/{integration_id}`): their signing secret
 //! (write-only, sealed), a verification token the provider sent (Notion), shown to the tenant to
-//! paste back into the provider and confirmed before it verifies anything, and what verified
-//! events do. Every input is checked against the provider's spec; every change is audited.
+//! paste back into the provider and set as the webhook secret before it verifies anything, and
+//! what verified events do. Every input is checked against the provider's spec; every change is audited.
 
 use axum::http::StatusCode;
 use secrecy::ExposeSecret as _;
@@ -133,15 +133,13 @@ pub struct IntegrationPatch {
     pub return_urls: Option<Vec<String>>,
     /// Whether new connections may be made.
     pub enabled: Option<bool>,
-    /// New webhook signing secret (write-only).
+    /// New webhook signing secret (write-only). For Notion, the verification token it sent
+    /// (`GET /v1/integrations/{integration_id}/webhook-verification-token`), once pasted into
+    /// Notion: setting it confirms the token, which verifies nothing until then.
     #[schema(min_length = 1, max_length = 4096, write_only)]
     pub webhook_secret: Option<String>,
     /// New webhook routing.
     pub webhook_routing: Option<WebhookRoutingDto>,
-    /// `true` makes the pending verification token (read with `GET
-    /// /v1/integrations/{integration_id}/webhook-verification-token` and pasted into the
-    /// provider) the webhook signing secret.
-    pub confirm_verification_token: Option<bool>,
 }
 
 /// An integration. Its secrets are never shown, only whether they are set.
@@ -168,8 +166,7 @@ pub struct IntegrationOut {
     /// Whether a webhook signing secret is stored.
     pub has_webhook_secret: bool,
     /// Whether the provider sent a verification token that waits for the tenant's confirmation
-    /// (Notion): read it, paste it into the provider, then confirm it (`PATCH` with
-    /// `confirm_verification_token`).
+    /// (Notion): read it, paste it into the provider, then set it as the `webhook_secret`.
     pub has_pending_verification_token: bool,
     /// What the provider's verified webhooks do.
     pub webhook_routing: WebhookRoutingDto,
@@ -689,12 +686,6 @@ pub async fn update<S: ControlStore>(
         Some(secret) => Some(seal_webhook_secret(&vault, &tenant, &id, secret).await?),
         None => None,
     };
-    if patch.confirm_verification_token == Some(true) && patch.webhook_secret.is_some() {
-        return Err(invalid(
-            "/confirm_verification_token",
-            "Give either `webhook_secret` or `confirm_verification_token`, not both.",
-        ));
-    }
     let mut attempts = 0;
     let integration = loop {
         let mut integration = load(&*store, &tenant, &id).await?;
@@ -738,7 +729,7 @@ pub async fn update<S: ControlStore>(
         }
         check_webhook_settings(
             spec,
-            patch.webhook_secret.is_some() || patch.confirm_verification_token == Some(true),
+            patch.webhook_secret.is_some(),
             patch.webhook_routing.is_some(),
         )?;
         if let Some(routing) = patch.webhook_routing {
@@ -747,30 +738,18 @@ pub async fn update<S: ControlStore>(
         let secret_owner = sealed_for(&tenant, &id, WEBHOOK_SECRET_PURPOSE);
         let token_owner = sealed_for(&tenant, &id, VERIFICATION_TOKEN_PURPOSE);
         match (&sealed_webhook_secret, &integration.webhook_secret) {
-            (Some(sealed), _) => integration.webhook_secret = Some(sealed.clone()),
+            // The tenant's secret settles a pending token: it is the token they checked in the
+            // provider (or a new secret altogether).
+            (Some(sealed), _) => {
+                integration.webhook_secret = Some(sealed.clone());
+                integration.webhook_verification_token = None;
+            }
             (None, Some(stored)) => {
                 integration.webhook_secret = Some(resealed(&vault, &secret_owner, stored).await?);
             }
             (None, None) => {}
         }
-        if patch.confirm_verification_token == Some(true) {
-            let Some(pending) = integration.webhook_verification_token.take() else {
-                return Err(invalid(
-                    "/confirm_verification_token",
-                    "No verification token is pending: the provider has not sent one to this integration's webhook URL (POST /v1/webhooks/{integration_id}) yet, or it was confirmed already.",
-                ));
-            };
-            let (token, _) = vault
-                .open(&token_owner, &pending)
-                .await
-                .map_err(vault_failure)?;
-            integration.webhook_secret = Some(
-                vault
-                    .seal(&secret_owner, token.expose_secret())
-                    .await
-                    .map_err(vault_failure)?,
-            );
-        } else if let Some(pending) = &integration.webhook_verification_token {
+        if let Some(pending) = &integration.webhook_verification_token {
             integration.webhook_verification_token =
                 Some(resealed(&vault, &token_owner, pending).await?);
         }
@@ -873,8 +852,9 @@ pub struct VerificationTokenOut {
 
 /// Reads the verification token the provider sent to the integration's webhook URL (Notion's
 /// subscription handshake), which the provider asks for back in its own settings. It verifies
-/// nothing until confirmed (`PATCH` with `"confirm_verification_token": true`): the request that
-/// carried it was not signed, so the tenant checks it by pasting it into the provider first.
+/// nothing until the tenant sets it as the integration's `webhook_secret` (`PATCH`): the request
+/// that carried it was not signed, so anyone could have sent it; the provider accepting it back
+/// is the check, and the tenant confirms the very value it pasted.
 #[utoipa::path(get, path = "/v1/integrations/{integration_id}/webhook-verification-token", operation_id = "get_webhook_verification_token", tag = "Integrations",
     params(("integration_id" = String, Path, description = "Integration id (`int_…`)", pattern = "^int_[0-9a-f]{32}$")),
     responses((status = 200, description = "The pending token", body = VerificationTokenOut),
@@ -891,7 +871,7 @@ pub async fn verification_token<S: ControlStore>(
     let Some(pending) = &integration.webhook_verification_token else {
         return Err(ApiError::Conflict {
             detail: format!(
-                "No verification token is pending for integration `{id}`: the provider has not sent one to POST /v1/webhooks/{id} yet, or it was confirmed already (`has_webhook_secret`)."
+                "No verification token is pending for integration `{id}`: the provider has not sent one to POST /v1/webhooks/{id} yet, or a `webhook_secret` was set since."
             ),
         });
     };

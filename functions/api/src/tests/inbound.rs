@@ -2,7 +2,7 @@
 //! refusals (no secret, a wrong signature, a stale timestamp, a missing or unreadable header) that
 //! store and queue nothing and never show the secret; replays acknowledged once; Slack's challenge
 //! answered only when signed; HubSpot v3 over the public URL; a Notion token kept pending until
-//! confirmed; Airtable's per-connection secret; raw binary bodies; the size limit; unknown
+//! the tenant sets it as the secret; Airtable's per-connection secret; raw binary bodies; the size limit; unknown
 //! integrations; and tenancy by the integration id alone.
 
 use secrecy::ExposeSecret as _;
@@ -422,6 +422,7 @@ async fn a_binary_body_is_verified_over_its_exact_bytes() {
     assert_eq!(res.status, 200, "{:?}", res.body);
     let stored = &s.stored()[0];
     assert_eq!(stored.payload, None, "neither JSON nor text: not kept");
+    assert_eq!(stored.payload_omitted.as_ref().unwrap().reason, "not_text");
 }
 
 #[tokio::test]
@@ -556,7 +557,7 @@ async fn notion_s_token_is_kept_sealed_and_verifies_nothing_until_the_tenant_con
     let res = call(
         &s.d,
         as_tenant(Req::new("PATCH", &format!("/v1/integrations/{id}")), &s.t)
-            .json(json!({"confirm_verification_token": true})),
+            .json(json!({"webhook_secret": token})),
     )
     .await;
     assert_eq!(res.status, 200, "{:?}", res.body);

@@ -506,20 +506,11 @@ async fn a_verification_token_is_shown_to_the_tenant_and_verifies_nothing_until_
     let path = format!("/v1/integrations/{id}");
     let token_path = format!("{path}/webhook-verification-token");
 
-    // None pending yet: nothing to read or confirm.
+    // None pending yet: nothing to read.
     is_problem(
         &call(&d, as_tenant(Req::new("GET", &token_path), &t)).await,
         409,
         "conflict",
-    );
-    let confirm = || {
-        as_tenant(Req::new("PATCH", &path), &t).json(json!({"confirm_verification_token": true}))
-    };
-    let res = call(&d, confirm()).await;
-    is_problem(&res, 400, "validation_failed");
-    assert_eq!(
-        res.body["errors"][0]["pointer"],
-        "/confirm_verification_token"
     );
 
     // The provider's handshake stored one (as the webhook route does).
@@ -554,7 +545,19 @@ async fn a_verification_token_is_shown_to_the_tenant_and_verifies_nothing_until_
     assert_eq!(res.status, 200, "{:?}", res.body);
     assert_eq!(res.body["verification_token"], token);
 
-    let res = call(&d, confirm()).await;
+    // Other changes keep it pending.
+    let res = call(
+        &d,
+        as_tenant(Req::new("PATCH", &path), &t).json(json!({"name": "Docs"})),
+    )
+    .await;
+    assert_eq!(res.body["has_pending_verification_token"], true);
+    // The tenant pasted it into Notion, then confirms that very value as the secret.
+    let res = call(
+        &d,
+        as_tenant(Req::new("PATCH", &path), &t).json(json!({"webhook_secret": token})),
+    )
+    .await;
     assert_eq!(res.status, 200, "{:?}", res.body);
     assert_eq!(res.body["has_pending_verification_token"], false);
     assert_eq!(res.body["has_webhook_secret"], true);

@@ -118,6 +118,7 @@ impl World {
             event_type: Some("customer.updated".into()),
             connection_key: account.map(str::to_owned),
             payload: Some(payload),
+            payload_omitted: None,
             state: InboundState::Received,
             routed_to: Vec::new(),
             received_at_ms: T0,
