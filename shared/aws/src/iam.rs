@@ -97,9 +97,10 @@ pub const AUTH: &[Grant] = &[
 ];
 
 /// The connector: the job ledger (`JOB#…`), the canary (`SYSTEM`), tenants' connections,
-/// integrations, syncs, runs, action runs, webhook endpoints, messages and attempts, and events
-/// (`TENANT#…`: a token refresh, a sync's run, a deleted sync's removal, an action's attempt, an
-/// event's messages and their deliveries), the outbox index (`OUTBOX#…`), the records table (a
+/// integrations, syncs, runs, action runs, webhook endpoints, messages and attempts, inbound
+/// webhook deliveries, and events (`TENANT#…`: a token refresh, a sync's run, a deleted sync's
+/// removal, an action's attempt, an event's messages and their deliveries, a provider webhook's
+/// routing and the provider event it forwards), the outbox index (`OUTBOX#…`), the records table (a
 /// run's records, feed pages and seen ids, a deleted sync's feed), the credential keyring, and the
 /// jobs queue, where it also sends: a run's continuation, an action's next attempt, a message's
 /// delivery. Receiving, deleting and the queue's
