@@ -106,6 +106,11 @@ for _ in range(120):
 if state != "succeeded":
     sys.exit(f"the seeded sync run ended {state}")
 records = [r["id"] for r in call("GET", f"/v1/records?connection_id={connections[0]}&model=customers", None)["records"]]
+# A Notion integration whose subscription's (unsigned) verification request left a token pending.
+notion = call("POST", "/v1/integrations", {"provider": "notion", "auth_mode": "api_key"})["id"]
+urllib.request.urlopen(urllib.request.Request(f"{api}/v1/webhooks/{notion}", method="POST",
+                       data=json.dumps({"verification_token": "secret_fuzzNotionVerification"}).encode(),
+                       headers={"content-type": "application/json"}), timeout=30).read()
 # Action runs (queued, then run by the connector) and the webhook messages the connections'
 # creations made, delivered to the local receiver.
 action_runs = [call("POST", f"/v1/connections/{connections[0]}/actions/create_customer",
@@ -122,7 +127,8 @@ if len(messages) < 5:
 json.dump({"api": api, "key": key, "integration_id": integration, "oauth_integration_id": oauth,
            "connection_ids": connections, "tokens": tokens, "stripe_key": stripe_key, "return_url": done,
            "synced_connection_id": connections[0], "record_ids": records, "hooks_url": hooks,
-           "endpoint_ids": endpoints, "message_ids": messages, "action_run_ids": action_runs},
+           "endpoint_ids": endpoints, "message_ids": messages, "action_run_ids": action_runs,
+           "notion_integration_id": notion},
           open(out, "w"))
 PY
 export FUZZ_SEEDS="$seeds_dir/seeds.json"
@@ -149,6 +155,9 @@ run() {
   # Fuzzed, but not held to the 2xx share: Stripe's API has no PUT or PATCH, so a proxied one can
   # only come back with the provider's refusal (passed through as sent).
   checks+=(--exclude "PUT /v1/proxy/{proxy_path}" --exclude "PATCH /v1/proxy/{proxy_path}")
+  # Nor a provider's webhook: only a provider's signature over the exact bytes is accepted, and the
+  # generator cannot sign (the route's acceptance is tested in the API's and the e2e tests).
+  checks+=(--exclude "POST /v1/webhooks/{integration_id}")
   echo "== schemathesis as $who (${seconds} s; ${#excluded[@]} operations it cannot succeed on left out)"
   local status=0
   # schemathesis writes .hypothesis/ and .schemathesis/ into its working directory.

@@ -113,6 +113,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send(401, json.dumps({"error": {"message": "Invalid API Key provided", "type": "invalid_request_error"}}))
         return False
 
+    def unrecognized(self):
+        # What Stripe answers a method or path it does not have.
+        self.send(404, json.dumps({"error": {"type": "invalid_request_error",
+                                             "message": f"Unrecognized request URL ({self.command}: {urlsplit(self.path).path})."}}))
+
+    do_PUT = unrecognized
+    do_PATCH = unrecognized
+
     def do_DELETE(self):
         url = urlsplit(self.path)
         if url.path.startswith("/v1/customers/") and url.path.count("/") == 3:

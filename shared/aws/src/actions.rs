@@ -12,13 +12,12 @@
 
 use tributary_core::PortError;
 use tributary_core::action::{ActionEvent, ActionRun};
-use tributary_core::error::Service;
 use tributary_core::ids::{ActionRunId, TenantId};
 use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::ActionStore;
 
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item};
-use crate::tenancy::{VERSION, item, n, put, tenant_pk};
+use crate::tenancy::{VERSION, conflict, item, n, tenant_pk};
 
 const RUN_SK: &str = "ACTIONRUN#";
 const EVENT_SK: &str = "ACTIONEVENT#";
@@ -57,13 +56,6 @@ fn event_item(e: &ActionEvent) -> Result<Item, PortError> {
     Ok(it)
 }
 
-fn conflict(operation: &'static str) -> PortError {
-    PortError::Conflict {
-        service: Service::Store,
-        operation,
-    }
-}
-
 impl ActionStore for DynamoTable {
     async fn create_action_run(&self, run: &ActionRun) -> Result<(), PortError> {
         if self
@@ -91,29 +83,9 @@ impl ActionStore for DynamoTable {
         expected_version: u64,
         event: Option<&ActionEvent>,
     ) -> Result<bool, PortError> {
-        let written = match event {
-            None => {
-                self.put_if(run_item(run)?, "version = :v", Some(n(expected_version)))
-                    .await?
-            }
-            Some(event) => {
-                let mut guarded = put(self.name(), run_item(run)?, Some("version = :v"))?;
-                if let Some(p) = guarded.put.as_mut() {
-                    p.expression_attribute_values
-                        .get_or_insert_with(Default::default)
-                        .insert(":v".into(), n(expected_version));
-                }
-                let items = vec![guarded, put(self.name(), event_item(event)?, None)?];
-                self.transact_checked(items).await?.is_ok()
-            }
-        };
-        if written {
-            return Ok(true);
-        }
-        match self.get(&tenant_pk(&run.tenant_id), &sk(&run.id)).await? {
-            Some(_) => Err(conflict("PutItem")),
-            None => Ok(false),
-        }
+        let event = event.map(event_item).transpose()?;
+        self.replace_versioned(run_item(run)?, expected_version, event)
+            .await
     }
 
     async fn list_action_events(

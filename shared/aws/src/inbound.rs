@@ -17,14 +17,13 @@
 
 use sha2::{Digest, Sha256};
 use tributary_core::PortError;
-use tributary_core::error::Service;
 use tributary_core::ids::{InboundId, TenantId};
 use tributary_core::inbound::{InboundEvent, PROVIDER_EVENT, ProviderEvent};
 use tributary_core::outbound::MESSAGE_RETENTION_DAYS;
 use tributary_core::ports::InboundStore;
 
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item};
-use crate::tenancy::{VERSION, delete, item, n, put, tenant_pk};
+use crate::tenancy::{VERSION, conflict, delete, item, n, put, tenant_pk};
 
 const INBOUND_SK: &str = "INBOUND#";
 const SEEN_SK: &str = "INBOUNDSEEN#";
@@ -68,13 +67,6 @@ fn provider_event_item(e: &ProviderEvent) -> Result<Item, PortError> {
     );
     crate::webhooks::with_outbox(&mut it, &e.tenant_id, PROVIDER_EVENT, e.at_ms);
     Ok(it)
-}
-
-fn conflict(operation: &'static str) -> PortError {
-    PortError::Conflict {
-        service: Service::Store,
-        operation,
-    }
 }
 
 impl InboundStore for DynamoTable {
@@ -143,23 +135,8 @@ impl InboundStore for DynamoTable {
         inbound: &InboundEvent,
         expected_version: u64,
     ) -> Result<bool, PortError> {
-        if self
-            .put_if(
-                inbound_item(inbound)?,
-                "version = :v",
-                Some(n(expected_version)),
-            )
-            .await?
-        {
-            return Ok(true);
-        }
-        match self
-            .get(&tenant_pk(&inbound.tenant_id), &inbound_sk(&inbound.id))
-            .await?
-        {
-            Some(_) => Err(conflict("PutItem")),
-            None => Ok(false),
-        }
+        self.replace_versioned(inbound_item(inbound)?, expected_version, None)
+            .await
     }
 
     async fn record_provider_event(&self, event: &ProviderEvent) -> Result<bool, PortError> {

@@ -39,8 +39,8 @@ use tributary_core::time::EpochMillis;
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK, shard};
 use crate::errors::classify;
 use crate::tenancy::{
-    DOC_ATTRIBUTE, Lease, ListFilter, VERSION, applied, audit_item, decode, delete, delete_request,
-    item, key_id, n, put, rejected, s, sort_key, tenant_pk,
+    DOC_ATTRIBUTE, Lease, ListFilter, VERSION, applied, audit_item, conflict, decode, delete,
+    delete_request, item, key_id, n, put, rejected, s, sort_key, tenant_pk,
 };
 
 /// The sort-key prefix of syncs.
@@ -136,13 +136,6 @@ fn run_item(run: &SyncRun) -> Result<Item, PortError> {
     )?;
     it.insert(VERSION.to_owned(), n(run.version));
     Ok(it)
-}
-
-fn conflict(operation: &'static str) -> PortError {
-    PortError::Conflict {
-        service: Service::Store,
-        operation,
-    }
 }
 
 impl DynamoTable {
@@ -359,19 +352,8 @@ impl SyncStore for DynamoTable {
     }
 
     async fn update_run(&self, run: &SyncRun, expected_version: u64) -> Result<bool, PortError> {
-        if self
-            .put_if(run_item(run)?, "version = :v", Some(n(expected_version)))
-            .await?
-        {
-            return Ok(true);
-        }
-        match self
-            .get(&tenant_pk(&run.tenant_id), &run_sk(&run.sync_id, &run.id))
-            .await?
-        {
-            Some(_) => Err(conflict("PutItem")),
-            None => Ok(false),
-        }
+        self.replace_versioned(run_item(run)?, expected_version, None)
+            .await
     }
 
     async fn record_sync_event(&self, event: &SyncEvent) -> Result<(), PortError> {

@@ -153,6 +153,14 @@ pub(crate) fn delete(table: &str, pk: String, sk: String) -> Result<TransactWrit
     Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
+/// Another write changed the item since it was read.
+pub(crate) fn conflict(operation: &'static str) -> PortError {
+    PortError::Conflict {
+        service: Service::Store,
+        operation,
+    }
+}
+
 pub(crate) fn rejected(operation: &'static str, detail: String) -> PortError {
     PortError::Rejected {
         service: Service::Store,
@@ -463,6 +471,46 @@ impl DynamoTable {
                 }
                 Some(key) => start = Some(key),
             }
+        }
+    }
+
+    /// Replaces `item` (which carries its new `version`) if the stored one's version is
+    /// `expected`, with `with` written in the same transaction (an event, an attempt): `false` when
+    /// it does not exist, [`PortError::Conflict`] when another write changed it since it was read
+    /// (a read tells which).
+    pub(crate) async fn replace_versioned(
+        &self,
+        item: Item,
+        expected: u64,
+        with: Option<Item>,
+    ) -> Result<bool, PortError> {
+        let key = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) => Ok(v.clone()),
+            _ => Err(rejected("PutItem", format!("the item has no {name}"))),
+        };
+        let (pk, sk) = (key(PK)?, key(SK)?);
+        let written = match with {
+            None => self.put_if(item, "version = :v", Some(n(expected))).await?,
+            Some(side) => {
+                let mut guarded = put(self.name(), item, Some("version = :v"))?;
+                if let Some(p) = guarded.put.as_mut() {
+                    p.expression_attribute_values
+                        .get_or_insert_with(Default::default)
+                        .insert(":v".into(), n(expected));
+                }
+                let items = vec![guarded, put(self.name(), side, None)?];
+                self.transact_checked(items).await?.is_ok()
+            }
+        };
+        if written {
+            return Ok(true);
+        }
+        match self.get(&pk, &sk).await? {
+            Some(_) => Err(PortError::Conflict {
+                service: Service::Store,
+                operation: "PutItem",
+            }),
+            None => Ok(false),
         }
     }
 

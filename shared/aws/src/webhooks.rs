@@ -33,7 +33,8 @@ use tributary_core::time::EpochMillis;
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
 use crate::errors::classify;
 use crate::tenancy::{
-    DOC_ATTRIBUTE, ListFilter, VERSION, audit_item, decode, item, n, put, rejected, s, tenant_pk,
+    DOC_ATTRIBUTE, ListFilter, VERSION, audit_item, conflict, decode, item, n, put, rejected, s,
+    tenant_pk,
 };
 
 const ENDPOINT_SK: &str = "WHEP#";
@@ -111,13 +112,6 @@ pub(crate) fn with_outbox(it: &mut Item, tenant: &TenantId, kind: &str, at_ms: E
     );
     it.insert(OUTBOX_AT.to_owned(), n(at_ms));
     it.insert(OUTBOX_TYPE.to_owned(), s(kind));
-}
-
-fn conflict(operation: &'static str) -> PortError {
-    PortError::Conflict {
-        service: Service::Store,
-        operation,
-    }
 }
 
 impl EventOutbox for DynamoTable {
@@ -233,19 +227,8 @@ impl WebhookStore for DynamoTable {
     }
 
     async fn update_endpoint(&self, e: &WebhookEndpoint, expected: u64) -> Result<bool, PortError> {
-        if self
-            .put_if(endpoint_item(e)?, "version = :v", Some(n(expected)))
-            .await?
-        {
-            return Ok(true);
-        }
-        match self
-            .get(&tenant_pk(&e.tenant_id), &endpoint_sk(&e.id))
-            .await?
-        {
-            Some(_) => Err(conflict("PutItem")),
-            None => Ok(false),
-        }
+        self.replace_versioned(endpoint_item(e)?, expected, None)
+            .await
     }
 
     async fn delete_endpoint(
@@ -310,32 +293,9 @@ impl WebhookStore for DynamoTable {
         expected: u64,
         attempt: Option<&DeliveryAttempt>,
     ) -> Result<bool, PortError> {
-        let written = match attempt {
-            None => {
-                self.put_if(message_item(m)?, "version = :v", Some(n(expected)))
-                    .await?
-            }
-            Some(a) => {
-                let mut guarded = put(self.name(), message_item(m)?, Some("version = :v"))?;
-                if let Some(p) = guarded.put.as_mut() {
-                    p.expression_attribute_values
-                        .get_or_insert_with(Default::default)
-                        .insert(":v".into(), n(expected));
-                }
-                let items = vec![guarded, put(self.name(), attempt_item(a)?, None)?];
-                self.transact_checked(items).await?.is_ok()
-            }
-        };
-        if written {
-            return Ok(true);
-        }
-        match self
-            .get(&tenant_pk(&m.tenant_id), &message_sk(&m.id))
-            .await?
-        {
-            Some(_) => Err(conflict("PutItem")),
-            None => Ok(false),
-        }
+        let attempt = attempt.map(attempt_item).transpose()?;
+        self.replace_versioned(message_item(m)?, expected, attempt)
+            .await
     }
 
     async fn list_attempts(

@@ -275,15 +275,16 @@ macro_rules! proxy_operations {
             params(("proxy_path" = String, Path, description = "The provider path under its base URL (Stripe's is `https://api.stripe.com/v1`, so `customers` reads `/v1/customers`), as sent; it may hold `/`. Dot segments, backslashes, encoded slashes and absolute URLs are refused."),
                    ("Connection-Id" = String, Header, description = "The connection (`conn_…`) whose provider and credentials are used", pattern = "^conn_[0-9a-f]{32}$"),
                    ("Tributary-Proxy-Retries" = Option<u32>, Header, description = "0-3 (default 0): retries of a 429, 502, 503 or 504 answer or a connection failure, with backoff and `Retry-After`; ask for them only when the request is safe to repeat")),
-            responses((status = 200, description = "The provider's answer, whatever its status, with its body and headers", content_type = "*/*", body = String),
-                      (status = 400, description = "A refused path, a missing or malformed `Connection-Id` or `Tributary-Proxy-Retries`", body = ProblemDoc),
-                      (status = 403, description = "Requires `proxy`", body = ProblemDoc),
-                      (status = 404, description = "No such connection for this tenant", body = ProblemDoc),
-                      (status = 409, description = "The connection needs its end user again (`needs_reauth`) or is disabled", body = ProblemDoc),
-                      (status = 413, description = "The body is larger than 5 MiB", body = ProblemDoc),
-                      (status = 429, description = "The tenant's rate limit (`rate_limited`); a provider's 429 comes back as the provider sent it", body = ProblemDoc),
-                      (status = 502, description = "The provider could not be reached, refused by the egress guard, or answered more than 4 MiB", body = ProblemDoc),
-                      (status = 504, description = "The provider did not answer in time", body = ProblemDoc)))]
+            responses((status = 200, description = "The provider's answer with its body and headers", content_type = "*/*"),
+                      (status = "default", description = "The provider's answer with any other status (its own 4xx and 5xx included), as it sent it", content_type = "*/*"),
+                      (status = 400, description = "A refused path, a missing or malformed `Connection-Id` or `Tributary-Proxy-Retries` (a problem), or the provider's 400", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*"))),
+                      (status = 403, description = "Requires `proxy` (a problem), or the provider's 403", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*"))),
+                      (status = 404, description = "No such connection for this tenant (a problem), or the provider's 404", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*"))),
+                      (status = 409, description = "The connection needs its end user again (`needs_reauth`) or is disabled (a problem), or the provider's 409", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*"))),
+                      (status = 413, description = "The body is larger than 5 MiB (a problem), or the provider's 413", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*"))),
+                      (status = 429, description = "The tenant's rate limit (`rate_limited`, a problem), or the provider's 429 as it sent it", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*"))),
+                      (status = 502, description = "The provider could not be reached, was refused by the egress guard, or answered more than 4 MiB (a problem), or the provider's 502", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*"))),
+                      (status = 504, description = "The provider did not answer in time (a problem), or the provider's 504", content((ProblemDoc = "application/problem+json"), (serde_json::Value = "*/*")))))]
         #[allow(clippy::too_many_arguments)]
         pub async fn $name<S: ControlStore>(
             caller: TenantCaller<ProxyCalls>,

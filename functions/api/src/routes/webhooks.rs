@@ -606,6 +606,20 @@ pub async fn rotate<S: ControlStore>(
     }))
 }
 
+/// A message state, as the list filters by it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStateFilter {
+    /// An attempt is due.
+    Pending,
+    /// Delivered.
+    Succeeded,
+    /// Every scheduled attempt failed.
+    Exhausted,
+    /// Not sent: the endpoint was disabled, deleted or answered 410.
+    Failed,
+}
+
 /// The query of the message list: `limit`, `cursor`, `endpoint_id` and `state`.
 pub struct MessageListQuery {
     filter: MessageFilter,
@@ -660,7 +674,7 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for MessageListQuery {
     params(("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
            ("endpoint_id" = Option<String>, Query, description = "Only this endpoint's messages", pattern = "^wep_[0-9a-f]{32}$"),
-           ("state" = Option<String>, Query, description = "Only messages in this state: `pending`, `succeeded`, `exhausted` or `failed`")),
+           ("state" = Option<MessageStateFilter>, Query, description = "Only messages in this state")),
     responses((status = 200, description = "A page of messages", body = PageOf<MessageOut>),
               (status = 400, description = "Bad filter, `limit` or `cursor`", body = ProblemDoc),
               (status = 403, description = "Requires `webhooks:read`", body = ProblemDoc)))]
