@@ -42,8 +42,10 @@ provider="http://127.0.0.1:$(cat "$seeds_dir/port")"
 # shellcheck source=infra/local/stack.sh
 . infra/local/stack.sh
 # Schedules every 2 s: the seeds' events become webhook messages (the monitor's outbox dispatch) in
-# time to be fuzzed.
-start_stack --parameter "ProviderOrigins=airtable=$provider,stripe=$provider" --schedule-every 2s
+# time to be fuzzed. moto one request at a time: under the background traffic of dispatches and
+# deliveries, its threaded server fails transactions with 500s (a table copied while another
+# request writes it) that AWS never gives.
+start_stack --parameter "ProviderOrigins=airtable=$provider,stripe=$provider" --schedule-every 2s --serialized-moto
 trap 'kill "$providers_pid" 2>/dev/null || true; kill -TERM "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true' EXIT
 api="$TRIBUTARY_API_URL"
 admin="Authorization: Bearer $TRIBUTARY_ADMIN_KEY"

@@ -344,7 +344,13 @@ impl Modify for BearerAuth {
         description = "Connect your customers' third-party apps, import their data, act on it and receive their webhooks.\n\nAuthenticate with `Authorization: Bearer <credential>`. Every route names the scope it needs; a missing scope is a 403 `missing_scope`. Errors are RFC 9457 problem documents with a stable `code`. Lists are cursor-paginated (`limit` 1–100, default 20; pass `next_cursor` back as `cursor`). POSTs that create accept `Idempotency-Key`: the same key and body within 24 h replays the first response, another body is a 422, a concurrent duplicate a 409. Each tenant has a per-minute rate limit; past it the API answers 429 with `Retry-After`.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(ProblemDoc, FieldErrorDoc, GatewayError)),
+    // Also the schemas only a query parameter names (utoipa collects those of bodies only).
+    components(schemas(
+        ProblemDoc,
+        FieldErrorDoc,
+        GatewayError,
+        crate::routes::webhooks::MessageStateFilter
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "Identity", description = "Who is calling"),

@@ -36,6 +36,10 @@ struct Args {
     /// Do not echo function logs to the terminal (they are still written to the log directory).
     #[arg(long)]
     quiet: bool,
+    /// Run moto one request at a time: its threaded server can fail a transaction with a 500 (a
+    /// table copied while another request writes it) under concurrent traffic, which AWS never does.
+    #[arg(long)]
+    serialized_moto: bool,
     /// A template parameter, `Name=value` (repeatable): for example
     /// `--parameter ProviderOrigins=stripe=http://127.0.0.1:9000` to point a provider at a local one.
     #[arg(long = "parameter", value_parser = parse_parameter)]
@@ -92,6 +96,7 @@ async fn run(args: Args) -> Result<(), tributary_local::Error> {
         echo_logs: !args.quiet,
         log_format: args.log_format,
         log_level: args.log_level,
+        serialized_moto: args.serialized_moto,
         ..StackOptions::default()
     };
     let stack = Stack::start(options).await?;

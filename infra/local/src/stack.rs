@@ -80,6 +80,10 @@ pub struct StackOptions {
     pub log_format: Option<String>,
     /// Override the template's application log level.
     pub log_level: Option<String>,
+    /// Run moto one request at a time ([`MotoOptions::serialized`]): its threaded server copies a
+    /// table for a transaction while other requests write it, and fails the transaction with a
+    /// 500 AWS never gives. For runs with heavy concurrent traffic (`make fuzz-api`).
+    pub serialized_moto: bool,
 }
 
 impl Default for StackOptions {
@@ -99,6 +103,7 @@ impl Default for StackOptions {
             binaries_dir: None,
             log_format: None,
             log_level: None,
+            serialized_moto: false,
         }
     }
 }
@@ -153,7 +158,7 @@ impl Stack {
             port: options.moto_port,
             log_file: Some(log_dir.join("moto.log")),
             echo: None,
-            serialized: false,
+            serialized: options.serialized_moto,
         })
         .await?;
         let sdk = moto.sdk_config().await;

@@ -75,7 +75,8 @@ pub struct InboundOut {
 /// only 200 as delivered).
 #[utoipa::path(post, path = "/v1/webhooks/{integration_id}", operation_id = "receive_provider_webhook", tag = "Inbound webhooks",
     params(("integration_id" = String, Path, description = "Integration id (`int_…`)", pattern = "^int_[0-9a-f]{32}$")),
-    responses((status = 200, description = "Verified and queued (`accepted`), a replay acknowledged (`duplicate`), or a verification token stored; or a verified subscription challenge answered with its value (Slack, `text/plain`)", body = InboundOut),
+    responses((status = 200, description = "Verified and queued (`accepted`), a replay acknowledged (`duplicate`), or a verification token stored (`verification_token_received`); or a verified subscription challenge answered with its value (Slack, `text/plain`)",
+                   content((InboundOut = "application/json"), (String = "text/plain"))),
               (status = 400, description = "A signature header that cannot be read, or a bad id", body = ProblemDoc),
               (status = 401, description = "Not verified: no secret configured, a signature that does not match, a timestamp outside the tolerance, a missing signature header", body = ProblemDoc),
               (status = 404, description = "No such integration, or its provider sends no webhooks Tributary verifies", body = ProblemDoc),
@@ -158,7 +159,12 @@ pub async fn receive<S: ControlStore, Q: JobsQueue>(
         }
         Inbound::VerificationToken(token) => {
             keep_token(&*store, &vault, &clock, integration, &token).await?;
-            Ok(StatusCode::OK.into_response())
+            Ok(json(
+                StatusCode::OK,
+                &InboundOut {
+                    status: "verification_token_received",
+                },
+            ))
         }
         Inbound::Event(event) => {
             let (payload, payload_omitted) = match payload_of(&body) {

@@ -607,7 +607,7 @@ pub async fn rotate<S: ControlStore>(
 }
 
 /// A message state, as the list filters by it.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStateFilter {
     /// An attempt is due.
@@ -648,19 +648,24 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for MessageListQuery {
                     "`endpoint_id` is a webhook endpoint id (`wep_…`).",
                 )
             })?;
-        let state = match q.get("state").map(String::as_str) {
-            None => None,
-            Some("pending") => Some(MessageState::Pending),
-            Some("succeeded") => Some(MessageState::Succeeded),
-            Some("exhausted") => Some(MessageState::Exhausted),
-            Some("failed") => Some(MessageState::Failed),
-            Some(_) => {
-                return Err(invalid(
-                    "query.state",
-                    "`state` is one of pending, succeeded, exhausted, failed.",
-                ));
-            }
-        };
+        let state =
+            q.get("state")
+                .map(|raw| {
+                    serde_json::from_value::<MessageStateFilter>(Value::String(raw.clone()))
+                        .map_err(|_| {
+                            invalid(
+                                "query.state",
+                                "`state` is one of pending, succeeded, exhausted, failed.",
+                            )
+                        })
+                })
+                .transpose()?
+                .map(|s| match s {
+                    MessageStateFilter::Pending => MessageState::Pending,
+                    MessageStateFilter::Succeeded => MessageState::Succeeded,
+                    MessageStateFilter::Exhausted => MessageState::Exhausted,
+                    MessageStateFilter::Failed => MessageState::Failed,
+                });
         Ok(Self {
             filter: MessageFilter { endpoint_id, state },
             page,

@@ -527,7 +527,12 @@ async fn notion_s_token_is_kept_sealed_and_verifies_nothing_until_the_tenant_con
         .send(Req::new("POST", &path(&id)).raw(&handshake, "application/json"))
         .await;
     assert_eq!(res.status, 200);
-    assert_eq!(res.body, Value::Null, "answered empty, never echoed");
+    assert_eq!(
+        res.body,
+        json!({"status": "verification_token_received"}),
+        "acknowledged, never echoed"
+    );
+    assert!(!res.body.to_string().contains(token));
     let stored = s.d.store.get_integration(&s.t, &id).await.unwrap().unwrap();
     let sealed = stored.webhook_verification_token.clone().unwrap();
     assert!(!sealed.contains(token));
