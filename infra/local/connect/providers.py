@@ -114,9 +114,15 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def unrecognized(self):
-        # What Stripe answers a method or path it does not have.
-        self.send(404, json.dumps({"error": {"type": "invalid_request_error",
-                                             "message": f"Unrecognized request URL ({self.command}: {urlsplit(self.path).path})."}}))
+        # Stripe's API has no PUT or PATCH: a method the resource does not allow.
+        self.send_response(405)
+        body = json.dumps({"error": {"type": "invalid_request_error",
+                                     "message": f"{self.command} is not allowed on {urlsplit(self.path).path}."}}).encode()
+        self.send_header("content-type", "application/json")
+        self.send_header("allow", "GET, POST, DELETE")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     do_PUT = unrecognized
     do_PATCH = unrecognized

@@ -39,12 +39,19 @@ pub struct MotoOptions {
     pub serialized: bool,
 }
 
-/// moto's application on werkzeug's single-threaded server (HTTP/1.0: one request per connection,
-/// so a client's idle keep-alive connection never holds up the others).
-const SERIALIZED_SERVER: &str = "import sys\n\
-from werkzeug.serving import run_simple\n\
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app\n\
-run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)\n";
+/// moto's application on werkzeug's threaded server, with one request handled at a time: a lock
+/// around the application (the response read inside it), so connections stay open between requests
+/// (keep-alive, as the SDK expects) while no two requests touch the backend at once.
+const SERIALIZED_SERVER: &str = r#"import sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def one_at_a_time(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+run_simple(sys.argv[1], int(sys.argv[2]), one_at_a_time, threaded=True)
+"#;
 
 /// A running moto server, stopped (with its whole process group) when dropped.
 #[derive(Debug)]
