@@ -20,9 +20,9 @@ export PYTHONDONTWRITEBYTECODE=1
 
 st="$root/.tributary/tools/schemathesis/bin/schemathesis"
 [ -x "$st" ] || { echo "fuzz-api: $st missing: run make tools" >&2; exit 1; }
-# Per credential, all phases; about 4 minutes of a 2-core machine each (moto serves one request at a
+# Per credential, all phases; up to 7 minutes of a 2-core machine each (moto serves one request at a
 # time, below).
-budget="${FUZZ_SECONDS:-240}"
+budget="${FUZZ_SECONDS:-420}"
 # The lowest share seen in passing runs is about 20% (issuer registrations, which conflict when
 # generated issuer/audience pairs repeat; lists, whose generated cursors are refused): 10% leaves
 # room for the seed's luck, and a broken run (every request 401/403/404) scores 0%.
@@ -42,11 +42,11 @@ for _ in $(seq 1 50); do [ -s "$seeds_dir/port" ] && break; sleep 0.1; done
 provider="http://127.0.0.1:$(cat "$seeds_dir/port")"
 # shellcheck source=infra/local/stack.sh
 . infra/local/stack.sh
-# Schedules every 3 s: the seeds' events become webhook messages (the monitor's outbox dispatch) in
+# Schedules every 5 s: the seeds' events become webhook messages (the monitor's outbox dispatch) in
 # time to be fuzzed. moto one request at a time: under the background traffic of dispatches and
 # deliveries, its threaded server fails transactions with 500s (a table copied while another
 # request writes it) that AWS never gives.
-start_stack --parameter "ProviderOrigins=airtable=$provider,stripe=$provider" --schedule-every 3s --serialized-moto
+start_stack --parameter "ProviderOrigins=airtable=$provider,stripe=$provider" --schedule-every 5s --serialized-moto
 trap 'kill "$providers_pid" 2>/dev/null || true; kill -TERM "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true' EXIT
 api="$TRIBUTARY_API_URL"
 admin="Authorization: Bearer $TRIBUTARY_ADMIN_KEY"
