@@ -17,7 +17,7 @@ use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::ActionStore;
 
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item};
-use crate::tenancy::{VERSION, conflict, item, n, tenant_pk};
+use crate::tenancy::{VERSION, item, n, tenant_pk};
 
 const RUN_SK: &str = "ACTIONRUN#";
 const EVENT_SK: &str = "ACTIONEVENT#";
@@ -58,14 +58,7 @@ fn event_item(e: &ActionEvent) -> Result<Item, PortError> {
 
 impl ActionStore for DynamoTable {
     async fn create_action_run(&self, run: &ActionRun) -> Result<(), PortError> {
-        if self
-            .put_conditional(run_item(run)?, "attribute_not_exists(pk)")
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(conflict("PutItem"))
-        }
+        self.put_new(run_item(run)?).await
     }
 
     async fn get_action_run(

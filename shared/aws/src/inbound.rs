@@ -72,14 +72,7 @@ fn provider_event_item(e: &ProviderEvent) -> Result<Item, PortError> {
 impl InboundStore for DynamoTable {
     async fn record_inbound(&self, inbound: &InboundEvent) -> Result<bool, PortError> {
         let Some(seen) = seen_sk(inbound) else {
-            return if self
-                .put_conditional(inbound_item(inbound)?, "attribute_not_exists(pk)")
-                .await?
-            {
-                Ok(true)
-            } else {
-                Err(conflict("PutItem"))
-            };
+            return self.put_new(inbound_item(inbound)?).await.map(|()| true);
         };
         let mut marker = item(
             tenant_pk(&inbound.tenant_id),

@@ -320,14 +320,7 @@ impl SyncStore for DynamoTable {
     }
 
     async fn create_run(&self, run: &SyncRun) -> Result<(), PortError> {
-        if self
-            .put_conditional(run_item(run)?, "attribute_not_exists(pk)")
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(conflict("PutItem"))
-        }
+        self.put_new(run_item(run)?).await
     }
 
     async fn get_run(

@@ -514,6 +514,18 @@ impl DynamoTable {
         }
     }
 
+    /// Puts a new item: [`PortError::Conflict`] when one with its key exists.
+    pub(crate) async fn put_new(&self, item: Item) -> Result<(), PortError> {
+        if self
+            .put_conditional(item, "attribute_not_exists(pk)")
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(conflict("PutItem"))
+        }
+    }
+
     pub(crate) async fn put_conditional(
         &self,
         item: Item,
