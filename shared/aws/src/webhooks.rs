@@ -47,7 +47,7 @@ const OUTBOX_AT: &str = "outbox_at";
 const OUTBOX_TYPE: &str = "outbox_type";
 
 /// A string that sorts in the reverse order of `id` among ids of its kind.
-fn invert(id: &str) -> String {
+pub(crate) fn invert(id: &str) -> String {
     id.chars()
         .map(|c| match c.to_digit(16) {
             Some(d) if c.is_ascii_digit() || c.is_ascii_lowercase() => {

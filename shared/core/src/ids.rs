@@ -187,6 +187,19 @@ prefixed_id!(
     "inbound webhook"
 );
 prefixed_id!(
+    /// One unit of work in the operations log (a sync run's invocation, an action run, a proxied
+    /// call, a webhook in or out, a token refresh, a connection change).
+    OperationId,
+    "op",
+    "operation"
+);
+prefixed_id!(
+    /// A dashboard session (the page a tenant's short-lived link opens).
+    DashboardSessionId,
+    "dss",
+    "dashboard session"
+);
+prefixed_id!(
     /// An audit event.
     AuditEventId,
     "evt",

@@ -13,10 +13,11 @@ use crate::action::{ActionEvent, ActionRun};
 use crate::canary::CanaryObservation;
 use crate::connect::{ConnectSession, OAuthFlow};
 use crate::connection::{Connection, ConnectionEvent, ConnectionFilter};
+use crate::dashboard::DashboardGrant;
 use crate::error::PortError;
 use crate::ids::{
     ActionRunId, ApiKeyId, ConnectionId, EndpointId, InboundId, IntegrationId, IssuerId, JobId,
-    MessageId, SyncId, SyncRunId, TenantId,
+    MessageId, OperationId, SyncId, SyncRunId, TenantId,
 };
 use crate::inbound::{InboundEvent, ProviderEvent};
 use crate::integration::Integration;
@@ -24,6 +25,7 @@ use crate::job::JobEnvelope;
 use crate::outbound::{
     DeliveryAttempt, MessageState, OutboxEvent, WebhookEndpoint, WebhookMessage,
 };
+use crate::operation::{Operation, OperationFilter, SyncDayStats, UsageCounts, UsageKey, UsageRow};
 use crate::pagination::{Page, PageRequest};
 use crate::sync::{SyncConfig, SyncEvent, SyncFilter, SyncRun};
 use crate::tenancy::{ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant};
@@ -756,4 +758,70 @@ pub trait SyncSchedule: Send + Sync {
         due: &DueSync,
         next_ms: EpochMillis,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
+/// The operations log, the usage counters and the per-sync day counters insights read.
+pub trait OperationLog: Send + Sync {
+    /// Writes a finished operation (kept `retention_days`), adds its usage to its tenant's counters
+    /// and, for a sync run, its day's counters: a few writes per operation, however many requests
+    /// and records it holds. Writing it again (a redelivered job) replaces the operation; the
+    /// counters then count it twice, which the caller avoids by deriving the operation's id.
+    fn record_operation(
+        &self,
+        op: &Operation,
+        retention_days: u32,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// A page of the tenant's operations passing `filter`, newest first.
+    fn list_operations(
+        &self,
+        tenant: &TenantId,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Operation>, PortError>> + Send;
+    /// One of the tenant's operations.
+    fn get_operation(
+        &self,
+        tenant: &TenantId,
+        id: &OperationId,
+    ) -> impl Future<Output = Result<Option<Operation>, PortError>> + Send;
+    /// Adds `counts` to the tenant's counters under `key` (one atomic write).
+    fn add_usage(
+        &self,
+        tenant: &TenantId,
+        key: &UsageKey,
+        counts: &UsageCounts,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tenant's usage rows of the days `from_day` to `to_day` (`YYYY-MM-DD`, both included).
+    fn list_usage(
+        &self,
+        tenant: &TenantId,
+        from_day: &str,
+        to_day: &str,
+    ) -> impl Future<Output = Result<Vec<UsageRow>, PortError>> + Send;
+    /// The tenant's per-sync day counters of the days `from_day` to `to_day` (both included).
+    fn list_sync_stats(
+        &self,
+        tenant: &TenantId,
+        from_day: &str,
+        to_day: &str,
+    ) -> impl Future<Output = Result<Vec<SyncDayStats>, PortError>> + Send;
+}
+
+/// Dashboard links and sessions, stored under their tokens' hashes.
+pub trait DashboardStore: Send + Sync {
+    /// Stores a grant.
+    fn put_dashboard_grant(
+        &self,
+        grant: &DashboardGrant,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Removes and returns the grant with this token hash: of concurrent callers, one gets it.
+    fn take_dashboard_grant(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<DashboardGrant>, PortError>> + Send;
+    /// The grant with this token hash.
+    fn dashboard_grant(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<DashboardGrant>, PortError>> + Send;
 }

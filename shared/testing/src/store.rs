@@ -109,6 +109,17 @@ const METHODS: &[&str] = &[
     "create_message",
     "get_message",
     "list_messages",
+    // OperationLog
+    "record_operation",
+    "list_operations",
+    "get_operation",
+    "add_usage",
+    "list_usage",
+    "list_sync_stats",
+    // DashboardStore
+    "put_dashboard_grant",
+    "take_dashboard_grant",
+    "dashboard_grant",
     "update_message",
     "list_attempts",
     // SyncStore
@@ -199,6 +210,9 @@ struct Tables {
     webhooks: webhooks::WebhookTables,
     /// Inbound provider webhooks, replay markers and provider events (`store/inbound.rs`).
     inbound: inbound::InboundTables,
+    /// The operations log, usage, per-sync day counters and dashboard grants
+    /// (`store/operations.rs`).
+    ops: operations::OperationTables,
 }
 
 /// What a tenant's partition holds, in sort-key order (what the adapter's purge walks).
@@ -1422,6 +1436,7 @@ impl RateCounter for MemStore {
 
 mod actions;
 mod inbound;
+mod operations;
 mod syncs;
 #[cfg(test)]
 mod tests;
