@@ -326,6 +326,7 @@ async fn measure(
         canaries: control.clone(),
         clock: clock.clone(),
         ledger_retention: Duration::from_secs(3600),
+        operations_retention_days: 14,
         refreshing: Refreshing {
             store: control.clone(),
             vault: vault.clone(),

@@ -20,6 +20,7 @@ use tributary_core::action::{
     ActionError, ActionErrorClass, ActionRun, ActionRunState, MAX_ATTEMPTS, retry_delay_secs,
 };
 use tributary_core::connection::ConnectionStatus;
+use tributary_core::operation::{self, NoteKind, OperationError, OperationState};
 use tributary_core::ids::{ActionRunId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{ActionStore, ConnectionStore, IntegrationStore, JobQueue};
@@ -74,12 +75,19 @@ where
     let store = &syncing.store;
     let Some(mut run) = store.get_action_run(tenant, id).await? else {
         tracing::info!(action_run_id = %id, "the action run is gone; nothing to do");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     };
     if run.state.is_terminal() {
         tracing::info!(action_run_id = %id, state = run.state.as_str(), "the action run has ended; nothing to do");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     }
+    operation::describe(|d| {
+        d.op.connection_id = Some(run.connection_id.clone());
+        d.op.provider = Some(run.provider.clone());
+        d.op.name = Some(run.action.clone());
+    });
     let now = clock.now_ms();
     let action = catalog_spec(&run.provider).and_then(|s| s.action(&run.action).map(|a| (s, a)));
     let Some((spec, action)) = action else {
@@ -142,9 +150,13 @@ where
     run.version = read_version + 1;
     match store.update_action_run(&run, read_version, None).await {
         Ok(true) => {}
-        Ok(false) => return Ok(()),
+        Ok(false) => {
+            operation::describe(|d| d.skip = true);
+            return Ok(());
+        }
         Err(PortError::Conflict { .. }) => {
             tracing::info!(action_run_id = %id, "another delivery claimed the attempt");
+            operation::describe(|d| d.skip = true);
             return Ok(());
         }
         Err(e) => return Err(e.into()),
@@ -160,6 +172,19 @@ where
                 rand::rng().random::<f64>(),
             );
             tracing::info!(action_run_id = %id, attempts = run.attempts, class = ?e.class, delay_s = delay, "action attempt failed for now; queued again");
+            operation::note(
+                NoteKind::Deferred,
+                &format!("attempt {} failed for now; next in {delay} s", run.attempts),
+                now,
+            );
+            operation::describe(|d| {
+                d.state = Some(OperationState::Deferred);
+                d.op.counts.deferred_ms += delay.saturating_mul(1000);
+                d.op.error = Some(OperationError {
+                    class: e.class.as_str().into(),
+                    message: e.message.clone(),
+                });
+            });
             let read_version = run.version;
             run.state = ActionRunState::Queued;
             run.error = Some(e);
@@ -295,6 +320,17 @@ async fn finish<S: ActionStore>(
 ) -> Result<(), ActionJobError> {
     let read_version = run.version;
     let event = run.finish(outcome, now);
+    operation::describe(|d| {
+        d.state = Some(if run.state == ActionRunState::Succeeded {
+            OperationState::Succeeded
+        } else {
+            OperationState::Failed
+        });
+        d.op.error = run.error.as_ref().map(|e| OperationError {
+            class: e.class.as_str().into(),
+            message: e.message.clone(),
+        });
+    });
     match store
         .update_action_run(&run, read_version, Some(&event))
         .await

@@ -30,6 +30,8 @@ pub struct Config {
     /// saves its position and continues in a new one (unset: 80 % of the time the invocation has
     /// left when the run starts). A tuning and testing knob.
     pub sync_time_budget: Option<Duration>,
+    /// `OPERATIONS_RETENTION_DAYS`: how long the operations log keeps an operation (default 14).
+    pub operations_retention_days: u32,
 }
 
 impl Config {
@@ -51,6 +53,7 @@ impl Config {
                     reason: e.to_string(),
                 })?,
             records_table: env.required("RECORDS_TABLE", "the records DynamoDB table")?,
+            operations_retention_days: tributary_core::operation::retention_days(env)?,
             sync_time_budget: match env.optional("SYNC_TIME_BUDGET_SECONDS") {
                 None => None,
                 Some(_) => Some(env.seconds_or(

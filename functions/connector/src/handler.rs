@@ -15,8 +15,10 @@ use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::ports::{
     ActionStore, CanaryStore, ConnectionStore, EventOutbox, InboundStore, IntegrationStore,
-    JobLedger, JobQueue, SyncStore, WebhookStore,
+    JobLedger, JobQueue, OperationLog, SyncStore, WebhookStore,
 };
+use tributary_core::operation::{self, OperationError, OperationKind, OperationState, Recorder};
+use tributary_core::ids::OperationId;
 use tributary_core::records::RecordStore;
 use tributary_core::refresh::{IdleRefresh, RefreshError, Refresher};
 use tributary_core::time::Clock;
@@ -51,6 +53,8 @@ pub struct Deps<Q, L, C, S, R> {
     pub clock: Arc<dyn Clock>,
     /// How long completed jobs are remembered.
     pub ledger_retention: Duration,
+    /// How long the operations log keeps an operation (days).
+    pub operations_retention_days: u32,
     /// Token refreshes.
     pub refreshing: Refreshing<S>,
     /// Sync runs (and, over the same store, action runs and webhooks).
@@ -83,6 +87,20 @@ enum JobError {
     Inbound(#[from] crate::inbound::InboundJobError),
 }
 
+impl JobError {
+    /// A stable class for the operations log (never the error's text, which may name internals).
+    fn class(&self) -> &'static str {
+        match self {
+            JobError::Envelope(_) => "malformed",
+            JobError::Port(_) => "store",
+            JobError::Refresh(_) => "refresh",
+            JobError::Sync(_) | JobError::Action(_) | JobError::Webhook(_) | JobError::Inbound(_) => {
+                "internal"
+            }
+        }
+    }
+}
+
 /// Handles one SQS batch and reports which messages failed.
 #[tracing::instrument(skip_all, fields(records = event.payload.records.len()))]
 pub async fn handle<Q, L, C, S, R>(
@@ -99,7 +117,8 @@ where
         + ActionStore
         + EventOutbox
         + WebhookStore
-        + InboundStore,
+        + InboundStore
+        + OperationLog,
     R: RecordStore,
 {
     let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
@@ -149,7 +168,8 @@ where
         + ActionStore
         + EventOutbox
         + WebhookStore
-        + InboundStore,
+        + InboundStore
+        + OperationLog,
     R: RecordStore,
 {
     let job = JobEnvelope::parse(message.body.as_deref().unwrap_or_default())?;
@@ -158,6 +178,119 @@ where
         tracing::info!(job_id = %job.id, kind = job.kind.name(), "duplicate delivery of a completed job; acknowledged");
         return Ok(());
     }
+    let recorder = recorder_of(&job, receive_count(message), deps.clock.now_ms());
+    let outcome = match &recorder {
+        Some(r) => operation::recording(r.clone(), run_job(deps, &job, deadline_ms)).await,
+        None => run_job(deps, &job, deadline_ms).await,
+    };
+    if let Some(r) = recorder {
+        log_operation(deps, &r, &outcome).await;
+    }
+    outcome?;
+    deps.ledger
+        .mark_done(&job.id, deps.ledger_retention)
+        .await?;
+    Ok(())
+}
+
+/// The operation a job is, if it is one the operations log keeps (the canary, schedules,
+/// dispatches and purges are not). Its id is derived from the job and the delivery, so a retried
+/// write of the same delivery's operation replaces it.
+fn recorder_of(job: &JobEnvelope, receive_count: u32, now: i64) -> Option<Arc<Recorder>> {
+    let (tenant, kind, subject) = match &job.kind {
+        JobKind::SyncRun {
+            tenant_id, run_id, ..
+        } => (tenant_id, OperationKind::SyncRun, run_id.to_string()),
+        JobKind::ActionRun {
+            tenant_id,
+            action_run_id,
+        } => (tenant_id, OperationKind::ActionRun, action_run_id.to_string()),
+        JobKind::DeliverWebhook {
+            tenant_id,
+            message_id,
+        } => (tenant_id, OperationKind::WebhookDelivery, message_id.to_string()),
+        JobKind::InboundWebhook {
+            tenant_id,
+            inbound_id,
+            ..
+        } => (tenant_id, OperationKind::InboundWebhook, inbound_id.to_string()),
+        JobKind::RefreshConnection {
+            tenant_id,
+            connection_id,
+        } => (tenant_id, OperationKind::TokenRefresh, connection_id.to_string()),
+        JobKind::Canary { .. }
+        | JobKind::ScheduledSync { .. }
+        | JobKind::DispatchEvents { .. }
+        | JobKind::PurgeSync { .. } => return None,
+    };
+    let id = OperationId::derive(now, &format!("{}#{receive_count}", job.id));
+    let recorder = Recorder::new(id, tenant.clone(), kind, now);
+    recorder.describe(|d| d.op.subject = Some(subject));
+    Some(Arc::new(recorder))
+}
+
+/// Writes the job's operation (unless the work found nothing to do) and emits its metrics. A
+/// failure to write it is logged: the log never fails the work it describes.
+async fn log_operation<Q, L, C, S: OperationLog, R>(
+    deps: &Deps<Q, L, C, S, R>,
+    recorder: &Recorder,
+    outcome: &Result<(), JobError>,
+) {
+    let default = match outcome {
+        Ok(()) => OperationState::Succeeded,
+        Err(JobError::Sync(SyncJobError::Busy))
+        | Err(JobError::Action(crate::action::ActionJobError::Busy)) => {
+            // Another invocation holds the work: that one's operation tells what happened.
+            recorder.describe(|d| d.skip = true);
+            OperationState::Retrying
+        }
+        Err(e) => {
+            recorder.describe(|d| {
+                d.state = Some(OperationState::Retrying);
+                if d.op.error.is_none() {
+                    d.op.error = Some(OperationError {
+                        class: e.class().into(),
+                        message: "the work failed for now; the job comes back with backoff".into(),
+                    });
+                }
+            });
+            OperationState::Retrying
+        }
+    };
+    let Some(op) = recorder.finish(default, deps.clock.now_ms()) else {
+        return;
+    };
+    tributary_aws::operations::emit_metrics("connector", &op);
+    if let Err(e) = deps
+        .syncing
+        .store
+        .record_operation(&op, deps.operations_retention_days)
+        .await
+    {
+        tracing::warn!(error = %e, operation_id = %op.id, "could not write the operation to the log");
+    }
+}
+
+/// Does the job's work.
+async fn run_job<Q, L, C, S, R>(
+    deps: &Deps<Q, L, C, S, R>,
+    job: &JobEnvelope,
+    deadline_ms: i64,
+) -> Result<(), JobError>
+where
+    Q: JobQueue,
+    L: JobLedger,
+    C: CanaryStore,
+    S: ConnectionStore
+        + IntegrationStore
+        + SyncStore
+        + ActionStore
+        + EventOutbox
+        + WebhookStore
+        + InboundStore
+        + OperationLog,
+    R: RecordStore,
+{
     match &job.kind {
         JobKind::Canary { enqueued_at_ms } => {
             let observation = CanaryObservation {
@@ -166,6 +299,7 @@ where
                 processed_at_ms: deps.clock.now_ms(),
             };
             deps.canaries.record(&observation).await?;
+            tributary_aws::metrics::canary_round_trip(observation.round_trip_ms());
             tracing::info!(
                 job_id = %job.id,
                 round_trip_ms = observation.round_trip_ms(),
@@ -268,9 +402,6 @@ where
             crate::sync::purge(&deps.syncing, &deps.queue, &time, tenant_id, sync_id).await?
         }
     }
-    deps.ledger
-        .mark_done(&job.id, deps.ledger_retention)
-        .await?;
     Ok(())
 }
 
@@ -289,8 +420,14 @@ where
     let r = &deps.refreshing;
     let Some(connection) = r.store.get_connection(tenant, id).await? else {
         tracing::info!(connection_id = %id, "the connection is gone; nothing to refresh");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     };
+    operation::describe(|d| {
+        d.op.connection_id = Some(connection.id.clone());
+        d.op.integration_id = Some(connection.integration_id.clone());
+        d.op.provider = Some(connection.provider.clone());
+    });
     let Some(spec) = catalog_spec(&connection.provider) else {
         tracing::error!(connection_id = %id, provider = %connection.provider, "not in the catalog");
         return Ok(());
@@ -309,27 +446,52 @@ where
         clock: &*deps.clock,
         policy: policy(spec),
     };
+    let failed = |class: &str, message: String| {
+        operation::describe(|d| {
+            d.state = Some(OperationState::Failed);
+            d.op.error = Some(OperationError {
+                class: class.into(),
+                message,
+            });
+        });
+    };
     match refresher.refresh_idle(tenant, id).await {
         Ok(outcome) => {
             let outcome = match outcome {
-                IdleRefresh::Refreshed => "refreshed",
-                IdleRefresh::NotDue => "not due",
-                IdleRefresh::InProgress => "in progress elsewhere",
+                IdleRefresh::Refreshed => {
+                    tributary_aws::metrics::token_refresh("succeeded");
+                    "refreshed"
+                }
+                IdleRefresh::NotDue | IdleRefresh::InProgress => {
+                    // Nothing was done here: not an operation.
+                    operation::describe(|d| d.skip = true);
+                    "not due or in progress elsewhere"
+                }
             };
             tracing::info!(connection_id = %id, outcome, "idle refresh");
             Ok(())
         }
-        Err(RefreshError::NeedsReauth(_)) => {
+        Err(RefreshError::NeedsReauth(reason)) => {
             tracing::info!(connection_id = %id, "idle refresh refused; the connection needs reauthorization");
+            tributary_aws::metrics::token_refresh("needs_reauth");
+            failed(
+                "needs_reauth",
+                format!("the provider refused the refresh token: {reason}"),
+            );
             Ok(())
         }
         Err(
             e @ (RefreshError::NotFound | RefreshError::NotRefreshable | RefreshError::Malformed),
         ) => {
             tracing::warn!(connection_id = %id, error = %e, "idle refresh not possible");
+            tributary_aws::metrics::token_refresh("failed");
+            failed("config", e.to_string());
             Ok(())
         }
-        Err(e) => Err(JobError::Refresh(e)),
+        Err(e) => {
+            tributary_aws::metrics::token_refresh("failed");
+            Err(JobError::Refresh(e))
+        }
     }
 }
 
@@ -380,6 +542,7 @@ mod tests {
             canaries,
             clock: Arc::new(ManualClock::at(1_764_000_000_750)),
             ledger_retention: Duration::from_secs(3600),
+            operations_retention_days: 14,
             refreshing: refreshing(MemStore::default(), ProviderOrigins::new()),
             syncing: syncing(MemStore::default(), ProviderOrigins::new()),
             delivering: crate::webhooks::Delivering {
@@ -412,7 +575,7 @@ mod tests {
         }
     }
 
-    fn refreshing(store: MemStore, origins: ProviderOrigins) -> Refreshing<MemStore> {
+    pub(crate) fn refreshing(store: MemStore, origins: ProviderOrigins) -> Refreshing<MemStore> {
         Refreshing {
             store,
             vault: Vault::new(Arc::new(Arc::new(tributary_testing::keyring()))),
@@ -426,13 +589,15 @@ mod tests {
         }
     }
 
+    mod oplog;
+
     fn event_from_fixture() -> LambdaEvent<SqsEvent> {
         let raw = include_str!("../events/sqs-batch.json");
         let payload: SqsEvent = serde_json::from_str(raw).unwrap();
         LambdaEvent::new(payload, lambda_runtime::Context::default())
     }
 
-    fn event(bodies: &[(&str, &str, &str)]) -> LambdaEvent<SqsEvent> {
+    pub(crate) fn event(bodies: &[(&str, &str, &str)]) -> LambdaEvent<SqsEvent> {
         let records: Vec<serde_json::Value> = bodies
             .iter()
             .map(|(id, body, count)| {

@@ -26,6 +26,7 @@
 
 use tributary_core::PortError;
 use tributary_core::connection::{Connection, ConnectionFilter, ConnectionStatus};
+use tributary_core::operation::{self, NoteKind, OperationError, OperationState};
 use tributary_core::ids::{ConnectionId, InboundId, IntegrationId, SyncRunId, TenantId};
 use tributary_core::inbound::{InboundEvent, InboundState, PROVIDER_ACCOUNT_TAG, ProviderEvent};
 use tributary_core::pagination::PageRequest;
@@ -68,16 +69,24 @@ where
     let store = &syncing.store;
     let Some(inbound) = store.get_inbound(tenant, inbound_id).await? else {
         tracing::warn!(inbound_id = %inbound_id, "the webhook delivery is gone (expired); nothing to route");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     };
     if inbound.integration_id != *integration_id {
         tracing::error!(inbound_id = %inbound_id, integration_id = %integration_id, "the job names another integration than its delivery; acknowledged");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     }
     if inbound.state != InboundState::Received {
         tracing::info!(inbound_id = %inbound_id, state = inbound.state.as_str(), "the webhook delivery was routed already");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     }
+    operation::describe(|d| {
+        d.op.integration_id = Some(inbound.integration_id.clone());
+        d.op.provider = Some(inbound.provider.clone());
+        d.op.name = inbound.event_type.clone();
+    });
     let Some(integration) = store.get_integration(tenant, integration_id).await? else {
         unrouted(store, inbound, clock, "the integration was deleted").await?;
         return Ok(());
@@ -104,6 +113,19 @@ where
         }
     }
     let routed: Vec<ConnectionId> = connections.into_iter().map(|c| c.id).collect();
+    operation::describe(|d| {
+        // The connection when there is one; several are named in a note.
+        if let [only] = routed.as_slice() {
+            d.op.connection_id = Some(only.clone());
+        }
+    });
+    if routed.len() > 1 {
+        operation::note(
+            NoteKind::Info,
+            &format!("routed to {} connections", routed.len()),
+            clock.now_ms(),
+        );
+    }
     tracing::info!(
         inbound_id = %inbound.id,
         integration_id = %integration_id,
@@ -221,6 +243,13 @@ async fn unrouted<S: InboundStore>(
     clock: &dyn Clock,
     why: &str,
 ) -> Result<(), InboundJobError> {
+    operation::describe(|d| {
+        d.state = Some(OperationState::Failed);
+        d.op.error = Some(OperationError {
+            class: "unrouted".into(),
+            message: why.to_owned(),
+        });
+    });
     tracing::warn!(
         metric = "inbound_unrouted",
         count = 1,

@@ -34,6 +34,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ledger: control.clone(),
         canaries: control.clone(),
         ledger_retention: config.ledger_retention,
+        operations_retention_days: config.operations_retention_days,
         refreshing: Refreshing {
             store: control.clone(),
             vault: vault.clone(),

@@ -20,6 +20,7 @@ use tributary_core::PortError;
 use tributary_core::connection::ConnectionStatus;
 use tributary_core::ids::{EventId, JobId, SyncId, SyncRunId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
+use tributary_core::operation::{self, NoteKind, OperationError, OperationState};
 use tributary_core::ports::{ConnectionStore, IntegrationStore, JobQueue, SyncStore};
 use tributary_core::records::{
     FeedKey, FeedPage, Fetched, RecentWrites, RecordAction, RecordStore, stage_deletions,
@@ -31,7 +32,7 @@ use tributary_core::sync::{
     SyncEventType, SyncMode, SyncRun, SyncStatus, record_id,
 };
 use tributary_core::tenancy::AuditEvent;
-use tributary_core::time::{Clock, EpochMillis};
+use tributary_core::time::{Clock, EpochMillis, SystemClock};
 use tributary_core::vault::Vault;
 use tributary_engine::grant::{UseError, catalog_spec, usable_connection};
 use tributary_engine::origins::ProviderOrigins;
@@ -430,15 +431,25 @@ where
     let clock = time.clock;
     let Some(mut run) = store.get_run(tenant, sync_id, run_id).await? else {
         tracing::warn!(run_id = %run_id, "no such run; acknowledged");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     };
     if run.state.is_final() || continuation < run.continuations {
         tracing::info!(run_id = %run_id, state = run.state.as_str(), continuation, "stale run job; acknowledged");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     }
     let Some(sync) = store.get_sync(tenant, sync_id).await? else {
+        operation::describe(|d| d.skip = true);
         return Ok(());
     };
+    operation::describe(|d| {
+        d.op.connection_id = Some(sync.connection_id.clone());
+        d.op.integration_id = Some(sync.integration_id.clone());
+        d.op.provider = Some(sync.provider.clone());
+        d.op.sync_id = Some(sync.id.clone());
+        d.op.name = Some(sync.stream.clone());
+    });
     let holder = time.job_id.to_string();
     let now = clock.now_ms();
     if !store
@@ -447,12 +458,49 @@ where
     {
         return Err(SyncJobError::Busy);
     }
-    let outcome = execute_leased(syncing, queue, time, &sync, &mut run).await;
+    let mut start_stats = run.stats;
+    let warnings_before = run.warnings.len();
+    let outcome = execute_leased(syncing, queue, time, &sync, &mut run, &mut start_stats).await;
+    describe_outcome(&run, &start_stats, warnings_before, clock.now_ms());
     if let Err(e) = store.release_sync(tenant, sync_id, &holder).await {
         // The lease expires on its own a minute after this invocation's deadline.
         tracing::warn!(error = %e, "could not release the sync's run lease");
     }
     outcome
+}
+
+/// What this invocation of `run` did, for its operation: the records it wrote (its counters less
+/// those it started from), how it ended, and the warnings it added.
+fn describe_outcome(run: &SyncRun, start: &RunStats, warnings_before: usize, now: EpochMillis) {
+    operation::describe(|d| {
+        let c = &mut d.op.counts;
+        c.records_added = run.stats.added.saturating_sub(start.added);
+        c.records_updated = run.stats.updated.saturating_sub(start.updated);
+        c.records_deleted = run.stats.deleted.saturating_sub(start.deleted);
+        c.records_unchanged = run.stats.unchanged.saturating_sub(start.unchanged);
+        let state = match run.state {
+            RunState::Succeeded => Some(OperationState::Succeeded),
+            RunState::Failed => Some(OperationState::Failed),
+            RunState::Cancelled => Some(OperationState::Cancelled),
+            RunState::Stalled => Some(OperationState::Stalled),
+            RunState::Continued if d.state == Some(OperationState::Deferred) => {
+                Some(OperationState::Deferred)
+            }
+            RunState::Continued => Some(OperationState::Continued),
+            // Still running: the invocation failed before the run was saved (the job comes back).
+            RunState::Queued | RunState::Running => None,
+        };
+        d.state = state;
+        if run.state.is_final() {
+            d.op.error = run.error.as_ref().map(|e| OperationError {
+                class: e.class.clone(),
+                message: e.message.clone(),
+            });
+        }
+    });
+    for w in run.warnings.iter().skip(warnings_before) {
+        operation::note(NoteKind::Warning, w, now);
+    }
 }
 
 async fn execute_leased<S, R, Q>(
@@ -461,6 +509,7 @@ async fn execute_leased<S, R, Q>(
     time: &JobTime<'_>,
     sync: &SyncConfig,
     run: &mut SyncRun,
+    start_stats: &mut RunStats,
 ) -> Result<(), SyncJobError>
 where
     S: SyncStore + ConnectionStore + IntegrationStore,
@@ -499,6 +548,7 @@ where
     }
     run.state = RunState::Running;
     save_run(store, run).await?;
+    *start_stats = run.stats;
     let start_position = run.position.clone();
 
     let Some(spec) = catalog_spec(&sync.provider) else {
@@ -627,6 +677,19 @@ where
                 return finish(syncing, sync, run, RunState::Failed, Some(error), now).await;
             }
             tracing::info!(run_id = %run.id, delay_s = delay.as_secs(), class = %error.class, "run deferred");
+            operation::note(
+                NoteKind::Deferred,
+                &format!("deferred {} s: {}", delay.as_secs(), error.message),
+                now,
+            );
+            operation::describe(|d| {
+                d.state = Some(OperationState::Deferred);
+                d.op.counts.deferred_ms += u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                d.op.error = Some(OperationError {
+                    class: error.class.clone(),
+                    message: error.message.clone(),
+                });
+            });
             run.warn(format!("deferred {}s: {}", delay.as_secs(), error.message));
             continue_later(syncing, queue, run, delay).await
         }
@@ -667,6 +730,15 @@ where
     run.state = RunState::Continued;
     run.continuations += 1;
     save_run(&syncing.store, run).await?;
+    operation::note(
+        NoteKind::Continuation,
+        &format!(
+            "continues in invocation {} after {} s",
+            run.continuations + 1,
+            delay.as_secs()
+        ),
+        SystemClock.now_ms(),
+    );
     enqueue_run(queue, run, run.continuations, delay).await
 }
 

@@ -24,6 +24,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tributary_core::PortError;
+use tributary_core::operation::{self, OperationError, OperationState};
 use tributary_core::ids::{MessageId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::outbound::{
@@ -216,10 +217,12 @@ where
 {
     let Some(mut message) = store.get_message(tenant, id).await? else {
         tracing::info!(message_id = %id, "the message is gone; nothing to deliver");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     };
     if message.state != MessageState::Pending {
         tracing::info!(message_id = %id, state = message.state.as_str(), "the message is not pending; nothing to deliver");
+        operation::describe(|d| d.skip = true);
         return Ok(());
     }
     let now = clock.now_ms();
@@ -229,8 +232,10 @@ where
         // Not yet: the queue's delays are 15 minutes at most, so longer waits are chained.
         let wait = (due - now).min(MAX_QUEUE_DELAY_MS);
         later(queue, &message, wait).await?;
+        operation::describe(|d| d.skip = true);
         return Ok(());
     }
+    operation::describe(|d| d.op.name = Some(message.event_type.as_str().to_owned()));
     let read_version = message.version;
     let endpoint = store.get_endpoint(tenant, &message.endpoint_id).await?;
     let Some(endpoint) = endpoint.filter(|e| e.enabled) else {
@@ -306,6 +311,26 @@ where
         Err(e) => return Err(e.into()),
     }
     tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, attempt = message.total_attempts, status = ?record.status, state = message.state.as_str(), duration_ms, "webhook attempt");
+    let (state, outcome) = match message.state {
+        MessageState::Succeeded => (OperationState::Succeeded, "succeeded"),
+        MessageState::Exhausted => (OperationState::Failed, "exhausted"),
+        _ if gone => (OperationState::Failed, "disabled"),
+        _ => (OperationState::Retrying, "failed"),
+    };
+    tributary_aws::metrics::webhook_delivery(outcome);
+    operation::describe(|d| {
+        d.state = Some(state);
+        if !succeeded {
+            d.op.error = Some(OperationError {
+                class: if gone { "gone" } else { "delivery_failed" }.into(),
+                message: match (record.status, &record.error) {
+                    (Some(status), _) => format!("the endpoint answered HTTP {status}"),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "the delivery failed".into(),
+                },
+            });
+        }
+    });
     if gone {
         disable(store, endpoint, now).await?;
     }

@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod integrations;
 pub mod lazy;
 pub mod logging;
+pub mod metrics;
 pub mod operations;
 #[cfg(test)]
 mod recorder;

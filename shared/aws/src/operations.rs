@@ -404,6 +404,37 @@ impl OperationLog for DynamoTable {
     }
 }
 
+/// Emits a finished operation's metrics (CloudWatch EMF, no API call) as `function`'s: its count
+/// and duration by type and state, and per provider its records per second, request latencies,
+/// errors by class and rate-limit deferrals.
+pub fn emit_metrics(function: &str, op: &Operation) {
+    let errors: Vec<(&str, u64)> = op
+        .counts
+        .errors_by_class
+        .iter()
+        .map(|(class, n)| (class.as_str(), *n))
+        .collect();
+    let deferrals = op
+        .entries
+        .iter()
+        .filter(|e| {
+            matches!(e, tributary_core::operation::Entry::Note(n)
+                if n.kind == tributary_core::operation::NoteKind::Deferred)
+        })
+        .count();
+    crate::metrics::operation(&crate::metrics::OperationMetrics {
+        function,
+        operation_type: op.kind.as_str(),
+        state: op.state.as_str(),
+        provider: op.provider.as_deref(),
+        duration_ms: op.duration_ms(),
+        records: op.records_written() + op.counts.records_unchanged,
+        provider_latencies_ms: &op.latencies_ms,
+        provider_errors: &errors,
+        rate_limit_deferrals: u64::try_from(deferrals).unwrap_or(0),
+    });
+}
+
 fn grant_pk(token_hash: &str) -> String {
     format!("DASHBOARD#{token_hash}")
 }

@@ -83,6 +83,24 @@ pub enum ActionErrorClass {
     Internal,
 }
 
+impl ActionErrorClass {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionErrorClass::InvalidInput => "invalid_input",
+            ActionErrorClass::NeedsReauth => "needs_reauth",
+            ActionErrorClass::RateLimited => "rate_limited",
+            ActionErrorClass::ProviderRejected => "provider_rejected",
+            ActionErrorClass::ProviderError => "provider_error",
+            ActionErrorClass::Timeout => "timeout",
+            ActionErrorClass::Network => "network",
+            ActionErrorClass::Config => "config",
+            ActionErrorClass::UnknownOutcome => "unknown_outcome",
+            ActionErrorClass::Internal => "internal",
+        }
+    }
+}
+
 /// The error of a failed run. Never carries credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionError {
@@ -223,6 +241,27 @@ pub fn retry_delay_secs(attempts: u32, retry_after_secs: Option<u64>, jitter: f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_class_names_are_their_wire_names() {
+        for class in [
+            ActionErrorClass::InvalidInput,
+            ActionErrorClass::NeedsReauth,
+            ActionErrorClass::RateLimited,
+            ActionErrorClass::ProviderRejected,
+            ActionErrorClass::ProviderError,
+            ActionErrorClass::Timeout,
+            ActionErrorClass::Network,
+            ActionErrorClass::Config,
+            ActionErrorClass::UnknownOutcome,
+            ActionErrorClass::Internal,
+        ] {
+            assert_eq!(
+                serde_json::to_value(class).unwrap(),
+                serde_json::Value::String(class.as_str().into())
+            );
+        }
+    }
 
     fn run() -> ActionRun {
         ActionRun {

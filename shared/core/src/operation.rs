@@ -34,6 +34,22 @@ pub const MAX_PATH_CHARS: usize = 256;
 pub const MAX_MESSAGE_CHARS: usize = 500;
 /// How long operations are kept by default.
 pub const DEFAULT_RETENTION_DAYS: u32 = 14;
+/// The longest retention `OPERATIONS_RETENTION_DAYS` may set.
+pub const MAX_RETENTION_DAYS: u32 = 365;
+
+/// `OPERATIONS_RETENTION_DAYS`: how long operations are kept, 1 to [`MAX_RETENTION_DAYS`] days
+/// (default [`DEFAULT_RETENTION_DAYS`]).
+pub fn retention_days(env: &crate::config::Env) -> Result<u32, crate::config::ConfigError> {
+    let days: u32 = env.parsed_or("OPERATIONS_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?;
+    if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+        return Err(crate::config::ConfigError::Invalid {
+            name: "OPERATIONS_RETENTION_DAYS",
+            reason: format!("must be between 1 and {MAX_RETENTION_DAYS} days"),
+        });
+    }
+    Ok(days)
+}
+
 /// The most provider request durations an operation keeps for latency metrics.
 pub const MAX_LATENCY_SAMPLE: usize = 100;
 

@@ -36,6 +36,29 @@ impl From<HttpConfig> for EngineConfig {
     }
 }
 
+/// Tells the operation being recorded on this task (if any) of a request attempt, made by any
+/// client of the process: provider reads, actions, token refreshes, proxied calls, deliveries.
+fn report_attempt(a: &tributary_http::observe::Attempt<'_>) {
+    use tributary_core::time::Clock as _;
+    let duration_ms = u64::try_from(a.duration.as_millis()).unwrap_or(u64::MAX);
+    let sent_at = tributary_core::time::SystemClock
+        .now_ms()
+        .saturating_sub(i64::try_from(duration_ms).unwrap_or(0));
+    tributary_core::operation::observe_request(
+        &tributary_core::operation::ObservedRequest {
+            method: a.method.as_str(),
+            host: a.url.host_str().unwrap_or_default(),
+            path: a.url.path(),
+            query: a.url.query(),
+            status: a.status,
+            duration_ms,
+            attempt: a.attempt,
+            error_class: a.error_class,
+        },
+        sent_at,
+    );
+}
+
 /// Reads streams, runs actions and verifies credentials. Build once per process.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -48,6 +71,7 @@ impl Engine {
     /// [`HttpConfig`].
     pub fn new(cfg: impl Into<EngineConfig>) -> Result<Self, EngineError> {
         let cfg = cfg.into();
+        tributary_http::observe::install(report_attempt);
         Ok(Self {
             client: HttpClient::new(cfg.http)?,
             max_record_bytes: cfg.max_record_bytes,

@@ -232,7 +232,20 @@ impl HttpClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let err = match self.send_once(req, cls).await {
+            let sent = Instant::now();
+            let outcome = self.send_once(req, cls).await;
+            crate::observe::report(&crate::observe::Attempt {
+                method: &req.method,
+                url: &req.url,
+                status: match &outcome {
+                    Ok(r) => Some(r.status.as_u16()),
+                    Err(e) => crate::observe::error_status(e),
+                },
+                duration: sent.elapsed(),
+                attempt,
+                error_class: outcome.as_ref().err().map(crate::observe::error_class),
+            });
+            let err = match outcome {
                 Ok(r) => return Ok(r),
                 Err(e)
                     if e.class() == ErrorClass::RateLimited

@@ -14,6 +14,7 @@ pub mod client;
 pub mod egress;
 pub mod error;
 pub mod issuer_url;
+pub mod observe;
 pub mod tls;
 
 pub use classify::{Classifier, Classify, ErrorClass, Failure, RateLimitHeaders, ResetFormat};

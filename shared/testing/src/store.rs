@@ -298,6 +298,8 @@ impl Tables {
 #[derive(Debug)]
 struct Knobs {
     failing: AtomicBool,
+    /// Fails the operations log's writes only.
+    oplog_failing: AtomicBool,
     slow_canary: AtomicBool,
     read_only: AtomicBool,
     purge_batch: AtomicUsize,
@@ -308,6 +310,7 @@ impl Default for Knobs {
     fn default() -> Self {
         Self {
             failing: AtomicBool::new(false),
+            oplog_failing: AtomicBool::new(false),
             slow_canary: AtomicBool::new(false),
             read_only: AtomicBool::new(false),
             purge_batch: AtomicUsize::new(PURGE_BATCH),
@@ -433,6 +436,15 @@ impl MemStore {
     /// check it never reaches a client).
     pub fn fail(&self, on: bool) {
         self.knobs.failing.store(on, Ordering::SeqCst);
+    }
+
+    /// While on, writing to the operations log fails (as an unavailable store), and nothing else.
+    pub fn fail_operations_log(&self, on: bool) {
+        self.knobs.oplog_failing.store(on, Ordering::SeqCst);
+    }
+
+    fn operations_log_failing(&self) -> bool {
+        self.knobs.oplog_failing.load(Ordering::SeqCst)
     }
 
     /// While on, [`CanaryStore::latest`] takes 5 s, longer than any probe timeout.

@@ -188,3 +188,16 @@ fn sync_day_stats_come_from_sync_runs_only_and_count_failures_by_class() {
     other.kind = OperationKind::Proxy;
     assert!(SyncDayStats::of(&other).is_none());
 }
+
+#[test]
+fn retention_defaults_to_14_days_and_refuses_what_is_out_of_range() {
+    let env = |v: &str| crate::config::Env::from_pairs([("OPERATIONS_RETENTION_DAYS", v)]);
+    assert_eq!(
+        retention_days(&crate::config::Env::from_pairs(Vec::<(&str, &str)>::new())).unwrap(),
+        14
+    );
+    assert_eq!(retention_days(&env("90")).unwrap(), 90);
+    for bad in ["0", "366", "-1", "two weeks"] {
+        assert!(retention_days(&env(bad)).is_err(), "{bad}");
+    }
+}

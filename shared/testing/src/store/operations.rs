@@ -49,6 +49,9 @@ impl MemStore {
 
 impl OperationLog for MemStore {
     async fn record_operation(&self, op: &Operation, _retention_days: u32) -> Result<(), PortError> {
+        if self.operations_log_failing() {
+            return Err(super::unavailable("PutItem"));
+        }
         self.port("record_operation", Access::Write, "PutItem", |t| {
             let tenant = op.tenant_id.to_string();
             t.ops.operations.insert(op.id.to_string(), op.clone());
