@@ -20,9 +20,9 @@ use tributary_core::action::{
     ActionError, ActionErrorClass, ActionRun, ActionRunState, MAX_ATTEMPTS, retry_delay_secs,
 };
 use tributary_core::connection::ConnectionStatus;
-use tributary_core::operation::{self, NoteKind, OperationError, OperationState};
 use tributary_core::ids::{ActionRunId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
+use tributary_core::operation::{self, NoteKind, OperationError, OperationState};
 use tributary_core::ports::{ActionStore, ConnectionStore, IntegrationStore, JobQueue};
 use tributary_core::refresh::RefreshError;
 use tributary_core::time::{Clock, EpochMillis};

@@ -11,14 +11,14 @@ use lambda_runtime::LambdaEvent;
 use tracing::Instrument;
 use tributary_core::PortError;
 use tributary_core::canary::CanaryObservation;
+use tributary_core::ids::OperationId;
 use tributary_core::ids::{ConnectionId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
+use tributary_core::operation::{self, OperationError, OperationKind, OperationState, Recorder};
 use tributary_core::ports::{
     ActionStore, CanaryStore, ConnectionStore, EventOutbox, InboundStore, IntegrationStore,
     JobLedger, JobQueue, OperationLog, SyncStore, WebhookStore,
 };
-use tributary_core::operation::{self, OperationError, OperationKind, OperationState, Recorder};
-use tributary_core::ids::OperationId;
 use tributary_core::records::RecordStore;
 use tributary_core::refresh::{IdleRefresh, RefreshError, Refresher};
 use tributary_core::time::Clock;
@@ -94,9 +94,10 @@ impl JobError {
             JobError::Envelope(_) => "malformed",
             JobError::Port(_) => "store",
             JobError::Refresh(_) => "refresh",
-            JobError::Sync(_) | JobError::Action(_) | JobError::Webhook(_) | JobError::Inbound(_) => {
-                "internal"
-            }
+            JobError::Sync(_)
+            | JobError::Action(_)
+            | JobError::Webhook(_)
+            | JobError::Inbound(_) => "internal",
         }
     }
 }
@@ -125,10 +126,13 @@ where
     let mut response = SqsBatchResponse::default();
     for message in &event.payload.records {
         let message_id = message.message_id.clone().unwrap_or_default();
+        // The trace of whoever sent the job (the API call, the schedule), so that the job's work
+        // can be found from it and it from the work.
         let span = tracing::info_span!(
             "message",
             message_id = %message_id,
-            job_id = tracing::field::Empty
+            job_id = tracing::field::Empty,
+            trace_header = tributary_aws::sqs::received_trace_header(&message.attributes),
         );
         let outcome = process(deps, message, deadline_ms)
             .instrument(span.clone())
@@ -204,20 +208,36 @@ fn recorder_of(job: &JobEnvelope, receive_count: u32, now: i64) -> Option<Arc<Re
         JobKind::ActionRun {
             tenant_id,
             action_run_id,
-        } => (tenant_id, OperationKind::ActionRun, action_run_id.to_string()),
+        } => (
+            tenant_id,
+            OperationKind::ActionRun,
+            action_run_id.to_string(),
+        ),
         JobKind::DeliverWebhook {
             tenant_id,
             message_id,
-        } => (tenant_id, OperationKind::WebhookDelivery, message_id.to_string()),
+        } => (
+            tenant_id,
+            OperationKind::WebhookDelivery,
+            message_id.to_string(),
+        ),
         JobKind::InboundWebhook {
             tenant_id,
             inbound_id,
             ..
-        } => (tenant_id, OperationKind::InboundWebhook, inbound_id.to_string()),
+        } => (
+            tenant_id,
+            OperationKind::InboundWebhook,
+            inbound_id.to_string(),
+        ),
         JobKind::RefreshConnection {
             tenant_id,
             connection_id,
-        } => (tenant_id, OperationKind::TokenRefresh, connection_id.to_string()),
+        } => (
+            tenant_id,
+            OperationKind::TokenRefresh,
+            connection_id.to_string(),
+        ),
         JobKind::Canary { .. }
         | JobKind::ScheduledSync { .. }
         | JobKind::DispatchEvents { .. }

@@ -26,9 +26,9 @@
 
 use tributary_core::PortError;
 use tributary_core::connection::{Connection, ConnectionFilter, ConnectionStatus};
-use tributary_core::operation::{self, NoteKind, OperationError, OperationState};
 use tributary_core::ids::{ConnectionId, InboundId, IntegrationId, SyncRunId, TenantId};
 use tributary_core::inbound::{InboundEvent, InboundState, PROVIDER_ACCOUNT_TAG, ProviderEvent};
+use tributary_core::operation::{self, NoteKind, OperationError, OperationState};
 use tributary_core::pagination::PageRequest;
 use tributary_core::ports::{ConnectionStore, InboundStore, IntegrationStore, JobQueue, SyncStore};
 use tributary_core::sync::SyncFilter;

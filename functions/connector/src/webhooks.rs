@@ -24,9 +24,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tributary_core::PortError;
-use tributary_core::operation::{self, OperationError, OperationState};
 use tributary_core::ids::{MessageId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
+use tributary_core::operation::{self, OperationError, OperationState};
 use tributary_core::outbound::{
     DeliveryAttempt, MessageState, WebhookEndpoint, WebhookMessage, attempt_delay_ms,
     signature_header,
@@ -311,13 +311,18 @@ where
         Err(e) => return Err(e.into()),
     }
     tracing::info!(message_id = %message.id, endpoint_id = %endpoint.id, attempt = message.total_attempts, status = ?record.status, state = message.state.as_str(), duration_ms, "webhook attempt");
-    let (state, outcome) = match message.state {
-        MessageState::Succeeded => (OperationState::Succeeded, "succeeded"),
-        MessageState::Exhausted => (OperationState::Failed, "exhausted"),
-        _ if gone => (OperationState::Failed, "disabled"),
-        _ => (OperationState::Retrying, "failed"),
+    // Every attempt is `succeeded` or `failed` (the alarm's failure rate); a message that ran out
+    // of attempts and an endpoint disabled by a 410 are counted besides, as what they are.
+    let (state, end) = match message.state {
+        MessageState::Succeeded => (OperationState::Succeeded, None),
+        MessageState::Exhausted => (OperationState::Failed, Some("exhausted")),
+        _ if gone => (OperationState::Failed, Some("disabled")),
+        _ => (OperationState::Retrying, None),
     };
-    tributary_aws::metrics::webhook_delivery(outcome);
+    tributary_aws::metrics::webhook_delivery(if succeeded { "succeeded" } else { "failed" });
+    if let Some(end) = end {
+        tributary_aws::metrics::webhook_delivery(end);
+    }
     operation::describe(|d| {
         d.state = Some(state);
         if !succeeded {

@@ -195,8 +195,8 @@ fn usage_row(it: &Item) -> UsageRow {
 
 fn sync_day(it: &Item) -> SyncDayStats {
     let errors_by_class = it
-        .iter()
-        .filter_map(|(k, _)| {
+        .keys()
+        .filter_map(|k| {
             k.strip_prefix(ERROR_PREFIX)
                 .map(|class| (class.to_owned(), number(it, k)))
         })
@@ -226,7 +226,10 @@ fn error_attribute(class: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(32)
         .collect();
-    format!("{ERROR_PREFIX}{}", if safe.is_empty() { "unknown" } else { &safe })
+    format!(
+        "{ERROR_PREFIX}{}",
+        if safe.is_empty() { "unknown" } else { &safe }
+    )
 }
 
 impl DynamoTable {
@@ -260,7 +263,10 @@ impl DynamoTable {
         u.set("day", s(d.day.clone()));
         for (attribute, value) in [
             ("sync_id", d.sync_id.as_ref().map(|i| i.to_string())),
-            ("connection_id", d.connection_id.as_ref().map(|i| i.to_string())),
+            (
+                "connection_id",
+                d.connection_id.as_ref().map(|i| i.to_string()),
+            ),
             ("provider", d.provider.clone()),
             ("stream", d.stream.clone()),
         ] {
@@ -492,10 +498,7 @@ mod tests {
             format!("{USAGE_SK}2026-12-01"),
             format!("{USAGE_SK}2026-12-07#~"),
         );
-        for inside in [
-            key("2026-12-01", None),
-            key("2026-12-07", Some("zendesk")),
-        ] {
+        for inside in [key("2026-12-01", None), key("2026-12-07", Some("zendesk"))] {
             let sk = usage_sk(&inside);
             assert!(sk >= from && sk <= to, "{sk}");
         }

@@ -101,11 +101,7 @@ pub struct Insights {
 }
 
 fn percent(part: u64, whole: u64) -> u64 {
-    if whole == 0 {
-        0
-    } else {
-        part.saturating_mul(100) / whole
-    }
+    part.saturating_mul(100).checked_div(whole).unwrap_or(0)
 }
 
 /// The insights of `days` (any order, any number of days per sync).
@@ -132,7 +128,7 @@ pub fn compute(days: &[SyncDayStats]) -> Insights {
             ms_per_1000_records: s.busy_ms.saturating_mul(1000) / s.records.max(1),
         })
         .collect();
-    slowest.sort_by(|a, b| b.ms_per_1000_records.cmp(&a.ms_per_1000_records));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.ms_per_1000_records));
     slowest.truncate(TOP);
 
     let mut per_provider: BTreeMap<String, ProviderDeferral> = BTreeMap::new();
@@ -204,7 +200,10 @@ fn recommend(
 ) -> Vec<Recommendation> {
     let mut out = Vec::new();
     for f in failing {
-        let subject = f.sync_id.as_ref().map_or_else(String::new, |s| s.to_string());
+        let subject = f
+            .sync_id
+            .as_ref()
+            .map_or_else(String::new, |s| s.to_string());
         let stream = f.stream.as_deref().unwrap_or("its stream");
         let top = f
             .error_classes
@@ -316,14 +315,21 @@ mod tests {
         // sync 3 read too few records to rank; sync 2: 12 s over 1,000 records.
         assert_eq!(
             order,
-            [("stream-2".to_owned(), 12_000), ("stream-1".to_owned(), 2_000)]
+            [
+                ("stream-2".to_owned(), 12_000),
+                ("stream-1".to_owned(), 2_000)
+            ]
         );
         assert!(
             i.recommendations
                 .iter()
                 .any(|r| r.kind == "incremental_or_page_size" && r.message.contains("stream-2"))
         );
-        assert!(!i.recommendations.iter().any(|r| r.message.contains("stream-1")));
+        assert!(
+            !i.recommendations
+                .iter()
+                .any(|r| r.message.contains("stream-1"))
+        );
     }
 
     #[test]

@@ -545,10 +545,8 @@ impl OperationFilter {
 /// The UTC day (`YYYY-MM-DD`) of `ms`.
 pub fn day_of(ms: EpochMillis) -> String {
     let days = ms.div_euclid(86_400_000);
-    let date = time::Date::from_julian_day(
-        i32::try_from(days + 2_440_588).unwrap_or(2_440_588),
-    )
-    .unwrap_or(time::Date::MIN);
+    let date = time::Date::from_julian_day(i32::try_from(days + 2_440_588).unwrap_or(2_440_588))
+        .unwrap_or(time::Date::MIN);
     format!(
         "{:04}-{:02}-{:02}",
         date.year(),

@@ -22,10 +22,10 @@ use crate::ids::{
 use crate::inbound::{InboundEvent, ProviderEvent};
 use crate::integration::Integration;
 use crate::job::JobEnvelope;
+use crate::operation::{Operation, OperationFilter, SyncDayStats, UsageCounts, UsageKey, UsageRow};
 use crate::outbound::{
     DeliveryAttempt, MessageState, OutboxEvent, WebhookEndpoint, WebhookMessage,
 };
-use crate::operation::{Operation, OperationFilter, SyncDayStats, UsageCounts, UsageKey, UsageRow};
 use crate::pagination::{Page, PageRequest};
 use crate::sync::{SyncConfig, SyncEvent, SyncFilter, SyncRun};
 use crate::tenancy::{ApiKeyRecord, AuditEvent, IssuerCreated, OidcIssuer, PurgeProgress, Tenant};

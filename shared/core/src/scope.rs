@@ -61,6 +61,8 @@ scopes! {
     WebhooksRead => "webhooks:read",
     /// Manage webhook endpoints and replay deliveries.
     WebhooksWrite => "webhooks:write",
+    /// Read the operations log, usage and insights; open the dashboard.
+    OperationsRead => "operations:read",
     /// Read API keys, identity providers and the audit log.
     KeysRead => "keys:read",
     /// Create and revoke API keys; register identity providers.

@@ -12,28 +12,32 @@ use url::Url;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// (path, query, status, attempt, class) of every reported attempt, in this test binary.
-static SEEN: Mutex<Vec<(String, Option<String>, Option<u16>, u32, Option<&'static str>)>> =
-    Mutex::new(Vec::new());
+/// What a test checks of an attempt: (query, status, attempt, class).
+type Seen = (Option<String>, Option<u16>, u32, Option<&'static str>);
+
+/// The path and what is checked of every reported attempt, in this test binary.
+static SEEN: Mutex<Vec<(String, Seen)>> = Mutex::new(Vec::new());
 
 fn hook(a: &Attempt<'_>) {
     assert_eq!(a.method, &Method::GET);
     assert!(a.duration < Duration::from_secs(10));
     SEEN.lock().unwrap().push((
         a.url.path().to_owned(),
-        a.url.query().map(str::to_owned),
-        a.status,
-        a.attempt,
-        a.error_class,
+        (
+            a.url.query().map(str::to_owned),
+            a.status,
+            a.attempt,
+            a.error_class,
+        ),
     ));
 }
 
-fn seen(p: &str) -> Vec<(Option<String>, Option<u16>, u32, Option<&'static str>)> {
+fn seen(p: &str) -> Vec<Seen> {
     SEEN.lock()
         .unwrap()
         .iter()
-        .filter(|(path, ..)| path == p)
-        .map(|(_, q, s, a, c)| (q.clone(), *s, *a, *c))
+        .filter(|(path, _)| path == p)
+        .map(|(_, seen)| seen.clone())
         .collect()
 }
 
@@ -62,9 +66,7 @@ async fn each_attempt_is_reported_with_its_outcome_and_no_query_credential() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let mut req = OutRequest::get(
-        Url::parse(&format!("{}/limited?page=2", server.uri())).unwrap(),
-    );
+    let mut req = OutRequest::get(Url::parse(&format!("{}/limited?page=2", server.uri())).unwrap());
     req.auth
         .query
         .push(("api_key".into(), SecretString::from("sk_secret_in_query")));
@@ -83,7 +85,9 @@ async fn a_refused_destination_is_reported_as_egress() {
     observe::install(hook);
     let refusing = HttpClient::new(HttpConfig::default()).unwrap();
     let _ = refusing
-        .send(&OutRequest::get(Url::parse("http://127.0.0.1:9/refused").unwrap()))
+        .send(&OutRequest::get(
+            Url::parse("http://127.0.0.1:9/refused").unwrap(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(seen("/refused"), [(None, None, 1, Some("egress"))]);

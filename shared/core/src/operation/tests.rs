@@ -25,7 +25,10 @@ fn ok_request(attempt: u32) -> ObservedRequest<'static> {
 #[test]
 fn a_request_entry_keeps_query_names_and_no_values() {
     assert_eq!(
-        loggable_path("/v1/customers", Some("limit=100&starting_after=cus_1&key=sk_live_x&flag")),
+        loggable_path(
+            "/v1/customers",
+            Some("limit=100&starting_after=cus_1&key=sk_live_x&flag")
+        ),
         "/v1/customers?limit=&starting_after=&key=&flag="
     );
     assert_eq!(loggable_path("/v1/customers", None), "/v1/customers");
@@ -124,7 +127,9 @@ fn usage_of_an_operation_counts_its_records_requests_and_kind() {
         86_400_000 * 3 + 5,
     );
     r.describe(|d| d.state = Some(OperationState::Retrying));
-    let op = r.finish(OperationState::Succeeded, 86_400_000 * 3 + 50).unwrap();
+    let op = r
+        .finish(OperationState::Succeeded, 86_400_000 * 3 + 50)
+        .unwrap();
     let u = op.usage();
     assert_eq!((u.webhook_deliveries, u.webhook_failures), (1, 1));
     assert_eq!(u.compute_ms, 45);
@@ -182,7 +187,10 @@ fn sync_day_stats_come_from_sync_runs_only_and_count_failures_by_class() {
     });
     let op = r.finish(OperationState::Failed, 3_000).unwrap();
     let s = SyncDayStats::of(&op).unwrap();
-    assert_eq!((s.records, s.runs_ended, s.runs_failed, s.busy_ms), (10, 1, 1, 2_000));
+    assert_eq!(
+        (s.records, s.runs_ended, s.runs_failed, s.busy_ms),
+        (10, 1, 1, 2_000)
+    );
     assert_eq!(s.errors_by_class.get("auth"), Some(&1));
     let mut other = op.clone();
     other.kind = OperationKind::Proxy;

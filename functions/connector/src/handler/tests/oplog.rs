@@ -175,7 +175,10 @@ async fn a_sync_run_is_one_operation_with_its_requests_and_no_credential() {
     assert_eq!(op.state, OperationState::Succeeded);
     assert_eq!(op.tenant_id, e.tenant);
     assert_eq!(op.connection_id.as_ref(), Some(&e.connection.id));
-    assert_eq!(op.integration_id.as_ref(), Some(&e.connection.integration_id));
+    assert_eq!(
+        op.integration_id.as_ref(),
+        Some(&e.connection.integration_id)
+    );
     assert_eq!(op.provider.as_deref(), Some("stripe"));
     assert_eq!(op.sync_id.as_ref(), Some(&e.sync.id));
     assert_eq!(op.name.as_deref(), Some("customers"));
@@ -206,7 +209,10 @@ async fn a_sync_run_is_one_operation_with_its_requests_and_no_credential() {
     let logged = serde_json::to_string(&ops).unwrap();
     assert!(!logged.contains(STRIPE_KEY), "{logged}");
     assert!(!logged.contains("Bearer"), "{logged}");
-    assert!(!logged.contains("cus_"), "no record data or cursor value: {logged}");
+    assert!(
+        !logged.contains("cus_"),
+        "no record data or cursor value: {logged}"
+    );
 }
 
 #[tokio::test]
@@ -230,12 +236,19 @@ async fn usage_equals_the_runs_counts_and_counter_writes_do_not_grow_with_record
         let usage = e.store.list_usage(&e.tenant, &day, &day).await.unwrap();
         assert_eq!(usage.len(), 1);
         let u = &usage[0];
-        assert_eq!(u.key.integration_id.as_ref(), Some(&e.connection.integration_id));
+        assert_eq!(
+            u.key.integration_id.as_ref(),
+            Some(&e.connection.integration_id)
+        );
         assert_eq!(u.counts.records_added, run.stats.added);
         assert_eq!(u.counts.records_updated, run.stats.updated);
         assert_eq!(u.counts.records_deleted, run.stats.deleted);
         assert_eq!(u.counts.provider_requests, run.stats.provider_requests);
-        let days = e.store.list_sync_stats(&e.tenant, &day, &day).await.unwrap();
+        let days = e
+            .store
+            .list_sync_stats(&e.tenant, &day, &day)
+            .await
+            .unwrap();
         assert_eq!(days.len(), 1);
         assert_eq!(days[0].records, customers as u64);
         assert_eq!((days[0].runs_ended, days[0].runs_failed), (1, 0));
@@ -270,7 +283,11 @@ async fn a_rate_limited_run_logs_each_deferral_with_its_429_and_time_waited() {
             Entry::Note(n) if n.kind == tributary_core::operation::NoteKind::Deferred)));
     }
     let day = day_of(NOW);
-    let days = e.store.list_sync_stats(&e.tenant, &day, &day).await.unwrap();
+    let days = e
+        .store
+        .list_sync_stats(&e.tenant, &day, &day)
+        .await
+        .unwrap();
     assert_eq!(days[0].deferred_ms, 14_000);
     assert_eq!(days[0].rate_limited, 2);
     assert_eq!((days[0].invocations, days[0].runs_ended), (3, 1));
