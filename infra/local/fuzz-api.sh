@@ -52,7 +52,7 @@ api="$TRIBUTARY_API_URL"
 admin="Authorization: Bearer $TRIBUTARY_ADMIN_KEY"
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
 
-tenant_scopes="integrations:read,integrations:write,connections:read,connections:write,syncs:read,syncs:write,records:read,actions:execute,proxy,webhooks:read,webhooks:write,keys:read,keys:write"
+tenant_scopes="integrations:read,integrations:write,connections:read,connections:write,syncs:read,syncs:write,records:read,actions:execute,proxy,webhooks:read,webhooks:write,operations:read,keys:read,keys:write"
 tenant=$(curl -fs -H "$admin" -H 'content-type: application/json' \
   -d '{"name":"fuzz","rate_limit_per_minute":100000}' "$api/v1/tenants" | json id)
 scopes=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1].split(",")))' "$tenant_scopes")

@@ -115,6 +115,8 @@ scope_rules! {
     WebhooksRead => WebhooksRead,
     /// `webhooks:write`.
     WebhooksWrite => WebhooksWrite,
+    /// `operations:read`.
+    OperationsRead => OperationsRead,
 }
 
 /// Implemented for every handler whose first argument is an access rule ([`Guard`]): how the router
@@ -279,6 +281,7 @@ async fn authenticate<S: ControlStore, Q>(
     tracing::info!(principal = %principal.principal, "authenticated");
     if let Some(tenant) = &principal.tenant_id {
         state.rate_limit.admit(&*state.store, tenant, now).await?;
+        state.api_calls.record(&*state.store, tenant, now).await;
     }
     parts.extensions.insert(Authenticated(principal.clone()));
     Ok(principal)

@@ -43,6 +43,8 @@ pub struct Config {
     /// `PUBLIC_BASE_URL`: the origin end users reach the API at (a custom domain), for the connect
     /// links and the OAuth redirect URI; empty: the request's own host.
     pub public_base_url: Option<String>,
+    /// `OPERATIONS_RETENTION_DAYS`: how long the operations log keeps an operation (default 14).
+    pub operations_retention_days: u32,
 }
 
 impl Config {
@@ -146,6 +148,7 @@ impl Config {
             keyring: KeyringSettings::from_env(env)?,
             egress: allowlist(env)?,
             provider_origins: origins(env)?,
+            operations_retention_days: tributary_core::operation::retention_days(env)?,
             public_base_url: env
                 .optional("PUBLIC_BASE_URL")
                 .filter(|v| !v.trim().is_empty())

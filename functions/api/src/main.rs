@@ -3,6 +3,7 @@
 mod access;
 mod config;
 mod connect_page;
+mod dashboard_page;
 mod dto;
 mod idempotency;
 mod lambda;
@@ -10,6 +11,7 @@ mod lambda;
 // checked-in one.
 #[cfg_attr(not(test), allow(dead_code))]
 mod openapi;
+mod oplog;
 mod pagination;
 mod problem;
 mod ratelimit;

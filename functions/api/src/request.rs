@@ -179,6 +179,10 @@ impl PathId for EndpointId {
     const NAME: &'static str = "endpoint_id";
 }
 
+impl PathId for tributary_core::ids::OperationId {
+    const NAME: &'static str = "operation_id";
+}
+
 impl PathId for MessageId {
     const NAME: &'static str = "message_id";
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tributary_core::ports::{
-    ActionStore, CanaryStore, ConnectStore, ConnectionStore, CredentialStore, IdempotencyStore,
-    InboundStore, IntegrationStore, JobQueue, QueueStats, RateCounter, SyncStore, TenantStore,
-    WebhookStore,
+    ActionStore, CanaryStore, ConnectStore, ConnectionStore, CredentialStore, DashboardStore,
+    IdempotencyStore, InboundStore, IntegrationStore, JobQueue, OperationLog, QueueStats,
+    RateCounter, SyncStore, TenantStore, WebhookStore,
 };
 use tributary_core::records::RecordStore;
 use tributary_core::time;
@@ -37,6 +37,8 @@ pub trait ControlStore:
     + ActionStore
     + WebhookStore
     + InboundStore
+    + OperationLog
+    + DashboardStore
     + 'static
 {
 }
@@ -54,6 +56,8 @@ impl<T> ControlStore for T where
         + ActionStore
         + WebhookStore
         + InboundStore
+        + OperationLog
+        + DashboardStore
         + 'static
 {
 }
@@ -94,6 +98,7 @@ pub struct AppState<S, Q> {
     pub(crate) engine: Arc<Engine>,
     pub(crate) config: Arc<Config>,
     pub(crate) rate_limit: Arc<RateLimit>,
+    pub(crate) api_calls: Arc<crate::oplog::ApiCalls>,
     pub(crate) health: Arc<HealthProbe<S, Q>>,
 }
 
@@ -108,6 +113,7 @@ impl<S, Q> Clone for AppState<S, Q> {
             engine: self.engine.clone(),
             config: self.config.clone(),
             rate_limit: self.rate_limit.clone(),
+            api_calls: self.api_calls.clone(),
             health: self.health.clone(),
         }
     }
@@ -135,6 +141,7 @@ impl<S, Q> AppState<S, Q> {
             engine: Arc::new(deps.engine),
             config,
             rate_limit: Arc::default(),
+            api_calls: Arc::default(),
         }
     }
 }

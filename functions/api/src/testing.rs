@@ -37,6 +37,7 @@ pub fn config() -> Config {
         egress: tributary_http::EgressPolicy::public_only(),
         provider_origins: Default::default(),
         public_base_url: None,
+        operations_retention_days: 14,
     }
 }
 
@@ -243,6 +244,15 @@ impl Req {
             .into();
         self.event["isBase64Encoded"] = true.into();
         self.event["headers"]["content-type"] = content_type.into();
+        self
+    }
+
+    /// With a cookie (`name=value`), where API Gateway (payload 2.0) puts a request's cookies.
+    pub fn cookie(mut self, cookie: &str) -> Self {
+        match self.event["cookies"].as_array_mut() {
+            Some(cookies) => cookies.push(cookie.into()),
+            None => self.event["cookies"] = serde_json::json!([cookie]),
+        }
         self
     }
 

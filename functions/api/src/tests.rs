@@ -15,8 +15,10 @@ use crate::testing::{MemStore, NOW, Req, call, deps};
 mod actions;
 mod connect;
 mod connections;
+mod dashboard;
 mod inbound;
 mod integrations;
+mod operations;
 mod proxy;
 mod records;
 mod refresh;
@@ -39,7 +41,7 @@ fn tenant(store: &MemStore, rate: u32) -> TenantId {
     id
 }
 
-const ALL: &str = "integrations:read integrations:write connections:read connections:write syncs:read syncs:write records:read actions:execute proxy webhooks:read webhooks:write keys:read keys:write";
+const ALL: &str = "integrations:read integrations:write connections:read connections:write syncs:read syncs:write records:read actions:execute proxy webhooks:read webhooks:write operations:read keys:read keys:write";
 
 fn admin(req: Req) -> Req {
     req.auth("admin-key", "", "admin")
@@ -176,9 +178,30 @@ fn operations(
         action_run,
         endpoint,
         message,
+        operation,
         ..
     } = seeded;
     vec![
+        ("GET", "/v1/operations".into(), None, "operations:read"),
+        (
+            "GET",
+            format!("/v1/operations/{operation}"),
+            None,
+            "operations:read",
+        ),
+        (
+            "GET",
+            "/v1/usage?group_by=integration".into(),
+            None,
+            "operations:read",
+        ),
+        ("GET", "/v1/insights".into(), None, "operations:read"),
+        (
+            "POST",
+            "/v1/dashboard/sessions".into(),
+            Some(json!({})),
+            "operations:read",
+        ),
         (
             "POST",
             "/v1/webhook-endpoints".into(),
@@ -431,6 +454,8 @@ struct Seeded {
     endpoint: String,
     /// An exhausted message for it (replayable).
     message: String,
+    /// An operation of the log (the connection's creation).
+    operation: String,
 }
 
 /// A proxied request names its connection in a header: the seeded one.
@@ -586,6 +611,14 @@ async fn seed(d: &crate::testing::TestApi, t: &TenantId) -> (String, String, See
             action_run: action_run.body["id"].as_str().unwrap().to_owned(),
             message: seed_message(d, t, &endpoint).await,
             endpoint,
+            operation: d
+                .store
+                .operations()
+                .into_iter()
+                .find(|o| o.tenant_id == *t)
+                .expect("the seeded connections were logged")
+                .id
+                .to_string(),
         },
     )
 }
@@ -720,8 +753,10 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         action_run: action_run_a,
         endpoint: endpoint_a,
         message: message_a,
+        operation: operation_a,
         ..
     } = seeded_a;
+    let random_operation = tributary_core::ids::OperationId::generate().to_string();
     let random_endpoint = tributary_core::ids::EndpointId::generate().to_string();
     let random_message = tributary_core::ids::MessageId::generate().to_string();
     let random_action_run = tributary_core::ids::ActionRunId::generate().to_string();
@@ -880,6 +915,11 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         ),
         (
             "GET",
+            format!("/v1/operations/{operation_a}"),
+            format!("/v1/operations/{random_operation}"),
+        ),
+        (
+            "GET",
             format!("/v1/records/customers/{SEEDED_RECORD}?connection_id={connection_a}"),
             format!("/v1/records/customers/{SEEDED_RECORD}?connection_id={random_connection}"),
         ),
@@ -925,11 +965,39 @@ async fn cross_tenant_matrix_never_leaks_and_404s_like_a_random_id() {
         "/v1/integrations",
         "/v1/connections",
         "/v1/syncs",
+        "/v1/operations",
+        &format!("/v1/operations?connection_id={connection_a}"),
     ] {
         let res = call(&d, as_tenant(Req::new("GET", path), &b)).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.body["data"], json!([]), "{path}");
     }
+    // Usage and insights are the caller's own: A's connections made provider requests, B's none.
+    let res = call(
+        &d,
+        as_tenant(Req::new("GET", "/v1/usage?group_by=integration"), &a),
+    )
+    .await;
+    assert!(res.body["totals"]["provider_requests"].as_u64().unwrap() > 0);
+    let res = call(
+        &d,
+        as_tenant(Req::new("GET", "/v1/usage?group_by=integration"), &b),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["totals"]["provider_requests"], 0);
+    assert!(!res.body.to_string().contains(&integration_a));
+    let res = call(&d, as_tenant(Req::new("GET", "/v1/insights"), &b)).await;
+    assert_eq!(res.body["failing_syncs"], json!([]));
+    // B's dashboard cannot show A's operation.
+    let cookie = crate::tests::dashboard::open_session(&d, &b).await;
+    let res = call(
+        &d,
+        Req::new("GET", &format!("/dashboard?operation={operation_a}")).cookie(&cookie),
+    )
+    .await;
+    assert_eq!(res.status, 404);
+    assert!(!res.body.to_string().contains(a.as_str()));
     // A body cannot redirect a write to another tenant: unknown fields are refused.
     let res = call(
         &d,
@@ -1892,6 +1960,7 @@ fn concrete(path: &str) -> String {
             "{action_run_id}" => tributary_core::ids::ActionRunId::generate().to_string(),
             "{endpoint_id}" => tributary_core::ids::EndpointId::generate().to_string(),
             "{message_id}" => tributary_core::ids::MessageId::generate().to_string(),
+            "{operation_id}" => tributary_core::ids::OperationId::generate().to_string(),
             "{action}" => "create_customer".to_owned(),
             "{proxy_path}" => "balance".to_owned(),
             "{model}" => "customers".to_owned(),
@@ -1963,6 +2032,17 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
             // Without a credential.
             let res = call(&d, req()).await;
             match access {
+                // The dashboard is public to the gateway and guarded by its own session cookie:
+                // without one, its 401 is a page, not the access rule's problem.
+                Access::Public if what == "GET /dashboard" => {
+                    assert_eq!(res.status, 401, "{what}: {res:?}");
+                    assert!(
+                        res.headers["content-type"]
+                            .to_str()
+                            .unwrap()
+                            .starts_with("text/html")
+                    );
+                }
                 Access::Public => assert!(!refused(&res), "{what}: {res:?}"),
                 _ => is_problem(&res, 401, "unauthenticated"),
             }
@@ -1983,7 +2063,10 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
             }
             // With it: past the rule (the handler may still refuse the empty body or unknown id).
             let res = call(&d, holding()).await;
-            assert!(!refused(&res), "{what} must pass its access rule: {res:?}");
+            assert!(
+                !refused(&res) || what == "GET /dashboard",
+                "{what} must pass its access rule: {res:?}"
+            );
 
             // Idempotency-Key: checked exactly where it is documented.
             let documents_key = op["parameters"]
@@ -2032,6 +2115,8 @@ async fn every_operation_declares_documents_and_enforces_its_access() {
             "GET /connect/{token}",
             "POST /connect/{token}/{integration_id}",
             "GET /connect/{token}/{integration_id}/oauth",
+            "GET /dashboard",
+            "GET /dashboard/{token}",
             "GET /docs",
             "GET /docs/redoc-2.5.4.standalone.js",
             "GET /v1/health",

@@ -23,6 +23,7 @@ use tributary_core::action::{
 };
 use tributary_core::ids::{ActionRunId, ConnectionId};
 use tributary_core::job::{JobEnvelope, JobKind};
+use tributary_core::operation::OperationKind;
 use tributary_core::time::rfc3339;
 use tributary_engine::action::{action_failure, input_violations};
 use utoipa::ToSchema;
@@ -257,15 +258,57 @@ pub async fn run<S: ControlStore, Q: JobsQueue>(
     if prefers_async(&headers) {
         return queue(&caller, &*store, &jobs, &clock, connection, &name, input).await;
     }
+    let (log, time, tenant) = (store.0.clone(), clock.0.clone(), caller.tenant.clone());
+    let action = name.clone();
+    crate::oplog::recorded(
+        &*log,
+        &*time,
+        settings.operations_retention_days,
+        &tenant,
+        OperationKind::ActionRun,
+        |d| d.op.name = Some(action),
+        |_: &Response, _| {},
+        run_now(
+            &caller,
+            &*store,
+            &vault,
+            &engine,
+            &settings,
+            &clock,
+            &headers,
+            connection_id,
+            spec,
+            name,
+            input,
+        ),
+    )
+    .await
+}
+
+/// Runs the action now, within the request.
+#[allow(clippy::too_many_arguments)]
+async fn run_now<S: ControlStore>(
+    caller: &TenantCaller<ActionsExecute>,
+    store: &S,
+    vault: &Secrets,
+    engine: &Providers,
+    settings: &Settings,
+    clock: &Clock,
+    headers: &HeaderMap,
+    connection_id: ConnectionId,
+    spec: &'static tributary_engine::spec::ProviderSpec,
+    name: String,
+    input: Value,
+) -> Result<Response, ApiError> {
     let deps = CallDeps {
-        store: &*store,
-        vault: &vault,
-        engine: &engine,
-        settings: &settings,
-        clock: &clock,
+        store,
+        vault,
+        engine,
+        settings,
+        clock,
     };
     let usable = usable(&deps, &caller.tenant, &connection_id).await?;
-    let key = provider_key(&caller, &headers);
+    let key = provider_key(caller, headers);
     let started = std::time::Instant::now();
     match engine
         .action_with_key(spec, &name, &usable.engine, &input, Some(&key))

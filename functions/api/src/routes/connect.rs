@@ -109,7 +109,7 @@ pub struct ConnectSessionOut {
 
 /// The origin end users reach this API at: the configured public one, or the request's host
 /// (https, but for loopback hosts in development).
-fn public_origin(settings: &Config, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn public_origin(settings: &Config, headers: &HeaderMap) -> Option<String> {
     if let Some(origin) = &settings.public_base_url {
         return Some(origin.clone());
     }

@@ -16,6 +16,7 @@ use tributary_core::connection::{
     ConnectionStatus,
 };
 use tributary_core::ids::{ConnectionId, IntegrationId, TenantId};
+use tributary_core::operation::OperationKind;
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::{EpochMillis, rfc3339};
@@ -430,6 +431,21 @@ pub async fn create<S: ControlStore>(
     settings: Settings,
     Idempotent(input): Idempotent<ConnectionIn>,
 ) -> Result<Created<ConnectionOut>, ApiError> {
+    let (log, time, tenant) = (store.0.clone(), clock.0.clone(), caller.tenant.clone());
+    let retention = settings.operations_retention_days;
+    crate::oplog::recorded(
+        &*log,
+        &*time,
+        retention,
+        &tenant,
+        OperationKind::ConnectionChange,
+        |d| d.op.name = Some("create".into()),
+        |made: &Created<ConnectionOut>, d| {
+            d.op.connection_id = made.body.id.parse().ok();
+            d.op.integration_id = made.body.integration_id.parse().ok();
+            d.op.provider = Some(made.body.provider.clone());
+        },
+        async move {
     let TenantCaller {
         principal, tenant, ..
     } = caller;
@@ -539,6 +555,9 @@ pub async fn create<S: ControlStore>(
         location: format!("/v1/connections/{}", connection.id),
         body: ConnectionOut::from(connection),
     })
+},
+    )
+    .await
 }
 
 /// The list's filters, from the query string.
@@ -660,13 +679,20 @@ pub(crate) async fn load<S: ControlStore>(
     tenant: &TenantId,
     id: &ConnectionId,
 ) -> Result<Connection, ApiError> {
-    store
+    let connection = store
         .get_connection(tenant, id)
         .await
         .map_err(store_failure)?
         .ok_or(ApiError::NotFound {
             resource: "connection",
-        })
+        })?;
+    // The operation being recorded (if any) works through it.
+    tributary_core::operation::describe(|d| {
+        d.op.connection_id = Some(connection.id.clone());
+        d.op.integration_id = Some(connection.integration_id.clone());
+        d.op.provider = Some(connection.provider.clone());
+    });
+    Ok(connection)
 }
 
 /// Reads one of the tenant's connections (never its credentials).
@@ -732,72 +758,89 @@ pub async fn update<S: ControlStore>(
     Id(id): Id<ConnectionId>,
     JsonBody(patch): JsonBody<ConnectionPatch>,
 ) -> Result<Json<ConnectionOut>, ApiError> {
-    let mut connection = load(&*store, &caller.tenant, &id).await?;
-    let read_version = connection.version;
-    let spec = provider(&connection.provider)?;
-    if let Some(tags) = patch.tags {
-        check_tags("/tags", &tags)?;
-        connection.tags = tags;
-    }
-    if let Some(metadata) = patch.metadata {
-        connection.metadata = check_metadata(Some(metadata))?;
-    }
-    if let Some(config) = &patch.config {
-        check_against(
-            spec,
-            "/config",
-            "configuration",
-            &spec.connection_config,
-            config,
-        )?;
-    }
-    let now = clock.now_ms();
-    let reactivate = matches!(patch.status, Some(SettableStatus::Active))
-        && connection.status != ConnectionStatus::Active;
-    let mut kind = ConnectionEventType::Updated;
-    if patch.config.is_some() || reactivate {
-        let config = patch.config.as_ref().unwrap_or(&connection.config);
-        let credentials = open_credentials(&vault, &connection).await?;
-        match verify(
-            &engine,
-            &settings,
-            spec,
-            &connection.auth_mode,
-            config,
-            credentials,
-        )
-        .await?
-        {
-            Some(Verdict::Refused(status)) => return Err(refused(spec, status)),
-            Some(Verdict::Accepted) => connection.last_verified_at_ms = Some(now),
-            None => {}
-        }
-        if reactivate && connection.status == ConnectionStatus::NeedsReauth {
-            kind = ConnectionEventType::Reauthorized;
-        }
-    }
-    if let Some(config) = patch.config {
-        connection.config = config;
-    }
-    match patch.status {
-        Some(SettableStatus::Disabled) if connection.status != ConnectionStatus::Disabled => {
-            connection.status = ConnectionStatus::Disabled;
-            connection.status_reason = Some("disabled by the tenant".into());
-            connection.status_changed_at_ms = now;
-        }
-        Some(SettableStatus::Active) if reactivate => {
-            connection.status = ConnectionStatus::Active;
-            connection.status_reason = None;
-            connection.status_changed_at_ms = now;
-        }
-        _ => {}
-    }
-    connection.updated_at_ms = now;
-    connection.version = read_version.saturating_add(1);
-    let recorded = ConnectionEvent::of(&connection, kind, connection.status_reason.clone(), now);
-    save(&*store, &connection, read_version, Some(&recorded)).await?;
-    tracing::info!(connection_id = %id, event = kind.as_str(), "connection updated");
-    Ok(Json(ConnectionOut::from(connection)))
+    let (log, time, tenant) = (store.0.clone(), clock.0.clone(), caller.tenant.clone());
+    let retention = settings.operations_retention_days;
+    crate::oplog::recorded(
+        &*log,
+        &*time,
+        retention,
+        &tenant,
+        OperationKind::ConnectionChange,
+        |d| d.op.name = Some("update".into()),
+        |_: &Json<ConnectionOut>, _| {},
+        async move {
+            let mut connection = load(&*store, &caller.tenant, &id).await?;
+            let read_version = connection.version;
+            let spec = provider(&connection.provider)?;
+            if let Some(tags) = patch.tags {
+                check_tags("/tags", &tags)?;
+                connection.tags = tags;
+            }
+            if let Some(metadata) = patch.metadata {
+                connection.metadata = check_metadata(Some(metadata))?;
+            }
+            if let Some(config) = &patch.config {
+                check_against(
+                    spec,
+                    "/config",
+                    "configuration",
+                    &spec.connection_config,
+                    config,
+                )?;
+            }
+            let now = clock.now_ms();
+            let reactivate = matches!(patch.status, Some(SettableStatus::Active))
+                && connection.status != ConnectionStatus::Active;
+            let mut kind = ConnectionEventType::Updated;
+            if patch.config.is_some() || reactivate {
+                let config = patch.config.as_ref().unwrap_or(&connection.config);
+                let credentials = open_credentials(&vault, &connection).await?;
+                match verify(
+                    &engine,
+                    &settings,
+                    spec,
+                    &connection.auth_mode,
+                    config,
+                    credentials,
+                )
+                .await?
+                {
+                    Some(Verdict::Refused(status)) => return Err(refused(spec, status)),
+                    Some(Verdict::Accepted) => connection.last_verified_at_ms = Some(now),
+                    None => {}
+                }
+                if reactivate && connection.status == ConnectionStatus::NeedsReauth {
+                    kind = ConnectionEventType::Reauthorized;
+                }
+            }
+            if let Some(config) = patch.config {
+                connection.config = config;
+            }
+            match patch.status {
+                Some(SettableStatus::Disabled)
+                    if connection.status != ConnectionStatus::Disabled =>
+                {
+                    connection.status = ConnectionStatus::Disabled;
+                    connection.status_reason = Some("disabled by the tenant".into());
+                    connection.status_changed_at_ms = now;
+                }
+                Some(SettableStatus::Active) if reactivate => {
+                    connection.status = ConnectionStatus::Active;
+                    connection.status_reason = None;
+                    connection.status_changed_at_ms = now;
+                }
+                _ => {}
+            }
+            connection.updated_at_ms = now;
+            connection.version = read_version.saturating_add(1);
+            let recorded =
+                ConnectionEvent::of(&connection, kind, connection.status_reason.clone(), now);
+            save(&*store, &connection, read_version, Some(&recorded)).await?;
+            tracing::info!(connection_id = %id, event = kind.as_str(), "connection updated");
+            Ok(Json(ConnectionOut::from(connection)))
+        },
+    )
+    .await
 }
 
 /// Checks a connection's credentials with the provider's verification request. Accepted: its
@@ -820,6 +863,17 @@ pub async fn test<S: ControlStore>(
     settings: Settings,
     Id(id): Id<ConnectionId>,
 ) -> Result<Json<ConnectionOut>, ApiError> {
+    let (log, time, tenant) = (store.0.clone(), clock.0.clone(), caller.tenant.clone());
+    let retention = settings.operations_retention_days;
+    crate::oplog::recorded(
+        &*log,
+        &*time,
+        retention,
+        &tenant,
+        OperationKind::ConnectionChange,
+        |d| d.op.name = Some("test".into()),
+        |_: &Json<ConnectionOut>, _| {},
+        async move {
     let mut connection = load(&*store, &caller.tenant, &id).await?;
     let spec = provider(&connection.provider)?;
     let mut fresh_token = None;
@@ -918,6 +972,9 @@ pub async fn test<S: ControlStore>(
     save(&*store, &connection, read_version, recorded.as_ref()).await?;
     tracing::info!(connection_id = %id, status = connection.status.as_str(), "connection tested");
     Ok(Json(ConnectionOut::from(connection)))
+},
+    )
+    .await
 }
 
 /// Revokes the connection's token at the provider where its auth mode declares a revocation
@@ -1002,6 +1059,17 @@ pub async fn delete<S: ControlStore>(
     settings: Settings,
     Id(id): Id<ConnectionId>,
 ) -> Result<StatusCode, ApiError> {
+    let (log, time, tenant) = (store.0.clone(), clock.0.clone(), caller.tenant.clone());
+    let retention = settings.operations_retention_days;
+    crate::oplog::recorded(
+        &*log,
+        &*time,
+        retention,
+        &tenant,
+        OperationKind::ConnectionChange,
+        |d| d.op.name = Some("delete".into()),
+        |_: &StatusCode, _| {},
+        async move {
     let connection = load(&*store, &caller.tenant, &id).await?;
     // Its syncs' records belong to it: deleting them is the tenant's decision, not a side effect.
     if has_syncs(&*store, &caller.tenant, &id).await? {
@@ -1031,6 +1099,9 @@ pub async fn delete<S: ControlStore>(
             resource: "connection",
         })
     }
+},
+    )
+    .await
 }
 
 async fn has_syncs<S: ControlStore>(

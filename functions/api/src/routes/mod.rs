@@ -4,6 +4,7 @@ pub mod actions;
 pub mod audit;
 pub mod connect;
 pub mod connections;
+pub mod dashboard;
 pub mod docs;
 pub mod health;
 pub mod inbound;
@@ -11,6 +12,7 @@ pub mod integrations;
 pub mod issuers;
 pub mod keys;
 pub mod me;
+pub mod operations;
 pub mod provider_call;
 pub mod proxy;
 pub mod records;
@@ -43,6 +45,8 @@ pub fn api<S: ControlStore, Q: JobsQueue>() -> Api<AppState<S, Q>> {
         .merge(proxy::router())
         .merge(webhooks::router())
         .merge(inbound::router())
+        .merge(operations::router())
+        .merge(dashboard::router())
 }
 
 /// Whether a filtered list has any item: pages are read until one holds an item or none follows

@@ -44,6 +44,11 @@ pub async fn usable<S: ControlStore>(
     id: &ConnectionId,
 ) -> Result<Usable, ApiError> {
     let connection = load(deps.store, tenant, id).await?;
+    tributary_core::operation::describe(|d| {
+        d.op.connection_id = Some(connection.id.clone());
+        d.op.integration_id = Some(connection.integration_id.clone());
+        d.op.provider = Some(connection.provider.clone());
+    });
     let spec = provider_of(&connection)?;
     match connection.status {
         ConnectionStatus::Active => {}

@@ -26,6 +26,7 @@ use percent_encoding::percent_decode_str;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use tributary_core::ids::ConnectionId;
+use tributary_core::operation::{OperationError, OperationKind, OperationState};
 use tributary_engine::connection::Bound;
 use tributary_http::classify::{Classifier, Classify, Failure};
 use tributary_http::client::OutRequest;
@@ -308,9 +309,57 @@ proxy_operations! {
     delete => proxy_delete, "proxy_delete";
 }
 
-/// The proxied call, whatever its method.
+/// The proxied call, whatever its method, as an operation of the log: the provider's 4xx and 5xx
+/// answers are failed operations (with the status), though the caller gets them as sent.
 #[allow(clippy::too_many_arguments)]
 async fn forward<S: ControlStore>(
+    caller: TenantCaller<ProxyCalls>,
+    store: Store<S>,
+    clock: Clock,
+    vault: Secrets,
+    engine: Providers,
+    settings: Settings,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let name: String = format!(
+        "{} {}",
+        request.method(),
+        request
+            .uri()
+            .path()
+            .strip_prefix("/v1/proxy")
+            .unwrap_or_default()
+    )
+    .chars()
+    .take(200)
+    .collect();
+    let (log, tenant, time) = (store.0.clone(), caller.tenant.clone(), clock.0.clone());
+    let retention = settings.operations_retention_days;
+    crate::oplog::recorded(
+        &*log,
+        &*time,
+        retention,
+        &tenant,
+        OperationKind::Proxy,
+        |d| d.op.name = Some(name),
+        |answer: &Response, d| {
+            let status = answer.status().as_u16();
+            if status >= 400 {
+                d.state = Some(OperationState::Failed);
+                d.op.error = Some(OperationError {
+                    class: "provider_status".into(),
+                    message: format!("the provider answered HTTP {status}"),
+                });
+            }
+        },
+        send(caller, store, clock, vault, engine, settings, request),
+    )
+    .await
+}
+
+/// Sends the proxied call.
+#[allow(clippy::too_many_arguments)]
+async fn send<S: ControlStore>(
     caller: TenantCaller<ProxyCalls>,
     store: Store<S>,
     clock: Clock,
