@@ -109,7 +109,13 @@ async fn operations_list_newest_first_under_each_filter_and_page_on() {
     }
     store
         .record_operation(
-            &op(&other, base, OperationKind::Proxy, OperationState::Succeeded, None),
+            &op(
+                &other,
+                base,
+                OperationKind::Proxy,
+                OperationState::Succeeded,
+                None,
+            ),
             14,
         )
         .await
@@ -248,7 +254,10 @@ async fn usage_and_sync_days_add_up_per_day_integration_and_sync() {
         .await
         .unwrap();
 
-    let rows = store.list_usage(&t, "2026-12-01", "2026-12-01").await.unwrap();
+    let rows = store
+        .list_usage(&t, "2026-12-01", "2026-12-01")
+        .await
+        .unwrap();
     let by_integration: BTreeMap<_, _> = rows
         .iter()
         .map(|r| (r.key.integration_id.clone(), r.counts.clone()))
@@ -260,15 +269,31 @@ async fn usage_and_sync_days_add_up_per_day_integration_and_sync() {
     assert_eq!(synced.compute_ms, 500);
     assert_eq!(by_integration[&None].api_calls, 42);
     assert_eq!(
-        store.list_usage(&t, "2026-12-01", "2026-12-02").await.unwrap().len(),
+        store
+            .list_usage(&t, "2026-12-01", "2026-12-02")
+            .await
+            .unwrap()
+            .len(),
         3
     );
-    assert!(store.list_usage(&t, "2026-12-03", "2026-12-31").await.unwrap().is_empty());
+    assert!(
+        store
+            .list_usage(&t, "2026-12-03", "2026-12-31")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let days = store.list_sync_stats(&t, "2026-12-01", "2026-12-02").await.unwrap();
+    let days = store
+        .list_sync_stats(&t, "2026-12-01", "2026-12-02")
+        .await
+        .unwrap();
     assert_eq!(days.len(), 2);
     let first = days.iter().find(|d| d.day == "2026-12-01").unwrap();
-    assert_eq!((first.invocations, first.runs_ended, first.runs_failed), (2, 1, 1));
+    assert_eq!(
+        (first.invocations, first.runs_ended, first.runs_failed),
+        (2, 1, 1)
+    );
     assert_eq!(first.records, 500);
     assert_eq!(first.errors_by_class.get("rate_limited"), Some(&1));
     assert_eq!(first.sync_id.as_ref(), Some(&sync));
@@ -294,14 +319,20 @@ async fn a_dashboard_grant_is_taken_once() {
         expires_at_ms: 4_000_000_000_000,
     };
     store.put_dashboard_grant(&grant).await.unwrap();
-    assert_eq!(store.dashboard_grant(&grant.token_hash).await.unwrap(), Some(grant.clone()));
+    assert_eq!(
+        store.dashboard_grant(&grant.token_hash).await.unwrap(),
+        Some(grant.clone())
+    );
     let (a, b) = tokio::join!(
         store.take_dashboard_grant(&grant.token_hash),
         store.take_dashboard_grant(&grant.token_hash)
     );
     let taken = [a.unwrap(), b.unwrap()];
     assert_eq!(taken.iter().filter(|g| g.is_some()).count(), 1);
-    assert_eq!(store.dashboard_grant(&grant.token_hash).await.unwrap(), None);
+    assert_eq!(
+        store.dashboard_grant(&grant.token_hash).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

@@ -48,7 +48,11 @@ impl MemStore {
 }
 
 impl OperationLog for MemStore {
-    async fn record_operation(&self, op: &Operation, _retention_days: u32) -> Result<(), PortError> {
+    async fn record_operation(
+        &self,
+        op: &Operation,
+        _retention_days: u32,
+    ) -> Result<(), PortError> {
         if self.operations_log_failing() {
             return Err(super::unavailable("PutItem"));
         }
@@ -66,7 +70,11 @@ impl OperationLog for MemStore {
             }
             if let Some(s) = SyncDayStats::of(op) {
                 t.ops.counter_writes += 1;
-                let sync = s.sync_id.as_ref().map(ToString::to_string).unwrap_or_default();
+                let sync = s
+                    .sync_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 t.ops
                     .stats
                     .entry((tenant, s.day.clone(), sync))
@@ -92,7 +100,12 @@ impl OperationLog for MemStore {
                 .operations
                 .iter()
                 .filter(|(_, o)| o.tenant_id == *tenant && filter.matches(o))
-                .map(|(id, o)| (format!("{OPERATION_SK}{}", super::syncs::invert(id)), o.clone()))
+                .map(|(id, o)| {
+                    (
+                        format!("{OPERATION_SK}{}", super::syncs::invert(id)),
+                        o.clone(),
+                    )
+                })
                 .collect();
             page(mine, OPERATION_SK, req)
         })
@@ -142,7 +155,9 @@ impl OperationLog for MemStore {
                 .usage
                 .iter()
                 .filter(|((ten, k), _)| {
-                    *ten == tenant.as_str() && k.day.as_str() >= from_day && k.day.as_str() <= to_day
+                    *ten == tenant.as_str()
+                        && k.day.as_str() >= from_day
+                        && k.day.as_str() <= to_day
                 })
                 .map(|((_, k), c)| UsageRow {
                     key: k.clone(),
