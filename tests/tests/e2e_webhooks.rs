@@ -185,7 +185,7 @@ async fn a_tenant_acts_proxies_and_receives_signed_webhooks_that_the_reference_l
             &format!("/v1/tenants/{}/keys", tenant["id"].as_str().unwrap()),
             Some(json!({"name": "app", "scopes": [
                 "integrations:write", "connections:write", "connections:read",
-                "actions:execute", "proxy", "webhooks:write", "webhooks:read"
+                "actions:execute", "proxy", "webhooks:write", "webhooks:read", "operations:read"
             ]})),
         )
         .await;
@@ -365,6 +365,104 @@ async fn a_tenant_acts_proxies_and_receives_signed_webhooks_that_the_reference_l
     let other = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let (ok, out) = verify_with_reference_library(&got, &[other]);
     assert!(!ok, "another secret must not verify: {out}");
+
+    // Assert 4: the operations log holds each unit of work with its provider requests, and
+    // nothing in it is a credential or a body.
+    let ops = eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            let ops = operations(&c).await;
+            let deliveries = ops
+                .iter()
+                .filter(|o| o["type"] == "webhook_delivery")
+                .count();
+            let actions = ops.iter().filter(|o| o["type"] == "action_run").count();
+            if deliveries == 3 && actions == 2 {
+                Ok(ops)
+            } else {
+                Err(format!("{ops:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack_logs(&stack)));
+    let of = |kind: &str| -> Vec<&Value> { ops.iter().filter(|o| o["type"] == kind).collect() };
+    let [made] = of("connection_change")[..] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(made["connection_id"], conn.as_str());
+    assert_eq!(made["counts"]["requests"], 1, "the key's verification");
+    for action in of("action_run") {
+        assert_eq!(action["state"], "succeeded", "{action}");
+        assert_eq!(action["name"], "create_customer");
+        assert_eq!(action["counts"]["requests"], 1);
+    }
+    let [proxy] = of("proxy")[..] else {
+        panic!("{ops:?}")
+    };
+    let detail = c
+        .ok(
+            "GET",
+            &format!("/v1/operations/{}", proxy["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let entries = detail["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{detail}");
+    assert_eq!(entries[0]["method"], "GET");
+    assert_eq!(entries[0]["host"], "127.0.0.1");
+    assert_eq!(entries[0]["path"], "/v1/customers?limit=");
+    assert_eq!(entries[0]["status"], 200);
+    let mut states: Vec<&str> = of("webhook_delivery")
+        .iter()
+        .map(|o| o["state"].as_str().unwrap())
+        .collect();
+    states.sort_unstable();
+    assert_eq!(states, ["retrying", "succeeded", "succeeded"]);
+    let mut everything = String::new();
+    for op in &ops {
+        everything.push_str(
+            &c.ok(
+                "GET",
+                &format!("/v1/operations/{}", op["id"].as_str().unwrap()),
+                None,
+            )
+            .await
+            .to_string(),
+        );
+    }
+    for secret_or_body in [
+        STRIPE_KEY,
+        secret.as_str(),
+        "ada@example.com",
+        "bob@example.com",
+        "cus_new1",
+        "Bearer",
+    ] {
+        assert!(
+            !everything.contains(secret_or_body),
+            "`{secret_or_body}` in the operations log"
+        );
+    }
+}
+
+/// Every operation of the caller's tenant, newest first.
+async fn operations(c: &Client) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(next) => format!("/v1/operations?limit=100&cursor={next}"),
+            None => "/v1/operations?limit=100".to_owned(),
+        };
+        let page = c.ok("GET", &path, None).await;
+        all.extend(page["data"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return all,
+        }
+    }
 }
 
 /// `t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<body>">`, as Stripe signs a webhook.
@@ -419,7 +517,7 @@ async fn a_stripe_event_for_a_tagged_connection_runs_its_sync_and_reaches_the_te
             &format!("/v1/tenants/{}/keys", tenant["id"].as_str().unwrap()),
             Some(json!({"name": "app", "scopes": [
                 "integrations:write", "connections:write", "syncs:write", "syncs:read",
-                "webhooks:write", "webhooks:read"
+                "webhooks:write", "webhooks:read", "operations:read"
             ]})),
         )
         .await;
@@ -561,4 +659,57 @@ async fn a_stripe_event_for_a_tagged_connection_runs_its_sync_and_reaches_the_te
     );
     let (ok, out) = verify_with_reference_library(&got, &[&endpoint_secret]);
     assert!(ok, "{out}");
+
+    // Assert 3: the operations log holds the webhook's routing and the run it started, and the
+    // tenant's usage counts the run's records exactly.
+    let ops = eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            let ops = operations(&c).await;
+            let has = |kind: &str| ops.iter().any(|o| o["type"] == kind);
+            if has("inbound_webhook") && has("sync_run") && has("webhook_delivery") {
+                Ok(ops)
+            } else {
+                Err(format!("{ops:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack_logs(&stack)));
+    let inbound = ops.iter().find(|o| o["type"] == "inbound_webhook").unwrap();
+    assert_eq!(inbound["state"], "succeeded", "{inbound}");
+    assert_eq!(inbound["name"], "customer.created");
+    assert_eq!(inbound["connection_id"], conn.as_str());
+    let runs: Vec<&Value> = ops.iter().filter(|o| o["type"] == "sync_run").collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert_eq!(runs[0]["subject"], run["id"]);
+    assert_eq!(runs[0]["counts"]["records_added"], 3);
+    let detail = c
+        .ok(
+            "GET",
+            &format!("/v1/operations/{}", runs[0]["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(
+        detail["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "request" && e["status"] == 200),
+        "{detail}"
+    );
+    let usage = c.ok("GET", "/v1/usage?group_by=integration", None).await;
+    let mine = usage["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == integration_id.as_str())
+        .unwrap_or_else(|| panic!("{usage}"));
+    assert_eq!(mine["counts"]["records_added"], run["stats"]["added"]);
+    assert_eq!(mine["counts"]["inbound_webhooks"], 1);
+    let text = format!("{ops:?}{detail}");
+    assert!(!text.contains(STRIPE_KEY) && !text.contains(whsec) && !text.contains("cus_9"));
 }
