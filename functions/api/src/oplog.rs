@@ -80,6 +80,26 @@ where
     outcome
 }
 
+/// Writes an operation of `tenant` that is already over (at `at_ms`, succeeded), described by
+/// `describe`: work done outside a recording, such as a connection made through a connect page.
+pub async fn log_done<S: OperationLog>(
+    store: &S,
+    retention_days: u32,
+    tenant: &TenantId,
+    kind: OperationKind,
+    at_ms: EpochMillis,
+    describe: impl FnOnce(&mut Draft),
+) {
+    let recorder = Recorder::new(OperationId::generate(), tenant.clone(), kind, at_ms);
+    recorder.describe(describe);
+    if let Some(op) = recorder.finish(OperationState::Succeeded, at_ms) {
+        tributary_aws::operations::emit_metrics("api", &op);
+        if let Err(e) = store.record_operation(&op, retention_days).await {
+            tracing::warn!(error = %e, operation_id = %op.id, "could not write the operation to the log");
+        }
+    }
+}
+
 /// API calls per tenant not yet written: (count, when the first was counted).
 #[derive(Debug, Default)]
 pub struct ApiCalls {

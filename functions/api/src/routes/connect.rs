@@ -32,6 +32,7 @@ use tributary_core::connection::{
 };
 use tributary_core::ids::{ConnectSessionId, ConnectionId, IntegrationId, TenantId};
 use tributary_core::integration::Integration;
+use tributary_core::operation::OperationKind;
 use tributary_core::ports::QueueStats;
 use tributary_core::tenancy::{AuditEvent, TenantStatus};
 use tributary_core::time::{EpochMillis, rfc3339};
@@ -587,6 +588,7 @@ async fn finish<S: ControlStore>(
     integration: &Integration,
     made: Made,
     now: EpochMillis,
+    retention_days: u32,
 ) -> Response {
     let id = session
         .connection_id
@@ -699,6 +701,26 @@ async fn finish<S: ControlStore>(
     match written {
         Ok(id) => {
             tracing::info!(connection_id = %id, session_id = %session.id, "connected through a connect session");
+            let change = if session.connection_id.is_some() {
+                "reconnect"
+            } else {
+                "connect"
+            };
+            crate::oplog::log_done(
+                store,
+                retention_days,
+                &session.tenant_id,
+                OperationKind::ConnectionChange,
+                now,
+                |d| {
+                    d.op.connection_id = Some(id.clone());
+                    d.op.integration_id = Some(integration.id.clone());
+                    d.op.provider = Some(integration.provider.clone());
+                    d.op.name = Some(change.into());
+                    d.op.subject = Some(session.id.to_string());
+                },
+            )
+            .await;
             redirect(&outcome_url(
                 &session.return_url,
                 &[("status", "connected"), ("connection_id", id.as_str())],
@@ -876,7 +898,16 @@ pub async fn submit_credentials<S: ControlStore>(
         tokens_obtained_at_ms: None,
         verified,
     };
-    finish(&*store, &vault, &session, integration, made, now).await
+    finish(
+        &*store,
+        &vault,
+        &session,
+        integration,
+        made,
+        now,
+        settings.operations_retention_days,
+    )
+    .await
 }
 
 /// The OAuth endpoints of `spec` as this deployment reaches them (its origin overrides applied).
@@ -1299,7 +1330,16 @@ pub async fn callback<S: ControlStore>(
         tokens_obtained_at_ms,
         verified,
     };
-    finish(&*store, &vault, &session, &integration, made, now).await
+    finish(
+        &*store,
+        &vault,
+        &session,
+        &integration,
+        made,
+        now,
+        settings.operations_retention_days,
+    )
+    .await
 }
 
 fn oauth_kind() -> &'static str {

@@ -551,6 +551,27 @@ async fn a_reconnect_updates_the_connection_in_place_keeping_its_id() {
             ConnectionEventType::Reauthorized
         ]
     );
+    // Both are connection changes in the operations log.
+    let changes: Vec<(String, Option<String>)> =
+        f.d.store
+            .operations()
+            .into_iter()
+            .filter(|o| o.kind == tributary_core::operation::OperationKind::ConnectionChange)
+            .map(|o| {
+                (
+                    o.name.unwrap_or_default(),
+                    o.connection_id.map(|c| c.to_string()),
+                )
+            })
+            .collect();
+    let id = Some(first.id.to_string());
+    assert_eq!(
+        changes,
+        [
+            ("connect".to_owned(), id.clone()),
+            ("reconnect".to_owned(), id)
+        ]
+    );
 }
 
 #[tokio::test]
