@@ -203,13 +203,12 @@ async fn edge(mut request: Request, next: Next) -> Response {
 
 /// The path as logs may hold it: a connect link's token (a bearer secret in the path) is replaced.
 fn loggable(path: &str) -> String {
+    // The tokens a path can carry: connect links, dashboard links.
+    const TOKENS: [&str; 3] = ["cst_", "dsl_", "dsc_"];
     path.split('/')
-        .map(|segment| {
-            if segment.starts_with("cst_") {
-                "cst_<redacted>"
-            } else {
-                segment
-            }
+        .map(|segment| match TOKENS.iter().find(|p| segment.starts_with(**p)) {
+            Some(prefix) => format!("{prefix}<redacted>"),
+            None => segment.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("/")
@@ -236,5 +235,10 @@ mod tests {
         let logged = super::loggable(&format!("/connect/{token}/int_1/oauth"));
         assert_eq!(logged, "/connect/cst_<redacted>/int_1/oauth");
         assert_eq!(super::loggable("/v1/keys/key_1"), "/v1/keys/key_1");
+        let link = tributary_core::connect::new_token("dsl_");
+        assert_eq!(
+            super::loggable(&format!("/dashboard/{link}")),
+            "/dashboard/dsl_<redacted>"
+        );
     }
 }

@@ -627,20 +627,3 @@ fn durations_read_as_people_say_them() {
     assert_eq!(duration(185_000), "3 min 5 s");
     assert_eq!(duration(7_420_000), "2 h 3 min");
 }
-
-#[test]
-fn zz_dump_for_review() {
-    let data = data();
-    for v in View::ALL {
-        std::fs::write(
-            format!("/tmp/dash-{}.html", v.as_str()),
-            render(v, &data, None),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        "/tmp/dash-op.html",
-        render(View::Runs, &data, Some(&detailed_operation())),
-    )
-    .unwrap();
-}
