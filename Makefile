@@ -25,7 +25,7 @@ TOOL_STAMPS := $(TOOLS)/moto/.installed $(TOOLS)/cargo-lambda/.installed $(TOOLS
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= auto
 
-.PHONY: help tools build dev smoke-dev fuzz-api docs-vendor docs-check connect-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench bench-coldstart clean-tools
+.PHONY: help tools build dev smoke-dev fuzz-api docs-vendor docs-check connect-check dashboard-check test fmt fmt-check clippy lint cargo-test sam-validate cfn-lint sam-build sam-build-ci bench bench-coldstart clean-tools
 
 help:
 	@echo "make dev          tools, build, then the local stack (API on http://127.0.0.1:3000)"
@@ -36,6 +36,7 @@ help:
 	@echo "make docs-vendor  re-vendor the pinned Redoc bundle /docs serves (infra/local/docs, npm ci)"
 	@echo "make docs-check   /docs rendered by headless Chromium (installs Debian's chromium if missing)"
 	@echo "make connect-check  the connect flow in headless Chromium, and a scan of the logs for credentials"
+	@echo "make dashboard-check  the dashboard in headless Chromium after a real sync, checked against the API"
 	@echo "make fuzz-api     schemathesis against the local stack from the checked-in OpenAPI document"
 	@echo "make lint         fmt --check, clippy, sam validate --lint, cfn-lint"
 	@echo "make sam-build    sam build (release, cross-compiled by cargo-lambda) for SAM_ARCH=arm64 (or x86_64)"
@@ -127,6 +128,12 @@ docs-check: build
 connect-check: build
 	bash infra/local/connect-check.sh
 
+# The dashboard in headless Chromium after a real sync through the local stack: a screenshot of
+# each view, its numbers checked against what the API reports (DASHBOARD_SCREENSHOT_OUT=1 writes
+# the README's screenshots to docs/).
+dashboard-check: build
+	bash infra/local/dashboard-check.sh
+
 fmt:
 	$(CARGO) fmt --all
 
@@ -166,6 +173,7 @@ test: tools
 	$(MAKE) --no-print-directory fuzz-api
 	$(MAKE) --no-print-directory docs-check
 	$(MAKE) --no-print-directory connect-check
+	$(MAKE) --no-print-directory dashboard-check
 	$(MAKE) --no-print-directory sam-validate
 	$(MAKE) --no-print-directory cfn-lint
 	$(MAKE) --no-print-directory sam-build-ci

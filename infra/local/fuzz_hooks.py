@@ -14,6 +14,7 @@ messages (`FUZZ_SEEDS`), and a valid case gets those ids, that key, that return 
 guessed them. Invalid cases are sent as generated.
 """
 
+import datetime
 import html
 import json
 import os
@@ -99,6 +100,29 @@ def fresh_token():
                                                 "integration_ids": [SEEDS["integration_id"], SEEDS["oauth_integration_id"]]})["token"]
 
 
+def fresh_dashboard_link():
+    """A dashboard link's token (`dsl_…`): each opens once."""
+    return api("POST", "/v1/dashboard/sessions", {})["url"].rsplit("/", 1)[1]
+
+
+def dashboard_cookie():
+    """A dashboard session cookie (`name=value`), from a link opened without following its redirect."""
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(f"{SEEDS['api']}/dashboard/{fresh_dashboard_link()}", timeout=30)
+    except urllib.error.HTTPError as answer:
+        if answer.code == 303:
+            return answer.headers["set-cookie"].split(";", 1)[0]
+        raise
+    raise RuntimeError("a dashboard link did not redirect")
+
+
+def recent_days():
+    """The last seven UTC days, as `from` and `to`."""
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    return {"from": str(today - datetime.timedelta(days=6)), "to": str(today)}
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -181,6 +205,10 @@ def use_seeds(context, case, kwargs):
                 params["endpoint_id"] = random.choice(SEEDS["endpoint_ids"][1:])
         if "message_id" in params:
             params["message_id"] = random.choice(SEEDS["message_ids"])
+        if "operation_id" in params:
+            params["operation_id"] = random.choice(SEEDS["operation_ids"])
+        if path == "/dashboard/{token}":
+            params["token"] = fresh_dashboard_link()
         if "proxy_path" in params:
             # Under Stripe's base URL (`/v1`): its customers, and one of them to delete.
             params["proxy_path"] = "customers/cus_local0" if method == "DELETE" else "customers"
@@ -199,6 +227,17 @@ def use_seeds(context, case, kwargs):
         # A cursor is only ever one the API issued (`next_cursor`): a generated one is refused by
         # design, so a valid case has none.
         del case.query["cursor"]
+    if path == "/dashboard" and positive(case, ParameterLocation.HEADER):
+        # The page answers its session cookie (a link opened once), whatever else is sent.
+        case.headers = {**(case.headers or {}), "Cookie": dashboard_cookie()}
+        if positive(case, ParameterLocation.QUERY):
+            # A view, or an operation of the log: the only values the page knows.
+            case.query = random.choice([{"view": v} for v in ("overview", "runs", "failures", "usage", "insights")]
+                                       + [{"operation": random.choice(SEEDS["operation_ids"])}])
+    if path in ("/v1/usage", "/v1/insights") and positive(case, ParameterLocation.QUERY) and isinstance(case.query, dict):
+        # Generated days are rarely within 92 days of each other: a valid range is a recent week.
+        if "from" in case.query or "to" in case.query:
+            case.query.update(recent_days())
     if path.startswith("/v1/proxy/") and positive(case, ParameterLocation.HEADER):
         case.headers = {**(case.headers or {}), "Connection-Id": random.choice(SEEDS["connection_ids"])}
     if path == "/v1/webhook-messages" and positive(case, ParameterLocation.QUERY) and isinstance(case.query, dict):

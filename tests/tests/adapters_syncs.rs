@@ -13,14 +13,16 @@ use tributary_aws::{Clients, DynamoTable};
 use tributary_core::PortError;
 use tributary_core::ids::{AuditEventId, ConnectionId, EventId, SyncId, SyncRunId, TenantId};
 use tributary_core::pagination::PageRequest;
-use tributary_core::ports::{DueSync, SyncSchedule, SyncStore, TenantStore};
+use tributary_core::ports::{
+    ACTIVE_RUN_SHARDS, DueSync, IdleRun, SyncSchedule, SyncStore, TenantStore,
+};
 use tributary_core::records::{
     FeedFilter, FeedKey, FeedPage, FeedPosition, RecordAction, RecordStore, StoredRecord,
     content_hash, read_feed,
 };
 use tributary_core::sync::{
-    RunStats, RunTrigger, SyncConfig, SyncEvent, SyncEventType, SyncFilter, SyncMode, SyncRun,
-    SyncStatus,
+    RunState, RunStats, RunTrigger, SyncConfig, SyncEvent, SyncEventType, SyncFilter, SyncMode,
+    SyncRun, SyncStatus,
 };
 use tributary_core::tenancy::{AuditEvent, PurgeProgress, Tenant, TenantStatus};
 use tributary_local::{MotoServer, ProvisionOptions, Provisioned, Template, provision, workspace};
@@ -107,6 +109,45 @@ impl Env {
             .await
             .unwrap()
             .item
+    }
+
+    /// The run's item as stored.
+    async fn run_item(&self, r: &SyncRun) -> tributary_aws::dynamo::Item {
+        self.clients
+            .dynamodb()
+            .get_item()
+            .table_name(self.control().name())
+            .key("pk", AttributeValue::S(format!("TENANT#{}", r.tenant_id)))
+            .key(
+                "sk",
+                AttributeValue::S(format!("RUN#{}#{}", r.sync_id, r.id)),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    }
+
+    /// The `ActiveRuns` partition the run's item names.
+    async fn active_shard(&self, r: &SyncRun) -> u32 {
+        let item = self.run_item(r).await;
+        item["active_shard"]
+            .as_s()
+            .unwrap()
+            .strip_prefix("ACTIVE#")
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+fn idle(r: &SyncRun, active_at_ms: i64) -> IdleRun {
+    IdleRun {
+        tenant_id: r.tenant_id.clone(),
+        sync_id: r.sync_id.clone(),
+        run_id: r.id.clone(),
+        active_at_ms,
     }
 }
 
@@ -1355,4 +1396,150 @@ async fn ids_seen_by_a_run_are_kept_in_chunks_of_that_run_and_expire() {
     for item in stored {
         assert_eq!(item["expires_at"], AttributeValue::N("2000000000".into()));
     }
+}
+
+#[tokio::test]
+async fn a_run_is_in_the_active_index_at_its_last_save_until_it_ends() {
+    let env = env().await;
+    let table = env.control();
+    let t = TenantId::generate();
+    let s = sync(&t, &ConnectionId::generate(), "contact", None);
+    table
+        .create_sync(&s, &audit(&t, "sync.created"))
+        .await
+        .unwrap();
+    let mut run = SyncRun::queued(&s, RunTrigger::Manual, false, 10_000);
+    table.create_run(&run).await.unwrap();
+
+    // Queued: indexed at its creation, in one shard.
+    let item = env.run_item(&run).await;
+    assert_eq!(item["active_at"], AttributeValue::N("10000".into()));
+    let shard = env.active_shard(&run).await;
+    assert!(shard < ACTIVE_RUN_SHARDS, "{shard}");
+    assert_eq!(
+        table.idle_runs(shard, 10_001, 10).await.unwrap(),
+        [idle(&run, 10_000)]
+    );
+    assert!(
+        table.idle_runs(shard, 10_000, 10).await.unwrap().is_empty(),
+        "strictly before the bound"
+    );
+    for other in (0..ACTIVE_RUN_SHARDS).filter(|o| *o != shard) {
+        assert!(
+            table
+                .idle_runs(other, i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    // Each save moves it on, in the same shard.
+    run.state = RunState::Running;
+    run.started_at_ms = Some(20_000);
+    run.saved_at_ms = 20_000;
+    run.version = 2;
+    assert!(table.update_run(&run, 1).await.unwrap());
+    assert_eq!(env.active_shard(&run).await, shard);
+    assert!(table.idle_runs(shard, 20_000, 10).await.unwrap().is_empty());
+    run.state = RunState::Continued;
+    run.saved_at_ms = 30_000;
+    run.version = 3;
+    assert!(table.update_run(&run, 2).await.unwrap());
+    assert!(table.idle_runs(shard, 30_000, 10).await.unwrap().is_empty());
+    assert_eq!(
+        table.idle_runs(shard, 30_001, 10).await.unwrap(),
+        [idle(&run, 30_000)]
+    );
+
+    // Ended: out of the index, whatever the bound.
+    run.state = RunState::Stalled;
+    run.ended_at_ms = Some(40_000);
+    run.saved_at_ms = 40_000;
+    run.version = 4;
+    assert!(table.update_run(&run, 3).await.unwrap());
+    let item = env.run_item(&run).await;
+    assert!(
+        !item.contains_key("active_shard") && !item.contains_key("active_at"),
+        "{item:?}"
+    );
+    assert!(
+        table
+            .idle_runs(shard, i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        table.get_run(&t, &s.id, &run.id).await.unwrap(),
+        Some(run),
+        "the record reads as written"
+    );
+}
+
+#[tokio::test]
+async fn idle_runs_are_a_shard_s_runs_saved_before_the_bound_oldest_first() {
+    let env = env().await;
+    let table = env.control();
+    let t0 = 4_000_000_000_000_i64;
+    let mut by_shard: BTreeMap<u32, Vec<IdleRun>> = BTreeMap::new();
+    // Saved in the reverse order of creation, over several tenants and syncs.
+    for i in 0..40_i64 {
+        let t = TenantId::generate();
+        let s = sync(&t, &ConnectionId::generate(), "contact", None);
+        let run = SyncRun::queued(&s, RunTrigger::Manual, false, t0 + (40 - i) * 1_000);
+        table.create_run(&run).await.unwrap();
+        let shard = env.active_shard(&run).await;
+        by_shard
+            .entry(shard)
+            .or_default()
+            .push(idle(&run, t0 + (40 - i) * 1_000));
+    }
+    // Over long ago: not in the index.
+    let t = TenantId::generate();
+    let mut ended = SyncRun::queued(
+        &sync(&t, &ConnectionId::generate(), "contact", None),
+        RunTrigger::Manual,
+        false,
+        t0,
+    );
+    ended.state = RunState::Failed;
+    table.create_run(&ended).await.unwrap();
+    assert!(!env.run_item(&ended).await.contains_key("active_at"));
+    assert!(by_shard.len() >= 3, "40 runs spread: {by_shard:?}");
+
+    let mut every = Vec::new();
+    for shard in 0..ACTIVE_RUN_SHARDS {
+        let mut expected = by_shard.remove(&shard).unwrap_or_default();
+        expected.sort_by_key(|r| r.active_at_ms);
+        assert_eq!(
+            table.idle_runs(shard, t0 + 41_000, 100).await.unwrap(),
+            expected,
+            "shard {shard}"
+        );
+        let older: Vec<IdleRun> = expected
+            .iter()
+            .filter(|r| r.active_at_ms < t0 + 20_500)
+            .cloned()
+            .collect();
+        assert_eq!(
+            table.idle_runs(shard, t0 + 20_500, 100).await.unwrap(),
+            older,
+            "shard {shard}"
+        );
+        assert_eq!(
+            table.idle_runs(shard, t0 + 41_000, 2).await.unwrap(),
+            expected[..expected.len().min(2)],
+            "the oldest, shard {shard}"
+        );
+        assert!(
+            table
+                .idle_runs(shard, t0 + 41_000, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        every.extend(expected);
+    }
+    assert_eq!(every.len(), 40);
 }

@@ -206,10 +206,12 @@ fn loggable(path: &str) -> String {
     // The tokens a path can carry: connect links, dashboard links.
     const TOKENS: [&str; 3] = ["cst_", "dsl_", "dsc_"];
     path.split('/')
-        .map(|segment| match TOKENS.iter().find(|p| segment.starts_with(**p)) {
-            Some(prefix) => format!("{prefix}<redacted>"),
-            None => segment.to_owned(),
-        })
+        .map(
+            |segment| match TOKENS.iter().find(|p| segment.starts_with(**p)) {
+                Some(prefix) => format!("{prefix}<redacted>"),
+                None => segment.to_owned(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }

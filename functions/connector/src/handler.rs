@@ -241,7 +241,8 @@ fn recorder_of(job: &JobEnvelope, receive_count: u32, now: i64) -> Option<Arc<Re
         JobKind::Canary { .. }
         | JobKind::ScheduledSync { .. }
         | JobKind::DispatchEvents { .. }
-        | JobKind::PurgeSync { .. } => return None,
+        | JobKind::PurgeSync { .. }
+        | JobKind::CheckRun { .. } => return None,
     };
     let id = OperationId::derive(now, &format!("{}#{receive_count}", job.id));
     let recorder = Recorder::new(id, tenant.clone(), kind, now);
@@ -421,6 +422,26 @@ where
             };
             crate::sync::purge(&deps.syncing, &deps.queue, &time, tenant_id, sync_id).await?
         }
+        JobKind::CheckRun {
+            tenant_id,
+            sync_id,
+            run_id,
+        } => {
+            let time = JobTime {
+                clock: &*deps.clock,
+                deadline_ms,
+                job_id: &job.id,
+            };
+            crate::sync::check_idle(
+                &deps.syncing,
+                &deps.queue,
+                &time,
+                tenant_id,
+                sync_id,
+                run_id,
+            )
+            .await?
+        }
     }
     Ok(())
 }
@@ -478,10 +499,7 @@ where
     match refresher.refresh_idle(tenant, id).await {
         Ok(outcome) => {
             let outcome = match outcome {
-                IdleRefresh::Refreshed => {
-                    tributary_aws::metrics::token_refresh("succeeded");
-                    "refreshed"
-                }
+                IdleRefresh::Refreshed => "refreshed",
                 IdleRefresh::NotDue | IdleRefresh::InProgress => {
                     // Nothing was done here: not an operation.
                     operation::describe(|d| d.skip = true);
@@ -493,7 +511,6 @@ where
         }
         Err(RefreshError::NeedsReauth(reason)) => {
             tracing::info!(connection_id = %id, "idle refresh refused; the connection needs reauthorization");
-            tributary_aws::metrics::token_refresh("needs_reauth");
             failed(
                 "needs_reauth",
                 format!("the provider refused the refresh token: {reason}"),
@@ -504,14 +521,10 @@ where
             e @ (RefreshError::NotFound | RefreshError::NotRefreshable | RefreshError::Malformed),
         ) => {
             tracing::warn!(connection_id = %id, error = %e, "idle refresh not possible");
-            tributary_aws::metrics::token_refresh("failed");
             failed("config", e.to_string());
             Ok(())
         }
-        Err(e) => {
-            tributary_aws::metrics::token_refresh("failed");
-            Err(JobError::Refresh(e))
-        }
+        Err(e) => Err(JobError::Refresh(e)),
     }
 }
 

@@ -28,8 +28,8 @@ use tributary_core::records::{
 };
 use tributary_core::refresh::RefreshError;
 use tributary_core::sync::{
-    LastRun, MAX_RECORD_ID_LEN, RunError, RunState, RunStats, RunTrigger, SyncConfig, SyncEvent,
-    SyncEventType, SyncMode, SyncRun, SyncStatus, record_id,
+    LastRun, MAX_RECORD_ID_LEN, RUN_IDLE_AFTER, RunError, RunState, RunStats, RunTrigger,
+    SyncConfig, SyncEvent, SyncEventType, SyncMode, SyncRun, SyncStatus, record_id,
 };
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::{Clock, EpochMillis, SystemClock};
@@ -43,6 +43,8 @@ use tributary_engine::{Engine, EngineError, ErrorClass, ReadOptions, ResumePoint
 pub const MAX_DEFERRALS: u32 = 8;
 /// Continuations in a row that do not move the position after which a run is `stalled`.
 pub const MAX_STALLED_CONTINUATIONS: u32 = 3;
+/// How many times a run that stopped without ending is resumed before a check ends it `stalled`.
+pub const MAX_RESCUES: u32 = 2;
 /// The longest delay SQS allows on a message.
 const MAX_DELAY: Duration = Duration::from_secs(900);
 /// How often a run reads its own item to notice a cancellation, and saves its position when
@@ -154,9 +156,15 @@ async fn edit_sync<S: SyncStore>(
     })
 }
 
-/// Saves the run (version-checked: the API's cancel may have changed it; the cancellation is
-/// kept and honoured at the next check).
-async fn save_run<S: SyncStore>(store: &S, run: &mut SyncRun) -> Result<(), PortError> {
+/// Saves the run at `now` (version-checked: the API's cancel may have changed it; the
+/// cancellation is kept and honoured at the next check). The save time is how the monitor tells a
+/// run in progress from one that stopped without ending.
+async fn save_run<S: SyncStore>(
+    store: &S,
+    run: &mut SyncRun,
+    now: EpochMillis,
+) -> Result<(), PortError> {
+    run.saved_at_ms = now;
     loop {
         let read = run.version;
         run.version = read + 1;
@@ -547,7 +555,7 @@ where
         };
     }
     run.state = RunState::Running;
-    save_run(store, run).await?;
+    save_run(store, run, now).await?;
     *start_stats = run.stats;
     let start_position = run.position.clone();
 
@@ -691,7 +699,7 @@ where
                 });
             });
             run.warn(format!("deferred {}s: {}", delay.as_secs(), error.message));
-            continue_later(syncing, queue, run, delay).await
+            continue_later(syncing, queue, run, delay, now).await
         }
         Stop::Budget if run.position == start_position => {
             // A whole invocation without moving on: the provider keeps answering the same page,
@@ -707,11 +715,11 @@ where
                 };
                 return finish(syncing, sync, run, RunState::Stalled, Some(error), now).await;
             }
-            continue_later(syncing, queue, run, Duration::ZERO).await
+            continue_later(syncing, queue, run, Duration::ZERO, now).await
         }
         Stop::Budget => {
             run.stalled_continuations = 0;
-            continue_later(syncing, queue, run, Duration::ZERO).await
+            continue_later(syncing, queue, run, Duration::ZERO, now).await
         }
     }
 }
@@ -722,6 +730,7 @@ async fn continue_later<S, R, Q>(
     queue: &Q,
     run: &mut SyncRun,
     delay: Duration,
+    now: EpochMillis,
 ) -> Result<(), SyncJobError>
 where
     S: SyncStore,
@@ -729,7 +738,7 @@ where
 {
     run.state = RunState::Continued;
     run.continuations += 1;
-    save_run(&syncing.store, run).await?;
+    save_run(&syncing.store, run, now).await?;
     operation::note(
         NoteKind::Continuation,
         &format!(
@@ -948,7 +957,7 @@ where
             }
             if uncommitted {
                 seen.flush(syncing, feed, run, clock).await?;
-                save_run(&syncing.store, run).await?;
+                save_run(&syncing.store, run, now).await?;
             }
         }
     };
@@ -1198,7 +1207,7 @@ where
     run.state = state;
     run.error = error;
     run.ended_at_ms = Some(now);
-    save_run(store, run).await?;
+    save_run(store, run, now).await?;
     let run_id = run.id.clone();
     let saved = edit_sync(
         store,
@@ -1243,6 +1252,119 @@ where
         "sync run ended"
     );
     Ok(saved)
+}
+
+/// When the run last moved, if it is in progress and has not moved for [`RUN_IDLE_AFTER`] at
+/// `now` (the monitor's bound).
+fn idle_since(run: &SyncRun, now: EpochMillis) -> Option<EpochMillis> {
+    let idle_ms = i64::try_from(RUN_IDLE_AFTER.as_millis()).unwrap_or(i64::MAX);
+    run.active_at_ms()
+        .filter(|at| *at < now.saturating_sub(idle_ms))
+}
+
+/// The monitor's check of a run it found idle: in progress, yet not saved for [`RUN_IDLE_AFTER`]
+/// (its job was lost or dead-lettered, or every invocation crashes). Under the sync's run lease,
+/// the run is resumed — a run job for its current continuation, which `execute` treats as any
+/// delivery of that job (a duplicate waits for the lease, then finds the run moved on and is
+/// acknowledged) — at most [`MAX_RESCUES`] times; the next check ends it `stalled` with its event,
+/// which frees the sync. Resuming saves the run, which moves it out of the monitor's window, so a
+/// run is checked again only if it stops again.
+///
+/// Nothing is done when the run is gone, over, or moved within [`RUN_IDLE_AFTER`], or when the
+/// lease is held (an invocation is running it now: it saves the run when it stops).
+pub async fn check_idle<S, R, Q>(
+    syncing: &Syncing<S, R>,
+    queue: &Q,
+    time: &JobTime<'_>,
+    tenant: &TenantId,
+    sync_id: &SyncId,
+    run_id: &SyncRunId,
+) -> Result<(), SyncJobError>
+where
+    S: SyncStore,
+    Q: JobQueue,
+{
+    let store = &syncing.store;
+    let now = time.clock.now_ms();
+    let run = store.get_run(tenant, sync_id, run_id).await?;
+    if run.as_ref().and_then(|r| idle_since(r, now)).is_none() {
+        tracing::info!(run_id = %run_id, "the run is over or moved; nothing to check");
+        return Ok(());
+    }
+    let Some(sync) = store.get_sync(tenant, sync_id).await? else {
+        // A deletion stopped before removing its runs: nothing will ever run or end this one.
+        if let Some(mut run) = run {
+            run.state = RunState::Stalled;
+            run.error = Some(RunError {
+                class: "stalled".into(),
+                message: "the sync was deleted".into(),
+            });
+            run.ended_at_ms = Some(now);
+            save_run(store, &mut run, now).await?;
+        }
+        return Ok(());
+    };
+    let holder = time.job_id.to_string();
+    if !store
+        .lease_sync(tenant, sync_id, &holder, now, time.deadline_ms + 60_000)
+        .await?
+    {
+        tracing::info!(run_id = %run_id, "the sync's run lease is held: the run is executing");
+        return Ok(());
+    }
+    let outcome = rescue_or_end(syncing, queue, &sync, run_id, now).await;
+    if let Err(e) = store.release_sync(tenant, sync_id, &holder).await {
+        tracing::warn!(error = %e, "could not release the sync's run lease");
+    }
+    outcome
+}
+
+/// [`check_idle`] under the lease: the run read again (an invocation may have saved or ended it
+/// before the lease was free), then resumed or ended.
+async fn rescue_or_end<S, R, Q>(
+    syncing: &Syncing<S, R>,
+    queue: &Q,
+    sync: &SyncConfig,
+    run_id: &SyncRunId,
+    now: EpochMillis,
+) -> Result<(), SyncJobError>
+where
+    S: SyncStore,
+    Q: JobQueue,
+{
+    let store = &syncing.store;
+    let Some(mut run) = store.get_run(&sync.tenant_id, &sync.id, run_id).await? else {
+        return Ok(());
+    };
+    let Some(active_at) = idle_since(&run, now) else {
+        return Ok(());
+    };
+    let idle_minutes = (now - active_at) / 60_000;
+    if run.rescues < MAX_RESCUES {
+        // The job first: if the save then fails, this check is retried and sends a duplicate,
+        // which is harmless; the other way round, a lost job would wait for the next check.
+        enqueue_run(queue, &run, run.continuations, Duration::ZERO).await?;
+        run.rescues += 1;
+        save_run(store, &mut run, now).await?;
+        tracing::warn!(
+            run_id = %run.id,
+            state = run.state.as_str(),
+            continuation = run.continuations,
+            rescues = run.rescues,
+            idle_minutes,
+            "sync run stopped without ending; resumed"
+        );
+        return Ok(());
+    }
+    let error = RunError {
+        class: "stalled".into(),
+        message: format!(
+            "no progress for {idle_minutes} minutes after {} resumptions",
+            run.rescues
+        ),
+    };
+    tracing::warn!(run_id = %run.id, rescues = run.rescues, idle_minutes, "sync run stalled");
+    finish(syncing, sync, &mut run, RunState::Stalled, Some(error), now).await
 }
 
 /// Removes a deleted sync's records and feed in steps, then the sync; continues in a new job when

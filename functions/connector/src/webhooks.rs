@@ -24,12 +24,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tributary_core::PortError;
-use tributary_core::ids::{MessageId, TenantId};
+use tributary_core::ids::{EventId, MessageId, TenantId};
 use tributary_core::job::{JobEnvelope, JobKind};
 use tributary_core::operation::{self, OperationError, OperationState};
 use tributary_core::outbound::{
-    DeliveryAttempt, MessageState, WebhookEndpoint, WebhookMessage, attempt_delay_ms,
-    signature_header,
+    DeliveryAttempt, EndpointEvent, MessageState, WebhookEndpoint, WebhookMessage,
+    attempt_delay_ms, signature_header,
 };
 use tributary_core::pagination::PageRequest;
 use tributary_core::ports::{EventOutbox, JobQueue, WebhookStore};
@@ -363,18 +363,31 @@ async fn later<Q: JobQueue>(
         .await
 }
 
-/// The receiver answered 410 Gone: the endpoint is disabled, with the reason.
+/// The receiver answered 410 Gone: the endpoint is disabled, with the reason, and a
+/// `webhook.endpoint.disabled` event (in the same write) tells the tenant's other endpoints.
 async fn disable<S: WebhookStore>(
     store: &S,
     mut endpoint: WebhookEndpoint,
     now: EpochMillis,
 ) -> Result<(), PortError> {
     let read_version = endpoint.version;
+    let reason = "the endpoint answered 410 Gone";
     endpoint.enabled = false;
-    endpoint.disabled_reason = Some("the endpoint answered 410 Gone".into());
+    endpoint.disabled_reason = Some(reason.into());
     endpoint.updated_at_ms = now;
     endpoint.version += 1;
-    match store.update_endpoint(&endpoint, read_version).await {
+    let event = EndpointEvent {
+        id: EventId::generate(),
+        tenant_id: endpoint.tenant_id.clone(),
+        endpoint_id: endpoint.id.clone(),
+        url: endpoint.url.clone(),
+        reason: reason.into(),
+        at_ms: now,
+    };
+    match store
+        .disable_endpoint(&endpoint, read_version, &event)
+        .await
+    {
         Ok(_) | Err(PortError::Conflict { .. }) => {
             tracing::warn!(endpoint_id = %endpoint.id, "endpoint disabled: it answered 410");
             Ok(())

@@ -1,7 +1,8 @@
 //! The scheduled tick: enqueue the pipeline canary, a refresh job for each connection whose idle
-//! refresh is due, and a start job for each sync whose next run is due. The connector records the canary and the health endpoint reports its round
-//! trip, so a stalled queue, worker or store shows up as a stale canary. The connector runs the
-//! refreshes (one at a time per connection, like every refresh).
+//! refresh is due, a start job for each sync whose next run is due, and a check of each run that
+//! stopped without ending. The connector records the canary and the health endpoint reports its
+//! round trip, so a stalled queue, worker or store shows up as a stale canary. The connector runs
+//! the refreshes (one at a time per connection, like every refresh).
 //!
 //! A due connection is postponed by [`RETRY_REFRESH_AFTER`] before its job is enqueued: a job in
 //! flight is not enqueued again on the next tick, two overlapping ticks do not both enqueue it (the
@@ -18,6 +19,13 @@
 //! shard that holds one gets a dispatch job (the connector makes the messages and empties the
 //! shard, enqueuing another dispatch while more remain). An idle deployment spends one read per
 //! shard and tick; a shard dispatched twice makes no second message (messages' ids are derived).
+//!
+//! Runs that stopped without ending (their job lost or dead-lettered, or every invocation
+//! crashing: none of these can report itself) are found through the `ActiveRuns` index of runs in
+//! progress by last save: those not saved for [`RUN_IDLE_AFTER`] get a `check_run` job each, and
+//! their number is the `StalledRuns` metric. The connector's check resumes such a run (saving it,
+//! which moves it out of the window) or ends it `stalled` (which takes it out of the index), so a
+//! run is checked again only if it stops again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +33,10 @@ use std::time::Duration;
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use tributary_core::job::{JobEnvelope, JobKind};
-use tributary_core::ports::{EventOutbox, JobQueue, OUTBOX_SHARDS, RefreshSchedule, SyncSchedule};
+use tributary_core::ports::{
+    ACTIVE_RUN_SHARDS, EventOutbox, JobQueue, OUTBOX_SHARDS, RefreshSchedule, SyncSchedule,
+};
+use tributary_core::sync::RUN_IDLE_AFTER;
 use tributary_core::time::Clock;
 
 /// How many refresh jobs one tick enqueues at most (a tick a minute: 288,000 a day).
@@ -36,6 +47,8 @@ pub const RETRY_REFRESH_AFTER: Duration = Duration::from_secs(15 * 60);
 pub const MAX_SYNC_STARTS_PER_TICK: usize = 500;
 /// When a due sync whose start was enqueued is due again if the start never happened.
 pub const RETRY_SYNC_START_AFTER: Duration = Duration::from_secs(10 * 60);
+/// How many idle runs of each shard of the index one tick checks at most (the oldest first).
+pub const MAX_RUN_CHECKS_PER_SHARD: usize = 25;
 
 /// What the handler needs.
 pub struct Deps<Q, R> {
@@ -58,6 +71,8 @@ pub struct TickOutcome {
     pub sync_starts_enqueued: usize,
     /// How many outbox shards it enqueued a dispatch of.
     pub dispatches_enqueued: usize,
+    /// How many checks of runs that stopped without ending it enqueued.
+    pub run_checks_enqueued: usize,
 }
 
 /// Handles one scheduled tick. Any event shape is accepted: the schedule's payload carries nothing
@@ -76,12 +91,50 @@ pub async fn handle<Q: JobQueue, R: RefreshSchedule + SyncSchedule + EventOutbox
     let refreshes_enqueued = enqueue_due_refreshes(deps, now).await?;
     let sync_starts_enqueued = enqueue_due_syncs(deps, now).await?;
     let dispatches_enqueued = enqueue_dispatches(deps).await?;
+    let run_checks_enqueued = enqueue_run_checks(deps, now).await?;
     Ok(TickOutcome {
         canary_job_id: canary.id.to_string(),
         refreshes_enqueued,
         sync_starts_enqueued,
         dispatches_enqueued,
+        run_checks_enqueued,
     })
+}
+
+/// A check for each run in progress not saved for [`RUN_IDLE_AFTER`]. The count is emitted on
+/// every tick, 0 included, so the metric shows the monitor looking rather than missing data.
+async fn enqueue_run_checks<Q: JobQueue, R: SyncSchedule>(
+    deps: &Deps<Q, R>,
+    now: tributary_core::time::EpochMillis,
+) -> Result<usize, lambda_runtime::Error> {
+    let before = now.saturating_sub(i64::try_from(RUN_IDLE_AFTER.as_millis()).unwrap_or(i64::MAX));
+    let mut jobs = Vec::new();
+    for shard in 0..ACTIVE_RUN_SHARDS {
+        for idle in deps
+            .schedule
+            .idle_runs(shard, before, MAX_RUN_CHECKS_PER_SHARD)
+            .await?
+        {
+            tracing::warn!(
+                tenant_id = %idle.tenant_id,
+                sync_id = %idle.sync_id,
+                run_id = %idle.run_id,
+                active_at_ms = idle.active_at_ms,
+                "sync run stopped without ending"
+            );
+            jobs.push(JobEnvelope::new(JobKind::CheckRun {
+                tenant_id: idle.tenant_id,
+                sync_id: idle.sync_id,
+                run_id: idle.run_id,
+            }));
+        }
+    }
+    tributary_aws::metrics::stalled_runs(u64::try_from(jobs.len()).unwrap_or(u64::MAX));
+    if !jobs.is_empty() {
+        deps.queue.send_batch(&jobs).await?;
+        tracing::info!(jobs = jobs.len(), "run checks enqueued");
+    }
+    Ok(jobs.len())
 }
 
 async fn enqueue_dispatches<Q: JobQueue, R: EventOutbox>(
@@ -332,6 +385,156 @@ mod tests {
         clock.advance(i64::try_from(RETRY_SYNC_START_AFTER.as_millis()).unwrap());
         let out = handle(&deps, scheduled_event()).await.unwrap();
         assert_eq!(out.sync_starts_enqueued, 2);
+    }
+
+    fn checks(q: &FakeQueue) -> Vec<tributary_core::ids::SyncRunId> {
+        q.sent()
+            .into_iter()
+            .filter_map(|j| match j.kind {
+                JobKind::CheckRun { run_id, .. } => Some(run_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn idle_ms() -> i64 {
+        i64::try_from(RUN_IDLE_AFTER.as_millis()).unwrap()
+    }
+
+    async fn seed_run(
+        store: &MemStore,
+        sync: &tributary_core::sync::SyncConfig,
+        saved_at_ms: i64,
+        state: tributary_core::sync::RunState,
+    ) -> tributary_core::sync::SyncRun {
+        use tributary_core::ports::SyncStore;
+        let mut run = tributary_core::sync::SyncRun::queued(
+            sync,
+            tributary_core::sync::RunTrigger::Manual,
+            false,
+            saved_at_ms,
+        );
+        run.state = state;
+        store.create_run(&run).await.unwrap();
+        run
+    }
+
+    #[tokio::test]
+    async fn runs_not_saved_for_the_idle_time_get_one_check_each_and_fresh_or_ended_ones_none() {
+        use tributary_core::sync::{RunState, SyncMode};
+        use tributary_testing::fixtures::sync_config;
+        const NOW: i64 = 1_700_000_000_000;
+        let store = MemStore::default();
+        let tenant = TenantId::generate();
+        let sync = sync_config(
+            &tenant,
+            &ConnectionId::generate(),
+            "stripe",
+            "customers",
+            "customers",
+            SyncMode::FullRefresh,
+            None,
+        );
+        store.put_sync(&sync);
+        // A run whose first job was lost, one whose invocations crash after starting, one that
+        // continued 29 minutes ago, one saved exactly the idle time ago, one long over.
+        let lost = seed_run(&store, &sync, NOW - idle_ms() - 1, RunState::Queued).await;
+        let crashed = seed_run(&store, &sync, NOW - 3 * idle_ms(), RunState::Running).await;
+        let fresh = seed_run(&store, &sync, NOW - idle_ms() + 60_000, RunState::Continued).await;
+        let at_bound = seed_run(&store, &sync, NOW - idle_ms(), RunState::Running).await;
+        let ended = seed_run(&store, &sync, NOW - 3 * idle_ms(), RunState::Succeeded).await;
+        let deps = Deps {
+            queue: FakeQueue::default(),
+            schedule: store.clone(),
+            clock: Arc::new(ManualClock::at(NOW)),
+        };
+
+        let out = handle(&deps, scheduled_event()).await.unwrap();
+
+        let mut found = checks(&deps.queue);
+        found.sort();
+        let mut expected = vec![lost.id.clone(), crashed.id.clone()];
+        expected.sort();
+        assert_eq!(
+            found,
+            expected,
+            "not {:?}",
+            [&fresh.id, &at_bound.id, &ended.id]
+        );
+        assert_eq!(out.run_checks_enqueued, 2);
+        let sent = deps.queue.sent();
+        let job = sent
+            .iter()
+            .find(|j| matches!(&j.kind, JobKind::CheckRun { run_id, .. } if *run_id == lost.id))
+            .unwrap();
+        assert_eq!(
+            job.kind,
+            JobKind::CheckRun {
+                tenant_id: tenant.clone(),
+                sync_id: sync.id.clone(),
+                run_id: lost.id.clone(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tick_checks_the_oldest_idle_runs_of_every_shard_up_to_its_bound() {
+        use tributary_core::sync::{RunState, SyncMode};
+        use tributary_testing::fixtures::sync_config;
+        const NOW: i64 = 1_700_000_000_000;
+        let store = MemStore::default();
+        let tenant = TenantId::generate();
+        let sync = sync_config(
+            &tenant,
+            &ConnectionId::generate(),
+            "stripe",
+            "customers",
+            "customers",
+            SyncMode::FullRefresh,
+            None,
+        );
+        store.put_sync(&sync);
+        for i in 0..200 {
+            seed_run(
+                &store,
+                &sync,
+                NOW - idle_ms() - 1 - i * 1_000,
+                RunState::Queued,
+            )
+            .await;
+        }
+        let deps = Deps {
+            queue: FakeQueue::default(),
+            schedule: store.clone(),
+            clock: Arc::new(ManualClock::at(NOW)),
+        };
+
+        let out = handle(&deps, scheduled_event()).await.unwrap();
+
+        let before = NOW - idle_ms();
+        let mut expected = Vec::new();
+        for shard in 0..ACTIVE_RUN_SHARDS {
+            let all = store.idle_runs(shard, before, 1_000).await.unwrap();
+            assert!(
+                all.len() > MAX_RUN_CHECKS_PER_SHARD,
+                "shard {shard}: {}",
+                all.len()
+            );
+            expected.extend(
+                all.into_iter()
+                    .take(MAX_RUN_CHECKS_PER_SHARD)
+                    .map(|r| r.run_id),
+            );
+        }
+        expected.sort();
+        let mut found = checks(&deps.queue);
+        found.sort();
+        assert_eq!(
+            found.len(),
+            MAX_RUN_CHECKS_PER_SHARD * ACTIVE_RUN_SHARDS as usize
+        );
+        assert_eq!(found, expected);
+        assert_eq!(out.run_checks_enqueued, found.len());
     }
 
     #[tokio::test]

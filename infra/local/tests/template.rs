@@ -94,7 +94,7 @@ fn routes(t: &Template) -> BTreeSet<(String, String, Option<String>)> {
 }
 
 #[test]
-fn exactly_health_openapi_docs_the_connect_page_and_the_webhook_receiver_are_public_and_everything_else_needs_the_authorizer()
+fn exactly_health_openapi_docs_the_connect_page_the_dashboard_and_the_webhook_receiver_are_public_and_everything_else_needs_the_authorizer()
  {
     let t = template();
     let public =
@@ -113,6 +113,9 @@ fn exactly_health_openapi_docs_the_connect_page_and_the_webhook_receiver_are_pub
             public("GET", "/connect/callback"),
             // Providers authenticate by signing the body; the route verifies it.
             public("POST", "/v1/webhooks/{integration_id}"),
+            // A single-use dashboard link, then the session cookie it becomes; the API checks both.
+            public("GET", "/dashboard/{token}"),
+            public("GET", "/dashboard"),
             ("ANY".to_owned(), "/{proxy+}".to_owned(), None),
         ])
     );

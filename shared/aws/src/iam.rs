@@ -166,11 +166,11 @@ pub const CONNECTOR_EVENT_SOURCE: &[&str] = &[
     "sqs:GetQueueAttributes",
 ];
 
-/// The monitor: sends the canary, refresh, scheduled-sync and event-dispatch jobs; reads the index
-/// of connections due for an idle refresh (its partitions are `REFRESH#<shard>`), the index of
-/// syncs due to run (`SYNCDUE#<shard>`) and the outbox of events waiting for their webhooks
-/// (`OUTBOX#<shard>`), and postpones each due connection and reschedules each due sync it
-/// enqueues (in tenants' partitions).
+/// The monitor: sends the canary, refresh, scheduled-sync, event-dispatch and run-check jobs;
+/// reads the index of connections due for an idle refresh (its partitions are `REFRESH#<shard>`),
+/// the index of syncs due to run (`SYNCDUE#<shard>`), the outbox of events waiting for their
+/// webhooks (`OUTBOX#<shard>`) and the index of runs in progress (`ACTIVE#<shard>`), and postpones
+/// each due connection and reschedules each due sync it enqueues (in tenants' partitions).
 pub const MONITOR: &[Grant] = &[
     Grant {
         resource: "JobsQueue",
@@ -191,6 +191,11 @@ pub const MONITOR: &[Grant] = &[
         resource: "ControlTable/index/Outbox",
         actions: &["dynamodb:Query"],
         leading_keys: &["OUTBOX#*"],
+    },
+    Grant {
+        resource: "ControlTable/index/ActiveRuns",
+        actions: &["dynamodb:Query"],
+        leading_keys: &["ACTIVE#*"],
     },
     Grant {
         resource: "ControlTable",
@@ -787,10 +792,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_monitor_sends_jobs_reads_the_due_indexes_and_reschedules_in_tenants_partitions() {
-        // Each index query finds a due connection and a due sync; each reader takes its own.
+        // Each index query finds a due connection, a due sync and an idle run; each reader takes
+        // its own.
         let aws = Recorder::finding(
             r#"[{"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"CONN#conn_0190d6d8a0f47c0e9b6c7d2f1a3b4c5e"},"refresh_shard":{"S":"REFRESH#3"},"refresh_due_ms":{"N":"5"}},
-                {"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"SYNC#sync_0190d6d8a0f47c0e9b6c7d2f1a3b4c5f"},"sync_shard":{"S":"SYNCDUE#3"},"sync_due_ms":{"N":"6"}}]"#,
+                {"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"SYNC#sync_0190d6d8a0f47c0e9b6c7d2f1a3b4c5f"},"sync_shard":{"S":"SYNCDUE#3"},"sync_due_ms":{"N":"6"}},
+                {"pk":{"S":"TENANT#ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"},"sk":{"S":"RUN#sync_0190d6d8a0f47c0e9b6c7d2f1a3b4c5f#run_0190d6d8a0f47c0e9b6c7d2f1a3b4c60"},"active_shard":{"S":"ACTIVE#1"},"active_at":{"N":"7"}}]"#,
         );
         let canary = JobEnvelope::new(JobKind::Canary { enqueued_at_ms: 1 });
         aws.queue().send(&canary, Duration::ZERO).await.unwrap();
@@ -816,6 +823,15 @@ mod tests {
         aws.queue().send_batch(&[job]).await.unwrap();
         // Each outbox shard peeked at; a dispatch for one that holds events.
         aws.table().pending_events(0, 1).await.unwrap();
+        // The idle runs of each shard, then a check of each.
+        let idle = aws.table().idle_runs(1, 10, 25).await.unwrap();
+        assert_eq!(idle.len(), 1, "{idle:?}");
+        let job = JobEnvelope::new(JobKind::CheckRun {
+            tenant_id: idle[0].tenant_id.clone(),
+            sync_id: idle[0].sync_id.clone(),
+            run_id: idle[0].run_id.clone(),
+        });
+        aws.queue().send_batch(&[job]).await.unwrap();
         let used = check("monitor", MONITOR, &aws.take());
         assert_eq!(used, listed(MONITOR));
     }

@@ -411,8 +411,8 @@ impl OperationLog for DynamoTable {
 }
 
 /// Emits a finished operation's metrics (CloudWatch EMF, no API call) as `function`'s: its count
-/// and duration by type and state, and per provider its records per second, request latencies,
-/// errors by class and rate-limit deferrals.
+/// and duration by type and state, per provider its records per second, request latencies, errors
+/// by class and rate-limit deferrals, and the outcome of each token refresh it made.
 pub fn emit_metrics(function: &str, op: &Operation) {
     let errors: Vec<(&str, u64)> = op
         .counts
@@ -428,6 +428,18 @@ pub fn emit_metrics(function: &str, op: &Operation) {
                 if n.kind == tributary_core::operation::NoteKind::Deferred)
         })
         .count();
+    for entry in &op.entries {
+        if let tributary_core::operation::Entry::Note(n) = entry
+            && n.kind == tributary_core::operation::NoteKind::TokenRefresh
+        {
+            let outcome = match n.message.split(':').next() {
+                Some("refreshed") => "succeeded",
+                Some("needs_reauth") => "needs_reauth",
+                _ => "failed",
+            };
+            crate::metrics::token_refresh(outcome);
+        }
+    }
     crate::metrics::operation(&crate::metrics::OperationMetrics {
         function,
         operation_type: op.kind.as_str(),

@@ -21,6 +21,12 @@
 //! sync sets them from its record or removes them; the monitor's reschedule moves `sync_due_ms`
 //! only, and a read takes the sync's next run time from it.
 //!
+//! A run that is not over also carries `active_shard` and `active_at`, the keys of the sparse
+//! `ActiveRuns` index (keys only): one of [`ACTIVE_RUN_SHARDS`] partitions, by a hash of the run's
+//! id, sorted by the time the run was last saved ([`SyncRun::active_at_ms`]). A run's writes
+//! replace its whole item, so the one that ends it takes it out of the index; the monitor reads the
+//! oldest ([`SyncSchedule::idle_runs`]) to find runs that stopped without ending.
+//!
 //! The run lease (`run_lease_holder`, `run_lease_until`) is on the sync item; the sync's updates
 //! leave it as it is. Everything is under the tenant's partition, so a tenant's deletion removes
 //! it with the rest (events carry an expiry and are left to it); the records of its syncs are in
@@ -31,7 +37,7 @@ use tributary_core::PortError;
 use tributary_core::error::Service;
 use tributary_core::ids::{SyncId, SyncRunId, TenantId};
 use tributary_core::pagination::{Page, PageRequest};
-use tributary_core::ports::{DueSync, SyncSchedule, SyncStore};
+use tributary_core::ports::{ACTIVE_RUN_SHARDS, DueSync, IdleRun, SyncSchedule, SyncStore};
 use tributary_core::sync::{SyncConfig, SyncEvent, SyncFilter, SyncRun, SyncStatus};
 use tributary_core::tenancy::AuditEvent;
 use tributary_core::time::EpochMillis;
@@ -55,6 +61,11 @@ const SYNC_DUE: &str = "sync_due_ms";
 const SHARD_PREFIX: &str = "SYNCDUE#";
 /// How many partitions the sync index spreads syncs over.
 pub const SYNC_SHARDS: u32 = 16;
+/// The index of runs in progress by last save (`infra/template.yaml`).
+pub const ACTIVE_RUN_INDEX: &str = "ActiveRuns";
+const ACTIVE_SHARD: &str = "active_shard";
+const ACTIVE_AT: &str = "active_at";
+const ACTIVE_PREFIX: &str = "ACTIVE#";
 const LEASE_UNTIL: &str = "run_lease_until";
 const LEASE_HOLDER: &str = "run_lease_holder";
 const RUN_LEASE: Lease = Lease {
@@ -87,6 +98,11 @@ fn runs_prefix(sync: &SyncId) -> String {
 
 fn run_sk(sync: &SyncId, run: &SyncRunId) -> String {
     format!("{}{run}", runs_prefix(sync))
+}
+
+/// The index partition of a run in progress: a stable hash of its id.
+fn active_shard(id: &SyncRunId) -> String {
+    format!("{ACTIVE_PREFIX}{}", shard(id.as_str(), ACTIVE_RUN_SHARDS))
 }
 
 /// The index partition of a sync: a stable hash of its id.
@@ -135,6 +151,10 @@ fn run_item(run: &SyncRun) -> Result<Item, PortError> {
         run,
     )?;
     it.insert(VERSION.to_owned(), n(run.version));
+    if let Some(at) = run.active_at_ms() {
+        it.insert(ACTIVE_SHARD.into(), s(active_shard(&run.id)));
+        it.insert(ACTIVE_AT.into(), n(at));
+    }
     Ok(it)
 }
 
@@ -458,4 +478,57 @@ impl SyncSchedule for DynamoTable {
             .await;
         applied(result)
     }
+
+    async fn idle_runs(
+        &self,
+        shard: u32,
+        before_ms: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<IdleRun>, PortError> {
+        let mut idle = Vec::new();
+        let mut start: Option<Item> = None;
+        while idle.len() < limit {
+            let out = self
+                .client()
+                .query()
+                .table_name(self.name())
+                .index_name(ACTIVE_RUN_INDEX)
+                .key_condition_expression("#shard = :shard AND #at < :before")
+                .expression_attribute_names("#shard", ACTIVE_SHARD)
+                .expression_attribute_names("#at", ACTIVE_AT)
+                .expression_attribute_values(":shard", s(format!("{ACTIVE_PREFIX}{shard}")))
+                .expression_attribute_values(":before", n(before_ms))
+                .limit(i32::try_from(limit - idle.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
+            idle.extend(out.items.unwrap_or_default().iter().filter_map(idle_run));
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        idle.truncate(limit);
+        Ok(idle)
+    }
+}
+
+/// An `ActiveRuns` entry: the tenant from the partition key, the sync and the run from the sort
+/// key (`RUN#<sync id>#<run id>`), the time from the index's.
+fn idle_run(it: &Item) -> Option<IdleRun> {
+    let tenant_id = key_id::<TenantId>(it, PK, "TENANT#")?;
+    let (sync, run) = sort_key(it)?
+        .strip_prefix(RUN_SK)?
+        .split_once('#')
+        .map(|(s, r)| (s.parse::<SyncId>(), r.parse::<SyncRunId>()))?;
+    let Some(AttributeValue::N(at)) = it.get(ACTIVE_AT) else {
+        return None;
+    };
+    Some(IdleRun {
+        tenant_id,
+        sync_id: sync.ok()?,
+        run_id: run.ok()?,
+        active_at_ms: at.parse().ok()?,
+    })
 }

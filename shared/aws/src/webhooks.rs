@@ -22,8 +22,8 @@ use tributary_core::PortError;
 use tributary_core::error::Service;
 use tributary_core::ids::{EndpointId, MessageId, TenantId};
 use tributary_core::outbound::{
-    DeliveryAttempt, EventType, MESSAGE_RETENTION_DAYS, OutboxEvent, WebhookEndpoint,
-    WebhookMessage, outbox_data, outbox_shard,
+    DeliveryAttempt, ENDPOINT_DISABLED, EndpointEvent, EventType, MESSAGE_RETENTION_DAYS,
+    OutboxEvent, WebhookEndpoint, WebhookMessage, outbox_data, outbox_shard,
 };
 use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::{EventOutbox, MessageFilter, WebhookStore};
@@ -40,6 +40,8 @@ use crate::tenancy::{
 const ENDPOINT_SK: &str = "WHEP#";
 const MESSAGE_SK: &str = "WHMSG#";
 const ATTEMPT_SK: &str = "WHATT#";
+/// An endpoint's event (its disabling).
+const ENDPOINT_EVENT_SK: &str = "WHEVENT#";
 /// The outbox index.
 pub const OUTBOX_INDEX: &str = "Outbox";
 const OUTBOX_SHARD: &str = "outbox_shard";
@@ -228,6 +230,23 @@ impl WebhookStore for DynamoTable {
 
     async fn update_endpoint(&self, e: &WebhookEndpoint, expected: u64) -> Result<bool, PortError> {
         self.replace_versioned(endpoint_item(e)?, expected, None)
+            .await
+    }
+
+    async fn disable_endpoint(
+        &self,
+        e: &WebhookEndpoint,
+        expected: u64,
+        event: &EndpointEvent,
+    ) -> Result<bool, PortError> {
+        let mut it = item(
+            tenant_pk(&event.tenant_id),
+            format!("{ENDPOINT_EVENT_SK}{}", event.id),
+            &event.doc(),
+        )?;
+        it.insert(EXPIRES_AT.to_owned(), expiry(event.at_ms));
+        with_outbox(&mut it, &event.tenant_id, ENDPOINT_DISABLED, event.at_ms);
+        self.replace_versioned(endpoint_item(e)?, expected, Some(it))
             .await
     }
 

@@ -103,6 +103,17 @@ pub enum JobKind {
         /// The sync.
         sync_id: SyncId,
     },
+    /// Look at a run that is not over and was not saved for long (its job lost, dead-lettered, or
+    /// every invocation crashing): enqueued by the monitor; the connector resumes it, or ends it
+    /// `stalled` once it was resumed often enough.
+    CheckRun {
+        /// The sync's tenant.
+        tenant_id: TenantId,
+        /// The sync.
+        sync_id: SyncId,
+        /// The run.
+        run_id: SyncRunId,
+    },
 }
 
 impl JobKind {
@@ -118,6 +129,7 @@ impl JobKind {
             JobKind::DeliverWebhook { .. } => "deliver_webhook",
             JobKind::InboundWebhook { .. } => "inbound_webhook",
             JobKind::PurgeSync { .. } => "purge_sync",
+            JobKind::CheckRun { .. } => "check_run",
         }
     }
 }
@@ -173,6 +185,15 @@ mod tests {
                 enqueued_at_ms: 1_764_000_000_000
             }
         );
+        assert_eq!(JobEnvelope::parse(&job.to_body()).unwrap(), job);
+    }
+
+    #[test]
+    fn a_run_check_round_trips_through_the_wire_format() {
+        let body = r#"{"v":1,"id":"job_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d","kind":"check_run","tenant_id":"ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d","sync_id":"sync_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d","run_id":"run_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d"}"#;
+        let job = JobEnvelope::parse(body).unwrap();
+        assert!(matches!(job.kind, JobKind::CheckRun { .. }));
+        assert_eq!(job.kind.name(), "check_run");
         assert_eq!(JobEnvelope::parse(&job.to_body()).unwrap(), job);
     }
 

@@ -137,6 +137,8 @@ wire_enum! {
         Retry => "retry",
         /// Something that did not fail the work (an invalid record, a refused deletion).
         Warning => "warning",
+        /// A token refresh: `refreshed`, `needs_reauth: …` or `failed: …`.
+        TokenRefresh => "token_refresh",
         /// Anything else worth knowing.
         Info => "info",
     }

@@ -90,6 +90,41 @@ event_types! {
     ActionRunCompleted => "action.run.completed",
     /// A provider's webhook, verified and routed to a connection, forwarded.
     ProviderEvent => "provider.event",
+    /// A webhook endpoint was disabled after its deliveries failed (it answered 410 Gone).
+    WebhookEndpointDisabled => "webhook.endpoint.disabled",
+}
+
+/// The wire name of [`EventType::WebhookEndpointDisabled`].
+pub const ENDPOINT_DISABLED: &str = "webhook.endpoint.disabled";
+
+/// An endpoint's event: recorded with the change that caused it, and sent to the tenant's other
+/// endpoints (a disabled endpoint receives nothing more).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointEvent {
+    /// Id.
+    pub id: EventId,
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// The endpoint.
+    pub endpoint_id: EndpointId,
+    /// Its URL (as the tenant registered it).
+    pub url: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at_ms: EpochMillis,
+}
+
+impl EndpointEvent {
+    /// The event as stored: its fields and its `type` (the outbox's data is this less `type`
+    /// and `tenant_id`).
+    pub fn doc(&self) -> serde_json::Value {
+        let mut doc = serde_json::to_value(self).unwrap_or_default();
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("type".into(), ENDPOINT_DISABLED.into());
+        }
+        doc
+    }
 }
 
 /// A new secret: `whsec_` and the base64 of [`SECRET_BYTES`] random bytes.

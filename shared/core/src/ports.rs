@@ -688,6 +688,15 @@ pub trait WebhookStore: Send + Sync {
         endpoint: &WebhookEndpoint,
         expected_version: u64,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Replaces the endpoint (now disabled) whose stored version is `expected_version`, with
+    /// `event` recorded (and put in the outbox) in the same write; `false` when it does not exist,
+    /// [`PortError::Conflict`] when another write changed it.
+    fn disable_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        expected_version: u64,
+        event: &crate::outbound::EndpointEvent,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
     /// Removes the endpoint (its messages expire); `false` when it does not exist.
     fn delete_endpoint(
         &self,
@@ -743,7 +752,25 @@ pub struct DueSync {
     pub due_ms: EpochMillis,
 }
 
-/// The index of active syncs by next run time, which the monitor reads.
+/// How many partitions the index of runs in progress spreads them over.
+pub const ACTIVE_RUN_SHARDS: u32 = 4;
+
+/// A run in progress that has not been saved since `active_at_ms` (see
+/// [`crate::sync::SyncRun::active_at_ms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleRun {
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// Its sync.
+    pub sync_id: SyncId,
+    /// The run.
+    pub run_id: SyncRunId,
+    /// When it was last saved (as indexed).
+    pub active_at_ms: EpochMillis,
+}
+
+/// The indexes of active syncs by next run time and of runs in progress by last save, which the
+/// monitor reads.
 pub trait SyncSchedule: Send + Sync {
     /// Up to `limit` syncs due at or before `now_ms`.
     fn due_syncs(
@@ -758,6 +785,15 @@ pub trait SyncSchedule: Send + Sync {
         due: &DueSync,
         next_ms: EpochMillis,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Up to `limit` runs of `shard` (of [`ACTIVE_RUN_SHARDS`]) that are not over and were last
+    /// saved before `before_ms`, oldest first. The index may lag a write by a moment: a run read
+    /// here may have ended or moved since.
+    fn idle_runs(
+        &self,
+        shard: u32,
+        before_ms: EpochMillis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<IdleRun>, PortError>> + Send;
 }
 
 /// The operations log, the usage counters and the per-sync day counters insights read.

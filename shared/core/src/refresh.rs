@@ -264,7 +264,20 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
             return Err(RefreshError::NotRefreshable);
         };
         let refresh_token = SecretString::from(refresh_token);
-        match self.grant.refresh(&connection, &refresh_token).await {
+        let outcome = self.grant.refresh(&connection, &refresh_token).await;
+        let (note, now) = match &outcome {
+            Ok(_) => ("refreshed".to_owned(), self.clock.now_ms()),
+            Err(GrantFailure::Definitive(code)) => (
+                format!("needs_reauth: the provider refused the refresh token ({code})"),
+                self.clock.now_ms(),
+            ),
+            Err(GrantFailure::Transient(_)) => (
+                "failed: the token endpoint failed for now".to_owned(),
+                self.clock.now_ms(),
+            ),
+        };
+        crate::operation::note(crate::operation::NoteKind::TokenRefresh, &note, now);
+        match outcome {
             Ok(tokens) => {
                 let mut renewed = creds;
                 renewed.insert(

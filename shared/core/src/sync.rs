@@ -10,6 +10,7 @@
 //! and continue in another invocation (`continued`) from its saved position.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +24,10 @@ pub const MIN_INTERVAL_SECONDS: u32 = 60;
 pub const MAX_INTERVAL_SECONDS: u32 = 30 * 24 * 3600;
 /// The largest spread of a sync's start after its scheduled time (see [`Frequency::jitter_ms`]).
 pub const MAX_JITTER_MS: EpochMillis = 300_000;
+/// How long a run that is not over may go without being saved before it counts as stopped (its
+/// job lost, dead-lettered, or every invocation crashing): far more than one invocation (the
+/// connector's 5-minute timeout) or the longest deferral (SQS's 15-minute delay).
+pub const RUN_IDLE_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// How often a sync runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -622,6 +627,13 @@ pub struct SyncRun {
     pub start_checkpoint: Option<Value>,
     /// Set by a cancellation; the connector stops at its next page.
     pub cancel_requested: bool,
+    /// How many times it was resumed after it stopped making progress without ending.
+    #[serde(default)]
+    pub rescues: u32,
+    /// When the connector last saved it (started, continued, deferred, resumed); its creation
+    /// until then.
+    #[serde(default)]
+    pub saved_at_ms: EpochMillis,
     /// Incremented by every update.
     pub version: u64,
 }
@@ -658,8 +670,20 @@ impl SyncRun {
             start_seq: 0,
             start_checkpoint: None,
             cancel_requested: false,
+            rescues: 0,
+            saved_at_ms: at_ms,
             version: 1,
         }
+    }
+
+    /// When a run that is not over last moved (its last save, else its creation or start); `None`
+    /// once it is over. A run whose time is [`RUN_IDLE_AFTER`] old has stopped making progress.
+    pub fn active_at_ms(&self) -> Option<EpochMillis> {
+        (!self.state.is_final()).then(|| {
+            self.saved_at_ms
+                .max(self.queued_at_ms)
+                .max(self.started_at_ms.unwrap_or(0))
+        })
     }
 
     /// Keeps a warning, up to [`MAX_RUN_WARNINGS`].
@@ -894,5 +918,37 @@ mod tests {
             record_id(&["a".into(), "b|c".into()])
         );
         assert_eq!(record_id(&["cus_1".into()]), "cus_1");
+    }
+
+    /// A run stored before runs counted rescues and save times reads with neither, and moves from
+    /// its start; a save moves it on; an ended run has no time.
+    #[test]
+    fn a_run_moves_at_its_last_save_until_it_ends() {
+        let mut run: SyncRun = serde_json::from_value(json!({
+            "id": "run_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d",
+            "tenant_id": "ten_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d",
+            "sync_id": "sync_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d",
+            "trigger": "manual", "full_resync": false, "state": "running",
+            "queued_at_ms": 1_000, "started_at_ms": 2_000, "ended_at_ms": null,
+            "continuations": 0, "stalled_continuations": 0, "stats": RunStats::default(), "error": null,
+            "warnings": [], "position": null, "start_checkpoint": null,
+            "cancel_requested": false, "version": 3
+        }))
+        .unwrap();
+        assert_eq!((run.rescues, run.saved_at_ms), (0, 0));
+        assert_eq!(run.active_at_ms(), Some(2_000));
+        run.saved_at_ms = 9_000;
+        assert_eq!(run.active_at_ms(), Some(9_000));
+        run.state = RunState::Continued;
+        assert_eq!(run.active_at_ms(), Some(9_000));
+        for state in [
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Cancelled,
+            RunState::Stalled,
+        ] {
+            run.state = state;
+            assert_eq!(run.active_at_ms(), None, "{state:?}");
+        }
     }
 }

@@ -105,6 +105,7 @@ const METHODS: &[&str] = &[
     "get_endpoint",
     "list_endpoints",
     "update_endpoint",
+    "disable_endpoint",
     "delete_endpoint",
     "create_message",
     "get_message",
@@ -139,6 +140,7 @@ const METHODS: &[&str] = &[
     // SyncSchedule
     "due_syncs",
     "reschedule_sync",
+    "idle_runs",
     // RecordStore
     "record_meta",
     "put_records",

@@ -225,6 +225,40 @@ impl World {
         }
     }
 
+    /// The connector's check of `run`, as the monitor's `check_run` job asks for it.
+    async fn check(&self, run: &SyncRun) -> Result<(), SyncJobError> {
+        let time = JobTime {
+            clock: &*self.clock,
+            deadline_ms: self.clock.now_ms() + 900_000,
+            job_id: &JobId::generate(),
+        };
+        check_idle(
+            &self.syncing,
+            &self.queue,
+            &time,
+            &self.tenant,
+            &self.sync.id,
+            &run.id,
+        )
+        .await
+    }
+
+    /// The run jobs enqueued for `run`, as (continuation) in order.
+    fn run_jobs(&self, run: &SyncRun) -> Vec<u32> {
+        self.queue
+            .sent()
+            .into_iter()
+            .filter_map(|j| match j.kind {
+                JobKind::SyncRun {
+                    run_id,
+                    continuation,
+                    ..
+                } if run_id == run.id => Some(continuation),
+                _ => None,
+            })
+            .collect()
+    }
+
     async fn run(&self, id: &SyncRun) -> SyncRun {
         self.store
             .get_run(&self.tenant, &self.sync.id, &id.id)
@@ -849,5 +883,168 @@ async fn an_incremental_sync_saves_its_checkpoint_and_the_next_run_reads_from_it
     assert_eq!(
         since[1], "2026-11-02T09:59:00Z",
         "the checkpoint less the lookback"
+    );
+}
+
+/// A minute past the monitor's idle bound.
+const IDLE: i64 = 31 * 60_000;
+
+#[tokio::test]
+async fn a_run_whose_job_was_lost_is_resumed_by_a_check_and_completes() {
+    let w = World::new(250).await;
+    // Queued, but its job never arrives.
+    let run = w.queue_run().await;
+    w.clock.advance(IDLE);
+
+    w.check(&run).await.unwrap();
+
+    assert_eq!(
+        w.run_jobs(&run),
+        [0],
+        "its first invocation, enqueued again"
+    );
+    let resumed = w.run(&run).await;
+    assert_eq!((resumed.state, resumed.rescues), (RunState::Queued, 1));
+    assert_eq!(
+        resumed.saved_at_ms,
+        w.clock.now_ms(),
+        "out of the idle window"
+    );
+    assert!(
+        w.store.sync_lease(&w.sync.id).is_none(),
+        "the lease is given back"
+    );
+    w.drive_from(&run).await;
+    let done = w.run(&run).await;
+    assert_eq!(done.state, RunState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.stats.added, 250);
+    let sync = w
+        .store
+        .get_sync(&w.tenant, &w.sync.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sync.active_run_id, None);
+}
+
+#[tokio::test]
+async fn a_run_that_keeps_stopping_is_resumed_twice_then_stalled_with_an_event_and_its_sync_freed()
+{
+    let w = World::new(1_000).await;
+    let run = w.queue_run().await;
+    w.clock.advance(IDLE);
+    // First rescue: its invocation dies after two pages (a crash, a timeout), mid-run.
+    w.check(&run).await.unwrap();
+    let job = JobId::generate();
+    tokio::select! {
+        _ = w.invoke(&job, &run, 0) => panic!("the run ended before it was killed"),
+        () = async {
+            while w.stripe.page_requests().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        } => {}
+    }
+    assert_eq!(w.run(&run).await.state, RunState::Running);
+    // A check soon after finds it saved by that invocation: nothing to do.
+    w.clock.advance(60_000);
+    w.check(&run).await.unwrap();
+    assert_eq!(w.run_jobs(&run), [0]);
+    // Second rescue, once the dead invocation's lease has expired: this job is lost too.
+    w.clock.advance(IDLE);
+    w.check(&run).await.unwrap();
+    assert_eq!(w.run_jobs(&run), [0, 0]);
+    assert_eq!(w.run(&run).await.rescues, MAX_RESCUES);
+
+    w.clock.advance(IDLE);
+    w.check(&run).await.unwrap();
+
+    assert_eq!(w.run_jobs(&run), [0, 0], "no third resumption");
+    let stalled = w.run(&run).await;
+    assert_eq!(stalled.state, RunState::Stalled);
+    let error = stalled.error.clone().unwrap();
+    assert_eq!(error.class, "stalled");
+    assert_eq!(
+        error.message,
+        "no progress for 31 minutes after 2 resumptions"
+    );
+    assert_eq!(stalled.active_at_ms(), None, "out of the index");
+    let events = w.store.sync_events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].kind, events[0].run_id.as_ref()),
+        (
+            tributary_core::sync::SyncEventType::RunStalled,
+            Some(&run.id)
+        )
+    );
+    let sync = w
+        .store
+        .get_sync(&w.tenant, &w.sync.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sync.active_run_id, None,
+        "the sync is free for its next run"
+    );
+    assert_eq!(sync.last_run.unwrap().state, RunState::Stalled);
+    assert!(w.store.sync_lease(&w.sync.id).is_none());
+    // Ended: later checks (a duplicate job) do nothing.
+    w.clock.advance(IDLE);
+    w.check(&run).await.unwrap();
+    assert_eq!(w.run(&run).await, stalled);
+    assert_eq!(w.store.sync_events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_check_of_a_run_that_moved_recently_or_ended_does_nothing() {
+    let mut w = World::new(1_000).await;
+    w.syncing.time_budget = Some(Duration::from_millis(25));
+    w.clock = Ticking::at(T0, 10);
+    let run = w.queue_run().await;
+    w.clock.advance(IDLE);
+    // One invocation that continues: it saved the run as it stopped.
+    w.invoke(&JobId::generate(), &run, 0).await.unwrap();
+    let continued = w.run(&run).await;
+    assert_eq!(continued.state, RunState::Continued);
+    w.clock.advance(20 * 60_000);
+
+    w.check(&run).await.unwrap();
+
+    assert_eq!(w.run(&run).await, continued, "untouched");
+    assert_eq!(w.run_jobs(&run), [1], "only its own continuation");
+    assert!(w.store.sync_lease(&w.sync.id).is_none());
+    // Once it ended, however long ago, a check does nothing either.
+    w.drive_from(&run).await;
+    let done = w.run(&run).await;
+    assert_eq!(done.state, RunState::Succeeded, "{:?}", done.error);
+    w.clock.advance(3 * IDLE);
+    let jobs = w.queue.sent().len();
+    w.check(&run).await.unwrap();
+    assert_eq!(w.run(&run).await, done);
+    assert_eq!(w.queue.sent().len(), jobs);
+}
+
+#[tokio::test]
+async fn a_check_while_an_invocation_holds_the_lease_does_nothing() {
+    let w = World::new(10).await;
+    let run = w.queue_run().await;
+    w.clock.advance(IDLE);
+    let now = w.clock.now_ms();
+    assert!(
+        w.store
+            .lease_sync(&w.tenant, &w.sync.id, "job_running", now, now + 300_000)
+            .await
+            .unwrap()
+    );
+
+    w.check(&run).await.unwrap();
+
+    assert_eq!(w.run(&run).await, run, "untouched");
+    assert!(w.run_jobs(&run).is_empty());
+    assert_eq!(
+        w.store.sync_lease(&w.sync.id).map(|(holder, _)| holder),
+        Some("job_running".to_owned()),
+        "the holder keeps it"
     );
 }

@@ -562,6 +562,16 @@ async fn a_410_disables_the_endpoint_and_fails_the_message() {
     assert_eq!(now.version, endpoint.version + 1);
     assert_eq!(w.attempts(&message).await.len(), 1);
     assert!(w.queue.sent().is_empty());
+    // The tenant hears of it through its other endpoints: an event waits in the outbox.
+    let shard = tributary_core::outbound::outbox_shard(&w.tenant);
+    let events = w.store.pending_events(shard, 100).await.unwrap();
+    let disabled: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == tributary_core::outbound::EventType::WebhookEndpointDisabled)
+        .collect();
+    assert_eq!(disabled.len(), 1, "{events:?}");
+    assert_eq!(disabled[0].data["endpoint_id"], endpoint.id.as_str());
+    assert_eq!(disabled[0].data["reason"], "the endpoint answered 410 Gone");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! [`MemStore`]'s syncs, runs, sync events and records table, with the DynamoDB adapter's
 //! semantics where tests rely on them: a (connection, model) claimed by one sync, version-checked
-//! updates, a run lease, the due index overlaid by reschedules, strongly consistent feed reads, a
+//! updates, a run lease, the due index overlaid by reschedules, the index of runs in progress
+//! (partitioned by the adapter's hash of the run id), strongly consistent feed reads, a
 //! conditional page commit, and purges in bounded batches.
 
 use std::collections::{BTreeMap, HashMap};
@@ -8,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use tributary_core::PortError;
 use tributary_core::ids::{SyncId, SyncRunId, TenantId};
 use tributary_core::pagination::{Page, PageRequest};
-use tributary_core::ports::{DueSync, SyncSchedule, SyncStore};
+use tributary_core::ports::{ACTIVE_RUN_SHARDS, DueSync, IdleRun, SyncSchedule, SyncStore};
 use tributary_core::records::{
     FeedKey, FeedPage, IdPage, RecordAction, RecordMeta, RecordStore, StoredRecord,
 };
@@ -369,6 +370,14 @@ impl SyncStore for MemStore {
     }
 }
 
+/// The `ActiveRuns` partition of a run, as the adapter computes it (FNV-1a of the id).
+fn active_shard(run: &SyncRunId) -> u32 {
+    let h = run.as_str().bytes().fold(2_166_136_261_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    h % ACTIVE_RUN_SHARDS
+}
+
 /// A string that sorts in the reverse order of `s` among strings of its length (hex ids).
 pub(super) fn invert(s: &str) -> String {
     s.chars()
@@ -425,6 +434,36 @@ impl SyncSchedule for MemStore {
             }
             t.syncs.rescheduled.insert(due.sync_id.to_string(), next_ms);
             true
+        })
+        .await
+    }
+
+    async fn idle_runs(
+        &self,
+        shard: u32,
+        before_ms: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<IdleRun>, PortError> {
+        self.port("idle_runs", Access::Read, "Query", |t| {
+            let mut idle: Vec<IdleRun> = t
+                .syncs
+                .runs
+                .values()
+                .filter(|r| active_shard(&r.id) == shard)
+                .filter_map(|r| {
+                    r.active_at_ms()
+                        .filter(|at| *at < before_ms)
+                        .map(|active_at_ms| IdleRun {
+                            tenant_id: r.tenant_id.clone(),
+                            sync_id: r.sync_id.clone(),
+                            run_id: r.id.clone(),
+                            active_at_ms,
+                        })
+                })
+                .collect();
+            idle.sort_by_key(|r| r.active_at_ms);
+            idle.truncate(limit);
+            idle
         })
         .await
     }

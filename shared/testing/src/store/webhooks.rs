@@ -10,7 +10,8 @@ use tributary_core::action::ACTION_RUN_COMPLETED;
 use tributary_core::ids::{EndpointId, MessageId, TenantId};
 use tributary_core::inbound::PROVIDER_EVENT;
 use tributary_core::outbound::{
-    DeliveryAttempt, OutboxEvent, WebhookEndpoint, WebhookMessage, outbox_data, outbox_shard,
+    DeliveryAttempt, ENDPOINT_DISABLED, EndpointEvent, OutboxEvent, WebhookEndpoint,
+    WebhookMessage, outbox_data, outbox_shard,
 };
 use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::{EventOutbox, MessageFilter, WebhookStore};
@@ -31,6 +32,8 @@ pub(super) struct WebhookTables {
     attempts: BTreeMap<String, DeliveryAttempt>,
     /// Event keys taken out of the outbox.
     cleared: HashSet<String>,
+    /// Endpoints' events (their disabling), by id.
+    endpoint_events: BTreeMap<String, EndpointEvent>,
 }
 
 impl WebhookTables {
@@ -96,6 +99,16 @@ fn outbox(t: &Tables) -> Vec<OutboxEvent> {
             e.at_ms,
             ACTION_RUN_COMPLETED,
             doc,
+        );
+    }
+    for e in t.webhooks.endpoint_events.values() {
+        push(
+            &e.tenant_id,
+            format!("WHEVENT#{}", e.id),
+            e.id.clone(),
+            e.at_ms,
+            ENDPOINT_DISABLED,
+            e.doc(),
         );
     }
     for e in t.inbound.provider_events() {
@@ -209,6 +222,36 @@ impl WebhookStore for MemStore {
                 }
             }
         })
+        .await?
+    }
+
+    async fn disable_endpoint(
+        &self,
+        e: &WebhookEndpoint,
+        expected: u64,
+        event: &EndpointEvent,
+    ) -> Result<bool, PortError> {
+        self.port(
+            "disable_endpoint",
+            Access::Write,
+            "TransactWriteItems",
+            |t| match t
+                .webhooks
+                .endpoints
+                .get_mut(e.id.as_str())
+                .filter(|x| x.tenant_id == e.tenant_id)
+            {
+                None => Ok(false),
+                Some(x) if x.version != expected => Err(conflict("TransactWriteItems")),
+                Some(x) => {
+                    *x = e.clone();
+                    t.webhooks
+                        .endpoint_events
+                        .insert(event.id.to_string(), event.clone());
+                    Ok(true)
+                }
+            },
+        )
         .await?
     }
 
