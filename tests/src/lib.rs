@@ -16,6 +16,56 @@ use std::time::{Duration, Instant};
 
 pub use tributary_local::{MotoServer, Stack, StackOptions};
 
+/// A private moto with the template's resources, and clients of it (the adapter tests' world).
+pub struct AwsEnv {
+    _moto: MotoServer,
+    /// Clients of the moto.
+    pub clients: tributary_aws::Clients,
+    /// The resources created from `infra/template.yaml`.
+    pub provisioned: tributary_local::Provisioned,
+}
+
+impl AwsEnv {
+    /// Starts a moto and creates the template's resources in it as stack `stack_name`, with
+    /// `secret_values` for its secrets.
+    pub async fn start(
+        stack_name: &str,
+        secret_values: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        let moto = MotoServer::start().await.expect("moto starts");
+        let sdk = moto.sdk_config().await;
+        let template =
+            tributary_local::Template::load(&tributary_local::workspace::template_path())
+                .expect("template loads");
+        let provisioned = tributary_local::provision(
+            &template,
+            &sdk,
+            &tributary_local::ProvisionOptions {
+                stack_name: stack_name.into(),
+                parameters: std::collections::BTreeMap::new(),
+                secret_values,
+            },
+        )
+        .await
+        .expect("resources are created from the template");
+        Self {
+            _moto: moto,
+            clients: tributary_aws::Clients::new(&sdk),
+            provisioned,
+        }
+    }
+
+    /// The control table.
+    pub fn control(&self) -> tributary_aws::DynamoTable {
+        self.clients.table(&self.provisioned.tables["ControlTable"])
+    }
+
+    /// The records table.
+    pub fn records(&self) -> tributary_aws::DynamoTable {
+        self.clients.table(&self.provisioned.tables["RecordsTable"])
+    }
+}
+
 /// Calls `probe` every `every` until it returns `Ok`, or fails with the last error after `within`.
 pub async fn eventually<T, F, Fut>(
     within: Duration,

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use tributary_aws::{Clients, DynamoTable};
 use tributary_core::dashboard::{DashboardGrant, GrantKind};
 use tributary_core::ids::{DashboardSessionId, IntegrationId, OperationId, SyncId, TenantId};
 use tributary_core::operation::{
@@ -16,40 +15,10 @@ use tributary_core::operation::{
 };
 use tributary_core::pagination::PageRequest;
 use tributary_core::ports::{DashboardStore, OperationLog};
-use tributary_local::{MotoServer, ProvisionOptions, Provisioned, Template, provision, workspace};
+use tributary_tests::AwsEnv;
 
-struct Env {
-    _moto: MotoServer,
-    clients: Clients,
-    provisioned: Provisioned,
-}
-
-async fn env() -> Env {
-    let moto = MotoServer::start().await.expect("moto starts");
-    let sdk = moto.sdk_config().await;
-    let template = Template::load(&workspace::template_path()).expect("template loads");
-    let provisioned = provision(
-        &template,
-        &sdk,
-        &ProvisionOptions {
-            stack_name: "ops".into(),
-            parameters: BTreeMap::new(),
-            secret_values: BTreeMap::new(),
-        },
-    )
-    .await
-    .expect("resources are created from the template");
-    Env {
-        _moto: moto,
-        clients: Clients::new(&sdk),
-        provisioned,
-    }
-}
-
-impl Env {
-    fn control(&self) -> DynamoTable {
-        self.clients.table(&self.provisioned.tables["ControlTable"])
-    }
+async fn env() -> AwsEnv {
+    AwsEnv::start("ops", BTreeMap::new()).await
 }
 
 fn day_ms(day: &str) -> i64 {

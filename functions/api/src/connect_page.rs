@@ -54,6 +54,12 @@ pub fn page(status: StatusCode, title: &str, body: &str, form_origins: &[String]
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action {form_action}; \
          base-uri 'none'; frame-ancestors 'none'"
     );
+    html_response(status, html, &csp)
+}
+
+/// An HTML page's response: not cached, never framed, never sent on as a referrer (a page's URL
+/// may hold a link's token), under the content security policy `csp`.
+pub fn html_response(status: StatusCode, html: String, csp: &str) -> Response {
     let mut response = (status, html).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -61,13 +67,12 @@ pub fn page(status: StatusCode, title: &str, body: &str, form_origins: &[String]
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // The link's token is in the path: it must not travel to a provider as a Referer.
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(
         HeaderName::from_static("x-frame-options"),
         HeaderValue::from_static("DENY"),
     );
-    if let Ok(value) = HeaderValue::from_str(&csp) {
+    if let Ok(value) = HeaderValue::from_str(csp) {
         headers.insert(HeaderName::from_static("content-security-policy"), value);
     }
     response

@@ -215,6 +215,23 @@ pub fn path_segment<'p>(parts: &'p Parts, name: &str) -> Result<&'p str, ApiErro
     })
 }
 
+/// A query parameter's id, if given: `what` it must be (`a connection id (\`conn_…\`)`) names it in
+/// the 400 a malformed one gets, before any store access.
+pub fn query_id<T>(
+    query: &HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, ApiError>
+where
+    T: FromStr<Err = InvalidId>,
+{
+    query
+        .get(name)
+        .map(|raw| raw.parse::<T>())
+        .transpose()
+        .map_err(|_| invalid(&format!("query.{name}"), &format!("`{name}` is {what}.")))
+}
+
 /// Parses a path id, refusing malformed ones before any store access.
 pub fn path_id<T>(raw: &str, name: &str) -> Result<T, ApiError>
 where

@@ -63,6 +63,30 @@ pub struct Deps<Q, L, C, S, R> {
     pub delivering: crate::webhooks::Delivering,
 }
 
+/// Everything the jobs' work needs of the control-plane store.
+pub trait WorkStore:
+    ConnectionStore
+    + IntegrationStore
+    + SyncStore
+    + ActionStore
+    + EventOutbox
+    + WebhookStore
+    + InboundStore
+    + OperationLog
+{
+}
+impl<T> WorkStore for T where
+    T: ConnectionStore
+        + IntegrationStore
+        + SyncStore
+        + ActionStore
+        + EventOutbox
+        + WebhookStore
+        + InboundStore
+        + OperationLog
+{
+}
+
 /// Why one message failed.
 #[derive(Debug, thiserror::Error)]
 enum JobError {
@@ -112,14 +136,7 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore
-        + IntegrationStore
-        + SyncStore
-        + ActionStore
-        + EventOutbox
-        + WebhookStore
-        + InboundStore
-        + OperationLog,
+    S: WorkStore,
     R: RecordStore,
 {
     let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
@@ -166,14 +183,7 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore
-        + IntegrationStore
-        + SyncStore
-        + ActionStore
-        + EventOutbox
-        + WebhookStore
-        + InboundStore
-        + OperationLog,
+    S: WorkStore,
     R: RecordStore,
 {
     let job = JobEnvelope::parse(message.body.as_deref().unwrap_or_default())?;
@@ -302,14 +312,7 @@ where
     Q: JobQueue,
     L: JobLedger,
     C: CanaryStore,
-    S: ConnectionStore
-        + IntegrationStore
-        + SyncStore
-        + ActionStore
-        + EventOutbox
-        + WebhookStore
-        + InboundStore
-        + OperationLog,
+    S: WorkStore,
     R: RecordStore,
 {
     match &job.kind {

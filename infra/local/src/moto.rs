@@ -39,15 +39,20 @@ pub struct MotoOptions {
     pub serialized: bool,
 }
 
-/// moto's application on werkzeug's threaded server, with one request handled at a time: a lock
-/// around the application (the response read inside it), so connections stay open between requests
-/// (keep-alive, as the SDK expects) while no two requests touch the backend at once.
+/// moto's application on werkzeug's threaded server, with one DynamoDB request handled at a time:
+/// a lock around the application (the response read inside it), so connections stay open between
+/// requests (keep-alive, as the SDK expects) while no two DynamoDB requests touch the backend at
+/// once. SQS and Secrets Manager requests pass beside the lock: a queue's long poll
+/// (`ReceiveMessage` waits for messages) held inside it would stall every other request for its
+/// wait, about a second each.
 const SERIALIZED_SERVER: &str = r#"import sys, threading
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 app = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
 def one_at_a_time(environ, start_response):
+    if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        return list(app(environ, start_response))
     with lock:
         return list(app(environ, start_response))
 run_simple(sys.argv[1], int(sys.argv[2]), one_at_a_time, threaded=True)

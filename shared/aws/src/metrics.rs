@@ -9,7 +9,7 @@
 //! provider catalog, and each is sanitized ([`dimension_value`]) so that a bug passing an id cannot
 //! mint a metric per tenant, connection or run (each distinct value is a billed custom metric).
 //! The metric names and dimension sets are what the alarms and the dashboard of
-//! `infra/template.yaml` query, and what `docs/alarms.md` lists: change them together.
+//! `infra/template.yaml` query, and what the README's "Metrics, alarms and traces" lists: change them together.
 //!
 //! Emitting never fails and never panics: a line that cannot be written is dropped.
 

@@ -33,7 +33,7 @@ use crate::idempotency::Idempotent;
 use crate::openapi::ProblemDoc;
 use crate::pagination::{page_of, page_request};
 use crate::problem::{ApiError, FieldError};
-use crate::request::{Id, JsonBody, invalid, only_query, path_id};
+use crate::request::{Id, JsonBody, invalid, only_query, query_id};
 use crate::response::{Created, Json};
 use crate::router::{Api, operations};
 use crate::routes::integrations::{provider, vault_failure};
@@ -589,16 +589,8 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ListQuery {
             q.get("limit").map(String::as_str),
             q.get("cursor").map(String::as_str),
         )?;
-        let integration_id = q
-            .get("integration_id")
-            .map(|raw| path_id::<IntegrationId>(raw, "integration_id"))
-            .transpose()
-            .map_err(|_| {
-                invalid(
-                    "query.integration_id",
-                    "`integration_id` is an integration id (`int_…`).",
-                )
-            })?;
+        let integration_id =
+            query_id::<IntegrationId>(&q, "integration_id", "an integration id (`int_…`)")?;
         let tag = q
             .get("tag")
             .map(|raw| {

@@ -9,10 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, COOKIE, HeaderMap, LOCATION, REFERRER_POLICY, SET_COOKIE,
-};
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::header::{CACHE_CONTROL, COOKIE, HeaderMap, LOCATION, REFERRER_POLICY, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tributary_core::PortError;
@@ -32,7 +30,7 @@ use tributary_core::time::{EpochMillis, rfc3339};
 use utoipa::ToSchema;
 
 use crate::access::{OperationsRead, Public, TenantCaller};
-use crate::connect_page::escape;
+use crate::connect_page::{escape, html_response};
 use crate::dashboard_page::{ConnectionRow, DashboardData, Health, IntegrationRow, View, render};
 use crate::openapi::ProblemDoc;
 use crate::problem::ApiError;
@@ -105,28 +103,13 @@ pub async fn create_session<S: ControlStore>(
     })
 }
 
-/// A page with the dashboard's headers: no script, no external asset, not framed, not cached,
-/// never sent as a referrer.
+/// A page with the dashboard's headers: no script, no external asset, no form.
 fn html(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    );
-    headers.insert(
-        HeaderName::from_static("content-security-policy"),
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
-        ),
-    );
-    response
+    html_response(
+        status,
+        body,
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    )
 }
 
 /// A short page that says what happened.

@@ -27,7 +27,7 @@ use crate::dto::PageOf;
 use crate::openapi::ProblemDoc;
 use crate::pagination::{page_of, page_request};
 use crate::problem::ApiError;
-use crate::request::{Id, invalid, only_query, path_id};
+use crate::request::{Id, invalid, only_query, query_id};
 use crate::response::Json;
 use crate::router::{Api, operations};
 use crate::routes::store_failure;
@@ -340,26 +340,10 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for OperationListQuery
             q.get("limit").map(String::as_str),
             q.get("cursor").map(String::as_str),
         )?;
-        let connection_id = q
-            .get("connection_id")
-            .map(|raw| path_id::<ConnectionId>(raw, "connection_id"))
-            .transpose()
-            .map_err(|_| {
-                invalid(
-                    "query.connection_id",
-                    "`connection_id` is a connection id (`conn_…`).",
-                )
-            })?;
-        let integration_id = q
-            .get("integration_id")
-            .map(|raw| path_id::<IntegrationId>(raw, "integration_id"))
-            .transpose()
-            .map_err(|_| {
-                invalid(
-                    "query.integration_id",
-                    "`integration_id` is an integration id (`int_…`).",
-                )
-            })?;
+        let connection_id =
+            query_id::<ConnectionId>(&q, "connection_id", "a connection id (`conn_…`)")?;
+        let integration_id =
+            query_id::<IntegrationId>(&q, "integration_id", "an integration id (`int_…`)")?;
         let kind = q
             .get("type")
             .map(|raw| {

@@ -27,7 +27,7 @@ use crate::idempotency::Idempotent;
 use crate::openapi::ProblemDoc;
 use crate::pagination::{PageQuery, page_of, page_request};
 use crate::problem::ApiError;
-use crate::request::{Id, JsonBody, invalid, only_query, path_id};
+use crate::request::{Id, JsonBody, invalid, only_query, query_id};
 use crate::response::{Accepted, AcceptedAt, Created, Json};
 use crate::router::{Api, operations};
 use crate::routes::store_failure;
@@ -662,16 +662,8 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for SyncListQuery {
             q.get("limit").map(String::as_str),
             q.get("cursor").map(String::as_str),
         )?;
-        let connection_id = q
-            .get("connection_id")
-            .map(|raw| path_id::<ConnectionId>(raw, "connection_id"))
-            .transpose()
-            .map_err(|_| {
-                invalid(
-                    "query.connection_id",
-                    "`connection_id` is a connection id (`conn_…`).",
-                )
-            })?;
+        let connection_id =
+            query_id::<ConnectionId>(&q, "connection_id", "a connection id (`conn_…`)")?;
         Ok(Self {
             filter: SyncFilter { connection_id },
             page,

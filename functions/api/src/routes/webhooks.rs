@@ -35,7 +35,7 @@ use crate::idempotency::Idempotent;
 use crate::openapi::ProblemDoc;
 use crate::pagination::{PageQuery, page_of, page_request};
 use crate::problem::ApiError;
-use crate::request::{Id, JsonBody, invalid, only_query, path_id};
+use crate::request::{Id, JsonBody, invalid, only_query, query_id};
 use crate::response::{Accepted, Created, Json};
 use crate::router::{Api, operations};
 use crate::routes::store_failure;
@@ -65,7 +65,7 @@ pub struct EndpointIn {
     /// The event types it receives (default: every type): `connection.created`,
     /// `connection.reauthorized`, `connection.refresh_failed`, `connection.deleted`,
     /// `sync.run.succeeded`, `sync.run.failed`, `sync.run.stalled`, `action.run.completed`,
-    /// `provider.event`.
+    /// `provider.event`, `webhook.endpoint.disabled`.
     #[schema(example = json!(["connection.created", "sync.run.failed"]))]
     pub event_types: Option<Vec<String>>,
     /// Whether messages are made for it (default `true`).
@@ -638,16 +638,8 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for MessageListQuery {
             q.get("limit").map(String::as_str),
             q.get("cursor").map(String::as_str),
         )?;
-        let endpoint_id = q
-            .get("endpoint_id")
-            .map(|raw| path_id::<EndpointId>(raw, "endpoint_id"))
-            .transpose()
-            .map_err(|_| {
-                invalid(
-                    "query.endpoint_id",
-                    "`endpoint_id` is a webhook endpoint id (`wep_…`).",
-                )
-            })?;
+        let endpoint_id =
+            query_id::<EndpointId>(&q, "endpoint_id", "a webhook endpoint id (`wep_…`)")?;
         let state =
             q.get("state")
                 .map(|raw| {
