@@ -74,9 +74,27 @@ impl SimpleResponse {
 /// with many claims run to a few kilobytes.
 pub const MAX_CREDENTIAL_LEN: usize = 8192;
 
-/// Authorizes one request.
+/// Authorizes one request, and counts the outcome (`Authorizations` by `Outcome`).
 #[tracing::instrument(skip_all, fields(route = tracing::field::Empty))]
 pub async fn handle<S, D, F>(
+    deps: &Deps<S, D, F>,
+    event: LambdaEvent<Value>,
+) -> Result<SimpleResponse, lambda_runtime::Error>
+where
+    S: SecretSource,
+    D: TenantStore + CredentialStore,
+    F: FetchJson,
+{
+    let answer = decide(deps, event).await;
+    tributary_aws::metrics::authorization(match &answer {
+        Ok(r) if r.is_authorized => "allowed",
+        Ok(_) => "denied",
+        Err(_) => "error",
+    });
+    answer
+}
+
+async fn decide<S, D, F>(
     deps: &Deps<S, D, F>,
     event: LambdaEvent<Value>,
 ) -> Result<SimpleResponse, lambda_runtime::Error>

@@ -65,6 +65,13 @@ pub fn token_refresh(outcome: &str) {
     emit(&[outcome_line("TokenRefreshes", outcome, now_ms())]);
 }
 
+/// Emits `Authorizations` by `[Outcome]`: `allowed`, `denied` or `error` (the authorizer could
+/// not decide: API Gateway answers 500). A rise of denials is credential guessing or a revoked key
+/// still in use.
+pub fn authorization(outcome: &str) {
+    emit(&[outcome_line("Authorizations", outcome, now_ms())]);
+}
+
 /// Emits `WebhookDeliveries` by `[Outcome]`: `succeeded`, `failed`, `exhausted` or `disabled`.
 pub fn webhook_delivery(outcome: &str) {
     emit(&[outcome_line("WebhookDeliveries", outcome, now_ms())]);
@@ -425,6 +432,9 @@ mod tests {
         for outcome in ["succeeded", "failed", "exhausted", "disabled"] {
             lines.push(outcome_line("WebhookDeliveries", outcome, TIMESTAMP));
         }
+        for outcome in ["allowed", "denied", "error"] {
+            lines.push(outcome_line("Authorizations", outcome, TIMESTAMP));
+        }
         lines.push(dimensionless_line(
             "CanaryRoundTrip",
             "Milliseconds",
@@ -533,6 +543,7 @@ mod tests {
             metric("ProviderErrors", &["Provider", "ErrorClass"]),
             metric("TokenRefreshes", &["Outcome"]),
             metric("WebhookDeliveries", &["Outcome"]),
+            metric("Authorizations", &["Outcome"]),
             metric("CanaryRoundTrip", &[]),
             metric("StalledRuns", &[]),
         ]
