@@ -1048,3 +1048,59 @@ async fn a_check_while_an_invocation_holds_the_lease_does_nothing() {
         "the holder keeps it"
     );
 }
+
+#[tokio::test]
+async fn an_invocation_s_operation_counts_only_what_it_wrote_and_the_warnings_it_added() {
+    use tributary_core::operation::{Entry, OperationKind, Recorder};
+    use tributary_core::sync::RunStats;
+    let w = World::new(1).await;
+    let mut run = SyncRun::queued(&w.sync, RunTrigger::Manual, false, T0);
+    run.warn("an earlier invocation's warning".into());
+    let start = RunStats {
+        added: 100,
+        updated: 5,
+        deleted: 1,
+        unchanged: 7,
+        ..RunStats::default()
+    };
+    run.stats = RunStats {
+        added: 250,
+        updated: 6,
+        deleted: 3,
+        unchanged: 7,
+        ..RunStats::default()
+    };
+    run.warn("3 records have no primary key".into());
+    run.state = RunState::Continued;
+    let recorder = Arc::new(Recorder::new(
+        tributary_core::ids::OperationId::derive(T0, "x"),
+        w.tenant.clone(),
+        OperationKind::SyncRun,
+        T0,
+    ));
+    operation::recording(recorder.clone(), async {
+        describe_outcome(&run, &start, 1, T0);
+    })
+    .await;
+    let op = recorder.finish(OperationState::Succeeded, T0).unwrap();
+    let c = &op.counts;
+    assert_eq!(
+        (
+            c.records_added,
+            c.records_updated,
+            c.records_deleted,
+            c.records_unchanged
+        ),
+        (150, 1, 2, 0)
+    );
+    assert_eq!(op.state, OperationState::Continued);
+    let notes: Vec<&str> = op
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Note(n) => Some(n.message.as_str()),
+            Entry::Request(_) => None,
+        })
+        .collect();
+    assert_eq!(notes, ["3 records have no primary key"]);
+}
