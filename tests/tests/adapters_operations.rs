@@ -155,6 +155,34 @@ async fn operations_list_newest_first_under_each_filter_and_page_on() {
         2,
         "the range is half open"
     );
+    // A time window pages on within itself, newest first.
+    let window = OperationFilter {
+        from_ms: Some(base + 60_000),
+        to_ms: Some(base + 300_000),
+        ..Default::default()
+    };
+    let mut in_window = Vec::new();
+    let mut page = PageRequest {
+        limit: 1,
+        after: None,
+    };
+    loop {
+        let p = store.list_operations(&t, &window, &page).await.unwrap();
+        in_window.extend(p.items.into_iter().map(|o| o.started_at_ms));
+        match p.next_after {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        in_window,
+        [
+            base + 240_000,
+            base + 180_000,
+            base + 120_000,
+            base + 60_000
+        ]
+    );
     assert_eq!(
         list(OperationFilter {
             integration_id: Some(IntegrationId::generate()),

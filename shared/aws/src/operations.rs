@@ -27,6 +27,7 @@ use tributary_core::operation::{
 };
 use tributary_core::pagination::{Page, PageRequest};
 use tributary_core::ports::{DashboardStore, OperationLog};
+use tributary_core::time::EpochMillis;
 
 use crate::dynamo::{DynamoTable, EXPIRES_AT, Item, PK, SK};
 use crate::errors::classify;
@@ -332,6 +333,26 @@ impl OperationLog for DynamoTable {
         }
         if let Some(st) = filter.state {
             list.eq("state", st.as_str());
+        }
+        if filter.from_ms.is_some() || filter.to_ms.is_some() {
+            // Ids start with their time (ms, 12 hex digits) and keys invert them: operations
+            // started in [from, to) have keys from the inverted `to - 1` to the inverted `from`.
+            let bound = |ms: EpochMillis, fill: char| {
+                let digits = format!("{:012x}", ms.clamp(0, 0xffff_ffff_ffff));
+                format!(
+                    "{OPERATION_SK}{}{}",
+                    invert(&digits),
+                    fill.to_string().repeat(20)
+                )
+            };
+            let newest = filter.to_ms.map_or_else(
+                || OPERATION_SK.to_owned(),
+                |to| bound(to.saturating_sub(1), '0'),
+            );
+            let oldest = filter
+                .from_ms
+                .map_or_else(|| format!("{OPERATION_SK}~"), |from| bound(from, 'f'));
+            list.sk_range = Some((newest, oldest));
         }
         if let Some(from) = filter.from_ms {
             list.and("#started_at >= :from");

@@ -217,6 +217,9 @@ pub(crate) struct ListFilter {
     pub(crate) expression: Option<String>,
     pub(crate) names: HashMap<String, String>,
     pub(crate) values: HashMap<String, AttributeValue>,
+    /// Sort keys to read, both included (within the list's prefix): the key condition narrows the
+    /// read itself, where the expression only drops what was read.
+    pub(crate) sk_range: Option<(String, String)>,
 }
 
 impl ListFilter {
@@ -401,11 +404,13 @@ impl DynamoTable {
         decode: impl Fn(&Item) -> Result<T, PortError>,
     ) -> Result<Page<T>, PortError> {
         let limit = page.limit.clamp(1, MAX_LIMIT) as usize;
-        if page
-            .after
-            .as_deref()
-            .is_some_and(|a| !a.starts_with(prefix))
-        {
+        // A start key outside the queried range is a ValidationException in DynamoDB: it is the
+        // caller's cursor (crafted, or of another range) that is wrong.
+        let in_range = |a: &str| match &filter.sk_range {
+            Some((lo, hi)) => a >= lo.as_str() && a <= hi.as_str(),
+            None => a.starts_with(prefix),
+        };
+        if page.after.as_deref().is_some_and(|a| !in_range(a)) {
             return Err(PortError::OutOfRange {
                 service: Service::Store,
                 operation: "Query",
@@ -415,16 +420,23 @@ impl DynamoTable {
         let mut start = page.after.clone();
         let mut examined = 0;
         loop {
-            let mut request = self
+            let request = self
                 .client()
                 .query()
                 .table_name(self.name())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(prefix))
-                .set_filter_expression(filter.expression.clone())
-                .consistent_read(true)
-                .limit(100);
+                .expression_attribute_values(":pk", s(pk));
+            let mut request = match &filter.sk_range {
+                Some((lo, hi)) => request
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":lo", s(lo.clone()))
+                    .expression_attribute_values(":hi", s(hi.clone())),
+                None => request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix)),
+            }
+            .set_filter_expression(filter.expression.clone())
+            .consistent_read(true)
+            .limit(100);
             for (k, v) in &filter.names {
                 request = request.expression_attribute_names(k, v);
             }
