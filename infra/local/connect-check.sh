@@ -17,14 +17,7 @@ CHECK_NAME=connect-check
 ensure_chromium
 driver=.tributary/connect-check
 pins=infra/local/connect
-if ! cmp -s "$pins/package-lock.json" "$driver/package-lock.json" || [ ! -d "$driver/node_modules/playwright-core" ]; then
-  rm -rf "$driver"
-  mkdir -p "$driver"
-  cp "$pins/package.json" "$pins/package-lock.json" "$driver/"
-  (cd "$driver" && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null) ||
-    { echo "connect-check: npm ci failed in $driver" >&2; exit 1; }
-fi
-cp "$pins/drive.mjs" "$driver/drive.mjs"
+install_driver "$driver" drive.mjs
 
 work=$(mktemp -d)
 client_id="local-airtable-client"

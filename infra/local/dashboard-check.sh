@@ -23,14 +23,7 @@ ensure_chromium
 # two may run at once.
 driver=.tributary/dashboard-check
 pins=infra/local/connect
-if ! cmp -s "$pins/package-lock.json" "$driver/package-lock.json" || [ ! -d "$driver/node_modules/playwright-core" ]; then
-  rm -rf "$driver"
-  mkdir -p "$driver"
-  cp "$pins/package.json" "$pins/package-lock.json" "$driver/"
-  (cd "$driver" && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null) ||
-    { echo "dashboard-check: npm ci failed in $driver" >&2; exit 1; }
-fi
-cp "$pins/dashboard.mjs" "$driver/dashboard.mjs"
+install_driver "$driver" dashboard.mjs
 
 work=$(mktemp -d)
 shots="${DASHBOARD_SCREENSHOT_DIR:-$work/screenshots}"

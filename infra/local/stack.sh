@@ -6,6 +6,21 @@
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# install_driver DIR SCRIPT: the pinned playwright-core (infra/local/connect's lock file) in DIR,
+# installed again only when the pins change, and SCRIPT (a driver of infra/local/connect) beside it.
+# Each check keeps its own DIR: one replaces its copy when the pins change while another may run.
+install_driver() {
+  local driver=$1 script=$2 pins=infra/local/connect
+  if ! cmp -s "$pins/package-lock.json" "$driver/package-lock.json" || [ ! -d "$driver/node_modules/playwright-core" ]; then
+    rm -rf "$driver"
+    mkdir -p "$driver"
+    cp "$pins/package.json" "$pins/package-lock.json" "$driver/"
+    (cd "$driver" && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null) ||
+      fail "npm ci failed in $driver"
+  fi
+  cp "$pins/$script" "$driver/$script"
+}
+
 # Installs Debian's chromium when it is missing (the browser checks need it).
 ensure_chromium() {
   command -v chromium >/dev/null 2>&1 && return 0
