@@ -235,3 +235,47 @@ async fn race_child() {
         }
     }
 }
+
+/// The serialized moto serializes DynamoDB only: a queue's long poll (the local poller's
+/// `ReceiveMessage`) held inside its lock stalled every other request for its wait, and the
+/// monitor's ticks timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_s_long_poll_does_not_hold_back_dynamodb_on_the_serialized_moto() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let moto = MotoServer::start_with(MotoOptions {
+        serialized: true,
+        ..MotoOptions::default()
+    })
+    .await
+    .expect("moto starts");
+    let sdk = moto.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name("idle")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    let poll = tokio::spawn(async move {
+        sqs.receive_message()
+            .queue_url(url)
+            .wait_time_seconds(5)
+            .send()
+            .await
+            .expect("long poll")
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    dynamodb.list_tables().send().await.expect("list tables");
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(2),
+        "a DynamoDB call waited {waited:?} behind the queue's long poll"
+    );
+    poll.await.expect("the poll ends");
+}
