@@ -315,6 +315,12 @@ where
     S: WorkStore,
     R: RecordStore,
 {
+    // The invocation's time, for the jobs that stop at a budget.
+    let time = JobTime {
+        clock: &*deps.clock,
+        deadline_ms,
+        job_id: &job.id,
+    };
     match &job.kind {
         JobKind::Canary { enqueued_at_ms } => {
             let observation = CanaryObservation {
@@ -355,11 +361,6 @@ where
             run_id,
             continuation,
         } => {
-            let time = JobTime {
-                clock: &*deps.clock,
-                deadline_ms,
-                job_id: &job.id,
-            };
             crate::sync::execute(
                 &deps.syncing,
                 &deps.queue,
@@ -418,11 +419,6 @@ where
             .await?
         }
         JobKind::PurgeSync { tenant_id, sync_id } => {
-            let time = JobTime {
-                clock: &*deps.clock,
-                deadline_ms,
-                job_id: &job.id,
-            };
             crate::sync::purge(&deps.syncing, &deps.queue, &time, tenant_id, sync_id).await?
         }
         JobKind::CheckRun {
@@ -430,11 +426,6 @@ where
             sync_id,
             run_id,
         } => {
-            let time = JobTime {
-                clock: &*deps.clock,
-                deadline_ms,
-                job_id: &job.id,
-            };
             crate::sync::check_idle(
                 &deps.syncing,
                 &deps.queue,
