@@ -969,6 +969,51 @@ async fn feed_pages_commit_once_and_read_in_sequence_order() {
 }
 
 #[tokio::test]
+async fn a_page_is_written_with_its_records_and_a_refused_commit_writes_none_of_its_transaction() {
+    let env = env().await;
+    let records = env.records();
+    let s = sync(
+        &TenantId::generate(),
+        &ConnectionId::generate(),
+        "contact",
+        None,
+    );
+    let feed = feed_of(&s);
+    let ids = |range: std::ops::Range<u32>| -> Vec<String> {
+        range.map(|i| format!("r{i:03}")).collect()
+    };
+    let first: Vec<StoredRecord> = (0..60u32)
+        .map(|i| record(&format!("r{i:03}"), 1, i, RecordAction::Added))
+        .collect();
+    let page = feed_page(1, ids(0..60));
+    records.write_page(&feed, &first, &page).await.unwrap();
+    assert_eq!(
+        records.last_page(&feed).await.unwrap().as_ref(),
+        Some(&page)
+    );
+    let mut read = records.get_records(&feed, &ids(0..60)).await.unwrap();
+    read.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(read, first);
+
+    // Page 1 again (another writer): 50 records go in batches, the last 10 with the commit, which
+    // the existing page refuses. The batches' records are written (and stay uncommitted: the
+    // next writer writes them again); none of the transaction's.
+    let again: Vec<StoredRecord> = (0..60u32)
+        .map(|i| record(&format!("r{i:03}"), 2, i, RecordAction::Updated))
+        .collect();
+    assert!(is_conflict(
+        records
+            .write_page(&feed, &again, &feed_page(1, vec!["other".into()]))
+            .await
+    ));
+    let mut read = records.get_records(&feed, &ids(0..60)).await.unwrap();
+    read.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(read[..50], again[..50]);
+    assert_eq!(read[50..], first[50..]);
+    assert_eq!(records.pages_after(&feed, None, 10).await.unwrap(), [page]);
+}
+
+#[tokio::test]
 async fn a_feed_read_through_the_adapter_returns_each_change_once_after_the_cursor() {
     let env = env().await;
     let records = env.records();

@@ -502,7 +502,7 @@ async fn write_feed(
         run_stats: staged.stats,
         expires_at_s: None,
     };
-    store.commit_page(feed, &page).await.unwrap();
+    store.write_page(feed, &staged.writes, &page).await.unwrap();
 }
 
 /// A key, an issuer, integrations, a connection (Stripe pointed at a local mock), a sync of it

@@ -923,8 +923,9 @@ where
             seen.flush(syncing, feed, run, clock).await?;
             syncing
                 .records
-                .commit_page(
+                .write_page(
                     feed,
+                    &staged.writes,
                     &FeedPage {
                         seq: *next_seq,
                         run_id: run.id.clone(),
@@ -1108,7 +1109,7 @@ async fn detect_deletions<S, R: RecordStore>(
         .retention_days
         .map(|d| now / 1000 + i64::from(d) * 86_400);
     for chunk in missing.chunks(DELETIONS_PER_PAGE) {
-        let entries = stage_deletions(
+        let staged = stage_deletions(
             &syncing.records,
             feed,
             &run.id,
@@ -1118,18 +1119,19 @@ async fn detect_deletions<S, R: RecordStore>(
             chunk,
         )
         .await?;
-        if entries.is_empty() {
+        if staged.entries.is_empty() {
             continue;
         }
-        run.stats.deleted += entries.len() as u64;
+        run.stats.add(&staged.stats);
         syncing
             .records
-            .commit_page(
+            .write_page(
                 feed,
+                &staged.writes,
                 &FeedPage {
                     seq: *next_seq,
                     run_id: run.id.clone(),
-                    entries,
+                    entries: staged.entries,
                     committed_at_ms: now,
                     run_position: None,
                     run_stats: run.stats,

@@ -644,8 +644,10 @@ mod tests {
         table.list_runs(&tenant, &sync.id, &page).await.unwrap();
         records.last_page(&feed).await.unwrap();
         records.record_meta(&feed, &["r1".into()]).await.unwrap();
-        records.put_records(&feed, &[a_record(&run)]).await.unwrap();
-        records.commit_page(&feed, &a_page(&run)).await.unwrap();
+        records
+            .write_page(&feed, &[a_record(&run)], &a_page(&run))
+            .await
+            .unwrap();
         records
             .put_seen(&feed, &run.id, &["r2".into()], 9)
             .await

@@ -33,11 +33,13 @@ use tributary_core::records::{
     FeedKey, FeedPage, FeedPosition, IdPage, RecordAction, RecordMeta, RecordStore, StoredRecord,
 };
 
+use crate::backoff::Backoff;
 use crate::dynamo::{
-    DynamoTable, EXPIRES_AT, Item, MAX_BATCH_GET, MAX_ITEM_BYTES, PK, SK, item_size,
+    DynamoTable, EXPIRES_AT, Item, MAX_BATCH_GET, MAX_BATCH_WRITE, MAX_ITEM_BYTES, PK, SK,
+    item_size,
 };
 use crate::errors::classify;
-use crate::tenancy::{delete_request, n, rejected, s, sort_key};
+use crate::tenancy::{conflict, delete_request, n, put, rejected, s, sort_key};
 
 const DATA: &str = "data";
 const HASH: &str = "hash";
@@ -137,6 +139,25 @@ fn record_item(feed: &FeedKey, r: &StoredRecord) -> Result<Item, PortError> {
         ));
     }
     Ok(it)
+}
+
+/// A transaction's aggregate size limit (4 MB), less room for the request's own framing.
+const MAX_TRANSACTION_BYTES: usize = 4_000_000;
+
+/// Where the records a page commit is written with begin: `records[at..]` go in the commit's
+/// transaction, the rest in `BatchWriteItem`s before it. The transaction takes what is left over
+/// after whole batches of 25 (1 to 25 records), so a page of `n` records costs `ceil(n / 25)`
+/// write requests rather than one more for the commit; it takes fewer when their size, with the
+/// commit's, would pass the transaction's limit (none at all for records near 400 KB).
+fn committed_with(records: &[Item], page_bytes: usize) -> usize {
+    let len = records.len();
+    let mut at = len.saturating_sub(1) / MAX_BATCH_WRITE * MAX_BATCH_WRITE;
+    let mut bytes = page_bytes + records[at..].iter().map(item_size).sum::<usize>();
+    while bytes > MAX_TRANSACTION_BYTES && at < len {
+        bytes -= item_size(&records[at]);
+        at += 1;
+    }
+    at
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<AttributeValue, PortError> {
@@ -408,6 +429,54 @@ impl RecordStore for DynamoTable {
         self.batch_put(items).await
     }
 
+    async fn write_page(
+        &self,
+        feed: &FeedKey,
+        records: &[StoredRecord],
+        page: &FeedPage,
+    ) -> Result<(), PortError> {
+        // One write a record, its last: a transaction cannot name an item twice.
+        let mut seen = std::collections::HashSet::with_capacity(records.len());
+        let mut last: Vec<&StoredRecord> = records
+            .iter()
+            .rev()
+            .filter(|r| seen.insert(r.id.as_str()))
+            .collect();
+        last.reverse();
+        let mut items = last
+            .into_iter()
+            .map(|r| record_item(feed, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let page_it = page_item(feed, page)?;
+        let tail = items.split_off(committed_with(&items, item_size(&page_it)));
+        // The records before the tail are durable before the transaction is sent.
+        self.batch_put(items).await?;
+        if tail.is_empty() {
+            return self.commit_page(feed, page).await;
+        }
+        let page = page_it;
+        let mut actions = tail
+            .into_iter()
+            .map(|it| put(self.name(), it, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        actions.push(put(self.name(), page, Some("attribute_not_exists(pk)"))?);
+        let mut attempt = 0;
+        loop {
+            match self.transact_checked(actions.clone()).await {
+                Ok(Ok(())) => return Ok(()),
+                // Only the commit has a condition: the page exists (another writer).
+                Ok(Err(_)) => return Err(conflict("TransactWriteItems")),
+                // Cancelled for another reason (throttled, or a concurrent write of one of its
+                // records): none of it was written, so it is sent again.
+                Err(PortError::Conflict { .. }) if attempt < Backoff::BATCH.max_retries => {
+                    tokio::time::sleep(Backoff::BATCH.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn commit_page(&self, feed: &FeedKey, page: &FeedPage) -> Result<(), PortError> {
         if self
             .put_conditional(page_item(feed, page)?, "attribute_not_exists(pk)")
@@ -668,6 +737,140 @@ mod tests {
             .find(|w| w["PutRequest"]["Item"]["sk"]["S"] == "r0")
             .unwrap();
         assert_eq!(r0["PutRequest"]["Item"]["data"]["S"], "{\"v\":53}");
+    }
+
+    fn a_page(seq: u64) -> FeedPage {
+        FeedPage {
+            seq,
+            run_id: SyncRunId::generate(),
+            entries: vec!["r0".into()],
+            committed_at_ms: 1,
+            run_position: None,
+            run_stats: Default::default(),
+            expires_at_s: None,
+        }
+    }
+
+    /// The sort keys a transaction puts, and the condition of each put.
+    fn transaction(call: &Call) -> Vec<(String, Option<String>)> {
+        call.body["TransactItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["Put"]["Item"]["sk"]["S"].as_str().unwrap().to_owned(),
+                    t["Put"]["ConditionExpression"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_page_is_committed_with_its_last_records_in_one_transaction_after_the_others() {
+        let aws = Recorder::start();
+        let feed = feed();
+        let page = a_page(7);
+        for (n, batches, in_transaction) in [
+            (100, vec![25, 25, 25], 25),
+            (101, vec![25, 25, 25, 25], 1),
+            (90, vec![25, 25, 25], 15),
+            (25, vec![], 25),
+            (1, vec![], 1),
+        ] {
+            let records: Vec<StoredRecord> = (0..n)
+                .map(|i| record(&format!("r{i:03}"), format!("{{\"v\":{i}}}")))
+                .collect();
+            aws.records()
+                .write_page(&feed, &records, &page)
+                .await
+                .unwrap();
+            let calls = aws.take();
+            let operations: Vec<&str> = calls.iter().map(Call::operation).collect();
+            let mut expected = vec!["BatchWriteItem"; batches.len()];
+            expected.push("TransactWriteItems");
+            assert_eq!(operations, expected, "{n} records");
+            let sizes: Vec<usize> = calls[..batches.len()]
+                .iter()
+                .map(|c| keys(c).len())
+                .collect();
+            assert_eq!(sizes, batches, "{n} records");
+            let last = transaction(calls.last().unwrap());
+            assert_eq!(last.len(), in_transaction + 1, "{n} records");
+            // The records the batches did not write, in order, then the conditional commit.
+            let first = n - in_transaction;
+            for (i, (sk, condition)) in last[..in_transaction].iter().enumerate() {
+                assert_eq!(*sk, format!("r{:03}", first + i));
+                assert_eq!(*condition, None);
+            }
+            assert_eq!(
+                last[in_transaction],
+                (page_sk(7), Some("attribute_not_exists(pk)".to_owned()))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_without_records_is_one_conditional_put_and_large_records_leave_the_transaction_under_4_mb()
+     {
+        let aws = Recorder::start();
+        let feed = feed();
+        aws.records()
+            .write_page(&feed, &[], &a_page(1))
+            .await
+            .unwrap();
+        let calls = aws.take();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].operation(), "PutItem");
+        assert_eq!(
+            calls[0].body["ConditionExpression"],
+            "attribute_not_exists(pk)"
+        );
+
+        // 30 records of 300 KB: the five after the first batch would make 1.5 MB, under 4 MB;
+        // 20 of them (the last 20 after none in batches) would not.
+        let big = |i: usize| record(&format!("b{i:02}"), format!("\"{}\"", "x".repeat(300_000)));
+        let records: Vec<StoredRecord> = (0..20).map(big).collect();
+        aws.records()
+            .write_page(&feed, &records, &a_page(2))
+            .await
+            .unwrap();
+        let calls = aws.take();
+        let last = calls.last().unwrap();
+        assert_eq!(last.operation(), "TransactWriteItems");
+        let size: usize = last.body.to_string().len();
+        assert!(size < 4_000_000, "a transaction of {size} bytes");
+        let in_transaction = transaction(last).len() - 1;
+        assert_eq!(in_transaction, 13, "as many as fit under 4 MB");
+        let batched: usize = calls[..calls.len() - 1].iter().map(|c| keys(c).len()).sum();
+        assert_eq!(batched + in_transaction, 20);
+    }
+
+    #[tokio::test]
+    async fn a_record_written_twice_in_a_page_is_written_once_with_its_last_content() {
+        let aws = Recorder::start();
+        let records = vec![
+            record("a", "1".into()),
+            record("b", "2".into()),
+            record("a", "3".into()),
+        ];
+        aws.records()
+            .write_page(&feed(), &records, &a_page(1))
+            .await
+            .unwrap();
+        let calls = aws.take();
+        assert_eq!(calls.len(), 1);
+        let items = calls[0].body["TransactItems"].as_array().unwrap();
+        let written: Vec<(&str, &str)> = items[..2]
+            .iter()
+            .map(|t| {
+                (
+                    t["Put"]["Item"]["sk"]["S"].as_str().unwrap(),
+                    t["Put"]["Item"]["data"]["S"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(written, [("b", "2"), ("a", "3")]);
     }
 
     #[tokio::test]

@@ -159,6 +159,26 @@ pub trait RecordStore: Send + Sync {
         page: &FeedPage,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Writes a page's changed records, then commits the page: the page is committed only once
+    /// every one of them is durable, and when the commit is refused ([`PortError::Conflict`]) the
+    /// records written stay uncommitted (the next writer of the page writes them again). A store
+    /// may write the last of the records and the commit atomically, in fewer requests than
+    /// [`RecordStore::put_records`] then [`RecordStore::commit_page`], which is what this does by
+    /// default.
+    fn write_page(
+        &self,
+        feed: &FeedKey,
+        records: &[StoredRecord],
+        page: &FeedPage,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        async move {
+            if !records.is_empty() {
+                self.put_records(feed, records).await?;
+            }
+            self.commit_page(feed, page).await
+        }
+    }
+
     /// The last committed page (strongly consistent).
     fn last_page(
         &self,
@@ -354,7 +374,7 @@ pub struct Fetched {
     pub data: String,
 }
 
-/// What staging a page wrote.
+/// What staging a page found: the records to write and the page's entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Staged {
     /// The changed ids, in the order of their positions in page `seq`.
@@ -363,6 +383,9 @@ pub struct Staged {
     pub unchanged: Vec<String>,
     /// Added, updated and unchanged counts.
     pub stats: RunStats,
+    /// The changed records, at their positions in page `seq`: written with the page by
+    /// [`RecordStore::write_page`].
+    pub writes: Vec<StoredRecord>,
 }
 
 /// Records ids a store request reads or writes at most (DynamoDB's `BatchGetItem` limit).
@@ -373,8 +396,8 @@ pub const META_BATCH: usize = 100;
 /// one whose change sits in a page that was never committed (a writer that stopped between its
 /// records and its commit: `position.page >= seq`) is written again with the same action, so the
 /// change reaches the feed; anything else is unchanged and not rewritten. A record that appears
-/// twice in the page counts once, with its last content. Returns once every changed record is
-/// durable; the caller then commits the page with [`RecordStore::commit_page`].
+/// twice in the page counts once, with its last content. Writes nothing: the caller writes the
+/// changed records and commits the page in one [`RecordStore::write_page`].
 pub async fn stage_page<R: RecordStore>(
     store: &R,
     feed: &FeedKey,
@@ -474,7 +497,6 @@ pub async fn stage_page_after<R: RecordStore>(
         meta.extend(store.record_meta(feed, chunk).await?);
     }
     let mut staged = Staged::default();
-    let mut writes = Vec::new();
     for id in order {
         let Some(data) = latest.remove(&id) else {
             continue;
@@ -498,7 +520,7 @@ pub async fn stage_page_after<R: RecordStore>(
         }
         let index = u32::try_from(staged.entries.len()).unwrap_or(u32::MAX);
         staged.entries.push(id.clone());
-        writes.push(StoredRecord {
+        let record = StoredRecord {
             id,
             data,
             hash,
@@ -508,19 +530,17 @@ pub async fn stage_page_after<R: RecordStore>(
             run_id: run_id.clone(),
             position: FeedPosition { page: seq, index },
             expires_at_s,
-        });
-    }
-    if !writes.is_empty() {
-        store.put_records(feed, &writes).await?;
-        for w in &writes {
-            recent.remember(w);
-        }
+        };
+        // Remembered now: a write that fails ends the writer's invocation, and its memory.
+        recent.remember(&record);
+        staged.writes.push(record);
     }
     Ok(staged)
 }
 
-/// Tombstones `ids` (stored, not yet deleted) as feed page `seq`, keeping their last content:
-/// returns the entries to commit.
+/// Tombstones of `ids` (stored, not yet deleted) as feed page `seq`, keeping their last content:
+/// the records to write with the page and its entries (`stats.deleted` counts them). Writes
+/// nothing, like [`stage_page`].
 pub async fn stage_deletions<R: RecordStore>(
     store: &R,
     feed: &FeedKey,
@@ -529,7 +549,7 @@ pub async fn stage_deletions<R: RecordStore>(
     now_ms: EpochMillis,
     expires_at_s: Option<i64>,
     ids: &[String],
-) -> Result<Vec<String>, PortError> {
+) -> Result<Staged, PortError> {
     let mut records = Vec::new();
     for chunk in ids.chunks(META_BATCH) {
         records.extend(store.get_records(feed, chunk).await?);
@@ -548,10 +568,15 @@ pub async fn stage_deletions<R: RecordStore>(
         r.expires_at_s = expires_at_s;
         entries.push(r.id.clone());
     }
-    if !records.is_empty() {
-        store.put_records(feed, &records).await?;
-    }
-    Ok(entries)
+    Ok(Staged {
+        stats: RunStats {
+            deleted: entries.len() as u64,
+            ..RunStats::default()
+        },
+        entries,
+        unchanged: Vec::new(),
+        writes: records,
+    })
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tributary_core::ids::{ConnectionId, SyncRunId, TenantId};
 use tributary_core::records::{
-    FeedFilter, FeedKey, FeedPage, FeedPosition, Fetched, RecordAction, RecordStore, read_feed,
-    stage_deletions, stage_page,
+    FeedFilter, FeedKey, FeedPage, FeedPosition, Fetched, RecordAction, RecordStore, Staged,
+    read_feed, stage_deletions, stage_page,
 };
 use tributary_core::sync::RunStats;
 use tributary_testing::MemStore;
@@ -26,14 +26,16 @@ fn record(n: u32, version: u32) -> Fetched {
     }
 }
 
-async fn commit(store: &MemStore, feed: &FeedKey, run: &SyncRunId, seq: u64, entries: Vec<String>) {
+/// Writes what staging found as page `seq` and commits it.
+async fn commit(store: &MemStore, feed: &FeedKey, run: &SyncRunId, seq: u64, staged: Staged) {
     store
-        .commit_page(
+        .write_page(
             feed,
+            &staged.writes,
             &FeedPage {
                 seq,
                 run_id: run.clone(),
-                entries,
+                entries: staged.entries,
                 committed_at_ms: 0,
                 run_position: None,
                 run_stats: RunStats::default(),
@@ -98,9 +100,10 @@ async fn readers_walking_the_feed_while_a_sync_writes_see_every_change_once_and_
         .await
         .unwrap();
         // Readers read between the records' writes and the commit, and after it.
+        store.put_records(&feed, &staged.writes).await.unwrap();
         for phase in 0..2 {
             if phase == 1 {
-                commit(&store, &feed, &run, seq, staged.entries.clone()).await;
+                commit(&store, &feed, &run, seq, staged.clone()).await;
             }
             for (limit, cursor, seen, positions) in &mut readers {
                 let read = read_feed(&store, &feed, *cursor, *limit, &FeedFilter::default())
@@ -170,11 +173,12 @@ async fn a_change_staged_but_never_committed_is_staged_again_by_the_next_writer(
     )
     .await
     .unwrap();
-    commit(&store, &feed, &run, 1, staged.entries).await;
+    commit(&store, &feed, &run, 1, staged).await;
     // A writer stores record 1's new version as page 2, then stops before committing.
-    stage_page(&store, &feed, &run, 2, 2, None, vec![record(1, 2)])
+    let lost = stage_page(&store, &feed, &run, 2, 2, None, vec![record(1, 2)])
         .await
         .unwrap();
+    store.put_records(&feed, &lost.writes).await.unwrap();
     // The next writer reads the same data: the change must still reach the feed.
     let again = stage_page(
         &store,
@@ -189,7 +193,7 @@ async fn a_change_staged_but_never_committed_is_staged_again_by_the_next_writer(
     .unwrap();
     assert_eq!(again.entries, vec!["c0001".to_owned()]);
     assert_eq!((again.stats.updated, again.stats.unchanged), (1, 1));
-    commit(&store, &feed, &run, 2, again.entries).await;
+    commit(&store, &feed, &run, 2, again).await;
     let read = read_feed(
         &store,
         &feed,
@@ -219,7 +223,7 @@ async fn deletions_are_tombstones_in_the_feed_and_a_record_that_returns_is_added
     )
     .await
     .unwrap();
-    commit(&store, &feed, &run, 1, staged.entries).await;
+    commit(&store, &feed, &run, 1, staged).await;
     let gone = stage_deletions(
         &store,
         &feed,
@@ -232,15 +236,16 @@ async fn deletions_are_tombstones_in_the_feed_and_a_record_that_returns_is_added
     .await
     .unwrap();
     assert_eq!(
-        gone,
+        gone.entries,
         vec!["c0002".to_owned()],
         "only stored records are deleted"
     );
+    assert_eq!(gone.stats.deleted, 1);
     commit(&store, &feed, &run, 2, gone).await;
     let back = stage_page(&store, &feed, &run, 3, 3, None, vec![record(2, 1)])
         .await
         .unwrap();
-    commit(&store, &feed, &run, 3, back.entries).await;
+    commit(&store, &feed, &run, 3, back).await;
     let all = read_feed(&store, &feed, None, 10, &FeedFilter::default())
         .await
         .unwrap();
@@ -285,9 +290,10 @@ async fn a_writer_compares_its_own_recent_writes_without_reading_them_back() {
     let run = SyncRunId::generate();
     let mut recent = RecentWrites::new(2);
     let first = vec![record(1, 1), record(2, 1), record(3, 1)];
-    stage_page_after(&store, &feed, &run, 1, 1, None, first, &mut recent)
+    let staged = stage_page_after(&store, &feed, &run, 1, 1, None, first, &mut recent)
         .await
         .unwrap();
+    store.put_records(&feed, &staged.writes).await.unwrap();
     let reads = store.calls("record_meta");
     // Records 2 and 3 are remembered (capacity 2): no read for them, the same content is unchanged.
     let again = stage_page_after(

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tributary_core::ids::{ConnectionId, SyncRunId, TenantId};
 use tributary_core::ports::QueueDepth;
 use tributary_core::records::{
-    FeedKey, FeedPage, Fetched, RecordStore as _, stage_deletions, stage_page,
+    FeedKey, FeedPage, Fetched, RecordStore as _, Staged, stage_deletions, stage_page,
 };
 use tributary_core::time::EpochMillis;
 
@@ -65,7 +65,7 @@ impl Setup {
         let staged = stage_page(store, &self.feed, &run, seq, at_ms, None, fetched)
             .await
             .unwrap();
-        self.commit(seq, run, staged.entries, at_ms).await;
+        self.commit(seq, run, staged, at_ms).await;
     }
 
     /// Tombstones `ids` as the feed's next page.
@@ -74,23 +74,27 @@ impl Setup {
         let seq = store.last_page(&self.feed).await.unwrap().unwrap().seq + 1;
         let run = SyncRunId::generate();
         let ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
-        let entries = stage_deletions(store, &self.feed, &run, seq, at_ms, None, &ids)
+        let staged = stage_deletions(store, &self.feed, &run, seq, at_ms, None, &ids)
             .await
             .unwrap();
-        self.commit(seq, run, entries, at_ms).await;
+        self.commit(seq, run, staged, at_ms).await;
     }
 
-    async fn commit(&self, seq: u64, run_id: SyncRunId, entries: Vec<String>, at_ms: EpochMillis) {
+    async fn commit(&self, seq: u64, run_id: SyncRunId, staged: Staged, at_ms: EpochMillis) {
         let page = FeedPage {
             seq,
             run_id,
-            entries,
+            entries: staged.entries,
             committed_at_ms: at_ms,
             run_position: None,
             run_stats: Default::default(),
             expires_at_s: None,
         };
-        self.d.store.commit_page(&self.feed, &page).await.unwrap();
+        self.d
+            .store
+            .write_page(&self.feed, &staged.writes, &page)
+            .await
+            .unwrap();
     }
 
     async fn read(&self, query: &str) -> Res {
