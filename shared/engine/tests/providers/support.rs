@@ -195,3 +195,31 @@ pub fn verified_event(
         other => panic!("expected a verified event, got {other:?}"),
     }
 }
+
+/// Matches a request whose query is exactly these name/value pairs (decoded, in any order, a
+/// pair given twice expected twice): a parameter the spec sends twice, or one the test does not
+/// name, makes the request unmatched (the mock server then answers 404 and the read fails).
+pub fn query_exactly(pairs: &[(&str, &str)]) -> ExactQuery {
+    let mut expected: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    expected.sort();
+    ExactQuery(expected)
+}
+
+/// See [`query_exactly`].
+#[derive(Debug, Clone)]
+pub struct ExactQuery(Vec<(String, String)>);
+
+impl wiremock::Match for ExactQuery {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        let mut got: Vec<(String, String)> = request
+            .url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        got.sort();
+        got == self.0
+    }
+}
