@@ -81,6 +81,10 @@ async fn run_to_end(c: &Client, stack: &Stack, sync: &str) -> Value {
         .ok("POST", &format!("/v1/syncs/{sync}/runs"), Some(json!({})))
         .await;
     let run_id = run["id"].as_str().expect("run id").to_owned();
+    wait_for_end(c, stack, sync, &run_id).await
+}
+
+async fn wait_for_end(c: &Client, stack: &Stack, sync: &str, run_id: &str) -> Value {
     eventually(
         Duration::from_secs(240),
         Duration::from_millis(500),
@@ -98,23 +102,9 @@ async fn run_to_end(c: &Client, stack: &Stack, sync: &str) -> Value {
     .unwrap_or_else(|e| panic!("{e}\n{}", stack_logs(stack)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_imports_stripe_customers_and_reads_exactly_the_changes() {
-    // Arrange: a local Stripe, and a stack whose connector continues a run every 2 seconds.
-    let stripe = LocalStripe::with_customers(10_000);
-    let server = stripe.start().await;
-    let mut parameters = BTreeMap::new();
-    parameters.insert(
-        "ProviderOrigins".to_owned(),
-        format!("stripe={}", server.uri()),
-    );
-    parameters.insert("SyncTimeBudgetSeconds".to_owned(), "2".to_owned());
-    let stack = Stack::start(StackOptions {
-        parameters,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+/// A tenant on `stack` with a key, a Stripe integration, a connection with the local Stripe's
+/// key, and an hourly sync of its customers: the tenant's client, the connection and the sync.
+async fn stripe_sync(stack: &Stack) -> (Client, String, String) {
     let http = tributary_http::tls::reqwest_builder()
         .timeout(Duration::from_secs(35))
         .build()
@@ -171,6 +161,27 @@ async fn a_tenant_imports_stripe_customers_and_reads_exactly_the_changes() {
         )
         .await;
     let sync_id = sync["id"].as_str().unwrap().to_owned();
+    (c, conn, sync_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_imports_stripe_customers_and_reads_exactly_the_changes() {
+    // Arrange: a local Stripe, and a stack whose connector continues a run every 2 seconds.
+    let stripe = LocalStripe::with_customers(10_000);
+    let server = stripe.start().await;
+    let mut parameters = BTreeMap::new();
+    parameters.insert(
+        "ProviderOrigins".to_owned(),
+        format!("stripe={}", server.uri()),
+    );
+    parameters.insert("SyncTimeBudgetSeconds".to_owned(), "2".to_owned());
+    let stack = Stack::start(StackOptions {
+        parameters,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let (c, conn, sync_id) = stripe_sync(&stack).await;
 
     // Act 1: the first run imports everything.
     let run = run_to_end(&c, &stack, &sync_id).await;
@@ -243,5 +254,79 @@ async fn a_tenant_imports_stripe_customers_and_reads_exactly_the_changes() {
         .await;
     assert_eq!(one["action"], "UPDATED");
     assert_eq!(one["data"]["description"], "Customer number 500, version 2");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_killed_mid_page_resumes_from_its_last_committed_page() {
+    // Arrange: a slow local Stripe (each page answers after 400 ms), and a stack whose connector
+    // times out after 6 s and whose jobs come back 10 s after a failed invocation (the template's
+    // 300 s and 1,800 s would make the test wait half an hour).
+    let stripe = LocalStripe::with_customers(3_000);
+    stripe.delay(Duration::from_millis(400));
+    let server = stripe.start().await;
+    let mut parameters = BTreeMap::new();
+    parameters.insert(
+        "ProviderOrigins".to_owned(),
+        format!("stripe={}", server.uri()),
+    );
+    let stack = Stack::start(StackOptions {
+        parameters,
+        property_overrides: vec![
+            ("ConnectorFunction".into(), "Timeout".into(), json!(6)),
+            ("JobsQueue".into(), "VisibilityTimeout".into(), json!(10)),
+        ],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let (c, conn, sync_id) = stripe_sync(&stack).await;
+
+    // Act: a run; while its eighth page is in flight, the connector's process is killed.
+    let run = c
+        .ok(
+            "POST",
+            &format!("/v1/syncs/{sync_id}/runs"),
+            Some(json!({})),
+        )
+        .await;
+    let run_id = run["id"].as_str().expect("run id").to_owned();
+    let requested = || stripe.page_requests().values().sum::<usize>();
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            match requested() {
+                n if n >= 8 => Ok(()),
+                n => Err(format!("{n} pages requested")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack_logs(&stack)));
+    stack.crash("tributary-connector").expect("crash");
+    let at_crash = stripe.page_requests();
+
+    // Assert: the job comes back, waits for the dead invocation's lease to expire, and the run
+    // resumes from its last committed page: every customer once, only the page in flight
+    // fetched again.
+    let run = wait_for_end(&c, &stack, &sync_id, &run_id).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{}", stack_logs(&stack));
+    assert_eq!(run["stats"]["added"], 3_000, "{run}");
+    assert!(
+        at_crash.values().sum::<usize>() < 30,
+        "killed mid-run: {at_crash:?}"
+    );
+    assert_eq!(
+        stripe.pages_fetched_twice(),
+        1,
+        "the page in flight, and only it, is fetched again: {:?}",
+        stripe.page_requests()
+    );
+    let (all, _) = read_feed(&c, &conn, None).await;
+    assert_eq!(all.len(), 3_000, "no record twice in the feed");
+    let ids: BTreeSet<String> = all.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, stripe.customers().keys().cloned().collect());
+    assert!(all.iter().all(|(_, action)| action == "ADDED"));
     stack.shutdown().await;
 }

@@ -89,6 +89,12 @@ impl Group {
         self.child.wait().await
     }
 
+    /// Kills the whole group at once (SIGKILL), as a crash, and waits for the leader to exit.
+    pub(crate) async fn kill(mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = self.child.wait().await;
+    }
+
     /// Asks the whole group to stop (SIGTERM), waits up to `grace`, then kills it (SIGKILL).
     pub(crate) async fn stop(mut self, grace: Duration) {
         self.signal(Signal::SIGTERM);

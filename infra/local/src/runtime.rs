@@ -88,6 +88,7 @@ pub(crate) struct FunctionHost {
     queue: mpsc::Sender<Invocation>,
     shared: Arc<Shared>,
     replace: Arc<Notify>,
+    crash: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -132,11 +133,13 @@ impl FunctionHost {
             }
         });
         let replace = Arc::new(Notify::new());
+        let crash = Arc::new(Notify::new());
         let supervisor = tokio::spawn(supervise(
             spec.clone(),
             addr,
             shared.clone(),
             replace.clone(),
+            crash.clone(),
         ));
         Ok(Self {
             name: spec.name,
@@ -144,6 +147,7 @@ impl FunctionHost {
             queue,
             shared,
             replace,
+            crash,
             tasks: vec![server, supervisor],
         })
     }
@@ -154,6 +158,11 @@ impl FunctionHost {
         tokio::time::timeout(within, polling.wait_for(|p| *p))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Kills the process at once (SIGKILL), as a crashed sandbox; it is replaced like one.
+    pub(crate) fn crash(&self) {
+        self.crash.notify_one();
     }
 
     /// The function's name.
@@ -204,7 +213,13 @@ impl Drop for FunctionHost {
     }
 }
 
-async fn supervise(spec: ProcessSpec, addr: SocketAddr, shared: Arc<Shared>, replace: Arc<Notify>) {
+async fn supervise(
+    spec: ProcessSpec,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    replace: Arc<Notify>,
+    crash: Arc<Notify>,
+) {
     loop {
         let mut command = tokio::process::Command::new(&spec.binary);
         command
@@ -248,6 +263,11 @@ async fn supervise(spec: ProcessSpec, addr: SocketAddr, shared: Arc<Shared>, rep
                 tracing::warn!(function = %spec.name, "function timed out; replacing its process");
                 group.stop(Duration::ZERO).await;
                 "the function process was replaced after a timeout".to_owned()
+            }
+            () = crash.notified() => {
+                tracing::warn!(function = %spec.name, "function process killed (a crash); restarting");
+                group.kill().await;
+                "the function process crashed (killed)".to_owned()
             }
         };
         // First release the dead process's pending poll, so no invocation is handed to it, then fail

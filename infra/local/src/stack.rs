@@ -84,6 +84,10 @@ pub struct StackOptions {
     /// table for a transaction while other requests write it, and fails the transaction with a
     /// 500 AWS never gives. For runs with heavy concurrent traffic (`make fuzz-api`).
     pub serialized_moto: bool,
+    /// Resource properties set over the template's: `(logical id, property, value)`, each of
+    /// which must exist. Tests shorten the connector's `Timeout` and the jobs queue's
+    /// `VisibilityTimeout` with it, so that a crashed invocation is retried within a test's time.
+    pub property_overrides: Vec<(String, String, serde_json::Value)>,
 }
 
 impl Default for StackOptions {
@@ -104,6 +108,7 @@ impl Default for StackOptions {
             log_format: None,
             log_level: None,
             serialized_moto: false,
+            property_overrides: Vec::new(),
         }
     }
 }
@@ -140,7 +145,10 @@ impl Stack {
     /// Starts moto, creates the template's resources, starts the functions and the event sources,
     /// and returns once the gateway accepts requests and every function has initialised.
     pub async fn start(options: StackOptions) -> Result<Self, Error> {
-        let template = Template::load(&options.template)?;
+        let mut template = Template::load(&options.template)?;
+        for (logical_id, property, value) in &options.property_overrides {
+            template.override_property(logical_id, property, value.clone())?;
+        }
         let functions = template.functions()?;
         // Bound first: a port in use (another `make dev`) fails before anything is started.
         let listener = bind_gateway(options.gateway_port).await?;
@@ -347,6 +355,23 @@ impl Stack {
     /// An SDK configuration for the stack's moto.
     pub async fn sdk_config(&self) -> SdkConfig {
         crate::moto::sdk_config(self.endpoint_url()).await
+    }
+
+    /// Kills a function's process (SIGKILL, binaries mode), as a crashed sandbox: what it was
+    /// invoked with fails, and a new process takes the next invocation.
+    pub fn crash(&self, function: &str) -> Result<(), InvokeError> {
+        match &self.invoker {
+            Invoker::Binaries(hosts) => match hosts.get(function) {
+                Some(host) => {
+                    host.crash();
+                    Ok(())
+                }
+                None => Err(InvokeError::Unavailable(format!("no function {function}"))),
+            },
+            Invoker::Watch(_) => Err(InvokeError::Unavailable(
+                "cargo lambda watch's processes are not the stack's to kill".into(),
+            )),
+        }
     }
 
     /// Invokes a function directly (as `aws lambda invoke` would), bypassing the event sources.

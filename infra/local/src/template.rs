@@ -168,6 +168,29 @@ impl Template {
         })
     }
 
+    /// Sets property `property` of resource `logical_id` (which must exist, and have it): how tests
+    /// shorten a function's `Timeout` or a queue's `VisibilityTimeout`.
+    pub fn override_property(
+        &mut self,
+        logical_id: &str,
+        property: &str,
+        value: Value,
+    ) -> Result<(), Error> {
+        let slot = self
+            .resources
+            .get_mut(logical_id)
+            .and_then(|r| r.get_mut("Properties"))
+            .and_then(Value::as_object_mut)
+            .and_then(|props| props.get_mut(property))
+            .ok_or_else(|| {
+                Error::Template(format!(
+                    "cannot override {logical_id}.Properties.{property}: the template has no such property"
+                ))
+            })?;
+        *slot = value;
+        Ok(())
+    }
+
     /// Every parameter's `Default`, as CloudFormation passes parameters: strings.
     pub fn parameter_defaults(&self) -> BTreeMap<String, String> {
         self.parameters
@@ -766,6 +789,23 @@ Resources:
 
     fn sample() -> Template {
         Template::parse(SAMPLE, Path::new("sample.yaml")).expect("sample parses")
+    }
+
+    #[test]
+    fn a_property_is_overridden_only_where_the_template_has_it() {
+        let mut t = sample();
+        t.override_property("Worker", "Timeout", serde_json::json!(5))
+            .expect("overridden");
+        assert_eq!(
+            t.function("Worker").expect("function").timeout,
+            Duration::from_secs(5)
+        );
+        for (id, property) in [("Worker", "Timeut"), ("Nobody", "Timeout")] {
+            let e = t
+                .override_property(id, property, serde_json::json!(5))
+                .expect_err("refused");
+            assert!(e.to_string().contains(property), "{e}");
+        }
     }
 
     #[test]

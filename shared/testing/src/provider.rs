@@ -25,6 +25,8 @@ struct State {
     throttled: usize,
     /// Pretty-print bodies, as a Stripe emulator does.
     pretty: bool,
+    /// How long each list page takes to answer.
+    delay: Option<std::time::Duration>,
 }
 
 /// The local Stripe. Clones share the dataset and the counts.
@@ -97,6 +99,12 @@ impl LocalStripe {
     /// Pretty-prints every body from now on.
     pub fn pretty(&self) {
         self.state().pretty = true;
+    }
+
+    /// Answers each list page after `delay`: a slow provider, so that a test can act while a
+    /// page is in flight.
+    pub fn delay(&self, delay: std::time::Duration) {
+        self.state().delay = Some(delay);
     }
 
     /// Page requests answered with data, by their `starting_after` (`""` for the first page).
@@ -198,6 +206,10 @@ impl Respond for LocalStripe {
             serde_json::to_string(&body)
         }
         .unwrap_or_default();
-        ResponseTemplate::new(200).set_body_raw(text, "application/json")
+        let answer = ResponseTemplate::new(200).set_body_raw(text, "application/json");
+        match state.delay {
+            Some(delay) => answer.set_delay(delay),
+            None => answer,
+        }
     }
 }
