@@ -1,11 +1,12 @@
 //! Airtable: Bearer token, base and table in the path, `pageSize` and the `offset` token until
-//! it is absent, 429 retried, batch record creation. A table name is one percent-encoded segment.
+//! it is absent, 429 retried, the base schema read unpaged, batch record creation. A table name
+//! is one percent-encoded segment.
 
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{engine, mocked, read_all, spec};
+use crate::support::{engine, mocked, query_exactly, read_all, spec};
 
 const TOKEN: &[(&str, &str)] = &[("personal_access_token", "patAbC.123")];
 const CONFIG: &[(&str, &str)] = &[("base_id", "appAbCdEfGhIjKlMn"), ("table", "Tasks list")];
@@ -16,8 +17,7 @@ async fn airtable_records_follow_offset_until_absent() {
     Mock::given(method("GET"))
         .and(path("/v0/appAbCdEfGhIjKlMn/Tasks%20list"))
         .and(header("authorization", "Bearer patAbC.123"))
-        .and(query_param("pageSize", "100"))
-        .and(query_param_is_missing("offset"))
+        .and(query_exactly(&[("pageSize", "100")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "records": [
                 {"id": "rec560UJdUtocSouk", "createdTime": "2022-09-12T21:03:48.000Z", "fields": {"Name": "A"}},
@@ -30,7 +30,10 @@ async fn airtable_records_follow_offset_until_absent() {
         .await;
     Mock::given(method("GET"))
         .and(path("/v0/appAbCdEfGhIjKlMn/Tasks%20list"))
-        .and(query_param("offset", "itrHt0Ts3ioklL1Nt/rec3lbPRG4aVqkeOQ"))
+        .and(query_exactly(&[
+            ("pageSize", "100"),
+            ("offset", "itrHt0Ts3ioklL1Nt/rec3lbPRG4aVqkeOQ"),
+        ]))
         .respond_with(ResponseTemplate::new(429).set_body_json(json!({
             "errors": [{"error": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded. Please try again later"}]
         })))
@@ -40,8 +43,10 @@ async fn airtable_records_follow_offset_until_absent() {
     Mock::given(method("GET"))
         .and(path("/v0/appAbCdEfGhIjKlMn/Tasks%20list"))
         .and(header("authorization", "Bearer patAbC.123"))
-        .and(query_param("pageSize", "100"))
-        .and(query_param("offset", "itrHt0Ts3ioklL1Nt/rec3lbPRG4aVqkeOQ"))
+        .and(query_exactly(&[
+            ("pageSize", "100"),
+            ("offset", "itrHt0Ts3ioklL1Nt/rec3lbPRG4aVqkeOQ"),
+        ]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "records": [{"id": "recZ9", "createdTime": "2022-09-13T10:00:00.000Z", "fields": {"Name": "C"}}]
         })))
@@ -64,6 +69,55 @@ async fn airtable_records_follow_offset_until_absent() {
     );
     assert_eq!(got.pages, 2);
     assert_eq!(got.retries, 1);
+}
+
+/// The base schema answers every table in one response with no `offset`: the read sends no page
+/// parameter (Airtable documents none for this endpoint) and stops after it.
+#[tokio::test]
+async fn airtable_tables_read_the_base_schema_in_one_unpaged_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v0/meta/bases/appAbCdEfGhIjKlMn/tables"))
+        .and(header("authorization", "Bearer patAbC.123"))
+        .and(query_exactly(&[]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "tables": [
+                {
+                    "description": "Apartments to track.",
+                    "fields": [
+                        {"description": "Name of the apartment", "id": "fld1VnoyuotSTyxW1", "name": "Name", "type": "singleLineText"},
+                        {"id": "fldumZe00w09RYTW6", "name": "District", "type": "multipleRecordLinks",
+                         "options": {"inverseLinkFieldId": "fldWnCJlo2z6ttT8Y", "isReversed": false, "linkedTableId": "tblK6MZHez0ZvBChZ", "prefersSingleRecordLink": true}}
+                    ],
+                    "id": "tbltp8DGLhqbUmjK1",
+                    "name": "Apartments",
+                    "primaryFieldId": "fld1VnoyuotSTyxW1",
+                    "views": [{"id": "viwQpsuEDqHFqegkp", "name": "Grid view", "type": "grid"}]
+                },
+                {
+                    "fields": [{"id": "fldEVzvQOoULO38yl", "name": "Name", "type": "singleLineText"}],
+                    "id": "tblK6MZHez0ZvBChZ",
+                    "name": "Districts",
+                    "primaryFieldId": "fldEVzvQOoULO38yl",
+                    "views": [{"id": "viwi3KXvrKug2mIBS", "name": "Grid view", "type": "grid"}]
+                }
+            ]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("airtable"),
+        "tables",
+        &mocked(&server, "/v0", CONFIG, TOKEN),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("id"), ["tbltp8DGLhqbUmjK1", "tblK6MZHez0ZvBChZ"]);
+    assert_eq!(got.pages, 1);
 }
 
 #[tokio::test]

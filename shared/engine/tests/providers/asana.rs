@@ -4,13 +4,15 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{engine, mocked, read_all, spec};
+use crate::support::{engine, mocked, query_exactly, read_all, spec};
 
 const TOKEN: &[(&str, &str)] = &[("personal_access_token", "2/1200/1200:abc")];
 const WS: &[(&str, &str)] = &[("workspace", "12345")];
+const PROJECT_FIELDS: &str = "name,archived,created_at,modified_at,owner,team";
+const OFFSET: &str = "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9";
 
 #[tokio::test]
 async fn asana_projects_follow_next_page_offset() {
@@ -18,9 +20,11 @@ async fn asana_projects_follow_next_page_offset() {
     Mock::given(method("GET"))
         .and(path("/api/1.0/projects"))
         .and(header("authorization", "Bearer 2/1200/1200:abc"))
-        .and(query_param("workspace", "12345"))
-        .and(query_param("limit", "100"))
-        .and(query_param_is_missing("offset"))
+        .and(query_exactly(&[
+            ("workspace", "12345"),
+            ("opt_fields", PROJECT_FIELDS),
+            ("limit", "100"),
+        ]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": [{"gid": "1001", "name": "Roadmap"}, {"gid": "1002", "name": "Launch"}],
             "next_page": {"offset": "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9", "path": "/projects?limit=100&offset=eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9", "uri": "https://app.asana.com/api/1.0/projects?limit=100&offset=eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9"}
@@ -30,7 +34,12 @@ async fn asana_projects_follow_next_page_offset() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/1.0/projects"))
-        .and(query_param("offset", "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9"))
+        .and(query_exactly(&[
+            ("workspace", "12345"),
+            ("opt_fields", PROJECT_FIELDS),
+            ("limit", "100"),
+            ("offset", OFFSET),
+        ]))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", "1")
@@ -42,12 +51,12 @@ async fn asana_projects_follow_next_page_offset() {
     Mock::given(method("GET"))
         .and(path("/api/1.0/projects"))
         .and(header("authorization", "Bearer 2/1200/1200:abc"))
-        .and(query_param("workspace", "12345"))
-        .and(query_param("limit", "100"))
-        .and(query_param(
-            "offset",
-            "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9",
-        ))
+        .and(query_exactly(&[
+            ("workspace", "12345"),
+            ("opt_fields", PROJECT_FIELDS),
+            ("limit", "100"),
+            ("offset", OFFSET),
+        ]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": [{"gid": "1003", "name": "Hiring"}],
             "next_page": null
@@ -73,6 +82,72 @@ async fn asana_projects_follow_next_page_offset() {
         started.elapsed() >= Duration::from_millis(900),
         "Retry-After honoured"
     );
+}
+
+/// `GET /users` filtered to the workspace pages like the other lists (Asana's
+/// `/workspaces/{gid}/users` is unpaged and stops at 2000 users); `opt_fields` adds the email
+/// the compact user lacks, on every page.
+#[tokio::test]
+async fn asana_users_page_by_next_page_offset_with_their_email() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/users"))
+        .and(header("authorization", "Bearer 2/1200/1200:abc"))
+        .and(query_exactly(&[
+            ("workspace", "12345"),
+            ("opt_fields", "name,email"),
+            ("limit", "100"),
+        ]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [
+                {"gid": "12345678", "resource_type": "user", "name": "Greg Sanchez", "email": "gsanchez@example.com"},
+                {"gid": "12345679", "resource_type": "user", "name": "Tim Bizarro", "email": "tbizarro@example.com"}
+            ],
+            "next_page": {
+                "offset": OFFSET,
+                "path": format!("/users?workspace=12345&limit=100&offset={OFFSET}"),
+                "uri": format!("https://app.asana.com/api/1.0/users?workspace=12345&limit=100&offset={OFFSET}")
+            }
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/1.0/users"))
+        .and(header("authorization", "Bearer 2/1200/1200:abc"))
+        .and(query_exactly(&[
+            ("workspace", "12345"),
+            ("opt_fields", "name,email"),
+            ("limit", "100"),
+            ("offset", OFFSET),
+        ]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"gid": "12345680", "resource_type": "user", "name": "Ann Ng", "email": "ang@example.com"}],
+            "next_page": null
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("asana"),
+        "users",
+        &mocked(&server, "/api/1.0", WS, TOKEN),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("gid"), ["12345678", "12345679", "12345680"]);
+    assert_eq!(
+        got.ids("email"),
+        [
+            "gsanchez@example.com",
+            "tbizarro@example.com",
+            "ang@example.com"
+        ]
+    );
+    assert_eq!(got.pages, 2);
 }
 
 #[tokio::test]

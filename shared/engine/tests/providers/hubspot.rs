@@ -1,12 +1,16 @@
-//! HubSpot CRM v3: Bearer token, `limit` + `after` from `paging.next.after`, `RATE_LIMIT` 429s.
+//! HubSpot CRM v3: Bearer token, `limit` + `after` from `paging.next.after`, the same `properties`
+//! on every page, `RATE_LIMIT` 429s.
 
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{engine, mocked, read_all, spec};
+use crate::support::{engine, mocked, query_exactly, read_all, spec};
 
 const TOKEN: &[(&str, &str)] = &[("access_token", "pat-na1-11111111")];
+
+const CONTACT_PROPERTIES: &str =
+    "email,firstname,lastname,phone,company,lifecyclestage,lastmodifieddate";
 
 #[tokio::test]
 async fn hubspot_contacts_follow_after_cursor_across_pages() {
@@ -14,9 +18,11 @@ async fn hubspot_contacts_follow_after_cursor_across_pages() {
     Mock::given(method("GET"))
         .and(path("/crm/v3/objects/contacts"))
         .and(header("authorization", "Bearer pat-na1-11111111"))
-        .and(query_param("limit", "100"))
-        .and(query_param("archived", "false"))
-        .and(query_param_is_missing("after"))
+        .and(query_exactly(&[
+            ("properties", CONTACT_PROPERTIES),
+            ("archived", "false"),
+            ("limit", "100"),
+        ]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "results": [
                 {"id": "51", "properties": {"email": "a@example.com"}, "archived": false},
@@ -30,7 +36,12 @@ async fn hubspot_contacts_follow_after_cursor_across_pages() {
     // The second page is rate limited once, the way HubSpot answers a burst.
     Mock::given(method("GET"))
         .and(path("/crm/v3/objects/contacts"))
-        .and(query_param("after", "NTI1Cg%3D%3D"))
+        .and(query_exactly(&[
+            ("properties", CONTACT_PROPERTIES),
+            ("archived", "false"),
+            ("limit", "100"),
+            ("after", "NTI1Cg%3D%3D"),
+        ]))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("X-HubSpot-RateLimit-Remaining", "0")
@@ -48,8 +59,12 @@ async fn hubspot_contacts_follow_after_cursor_across_pages() {
     Mock::given(method("GET"))
         .and(path("/crm/v3/objects/contacts"))
         .and(header("authorization", "Bearer pat-na1-11111111"))
-        .and(query_param("limit", "100"))
-        .and(query_param("after", "NTI1Cg%3D%3D"))
+        .and(query_exactly(&[
+            ("properties", CONTACT_PROPERTIES),
+            ("archived", "false"),
+            ("limit", "100"),
+            ("after", "NTI1Cg%3D%3D"),
+        ]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "results": [{"id": "53", "properties": {"email": "c@example.com"}, "archived": false}]
         })))
@@ -70,6 +85,79 @@ async fn hubspot_contacts_follow_after_cursor_across_pages() {
     assert_eq!(got.ids("id"), ["51", "52", "53"]);
     assert_eq!(got.pages, 2);
     assert_eq!(got.retries, 1, "the RATE_LIMIT 429 is retried once");
+}
+
+/// Companies and deals page like contacts, each with its own `properties` list on every page
+/// (HubSpot returns only the default properties of an object without one).
+#[tokio::test]
+async fn hubspot_companies_and_deals_follow_after_cursor_with_their_properties() {
+    let cases = [
+        (
+            "companies",
+            "name,domain,industry,hs_lastmodifieddate",
+            [
+                json!({"id": "7001", "properties": {"name": "Acme", "domain": "acme.example"}, "createdAt": "2026-11-02T09:00:00.000Z", "updatedAt": "2026-11-30T10:00:00.000Z", "archived": false}),
+                json!({"id": "7002", "properties": {"name": "Globex", "domain": "globex.example"}, "createdAt": "2026-11-03T09:00:00.000Z", "updatedAt": "2026-11-30T11:00:00.000Z", "archived": false}),
+                json!({"id": "7003", "properties": {"name": "Initech", "domain": "initech.example"}, "createdAt": "2026-11-04T09:00:00.000Z", "updatedAt": "2026-11-30T12:00:00.000Z", "archived": false}),
+            ],
+            ["7001", "7002", "7003"],
+        ),
+        (
+            "deals",
+            "dealname,amount,dealstage,pipeline,closedate,hs_lastmodifieddate",
+            [
+                json!({"id": "9001", "properties": {"dealname": "Renewal", "amount": "1200", "dealstage": "closedwon", "pipeline": "default"}, "createdAt": "2026-10-01T09:00:00.000Z", "updatedAt": "2026-11-30T10:00:00.000Z", "archived": false}),
+                json!({"id": "9002", "properties": {"dealname": "Upsell", "amount": "300", "dealstage": "appointmentscheduled", "pipeline": "default"}, "createdAt": "2026-10-02T09:00:00.000Z", "updatedAt": "2026-11-30T11:00:00.000Z", "archived": false}),
+                json!({"id": "9003", "properties": {"dealname": "Pilot", "amount": "50", "dealstage": "qualifiedtobuy", "pipeline": "default"}, "createdAt": "2026-10-03T09:00:00.000Z", "updatedAt": "2026-11-30T12:00:00.000Z", "archived": false}),
+            ],
+            ["9001", "9002", "9003"],
+        ),
+    ];
+    for (stream, properties, [first, second, third], ids) in cases {
+        let server = MockServer::start().await;
+        let object_path = format!("/crm/v3/objects/{stream}");
+        Mock::given(method("GET"))
+            .and(path(object_path.as_str()))
+            .and(header("authorization", "Bearer pat-na1-11111111"))
+            .and(query_exactly(&[
+                ("properties", properties),
+                ("limit", "100"),
+            ]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "results": [first, second],
+                "paging": {"next": {
+                    "after": "7002",
+                    "link": format!("https://api.hubapi.com{object_path}?after=7002")
+                }}
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(object_path.as_str()))
+            .and(header("authorization", "Bearer pat-na1-11111111"))
+            .and(query_exactly(&[
+                ("properties", properties),
+                ("limit", "100"),
+                ("after", "7002"),
+            ]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [third]})))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let got = read_all(
+            &engine(),
+            &spec("hubspot"),
+            stream,
+            &mocked(&server, "", &[], TOKEN),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{stream}: {e}"));
+
+        assert_eq!(got.ids("id"), ids, "{stream}");
+        assert_eq!(got.pages, 2, "{stream}");
+    }
 }
 
 #[tokio::test]

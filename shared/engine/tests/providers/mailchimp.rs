@@ -1,11 +1,12 @@
 //! Mailchimp: data-center host, Basic `anystring:{api_key}`, `offset`/`count` paging until
-//! `total_items`, 429 on too many connections, member creation.
+//! `total_items` for audiences, members and campaigns, 429 on too many connections, member
+//! creation.
 
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{conn, engine, mocked, read_all, real_base_url, spec};
+use crate::support::{conn, engine, mocked, query_exactly, read_all, real_base_url, spec};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef-us6";
 const CONFIG: &[(&str, &str)] = &[("dc", "us6"), ("list_id", "57afe96172")];
@@ -36,8 +37,7 @@ async fn mailchimp_members_page_by_offset_until_total_items() {
     Mock::given(method("GET"))
         .and(path("/3.0/lists/57afe96172/members"))
         .and(header("authorization", basic().as_str()))
-        .and(query_param("count", "1000"))
-        .and(query_param("offset", "0"))
+        .and(query_exactly(&[("count", "1000"), ("offset", "0")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "members": [{"id": "852aaa9532cb36adfb5e9fef7a4206a9", "email_address": "a@example.com"},
                         {"id": "f4cd3c4c5a3fa1ad3a46a4a6c3b3b47c", "email_address": "b@example.com"}],
@@ -49,7 +49,7 @@ async fn mailchimp_members_page_by_offset_until_total_items() {
         .await;
     Mock::given(method("GET"))
         .and(path("/3.0/lists/57afe96172/members"))
-        .and(query_param("offset", "2"))
+        .and(query_exactly(&[("count", "1000"), ("offset", "2")]))
         .respond_with(ResponseTemplate::new(429).set_body_json(json!({
             "type": "https://mailchimp.com/developer/marketing/docs/errors/",
             "title": "Too Many Requests",
@@ -63,8 +63,7 @@ async fn mailchimp_members_page_by_offset_until_total_items() {
     Mock::given(method("GET"))
         .and(path("/3.0/lists/57afe96172/members"))
         .and(header("authorization", basic().as_str()))
-        .and(query_param("count", "1000"))
-        .and(query_param("offset", "2"))
+        .and(query_exactly(&[("count", "1000"), ("offset", "2")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "members": [{"id": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "email_address": "c@example.com"}],
             "list_id": "57afe96172",
@@ -89,6 +88,109 @@ async fn mailchimp_members_page_by_offset_until_total_items() {
     );
     assert_eq!(got.pages, 2);
     assert_eq!(got.retries, 1);
+}
+
+/// Audiences page like every collection: `count` and `offset` on each request, `lists` in the
+/// answer, until the offset reaches `total_items`.
+#[tokio::test]
+async fn mailchimp_lists_page_by_offset_until_total_items() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[("count", "1000"), ("offset", "0")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "lists": [
+                {"id": "57afe96172", "web_id": 123456, "name": "Freddie's Favorite Hats",
+                 "stats": {"member_count": 2}, "date_created": "2015-10-21T15:41:36+00:00"},
+                {"id": "a1b2c3d4e5", "web_id": 123457, "name": "Monthly Newsletter",
+                 "stats": {"member_count": 5}, "date_created": "2016-01-02T10:00:00+00:00"}
+            ],
+            "total_items": 3,
+            "constraints": {"may_create": true, "max_instances": 5, "current_total_instances": 3},
+            "_links": []
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[("count", "1000"), ("offset", "2")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "lists": [
+                {"id": "f6e5d4c3b2", "web_id": 123458, "name": "Product Updates",
+                 "stats": {"member_count": 9}, "date_created": "2017-03-04T08:30:00+00:00"}
+            ],
+            "total_items": 3,
+            "constraints": {"may_create": true, "max_instances": 5, "current_total_instances": 3},
+            "_links": []
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("mailchimp"),
+        "lists",
+        &mocked(&server, "/3.0", CONFIG, &creds()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("id"), ["57afe96172", "a1b2c3d4e5", "f6e5d4c3b2"]);
+    assert_eq!(got.pages, 2);
+}
+
+/// Campaigns page the same way, answered under `campaigns`.
+#[tokio::test]
+async fn mailchimp_campaigns_page_by_offset_until_total_items() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/campaigns"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[("count", "1000"), ("offset", "0")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "campaigns": [
+                {"id": "42694e9e57", "web_id": 101, "type": "regular", "status": "sent",
+                 "create_time": "2024-01-10T09:00:00+00:00", "recipients": {"list_id": "57afe96172"}},
+                {"id": "b03bfc273a", "web_id": 102, "type": "regular", "status": "save",
+                 "create_time": "2024-02-11T09:00:00+00:00", "recipients": {"list_id": "57afe96172"}}
+            ],
+            "total_items": 3,
+            "_links": []
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/campaigns"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[("count", "1000"), ("offset", "2")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "campaigns": [
+                {"id": "7f3b2e1a90", "web_id": 103, "type": "plaintext", "status": "schedule",
+                 "create_time": "2024-03-12T09:00:00+00:00", "recipients": {"list_id": "a1b2c3d4e5"}}
+            ],
+            "total_items": 3,
+            "_links": []
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("mailchimp"),
+        "campaigns",
+        &mocked(&server, "/3.0", CONFIG, &creds()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("id"), ["42694e9e57", "b03bfc273a", "7f3b2e1a90"]);
+    assert_eq!(got.pages, 2);
 }
 
 #[tokio::test]

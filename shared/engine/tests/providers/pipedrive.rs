@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{engine, mocked, read_all, spec};
+use crate::support::{engine, mocked, query_exactly, read_all, spec};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -24,9 +24,7 @@ async fn pipedrive_persons_page_by_v2_cursor_with_the_token_in_a_header() {
     Mock::given(method("GET"))
         .and(path("/api/v2/persons"))
         .and(header("x-api-token", TOKEN))
-        .and(query_param_is_missing("api_token"))
-        .and(query_param_is_missing("cursor"))
-        .and(query_param("limit", "500"))
+        .and(query_exactly(&[("limit", "500")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "success": true,
             "data": [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}],
@@ -37,7 +35,10 @@ async fn pipedrive_persons_page_by_v2_cursor_with_the_token_in_a_header() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v2/persons"))
-        .and(query_param("cursor", "eyJmaWVsZCI6ImlkIiwiaWQiOjJ9"))
+        .and(query_exactly(&[
+            ("cursor", "eyJmaWVsZCI6ImlkIiwiaWQiOjJ9"),
+            ("limit", "500"),
+        ]))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("x-ratelimit-limit", "80")
@@ -51,9 +52,10 @@ async fn pipedrive_persons_page_by_v2_cursor_with_the_token_in_a_header() {
     Mock::given(method("GET"))
         .and(path("/api/v2/persons"))
         .and(header("x-api-token", TOKEN))
-        .and(query_param_is_missing("api_token"))
-        .and(query_param("cursor", "eyJmaWVsZCI6ImlkIiwiaWQiOjJ9"))
-        .and(query_param("limit", "500"))
+        .and(query_exactly(&[
+            ("cursor", "eyJmaWVsZCI6ImlkIiwiaWQiOjJ9"),
+            ("limit", "500"),
+        ]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "success": true,
             "data": [{"id": 3, "name": "Barbara"}],
@@ -82,33 +84,61 @@ async fn pipedrive_persons_page_by_v2_cursor_with_the_token_in_a_header() {
     );
 }
 
-/// Deals and organizations are read from v2 too; deals without a status filter (v2 lists every
-/// deal that is not deleted), and a last page without `next_cursor` ends the read.
+/// Deals and organizations page like persons (v2 `cursor` + `limit`, the token in a header). Deals
+/// are listed without a `status` filter: v2 lists every deal that is not deleted. The last page
+/// says `next_cursor: null`.
 #[tokio::test]
-async fn pipedrive_deals_and_organizations_are_read_from_v2() {
-    let server = MockServer::start().await;
-    for (stream, record) in [
+async fn pipedrive_deals_and_organizations_page_by_v2_cursor() {
+    let cases = [
         (
             "deals",
-            json!({"id": 7, "title": "Renewal", "status": "won"}),
+            [
+                json!({"id": 7, "title": "Renewal", "status": "won", "value": 1200, "currency": "EUR", "add_time": "2026-11-02T09:00:00Z", "update_time": "2026-11-30T10:00:00Z"}),
+                json!({"id": 8, "title": "Upsell", "status": "open", "value": 300, "currency": "EUR", "add_time": "2026-11-03T09:00:00Z", "update_time": "2026-11-30T11:00:00Z"}),
+                json!({"id": 11, "title": "Pilot", "status": "lost", "value": 50, "currency": "USD", "add_time": "2026-11-04T09:00:00Z", "update_time": "2026-11-30T12:00:00Z"}),
+            ],
+            ["7", "8", "11"],
+            "eyJmaWVsZCI6ImlkIiwiaWQiOjh9",
         ),
-        ("organizations", json!({"id": 9, "name": "Acme"})),
-    ] {
+        (
+            "organizations",
+            [
+                json!({"id": 9, "name": "Acme", "owner_id": 1, "add_time": "2026-11-02T09:00:00Z", "update_time": "2026-11-30T10:00:00Z"}),
+                json!({"id": 10, "name": "Globex", "owner_id": 1, "add_time": "2026-11-03T09:00:00Z", "update_time": "2026-11-30T11:00:00Z"}),
+                json!({"id": 12, "name": "Initech", "owner_id": 2, "add_time": "2026-11-04T09:00:00Z", "update_time": "2026-11-30T12:00:00Z"}),
+            ],
+            ["9", "10", "12"],
+            "eyJmaWVsZCI6ImlkIiwiaWQiOjEwfQ",
+        ),
+    ];
+    for (stream, [first, second, third], ids, cursor) in cases {
+        let server = MockServer::start().await;
+        let list_path = format!("/api/v2/{stream}");
         Mock::given(method("GET"))
-            .and(path(format!("/api/v2/{stream}")))
+            .and(path(list_path.as_str()))
             .and(header("x-api-token", TOKEN))
-            .and(query_param_is_missing("status"))
-            .and(query_param("limit", "500"))
+            .and(query_exactly(&[("limit", "500")]))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
                 "success": true,
-                "data": [record],
-                "additional_data": {}
+                "data": [first, second],
+                "additional_data": {"next_cursor": cursor}
             })))
             .expect(1)
             .mount(&server)
             .await;
-    }
-    for (stream, id) in [("deals", "7"), ("organizations", "9")] {
+        Mock::given(method("GET"))
+            .and(path(list_path.as_str()))
+            .and(header("x-api-token", TOKEN))
+            .and(query_exactly(&[("cursor", cursor), ("limit", "500")]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "success": true,
+                "data": [third],
+                "additional_data": {"next_cursor": null}
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+
         let got = read_all(
             &engine(),
             &spec("pipedrive"),
@@ -116,9 +146,10 @@ async fn pipedrive_deals_and_organizations_are_read_from_v2() {
             &mocked(&server, "/api", DOMAIN, &creds()),
         )
         .await
-        .unwrap();
-        assert_eq!(got.ids("id"), [id], "{stream}");
-        assert_eq!(got.pages, 1, "{stream}");
+        .unwrap_or_else(|e| panic!("{stream}: {e}"));
+
+        assert_eq!(got.ids("id"), ids, "{stream}");
+        assert_eq!(got.pages, 2, "{stream}");
     }
 }
 
@@ -128,7 +159,7 @@ async fn pipedrive_create_person_posts_the_v2_body_with_the_token_in_a_header() 
     Mock::given(method("POST"))
         .and(path("/api/v2/persons"))
         .and(header("x-api-token", TOKEN))
-        .and(query_param_is_missing("api_token"))
+        .and(query_exactly(&[]))
         .and(body_json(json!({
             "name": "Ada Lovelace",
             "emails": [{"value": "ada@example.com", "primary": true, "label": "work"}]
@@ -177,7 +208,7 @@ async fn pipedrive_verifies_on_the_v1_users_api_with_the_token_in_a_header() {
     Mock::given(method("GET"))
         .and(path("/api/v1/users/me"))
         .and(header("x-api-token", TOKEN))
-        .and(query_param_is_missing("api_token"))
+        .and(query_exactly(&[]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "success": true, "data": {"id": 1, "name": "Ada"}
         })))

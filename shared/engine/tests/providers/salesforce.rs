@@ -3,10 +3,10 @@
 //! with the version's resource list.
 
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{conn, engine, mocked, read_all, real_base_url, spec};
+use crate::support::{conn, engine, mocked, query_exactly, read_all, real_base_url, spec};
 
 const TOKEN: &[(&str, &str)] = &[("access_token", "00Dxx0000001gPL!AR8AQJXg")];
 const API: &str = "/services/data/v61.0";
@@ -36,10 +36,10 @@ async fn salesforce_soql_query_follows_next_records_url() {
         .and(path(format!("{API}/query")))
         .and(header("authorization", "Bearer 00Dxx0000001gPL!AR8AQJXg"))
         .and(header("sforce-query-options", "batchSize=2000"))
-        .and(query_param(
+        .and(query_exactly(&[(
             "q",
             "SELECT Id, FirstName, LastName, Email, Phone, AccountId, CreatedDate, SystemModstamp FROM Contact ORDER BY SystemModstamp ASC",
-        ))
+        )]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "totalSize": 3,
             "done": false,
@@ -54,6 +54,7 @@ async fn salesforce_soql_query_follows_next_records_url() {
         .await;
     Mock::given(method("GET"))
         .and(path(format!("{API}/query/01gRO0000016PIAYA2-2000")))
+        .and(query_exactly(&[]))
         .respond_with(ResponseTemplate::new(403).set_body_json(json!([
             {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
         ])))
@@ -63,6 +64,8 @@ async fn salesforce_soql_query_follows_next_records_url() {
     Mock::given(method("GET"))
         .and(path(format!("{API}/query/01gRO0000016PIAYA2-2000")))
         .and(header("authorization", "Bearer 00Dxx0000001gPL!AR8AQJXg"))
+        // The locator URL carries no parameters: the query is not sent again.
+        .and(query_exactly(&[]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "totalSize": 3,
             "done": true,
@@ -91,6 +94,78 @@ async fn salesforce_soql_query_follows_next_records_url() {
         got.retries, 1,
         "REQUEST_LIMIT_EXCEEDED is retried as a rate limit"
     );
+}
+
+/// Accounts and opportunities are SOQL queries too, each its own `q` (and nothing else) on the first
+/// request and the batch size in `Sforce-Query-Options`; the next batch is the relative
+/// `nextRecordsUrl`, sent without parameters.
+#[tokio::test]
+async fn salesforce_accounts_and_opportunities_follow_next_records_url() {
+    let cases = [
+        (
+            "accounts",
+            "SELECT Id, Name, Industry, Website, CreatedDate, SystemModstamp FROM Account ORDER BY SystemModstamp ASC",
+            "Account",
+            ["001RO000001aAAAA", "001RO000001bAAAA", "001RO000001cAAAA"],
+            "01gRO0000016PIAYA2-2000",
+        ),
+        (
+            "opportunities",
+            "SELECT Id, Name, StageName, Amount, CloseDate, AccountId, SystemModstamp FROM Opportunity ORDER BY SystemModstamp ASC",
+            "Opportunity",
+            ["006RO000001aAAAA", "006RO000001bAAAA", "006RO000001cAAAA"],
+            "01gRO0000016PIBYA2-2000",
+        ),
+    ];
+    for (stream, soql, sobject, ids, locator) in cases {
+        let server = MockServer::start().await;
+        let record = |id: &str| {
+            json!({
+                "attributes": {"type": sobject, "url": format!("{API}/sobjects/{sobject}/{id}")},
+                "Id": id,
+                "Name": format!("{sobject} {id}"),
+                "SystemModstamp": "2026-11-30T10:00:00.000+0000"
+            })
+        };
+        Mock::given(method("GET"))
+            .and(path(format!("{API}/query")))
+            .and(header("authorization", "Bearer 00Dxx0000001gPL!AR8AQJXg"))
+            .and(header("sforce-query-options", "batchSize=2000"))
+            .and(query_exactly(&[("q", soql)]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "totalSize": 3,
+                "done": false,
+                "nextRecordsUrl": format!("{API}/query/{locator}"),
+                "records": [record(ids[0]), record(ids[1])]
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("{API}/query/{locator}")))
+            .and(header("authorization", "Bearer 00Dxx0000001gPL!AR8AQJXg"))
+            .and(query_exactly(&[]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "totalSize": 3,
+                "done": true,
+                "records": [record(ids[2])]
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let got = read_all(
+            &engine(),
+            &spec("salesforce"),
+            stream,
+            &mocked(&server, API, &instance(), TOKEN),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{stream}: {e}"));
+
+        assert_eq!(got.ids("Id"), ids, "{stream}");
+        assert_eq!(got.pages, 2, "{stream}");
+    }
 }
 
 #[tokio::test]
@@ -130,6 +205,7 @@ async fn salesforce_verifies_with_the_version_resource_list() {
     Mock::given(method("GET"))
         .and(path(format!("{API}/")))
         .and(header("authorization", "Bearer 00Dxx0000001gPL!AR8AQJXg"))
+        .and(query_exactly(&[]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "sobjects": format!("{API}/sobjects"),
             "query": format!("{API}/query"),
@@ -155,4 +231,79 @@ async fn salesforce_verifies_with_the_version_resource_list() {
         .await
         .unwrap_err();
     assert_eq!(err.class(), tributary_engine::ErrorClass::Auth, "{err}");
+}
+
+/// Salesforce answers a refresh with a new access token, the org's `instance_url` and no
+/// `expires_in`; it adds a new `refresh_token` only when the app rotates them
+/// (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_refresh_token_flow.htm).
+/// Read by the spec's paths, the answer without one keeps the stored refresh token, the one with one
+/// replaces it, and the connection is bound to the instance URL of the answer.
+#[test]
+fn salesforce_refresh_keeps_the_stored_refresh_token_unless_rotated() {
+    use secrecy::{ExposeSecret, SecretString};
+    use tributary_engine::oauth::read_token_response;
+    use tributary_engine::spec::AuthMode;
+
+    let spec = spec("salesforce");
+    let oauth = spec
+        .auth
+        .iter()
+        .find_map(|m| match m {
+            AuthMode::OAuth2AuthorizationCode(o) => Some(o),
+            _ => None,
+        })
+        .expect("salesforce connects with OAuth");
+    let stored =
+        SecretString::from("5Aep861TSESvWeug_xvFHRBTTbf_YrTWgEyjBJrbJ0gSSKp1Ypk".to_owned());
+    let now = time::OffsetDateTime::now_utc();
+    let documented = json!({
+        "access_token": "00DRO0000001gPL!AQ4AQFt2W1Qm",
+        "signature": "HfBA4r8nR1cs9mn+7a9bTfYxTRGN1n8ZG6ZJvO3uB8c=",
+        "scope": "refresh_token api",
+        "instance_url": "https://acme.my.salesforce.com",
+        "id": "https://login.salesforce.com/id/00DRO0000001gPL2AI/005RO000000GbR9YAK",
+        "token_type": "Bearer",
+        "issued_at": "1765098000000"
+    });
+
+    let refreshed = read_token_response(
+        &oauth.token_response,
+        documented.to_string().as_bytes(),
+        now,
+    )
+    .unwrap()
+    .keeping_refresh_token(Some(&stored));
+
+    assert_eq!(
+        refreshed.access_token.expose_secret(),
+        "00DRO0000001gPL!AQ4AQFt2W1Qm"
+    );
+    assert_eq!(
+        refreshed
+            .refresh_token
+            .as_ref()
+            .map(ExposeSecret::expose_secret),
+        Some(stored.expose_secret()),
+        "without rotation the stored refresh token stays in force"
+    );
+    assert_eq!(refreshed.expires_at, None, "Salesforce sends no lifetime");
+    let instance = &refreshed.connection_config["instance_url"];
+    assert_eq!(
+        real_base_url(&spec, &conn(&[("instance_url", instance)], TOKEN)),
+        "https://acme.my.salesforce.com/services/data/v61.0"
+    );
+
+    let mut rotating = documented;
+    rotating["refresh_token"] = json!("5Aep861TSESvWeug_rotated");
+    let rotated = read_token_response(&oauth.token_response, rotating.to_string().as_bytes(), now)
+        .unwrap()
+        .keeping_refresh_token(Some(&stored));
+    assert_eq!(
+        rotated
+            .refresh_token
+            .as_ref()
+            .map(ExposeSecret::expose_secret),
+        Some("5Aep861TSESvWeug_rotated"),
+        "a rotated refresh token replaces the stored one"
+    );
 }

@@ -6,14 +6,44 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use time::OffsetDateTime;
 use tributary_engine::ErrorClass;
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
-    engine, headers, hmac_hex, mocked, read_all, spec, verified_event, verify_webhook,
+    engine, headers, hmac_hex, mocked, query_exactly, read_all, spec, verified_event,
+    verify_webhook,
 };
 
 const TOKEN: &[(&str, &str)] = &[("bot_token", "xoxb-1-abc")];
+
+/// The query of a `conversations.list` page: archived channels included, the page size, and the
+/// cursor if any.
+fn channels_query(cursor: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+    let mut q = vec![
+        ("types", "public_channel,private_channel"),
+        ("exclude_archived", "false"),
+        ("limit", "200"),
+    ];
+    q.extend(cursor.map(|c| ("cursor", c)));
+    q
+}
+
+/// The query of a `users.list` page.
+fn users_query(cursor: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+    let mut q = vec![("limit", "200")];
+    q.extend(cursor.map(|c| ("cursor", c)));
+    q
+}
+
+/// Whether a request's query is that of some `users.list` page, whatever its cursor: the page
+/// size once, and at most one cursor.
+fn is_a_users_page(request: &wiremock::Request) -> bool {
+    let (cursors, rest): (Vec<_>, Vec<_>) = request
+        .url
+        .query_pairs()
+        .partition(|(name, _)| name == "cursor");
+    cursors.len() <= 1 && rest.len() == 1 && rest[0].0 == "limit" && rest[0].1 == "200"
+}
 
 #[tokio::test]
 async fn slack_channels_follow_next_cursor_and_honour_retry_after() {
@@ -21,9 +51,7 @@ async fn slack_channels_follow_next_cursor_and_honour_retry_after() {
     Mock::given(method("GET"))
         .and(path("/conversations.list"))
         .and(header("authorization", "Bearer xoxb-1-abc"))
-        .and(query_param("limit", "200"))
-        .and(query_param("types", "public_channel,private_channel"))
-        .and(query_param_is_missing("cursor"))
+        .and(query_exactly(&channels_query(None)))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ok": true,
             "channels": [{"id": "C012AB3CD", "name": "general"}, {"id": "C061EG9T2", "name": "random"}],
@@ -34,7 +62,7 @@ async fn slack_channels_follow_next_cursor_and_honour_retry_after() {
         .await;
     Mock::given(method("GET"))
         .and(path("/conversations.list"))
-        .and(query_param("cursor", "dGVhbTpDMDYxRkE1UEI="))
+        .and(query_exactly(&channels_query(Some("dGVhbTpDMDYxRkE1UEI="))))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", "1")
@@ -46,8 +74,7 @@ async fn slack_channels_follow_next_cursor_and_honour_retry_after() {
     Mock::given(method("GET"))
         .and(path("/conversations.list"))
         .and(header("authorization", "Bearer xoxb-1-abc"))
-        .and(query_param("limit", "200"))
-        .and(query_param("cursor", "dGVhbTpDMDYxRkE1UEI="))
+        .and(query_exactly(&channels_query(Some("dGVhbTpDMDYxRkE1UEI="))))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ok": true,
             "channels": [{"id": "C0G9QF9GW", "name": "projects"}],
@@ -78,10 +105,59 @@ async fn slack_channels_follow_next_cursor_and_honour_retry_after() {
 }
 
 #[tokio::test]
+async fn slack_users_follow_next_cursor_until_it_is_empty() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/users.list"))
+        .and(header("authorization", "Bearer xoxb-1-abc"))
+        .and(query_exactly(&users_query(None)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true,
+            "members": [
+                {"id": "W012A3CDE", "team_id": "T012AB3C4", "name": "spengler", "deleted": false, "real_name": "spengler"},
+                {"id": "W07QCRPA4", "team_id": "T0G9PQBBK", "name": "glinda", "deleted": false, "real_name": "Glinda Southgood"}
+            ],
+            "cache_ts": 1498777272,
+            "response_metadata": {"next_cursor": "dXNlcjpVMEc5V0ZYTlo="}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/users.list"))
+        .and(header("authorization", "Bearer xoxb-1-abc"))
+        .and(query_exactly(&users_query(Some("dXNlcjpVMEc5V0ZYTlo="))))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true,
+            "members": [
+                {"id": "U0G9WFXNZ", "team_id": "T012AB3C4", "name": "venkman", "deleted": true, "real_name": "Peter Venkman"}
+            ],
+            "cache_ts": 1498777272,
+            "response_metadata": {"next_cursor": ""}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("slack"),
+        "users",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("id"), ["W012A3CDE", "W07QCRPA4", "U0G9WFXNZ"]);
+    assert_eq!(got.pages, 2);
+}
+
+#[tokio::test]
 async fn slack_ok_false_with_invalid_auth_is_an_auth_error() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/users.list"))
+        .and(query_exactly(&users_query(None)))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "invalid_auth"})),
         )
@@ -169,7 +245,7 @@ async fn slack_follows_empty_pages_that_carry_a_cursor_up_to_the_bound() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/users.list"))
-        .and(query_param_is_missing("cursor"))
+        .and(query_exactly(&users_query(None)))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ok": true, "members": [], "response_metadata": {"next_cursor": "c1"}
         })))
@@ -178,7 +254,7 @@ async fn slack_follows_empty_pages_that_carry_a_cursor_up_to_the_bound() {
         .await;
     Mock::given(method("GET"))
         .and(path("/users.list"))
-        .and(query_param("cursor", "c1"))
+        .and(query_exactly(&users_query(Some("c1"))))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ok": true, "members": [], "response_metadata": {"next_cursor": "c2"}
         })))
@@ -187,7 +263,7 @@ async fn slack_follows_empty_pages_that_carry_a_cursor_up_to_the_bound() {
         .await;
     Mock::given(method("GET"))
         .and(path("/users.list"))
-        .and(query_param("cursor", "c2"))
+        .and(query_exactly(&users_query(Some("c2"))))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ok": true, "members": [{"id": "W012A3CDE", "name": "spengler"}],
             "response_metadata": {"next_cursor": ""}
@@ -212,6 +288,7 @@ async fn slack_follows_empty_pages_that_carry_a_cursor_up_to_the_bound() {
     let counter = served.clone();
     Mock::given(method("GET"))
         .and(path("/users.list"))
+        .and(is_a_users_page)
         .respond_with(move |_: &wiremock::Request| {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             ResponseTemplate::new(200).set_body_json(json!({

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use time::OffsetDateTime;
-use wiremock::matchers::{body_string, header, method, path, query_param};
+use wiremock::matchers::{body_string, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
@@ -79,23 +79,59 @@ async fn stripe_customers_page_by_starting_after_and_are_read_whole() {
     assert_eq!(got.pages, 2);
 }
 
+/// Charges and invoices page like customers: `limit` on every page, `starting_after` the id of the
+/// last object of the page before, until `has_more` is false.
 #[tokio::test]
 async fn stripe_charges_and_invoices_page_the_same_way() {
-    let server = MockServer::start().await;
-    for (stream, id) in [("charges", "ch_1"), ("invoices", "in_1")] {
+    let cases = [
+        (
+            "charges",
+            [
+                json!({"id": "ch_3", "object": "charge", "amount": 1099, "currency": "usd", "status": "succeeded"}),
+                json!({"id": "ch_2", "object": "charge", "amount": 500, "currency": "usd", "status": "succeeded"}),
+                json!({"id": "ch_1", "object": "charge", "amount": 2000, "currency": "eur", "status": "failed"}),
+            ],
+            ["ch_3", "ch_2", "ch_1"],
+        ),
+        (
+            "invoices",
+            [
+                json!({"id": "in_3", "object": "invoice", "customer": "cus_1", "status": "open", "amount_due": 1099}),
+                json!({"id": "in_2", "object": "invoice", "customer": "cus_1", "status": "paid", "amount_due": 500}),
+                json!({"id": "in_1", "object": "invoice", "customer": "cus_2", "status": "draft", "amount_due": 0}),
+            ],
+            ["in_3", "in_2", "in_1"],
+        ),
+    ];
+    for (stream, [first, second, third], ids) in cases {
+        let server = MockServer::start().await;
+        let list_path = format!("/v1/{stream}");
         Mock::given(method("GET"))
-            .and(path(format!("/v1/{stream}")))
+            .and(path(list_path.as_str()))
             .and(header("authorization", format!("Bearer {KEY}").as_str()))
             .and(header("stripe-version", pinned_version().as_str()))
-            .and(query_param("limit", "100"))
+            .and(query_exactly(&[("limit", "100")]))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "object": "list", "has_more": false, "data": [{"id": id}]
+                "object": "list", "url": list_path, "has_more": true, "data": [first, second]
             })))
             .expect(1)
             .mount(&server)
             .await;
-    }
-    for (stream, id) in [("charges", "ch_1"), ("invoices", "in_1")] {
+        Mock::given(method("GET"))
+            .and(path(list_path.as_str()))
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .and(header("stripe-version", pinned_version().as_str()))
+            .and(query_exactly(&[
+                ("limit", "100"),
+                ("starting_after", ids[1]),
+            ]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "object": "list", "url": list_path, "has_more": false, "data": [third]
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+
         let got = read_all(
             &engine(),
             &spec("stripe"),
@@ -103,8 +139,10 @@ async fn stripe_charges_and_invoices_page_the_same_way() {
             &mocked(&server, "/v1", &[], &creds()),
         )
         .await
-        .unwrap();
-        assert_eq!(got.ids("id"), [id], "{stream}");
+        .unwrap_or_else(|e| panic!("{stream}: {e}"));
+
+        assert_eq!(got.ids("id"), ids, "{stream}");
+        assert_eq!(got.pages, 2, "{stream}");
     }
 }
 
@@ -220,6 +258,7 @@ async fn stripe_verifies_on_the_balance() {
     Mock::given(method("GET"))
         .and(path("/v1/balance"))
         .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(query_exactly(&[]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "object": "balance", "available": [], "pending": []
         })))
