@@ -260,8 +260,9 @@ async fn a_tenant_imports_stripe_customers_and_reads_exactly_the_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connector_killed_mid_page_resumes_from_its_last_committed_page() {
     // Arrange: a slow local Stripe (each page answers after 400 ms), and a stack whose connector
-    // times out after 6 s and whose jobs come back 10 s after a failed invocation (the template's
-    // 300 s and 1,800 s would make the test wait half an hour).
+    // times out after 15 s and whose jobs come back 20 s after a failed invocation (the template's
+    // 300 s and 1,800 s would make the test wait half an hour; Lambda wants the second at least
+    // the first).
     let stripe = LocalStripe::with_customers(3_000);
     stripe.delay(Duration::from_millis(400));
     let server = stripe.start().await;
@@ -273,8 +274,8 @@ async fn a_connector_killed_mid_page_resumes_from_its_last_committed_page() {
     let stack = Stack::start(StackOptions {
         parameters,
         property_overrides: vec![
-            ("ConnectorFunction".into(), "Timeout".into(), json!(6)),
-            ("JobsQueue".into(), "VisibilityTimeout".into(), json!(10)),
+            ("ConnectorFunction".into(), "Timeout".into(), json!(15)),
+            ("JobsQueue".into(), "VisibilityTimeout".into(), json!(20)),
         ],
         ..StackOptions::default()
     })
@@ -282,7 +283,7 @@ async fn a_connector_killed_mid_page_resumes_from_its_last_committed_page() {
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
     let (c, conn, sync_id) = stripe_sync(&stack).await;
 
-    // Act: a run; while its eighth page is in flight, the connector's process is killed.
+    // Act: a run; while its fifth page is in flight, the connector's process is killed.
     let run = c
         .ok(
             "POST",

@@ -150,6 +150,7 @@ impl Stack {
             template.override_property(logical_id, property, value.clone())?;
         }
         let functions = template.functions()?;
+        template.check_event_sources(&functions)?;
         // Bound first: a port in use (another `make dev`) fails before anything is started.
         let listener = bind_gateway(options.gateway_port).await?;
         let log_dir = match &options.log_dir {

@@ -191,6 +191,41 @@ impl Template {
         Ok(())
     }
 
+    /// Refuses an SQS event source whose queue's visibility timeout (SQS's default is 30 s) is
+    /// shorter than its function's timeout, as Lambda refuses to create that event source mapping:
+    /// a message would come back while its invocation still runs.
+    pub fn check_event_sources(&self, functions: &[FunctionDef]) -> Result<(), Error> {
+        for f in functions {
+            for event in &f.events {
+                let EventDef::Sqs(source) = event else {
+                    continue;
+                };
+                let visibility = match self
+                    .resources
+                    .get(&source.queue)
+                    .and_then(|q| q.pointer("/Properties/VisibilityTimeout"))
+                {
+                    None => 30,
+                    Some(v) => match v.as_u64().or_else(|| v.as_str()?.parse().ok()) {
+                        Some(seconds) => seconds,
+                        // A parameter or another intrinsic: judged where it resolves.
+                        None => continue,
+                    },
+                };
+                if visibility < f.timeout.as_secs() {
+                    return Err(Error::Template(format!(
+                        "{}: the visibility timeout of {} ({visibility} s) is less than the \
+                         function's timeout ({} s), which Lambda refuses for an SQS event source",
+                        f.logical_id,
+                        source.queue,
+                        f.timeout.as_secs()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every parameter's `Default`, as CloudFormation passes parameters: strings.
     pub fn parameter_defaults(&self) -> BTreeMap<String, String> {
         self.parameters
@@ -800,6 +835,15 @@ Resources:
             t.function("Worker").expect("function").timeout,
             Duration::from_secs(5)
         );
+        // The worker's queue (visibility 30 s, SQS's default) must outlast its timeout.
+        t.check_event_sources(&t.functions().expect("functions"))
+            .expect("5 s < 30 s");
+        t.override_property("Worker", "Timeout", serde_json::json!(31))
+            .expect("overridden");
+        let e = t
+            .check_event_sources(&t.functions().expect("functions"))
+            .expect_err("31 s > 30 s");
+        assert!(e.to_string().contains("(30 s) is less than"), "{e}");
         for (id, property) in [("Worker", "Timeut"), ("Nobody", "Timeout")] {
             let e = t
                 .override_property(id, property, serde_json::json!(5))
