@@ -11,13 +11,14 @@ use tributary_http::{HttpError, RateLimitHeaders};
 
 use crate::error::{EngineError, ErrorClass};
 use crate::selector::Selector;
-use crate::spec::{ErrorRule, ProviderSpec, RateLimitHints, ResetFormat};
+use crate::spec::{ErrorRule, ProviderSpec, RateLimitHints, ResetFormat, Stream};
 
-/// Judges the responses of one provider: its spec's error rules first (they may turn a `200` into
-/// an error, or give a status another class), then the client's defaults with the spec's
-/// rate-limit headers.
+/// Judges the responses of one provider: a stream's own error rules, then its spec's (either may
+/// turn a `200` into an error, or give a status another class), then the client's defaults with
+/// the spec's rate-limit headers.
 #[derive(Debug, Clone)]
 pub struct SpecClassifier<'a> {
+    first: &'a [ErrorRule],
     rules: &'a [ErrorRule],
     defaults: Classifier,
 }
@@ -28,9 +29,18 @@ impl<'a> SpecClassifier<'a> {
         Self::from_parts(&spec.errors, &spec.rate_limit)
     }
 
+    /// The classifier of a stream's requests: the stream's `errors` before the spec's.
+    pub fn for_stream(spec: &'a ProviderSpec, stream: &'a Stream) -> Self {
+        Self {
+            first: &stream.errors,
+            ..Self::new(spec)
+        }
+    }
+
     /// A classifier from rules and rate-limit hints.
     pub fn from_parts(rules: &'a [ErrorRule], hints: &RateLimitHints) -> Self {
         Self {
+            first: &[],
             rules,
             defaults: Classifier {
                 rate_limit: rate_limit_headers(hints),
@@ -48,7 +58,7 @@ impl Classify for SpecClassifier<'_> {
                 .get_or_insert_with(|| serde_json::from_slice(body).ok())
                 .clone()
         };
-        for rule in self.rules {
+        for rule in self.first.iter().chain(self.rules) {
             if rule.status.is_some_and(|s| s != status.as_u16()) {
                 continue;
             }
@@ -68,7 +78,12 @@ impl Classify for SpecClassifier<'_> {
                     _ => continue,
                 }
             }
-            let message = json().and_then(|doc| message_of(&doc, rule.message_path.as_deref()));
+            let said = json().and_then(|doc| message_of(&doc, rule.message_path.as_deref()));
+            let message = match (&rule.message, said) {
+                (Some(fixed), Some(said)) => Some(format!("{fixed} ({said})")),
+                (Some(fixed), None) => Some(fixed.clone()),
+                (None, said) => said,
+            };
             return Some(Failure {
                 class: rule.class.into(),
                 message,
@@ -205,6 +220,57 @@ mod tests {
         );
         let got = classify(&cls, StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"<html>");
         assert_eq!(got, Some((ErrorClass::Transient, None)));
+    }
+
+    #[test]
+    fn stream_rules_run_before_the_providers_and_say_what_to_do() {
+        let spec = crate::spec::load(
+            &include_str!("../catalog/stripe.yaml").replacen(
+                "    records: data\n    primary_key: [id]\n",
+                "    records: data\n    primary_key: [id]\n    errors:\n      - {status: 401, class: config, message: Use a secret key., message_path: error.message}\n",
+                1,
+            ),
+            "stripe.yaml",
+        )
+        .unwrap();
+        let stream = spec.stream("customers").unwrap();
+        let body = br#"{"error":{"message":"Invalid API Key provided"}}"#;
+
+        let own = SpecClassifier::for_stream(&spec, stream);
+        assert_eq!(
+            classify(&own, StatusCode::UNAUTHORIZED, &HeaderMap::new(), body),
+            Some((
+                ErrorClass::Config,
+                Some("Use a secret key. (Invalid API Key provided)".into())
+            ))
+        );
+        // Another stream, and actions, keep the provider's rule (401 → auth).
+        let other = SpecClassifier::for_stream(&spec, spec.stream("charges").unwrap());
+        assert_eq!(
+            classify(&other, StatusCode::UNAUTHORIZED, &HeaderMap::new(), body),
+            Some((ErrorClass::Auth, Some("Invalid API Key provided".into())))
+        );
+        assert_eq!(
+            classify(
+                &SpecClassifier::new(&spec),
+                StatusCode::UNAUTHORIZED,
+                &HeaderMap::new(),
+                b""
+            )
+            .map(|c| c.0),
+            Some(ErrorClass::Auth)
+        );
+        // Statuses the stream's rules do not name fall through to the provider's and the defaults.
+        assert_eq!(
+            classify(
+                &own,
+                StatusCode::TOO_MANY_REQUESTS,
+                &HeaderMap::new(),
+                b"{}"
+            )
+            .map(|c| c.0),
+            Some(ErrorClass::RateLimited)
+        );
     }
 
     #[test]

@@ -129,8 +129,7 @@ impl<'a> Bound<'a> {
         let template = conn
             .base_url
             .as_deref()
-            .or(auth.base_url())
-            .unwrap_or(&spec.base_url);
+            .unwrap_or_else(|| spec.base_url_for(Some(auth), &config));
         let t = Template::parse(template).map_err(|e| tpl_err(spec, "base_url", e))?;
         let raw = if template.starts_with('{') {
             t.render(&ctx)
@@ -422,6 +421,68 @@ mod tests {
         assert_eq!(
             form_encode(&v),
             "email=a%40b.c&items%5B0%5D%5Bprice%5D=p_1&metadata%5Bplan%5D=pro&n=3"
+        );
+    }
+
+    /// A spec whose Basic mode has a second base, chosen by an optional `cloud_id`.
+    const TWO_BASES: &str = r#"
+spec_version: 1
+id: two-bases
+name: Two bases
+docs_url: https://example.com/docs
+connection_config:
+  - {name: site, label: Site, pattern: "[a-z]+"}
+  - {name: cloud_id, label: Cloud id, required: false, pattern: "[a-z0-9-]+"}
+base_url: https://{config.site}.example.com/api
+auth:
+  - type: basic
+    credentials: [{name: email, label: Email}, {name: token, label: Token, secret: true}]
+    username: "{credentials.email}"
+    password: "{credentials.token}"
+    base_url: https://gateway.example.com/ex/{config.cloud_id}/api
+    base_url_when: cloud_id
+streams: []
+actions: []
+"#;
+
+    fn bound_base(spec: &ProviderSpec, config: &[(&str, &str)]) -> String {
+        let conn = Connection {
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            credentials: [("email", "me@acme.com"), ("token", "t")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), SecretString::from(v.to_owned())))
+                .collect(),
+            ..Connection::default()
+        };
+        Bound::new(spec, &conn).unwrap().base_url.to_string()
+    }
+
+    #[test]
+    fn a_mode_base_url_applies_only_when_its_config_value_is_set() {
+        let spec = crate::spec::load(TWO_BASES, "two-bases.yaml").unwrap();
+
+        assert_eq!(
+            bound_base(&spec, &[("site", "acme")]),
+            "https://acme.example.com/api"
+        );
+        assert_eq!(
+            bound_base(&spec, &[("site", "acme"), ("cloud_id", "c-1")]),
+            "https://gateway.example.com/ex/c-1/api"
+        );
+        let mode = &spec.auth[0];
+        assert_eq!(
+            mode.base_url(),
+            None,
+            "conditional, so not every connection's"
+        );
+        let empty = BTreeMap::from([("cloud_id".to_owned(), String::new())]);
+        assert_eq!(
+            mode.base_url_for(&empty),
+            None,
+            "an empty value is no value"
         );
     }
 

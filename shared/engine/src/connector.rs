@@ -179,7 +179,7 @@ impl CodeConnector for GraphqlCursor {
             message: e.to_string(),
         })?;
         Ok(Box::pin(async_stream::try_stream! {
-            let cls = SpecClassifier::new(bound.spec);
+            let cls = SpecClassifier::for_stream(bound.spec, stream);
             let ctx = bound.context(None, None);
             let field = format!("streams[{}].request", stream.name);
             let (mut after, mut number, mut emitted) = match &opts.resume {

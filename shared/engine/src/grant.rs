@@ -235,11 +235,7 @@ where
     }
     let base_url = origins.contains_key(&spec.id).then(|| {
         let mode = spec.auth.iter().find(|m| m.kind() == current.auth_mode);
-        provider_url(
-            origins,
-            &spec.id,
-            mode.and_then(AuthMode::base_url).unwrap_or(&spec.base_url),
-        )
+        provider_url(origins, &spec.id, spec.base_url_for(mode, &current.config))
     });
     Ok(crate::Connection {
         config: current.config.clone(),

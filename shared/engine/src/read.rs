@@ -150,7 +150,7 @@ pub fn read_declarative<'a>(
         let field = format!("streams[{}].request", stream.name);
         let pagination = spec.pagination_for(stream).cloned().unwrap_or(Pagination::None);
         let records_sel = sel(&spec.id, &stream.records)?;
-        let cls = SpecClassifier::new(spec);
+        let cls = SpecClassifier::for_stream(spec, stream);
 
         let inc = match stream.sync {
             SyncMode::Incremental => stream.incremental.as_ref(),

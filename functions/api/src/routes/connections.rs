@@ -291,10 +291,7 @@ pub(crate) async fn verify(
         auth_mode: Some(auth_mode.to_owned()),
         base_url: settings.provider_origins.contains_key(&spec.id).then(|| {
             let mode = spec.auth.iter().find(|m| m.kind() == auth_mode);
-            settings.provider_url(
-                &spec.id,
-                mode.and_then(AuthMode::base_url).unwrap_or(&spec.base_url),
-            )
+            settings.provider_url(&spec.id, spec.base_url_for(mode, config))
         }),
     };
     match engine.verify(spec, &connection).await {

@@ -515,3 +515,56 @@ async fn an_integration_with_connections_is_not_deleted_until_they_are() {
     let res = call(&s.d, as_tenant(Req::new("DELETE", &integration), &s.t)).await;
     assert_eq!(res.status, 204, "{:?}", res.body);
 }
+
+/// A Jira connection with a scoped API token (a `cloud_id`) is verified through Atlassian's
+/// gateway path, one with a classic token on its site's: the mode's base is chosen per
+/// connection, also under a deployment's origin override.
+#[tokio::test]
+async fn a_scoped_jira_token_is_verified_through_the_gateway_path() {
+    use wiremock::matchers::header;
+    let server = MockServer::start().await;
+    // Basic `me@acme.com:tok`.
+    let basic = "Basic bWVAYWNtZS5jb206dG9r";
+    for at in ["/ex/jira/c-1/rest/api/3/myself", "/rest/api/3/myself"] {
+        Mock::given(method("GET"))
+            .and(path(at))
+            .and(header("authorization", basic))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"accountId": "5b10"})))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let mut settings = crate::testing::config();
+    settings.egress = tributary_http::EgressPolicy::with_allowlist(["127.0.0.1"]).unwrap();
+    settings
+        .provider_origins
+        .insert("jira".into(), server.uri());
+    let store = MemStore::default();
+    let t = tenant(&store, 100_000);
+    let d = deps_with(store, Ok(QueueDepth::default()), settings);
+    let res = call(
+        &d,
+        as_tenant(Req::new("POST", "/v1/integrations"), &t)
+            .json(json!({"provider": "jira", "auth_mode": "basic"})),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let jira = res.body["id"].as_str().unwrap().to_owned();
+    for (user, config) in [
+        ("scoped", json!({"site": "acme", "cloud_id": "c-1"})),
+        ("classic", json!({"site": "acme"})),
+    ] {
+        let res = call(
+            &d,
+            as_tenant(Req::new("POST", "/v1/connections"), &t).json(json!({
+                "integration_id": jira, "end_user_id": user,
+                "config": config,
+                "credentials": {"email": "me@acme.com", "api_token": "tok"}
+            })),
+        )
+        .await;
+        assert_eq!(res.status, 201, "{user}: {:?}", res.body);
+        assert_eq!(res.body["status"], "active", "{user}");
+    }
+    server.verify().await;
+}

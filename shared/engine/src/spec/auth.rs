@@ -34,10 +34,34 @@ impl AuthMode {
         }
     }
 
-    /// The base URL of connections made with this mode, when the mode sets its own.
+    /// The mode's own base URL and the connection configuration value it depends on.
+    pub(crate) fn base_parts(&self) -> (Option<&str>, Option<&str>) {
+        let (url, when) = match self {
+            AuthMode::ApiKey(a) => (&a.base_url, &a.base_url_when),
+            AuthMode::Basic(b) => (&b.base_url, &b.base_url_when),
+            AuthMode::OAuth2AuthorizationCode(o) => (&o.base_url, &o.base_url_when),
+            AuthMode::OAuth2ClientCredentials(o) => (&o.base_url, &o.base_url_when),
+        };
+        (url.as_deref(), when.as_deref())
+    }
+
+    /// The base URL of every connection made with this mode, when the mode sets its own and does
+    /// not make it depend on the connection configuration (`base_url_when`); see
+    /// [`Self::base_url_for`] for a given connection.
     pub fn base_url(&self) -> Option<&str> {
-        match self {
-            AuthMode::OAuth2AuthorizationCode(o) => o.base_url.as_deref(),
+        match self.base_parts() {
+            (Some(url), None) => Some(url),
+            _ => None,
+        }
+    }
+
+    /// The base URL of a connection made with this mode and configuration, when the mode sets its
+    /// own: its `base_url`, unless `base_url_when` names a configuration value the connection
+    /// lacks (absent or empty). `None` means the spec's base URL.
+    pub fn base_url_for(&self, config: &BTreeMap<String, String>) -> Option<&str> {
+        match self.base_parts() {
+            (Some(url), None) => Some(url),
+            (Some(url), Some(name)) if config.get(name).is_some_and(|v| !v.is_empty()) => Some(url),
             _ => None,
         }
     }
@@ -100,6 +124,15 @@ pub struct ApiKeyAuth {
     pub name: String,
     /// Templated value (e.g. `Bearer {credentials.api_key}`).
     pub value: String,
+    /// The base URL of connections made with this mode, when it is not the spec's (templated
+    /// from connection configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Use `base_url` only for connections whose configuration has this (optional) value, the
+    /// spec's base URL otherwise: one mode, two bases (Jira's scoped API tokens, which work only
+    /// through `https://api.atlassian.com/ex/jira/{cloud_id}`, chosen by a `cloud_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url_when: Option<String>,
 }
 
 /// HTTP Basic auth.
@@ -113,6 +146,15 @@ pub struct BasicAuth {
     /// Templated password; may be empty (Stripe sends the key as username).
     #[serde(default)]
     pub password: String,
+    /// The base URL of connections made with this mode, when it is not the spec's (templated
+    /// from connection configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Use `base_url` only for connections whose configuration has this (optional) value, the
+    /// spec's base URL otherwise: one mode, two bases (Jira's scoped API tokens, which work only
+    /// through `https://api.atlassian.com/ex/jira/{cloud_id}`, chosen by a `cloud_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url_when: Option<String>,
 }
 
 /// How the client authenticates at the token endpoint.
@@ -270,6 +312,10 @@ pub struct OAuth2AuthorizationCode {
     /// tokens work only through `https://api.atlassian.com/ex/jira/{config.cloud_id}`).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Use `base_url` only for connections whose configuration has this (optional) value, the
+    /// spec's base URL otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url_when: Option<String>,
     /// How a token is revoked at the provider when its connection is deleted.
     #[serde(default)]
     pub revoke: Option<Revoke>,
@@ -408,6 +454,15 @@ pub struct OAuth2ClientCredentials {
     /// Extra credential fields.
     #[serde(default)]
     pub extra_credentials: Vec<FieldSpec>,
+    /// The base URL of connections made with this mode, when it is not the spec's (templated
+    /// from connection configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Use `base_url` only for connections whose configuration has this (optional) value, the
+    /// spec's base URL otherwise: one mode, two bases (Jira's scoped API tokens, which work only
+    /// through `https://api.atlassian.com/ex/jira/{cloud_id}`, chosen by a `cloud_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url_when: Option<String>,
 }
 
 fn d_space() -> String {

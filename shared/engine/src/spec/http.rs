@@ -174,4 +174,8 @@ pub struct ErrorRule {
     /// Selector of a human message in the body, for error reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_path: Option<String>,
+    /// A fixed message for error reports, saying what the failure means and what to do (the
+    /// provider's own message, when there is one, follows it in parentheses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

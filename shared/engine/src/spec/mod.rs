@@ -145,6 +145,18 @@ impl ProviderSpec {
         self.actions.iter().find(|a| a.name == name)
     }
 
+    /// The base URL template of a connection made with `mode` (the default mode when `None`) and
+    /// this configuration: the mode's own ([`AuthMode::base_url_for`]) or the spec's. The
+    /// deployment's origin override ([`crate::origins::provider_url`]) applies to this template.
+    pub fn base_url_for<'a>(
+        &'a self,
+        mode: Option<&'a AuthMode>,
+        config: &BTreeMap<String, String>,
+    ) -> &'a str {
+        mode.and_then(|m| m.base_url_for(config))
+            .unwrap_or(&self.base_url)
+    }
+
     /// The pagination a stream uses: its own, else the provider default, else none.
     pub fn pagination_for<'a>(&'a self, stream: &'a Stream) -> Option<&'a Pagination> {
         stream.pagination.as_ref().or(self.pagination.as_ref())

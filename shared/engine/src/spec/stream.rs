@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Pagination, RequestTemplate};
+use super::{ErrorRule, Pagination, RequestTemplate};
 
 /// Full refresh or incremental.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -45,6 +45,11 @@ pub struct Stream {
     /// A code connector that reads this stream instead of the declarative engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<CodeConnectorRef>,
+    /// Error rules for this stream's requests, checked before the provider's `errors` and the
+    /// status defaults: an endpoint whose failures mean something else than the provider's
+    /// (Zendesk's incremental export answers 403 to a token that is not an admin's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ErrorRule>,
 }
 
 /// Format of an incremental cursor value.

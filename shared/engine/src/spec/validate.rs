@@ -6,9 +6,9 @@ use std::fmt;
 use serde_json::Value;
 
 use super::{
-    AuthMode, Handshake, NextUrlSource, Pagination, ProviderSpec, RequestTemplate, SPEC_VERSION,
-    SignatureAlgorithm, SignatureEncoding, SignatureFormat, SyncMode, TimestampUnit, ValueSource,
-    WebhookSecret, WebhookSpec,
+    AuthMode, ErrorRule, Handshake, NextUrlSource, Pagination, ProviderSpec, RequestTemplate,
+    SPEC_VERSION, SignatureAlgorithm, SignatureEncoding, SignatureFormat, SyncMode, TimestampUnit,
+    ValueSource, WebhookSecret, WebhookSpec,
 };
 use crate::selector::Selector;
 use crate::template::{Template, Var, json_tree_strings};
@@ -268,6 +268,28 @@ impl Validator<'_> {
         }
     }
 
+    /// Error rules at `path` (the provider's or a stream's).
+    fn error_rules(&mut self, path: &[P], rules: &[ErrorRule]) {
+        for (i, rule) in rules.iter().enumerate() {
+            let at = |keys: &[P]| [path, &[P::I(i)], keys].concat();
+            if rule.status.is_none() && rule.header.is_none() && rule.body.is_none() {
+                self.err(
+                    &at(&[]),
+                    "a rule needs at least one of status, header, body",
+                );
+            }
+            if let Some(b) = &rule.body {
+                self.selector(&at(&[P::K("body"), P::K("path")]), &b.path);
+            }
+            if let Some(m) = &rule.message_path {
+                self.selector(&at(&[P::K("message_path")]), m);
+            }
+            if rule.message.as_deref().is_some_and(|m| m.trim().is_empty()) {
+                self.err(&at(&[P::K("message")]), "must not be empty");
+            }
+        }
+    }
+
     fn pagination(&mut self, path: &[P], pag: &Pagination) {
         let sel = |v: &mut Self, name: &'static str, s: &str| {
             v.selector(&[path, &[P::K(name)]].concat(), s);
@@ -428,6 +450,33 @@ impl Validator<'_> {
                 input: None,
                 cursor: false,
             };
+            let (own_base, when) = mode.base_parts();
+            if let Some(url) = own_base {
+                let at = [&base[..], &[P::K("base_url")]].concat();
+                self.template(&at, url, config_only);
+                if !(url.starts_with("https://") || url.starts_with('{')) {
+                    self.err(&at, "base_url must be an https:// URL");
+                }
+            }
+            if let Some(name) = when {
+                let at = [&base[..], &[P::K("base_url_when")]].concat();
+                match spec.connection_config.iter().find(|f| f.name == name) {
+                    None => self.err(
+                        &at,
+                        format!("`{name}` is not a declared connection_config field"),
+                    ),
+                    Some(f) if f.required || f.default.is_some() => self.err(
+                        &at,
+                        format!(
+                            "`{name}` is always set (required or defaulted), so the mode's base_url would always apply: drop base_url_when"
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                if own_base.is_none() {
+                    self.err(&at, "set without a `base_url` to choose");
+                }
+            }
             let mut seen = HashSet::new();
             for f in mode.credential_fields() {
                 if !seen.insert(&f.name) {
@@ -466,9 +515,6 @@ impl Validator<'_> {
                         &o.apply.value,
                         scopes,
                     );
-                    if let Some(url) = &o.base_url {
-                        self.template(&[&base[..], &[P::K("base_url")]].concat(), url, config_only);
-                    }
                     let token_only = BTreeSet::from(["access_token".to_owned()]);
                     let with_token = Scopes {
                         credentials: Some(&token_only),
@@ -553,23 +599,7 @@ impl Validator<'_> {
         if let Some(v) = &spec.verify {
             self.request(&[P::K("verify")], &v.request, shared);
         }
-        for (i, rule) in spec.errors.iter().enumerate() {
-            if rule.status.is_none() && rule.header.is_none() && rule.body.is_none() {
-                self.err(
-                    &[P::K("errors"), P::I(i)],
-                    "a rule needs at least one of status, header, body",
-                );
-            }
-            if let Some(b) = &rule.body {
-                self.selector(
-                    &[P::K("errors"), P::I(i), P::K("body"), P::K("path")],
-                    &b.path,
-                );
-            }
-            if let Some(m) = &rule.message_path {
-                self.selector(&[P::K("errors"), P::I(i), P::K("message_path")], m);
-            }
-        }
+        self.error_rules(&[P::K("errors")], &spec.errors);
         if let Some(p) = &spec.pagination {
             self.pagination(&[P::K("pagination")], p);
         }
@@ -608,6 +638,7 @@ impl Validator<'_> {
             if let Some(p) = &s.pagination {
                 self.pagination(&[&base[..], &[P::K("pagination")]].concat(), p);
             }
+            self.error_rules(&[&base[..], &[P::K("errors")]].concat(), &s.errors);
             match (incremental, &s.incremental) {
                 (true, None) => self.err(
                     &[&base[..], &[P::K("sync")]].concat(),
@@ -1020,6 +1051,114 @@ streams:
         assert_eq!(
             locate(YAML, &[P::K("streams"), P::I(1), P::K("missing")]),
             Some(6)
+        );
+    }
+
+    /// Semantic error messages of a spec text, by field.
+    fn semantic(text: &str) -> Vec<(String, String)> {
+        match load(text, "t.yaml") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|e| (e.field, e.message)).collect(),
+        }
+    }
+
+    const BASE_SPEC: &str = r#"
+spec_version: 1
+id: t
+name: T
+docs_url: https://example.com/docs
+connection_config:
+  - {name: site, label: Site}
+  - {name: cloud_id, label: Cloud id, required: false}
+  - {name: region, label: Region, required: false, default: eu}
+base_url: https://{config.site}.example.com/api
+auth:
+  - type: api_key
+    credentials: [{name: key, label: Key}]
+    in: header
+    name: Authorization
+    value: "Bearer {credentials.key}"
+MODE
+streams:
+  - name: items
+    request: {path: /items}
+    records: items
+    primary_key: [id]
+STREAM
+actions: []
+"#;
+
+    fn spec_with(mode: &str, stream: &str) -> String {
+        BASE_SPEC
+            .replace("MODE\n", mode)
+            .replace("STREAM\n", stream)
+    }
+
+    #[test]
+    fn a_conditional_base_url_needs_an_optional_field_and_a_base() {
+        assert_eq!(
+            semantic(&spec_with(
+                "    base_url: https://gw.example.com/{config.cloud_id}\n    base_url_when: cloud_id\n",
+                ""
+            )),
+            []
+        );
+        let got = semantic(&spec_with(
+            "    base_url: http://gw.example.com/{config.nope}\n    base_url_when: site\n",
+            "",
+        ));
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "auth[0].base_url",
+                "auth[0].base_url",
+                "auth[0].base_url_when"
+            ],
+            "{got:?}"
+        );
+        assert!(got[0].1.contains("`{config.nope}`"), "{got:?}");
+        assert!(got[1].1.contains("https://"), "{got:?}");
+        assert!(got[2].1.contains("always set"), "{got:?}");
+        for (when, want) in [
+            ("region", "always set"),
+            ("nope", "not a declared connection_config field"),
+        ] {
+            let got = semantic(&spec_with(
+                &format!("    base_url: https://gw.example.com\n    base_url_when: {when}\n"),
+                "",
+            ));
+            assert!(got.len() == 1 && got[0].1.contains(want), "{when}: {got:?}");
+        }
+        let got = semantic(&spec_with("    base_url_when: cloud_id\n", ""));
+        assert!(
+            got.len() == 1 && got[0].1.contains("without a `base_url`"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn stream_error_rules_are_checked_like_the_providers() {
+        assert_eq!(
+            semantic(&spec_with(
+                "",
+                "    errors:\n      - {status: 403, class: config, message: An admin token is needed.}\n"
+            )),
+            []
+        );
+        let got = semantic(&spec_with(
+            "",
+            "    errors:\n      - {class: config, message: ' '}\n      - {status: 403, class: auth, message_path: 'a..b'}\n",
+        ));
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "streams[0].errors[0]",
+                "streams[0].errors[0].message",
+                "streams[0].errors[1].message_path"
+            ],
+            "{got:?}"
         );
     }
 

@@ -1,16 +1,18 @@
-//! Intercom: Bearer token, `Intercom-Version`, `starting_after` from
-//! `pages.next.starting_after`, 429 with the epoch `X-RateLimit-Reset`, companies through the
-//! scroll API until an empty page.
+//! Intercom: Bearer token, the pinned `Intercom-Version` (2.15), `starting_after` from
+//! `pages.next.starting_after` with `per_page` for contacts and conversations, 429 with the epoch
+//! `X-RateLimit-Reset`, companies through the scroll API until an empty page.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{engine, mocked, read_all, spec};
+use crate::support::{engine, mocked, query_exactly, read_all, spec};
 
 const TOKEN: &[(&str, &str)] = &[("access_token", "dG9rOmE2ZjQ=")];
+/// The API version the spec pins: the newest the API reference presents as current.
+const VERSION: &str = "2.15";
 
 #[tokio::test]
 async fn intercom_contacts_follow_starting_after_and_wait_for_reset() {
@@ -18,9 +20,8 @@ async fn intercom_contacts_follow_starting_after_and_wait_for_reset() {
     Mock::given(method("GET"))
         .and(path("/contacts"))
         .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
-        .and(header("intercom-version", "2.11"))
-        .and(query_param("per_page", "150"))
-        .and(query_param_is_missing("starting_after"))
+        .and(header("intercom-version", VERSION))
+        .and(query_exactly(&[("per_page", "150")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "type": "list",
             "data": [{"type": "contact", "id": "6657a1"}, {"type": "contact", "id": "6657a2"}],
@@ -38,7 +39,10 @@ async fn intercom_contacts_follow_starting_after_and_wait_for_reset() {
         + 2;
     Mock::given(method("GET"))
         .and(path("/contacts"))
-        .and(query_param("starting_after", "WzE3MTY5MDAwMDAwMDAsMl0="))
+        .and(query_exactly(&[
+            ("per_page", "150"),
+            ("starting_after", "WzE3MTY5MDAwMDAwMDAsMl0="),
+        ]))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("X-RateLimit-Limit", "10000")
@@ -52,8 +56,11 @@ async fn intercom_contacts_follow_starting_after_and_wait_for_reset() {
     Mock::given(method("GET"))
         .and(path("/contacts"))
         .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
-        .and(query_param("per_page", "150"))
-        .and(query_param("starting_after", "WzE3MTY5MDAwMDAwMDAsMl0="))
+        .and(header("intercom-version", VERSION))
+        .and(query_exactly(&[
+            ("per_page", "150"),
+            ("starting_after", "WzE3MTY5MDAwMDAwMDAsMl0="),
+        ]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "type": "list",
             "data": [{"type": "contact", "id": "6657a3"}],
@@ -83,13 +90,72 @@ async fn intercom_contacts_follow_starting_after_and_wait_for_reset() {
     );
 }
 
+#[test]
+fn intercom_pins_the_current_api_version_on_every_request() {
+    assert_eq!(spec("intercom").headers["Intercom-Version"], VERSION);
+}
+
+/// Conversations (2.15 `conversation_list`): `conversations` plus the same cursor paging as the
+/// contacts, `per_page` up to 150.
+#[tokio::test]
+async fn intercom_conversations_follow_starting_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/conversations"))
+        .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
+        .and(header("intercom-version", VERSION))
+        .and(query_exactly(&[("per_page", "150")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "conversation.list",
+            "conversations": [
+                {"type": "conversation", "id": "1295", "state": "open", "company": null},
+                {"type": "conversation", "id": "1296", "state": "closed"}
+            ],
+            "total_count": 3,
+            "pages": {"type": "pages", "page": 1, "per_page": 150, "total_pages": 2,
+                      "next": {"page": 2, "starting_after": "WzE3MzQ1MzcxNDUwMDAsMTI5Nl0="}}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/conversations"))
+        .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
+        .and(header("intercom-version", VERSION))
+        .and(query_exactly(&[
+            ("per_page", "150"),
+            ("starting_after", "WzE3MzQ1MzcxNDUwMDAsMTI5Nl0="),
+        ]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "conversation.list",
+            "conversations": [{"type": "conversation", "id": "1297", "state": "snoozed"}],
+            "total_count": 3,
+            "pages": {"type": "pages", "page": 2, "per_page": 150, "total_pages": 2}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("intercom"),
+        "conversations",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("id"), ["1295", "1296", "1297"]);
+    assert_eq!(got.pages, 2);
+}
+
 #[tokio::test]
 async fn intercom_create_contact_posts_role_and_email() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/contacts"))
         .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
-        .and(header("intercom-version", "2.11"))
+        .and(header("intercom-version", VERSION))
         .and(body_json(
             json!({"role": "user", "email": "joe@bloggs.com", "name": "Joe"}),
         ))
@@ -143,8 +209,8 @@ async fn intercom_companies_scroll_until_an_empty_page() {
     Mock::given(method("GET"))
         .and(path("/companies/scroll"))
         .and(header("authorization", "Bearer dG9rOmE2ZjQ="))
-        .and(header("intercom-version", "2.11"))
-        .and(query_param_is_missing("scroll_param"))
+        .and(header("intercom-version", VERSION))
+        .and(query_exactly(&[]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "type": "list",
             "data": [{"type": "company", "id": "531ee472cce572a6ec000006"}],
@@ -156,10 +222,11 @@ async fn intercom_companies_scroll_until_an_empty_page() {
         .await;
     Mock::given(method("GET"))
         .and(path("/companies/scroll"))
-        .and(query_param(
+        .and(header("intercom-version", VERSION))
+        .and(query_exactly(&[(
             "scroll_param",
             "25b649f7-4d33-4ef6-88f5-60e5b8244309",
-        ))
+        )]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "type": "list",
             "data": [{"type": "company", "id": "531ee472cce572a6ec000007"}],
@@ -171,10 +238,10 @@ async fn intercom_companies_scroll_until_an_empty_page() {
         .await;
     Mock::given(method("GET"))
         .and(path("/companies/scroll"))
-        .and(query_param(
+        .and(query_exactly(&[(
             "scroll_param",
             "9b0f0c5a-2a7e-4f1e-8c33-0a3b8b2a1d10",
-        ))
+        )]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "type": "list", "data": [], "pages": null, "total_count": null,
             "scroll_param": "9b0f0c5a-2a7e-4f1e-8c33-0a3b8b2a1d10"

@@ -1,16 +1,16 @@
 //! Zendesk: subdomain base URL, Basic `{email}/token`, cursor pagination with `page[size]`,
-//! `page[after]` and `meta.has_more`, the incremental export's `after_url` until `end_of_stream`,
-//! 429 `Retry-After`.
+//! `page[after]` and `meta.has_more`, the incremental export's `after_url` until `end_of_stream`
+//! and its 403 for a non-admin token, 429 `Retry-After`, expiring OAuth tokens.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
-use tributary_engine::{ReadOptions, StreamState};
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use tributary_engine::{ErrorClass, ReadOptions, StreamState};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{conn, engine, mocked, read_all, real_base_url, spec};
+use crate::support::{conn, engine, mocked, query_exactly, read_all, real_base_url, spec};
 
 const CREDS: &[(&str, &str)] = &[
     ("email", "agent@acme.com"),
@@ -41,8 +41,7 @@ async fn zendesk_tickets_follow_after_cursor_while_has_more() {
     Mock::given(method("GET"))
         .and(path("/api/v2/tickets.json"))
         .and(header("authorization", basic().as_str()))
-        .and(query_param("page[size]", "100"))
-        .and(query_param_is_missing("page[after]"))
+        .and(query_exactly(&[("page[size]", "100")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "tickets": [{"id": 35436, "subject": "Help"}, {"id": 35437, "subject": "Printer"}],
             "meta": {"has_more": true, "after_cursor": "xxx", "before_cursor": "yyy"},
@@ -53,7 +52,10 @@ async fn zendesk_tickets_follow_after_cursor_while_has_more() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v2/tickets.json"))
-        .and(query_param("page[after]", "xxx"))
+        .and(query_exactly(&[
+            ("page[size]", "100"),
+            ("page[after]", "xxx"),
+        ]))
         .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
         .up_to_n_times(1)
         .mount(&server)
@@ -61,8 +63,7 @@ async fn zendesk_tickets_follow_after_cursor_while_has_more() {
     Mock::given(method("GET"))
         .and(path("/api/v2/tickets.json"))
         .and(header("authorization", basic().as_str()))
-        .and(query_param("page[size]", "100"))
-        .and(query_param("page[after]", "xxx"))
+        .and(query_exactly(&[("page[size]", "100"), ("page[after]", "xxx")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "tickets": [{"id": 35438, "subject": "Login"}],
             // Zendesk still returns a cursor on the last page; has_more decides.
@@ -104,7 +105,8 @@ async fn zendesk_incremental_export_starts_at_saved_cursor_and_stops_at_end_of_s
     };
     Mock::given(method("GET"))
         .and(path("/api/v2/incremental/tickets/cursor.json"))
-        .and(query_param("start_time", "1700000000"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[("start_time", "1700000000")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "tickets": [{"id": 1, "generated_timestamp": 1700000100}, {"id": 2, "generated_timestamp": 1700000200}],
             "after_url": after("MTU3NjYxMzUzOS4wfHw0Njd8"),
@@ -116,8 +118,7 @@ async fn zendesk_incremental_export_starts_at_saved_cursor_and_stops_at_end_of_s
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v2/incremental/tickets/cursor.json"))
-        .and(query_param("cursor", "MTU3NjYxMzUzOS4wfHw0Njd8"))
-        .and(query_param_is_missing("start_time"))
+        .and(query_exactly(&[("cursor", "MTU3NjYxMzUzOS4wfHw0Njd8")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "tickets": [{"id": 3, "generated_timestamp": 1700000150}],
             "after_url": after("MTU3NjYxMzU0MC4wfHw0Njh8"),
@@ -129,7 +130,7 @@ async fn zendesk_incremental_export_starts_at_saved_cursor_and_stops_at_end_of_s
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v2/incremental/tickets/cursor.json"))
-        .and(query_param("cursor", "MTU3NjYxMzU0MC4wfHw0Njh8"))
+        .and(query_exactly(&[("cursor", "MTU3NjYxMzU0MC4wfHw0Njh8")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "tickets": [], "after_url": null, "end_of_stream": true
         })))
@@ -172,6 +173,156 @@ async fn zendesk_incremental_export_starts_at_saved_cursor_and_stops_at_end_of_s
         checkpoint.and_then(|c| c.cursor).as_deref(),
         Some("1700000200")
     );
+}
+
+#[tokio::test]
+async fn zendesk_users_follow_after_cursor_while_has_more() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/users.json"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[("page[size]", "100")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "users": [
+                {"id": 223443, "name": "Johnny Agent", "role": "agent"},
+                {"id": 8678530, "name": "James A. Rosen", "role": "end-user"}
+            ],
+            "meta": {"has_more": true, "after_cursor": "eyJvIjoibmljZV9pZCIsInYiOiJhUjA9In0=", "before_cursor": "eyJvIjoiaWQifQ=="},
+            "links": {"next": "https://acme.zendesk.com/api/v2/users.json?page%5Bafter%5D=eyJvIjoibmljZV9pZCIsInYiOiJhUjA9In0%3D&page%5Bsize%5D=100", "prev": null}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/users.json"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[
+            ("page[size]", "100"),
+            ("page[after]", "eyJvIjoibmljZV9pZCIsInYiOiJhUjA9In0="),
+        ]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "users": [{"id": 9873843, "name": "Sam Admin", "role": "admin"}],
+            "meta": {"has_more": false, "after_cursor": "eyJvIjoiZW5kIn0=", "before_cursor": "eyJvIjoic3RhcnQifQ=="},
+            "links": {"next": null, "prev": null}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let got = read_all(
+        &engine(),
+        &spec("zendesk"),
+        "users",
+        &mocked(&server, "/api/v2", SUB, CREDS),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(got.ids("id"), ["223443", "8678530", "9873843"]);
+    assert_eq!(got.pages, 2);
+}
+
+/// The incremental export is for admins: an agent's (valid) token gets 403 there, which must say
+/// so and must not ask for the connection to be authorized again, as a 403 elsewhere does.
+#[tokio::test]
+async fn zendesk_ticket_export_refused_to_an_agent_asks_for_an_admin_not_reauth() {
+    let server = MockServer::start().await;
+    let forbidden = ResponseTemplate::new(403).set_body_json(json!({"error": {
+        "title": "Forbidden",
+        "message": "You do not have access to this page. Please contact the account owner of this help desk for further help."
+    }}));
+    Mock::given(method("GET"))
+        .and(path("/api/v2/incremental/tickets/cursor.json"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_exactly(&[("start_time", "0")]))
+        .respond_with(forbidden.clone())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets.json"))
+        .and(query_exactly(&[("page[size]", "100")]))
+        .respond_with(forbidden)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let spec = spec("zendesk");
+    let conn = mocked(&server, "/api/v2", SUB, CREDS);
+
+    let export = read_all(&engine(), &spec, "ticket_changes", &conn)
+        .await
+        .unwrap_err();
+    let tickets = read_all(&engine(), &spec, "tickets", &conn)
+        .await
+        .unwrap_err();
+
+    assert_eq!(export.class(), ErrorClass::Config, "{export}");
+    let text = export.to_string();
+    assert!(text.contains("admins only"), "{text}");
+    assert!(
+        text.contains("You do not have access to this page"),
+        "{text}"
+    );
+    assert_eq!(tickets.class(), ErrorClass::Auth, "{tickets}");
+}
+
+/// Zendesk gives a refresh token (and an expiring access token) to an OAuth client created before
+/// refresh tokens existed only when the token request asks for lifetimes; every refresh asks again.
+#[test]
+fn zendesk_oauth_token_requests_ask_for_expiring_tokens() {
+    use secrecy::SecretString;
+    use tributary_engine::oauth::{ClientApp, Grant, TokenEndpoint, token_request};
+    use tributary_engine::spec::AuthMode;
+
+    let spec = spec("zendesk");
+    let Some(AuthMode::OAuth2AuthorizationCode(oauth)) = spec
+        .auth
+        .iter()
+        .find(|m| m.kind() == "oauth2_authorization_code")
+    else {
+        panic!("zendesk has an OAuth mode");
+    };
+    let app = ClientApp {
+        client_id: "tributary".into(),
+        client_secret: SecretString::from("s3cret".to_owned()),
+    };
+    let config = SUB
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let refresh_token = SecretString::from("rt-1".to_owned());
+
+    let request = token_request(
+        &TokenEndpoint::from(oauth),
+        &config,
+        &app,
+        &Grant::RefreshToken {
+            refresh_token: &refresh_token,
+        },
+    )
+    .unwrap();
+
+    assert_eq!(
+        request.url.as_str(),
+        "https://acme.zendesk.com/oauth/tokens"
+    );
+    let mut form: Vec<(String, String)> =
+        url::form_urlencoded::parse(request.body.as_deref().unwrap_or_default())
+            .into_owned()
+            .collect();
+    form.sort();
+    let want: Vec<(String, String)> = [
+        ("client_id", "tributary"),
+        ("client_secret", "s3cret"),
+        ("expires_in", "1800"),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "rt-1"),
+        ("refresh_token_expires_in", "2592000"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    assert_eq!(form, want);
 }
 
 #[tokio::test]
