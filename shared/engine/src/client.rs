@@ -64,8 +64,10 @@ impl Classify for SpecClassifier<'_> {
             }
             if let Some(h) = &rule.header {
                 let v = headers.get(h.name.as_str()).and_then(|v| v.to_str().ok());
-                if v.map(str::trim) != Some(h.equals.as_str()) {
-                    continue;
+                match (v, &h.equals) {
+                    (Some(v), Some(wanted)) if v.trim() == wanted => {}
+                    (Some(_), None) => {}
+                    _ => continue,
                 }
             }
             if let Some(b) = &rule.body {

@@ -136,14 +136,16 @@ pub enum ErrorClass {
     Permanent,
 }
 
-/// A header condition.
+/// A header condition: the header is present, and equals a value when one is given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     /// Header name.
     pub name: String,
-    /// Value it must equal (trimmed, case-sensitive).
-    pub equals: String,
+    /// Value it must equal (trimmed, case-sensitive); without it, any value (GitHub's secondary
+    /// rate limits are a 403 that carries `retry-after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
 }
 
 /// A body condition.

@@ -109,6 +109,53 @@ async fn github_repositories_follow_link_header_and_wait_for_rate_limit_reset() 
     );
 }
 
+/// A secondary rate limit is a 403 with `retry-after` while the primary limit has requests left:
+/// the read waits and goes on, rather than taking it for refused credentials.
+#[tokio::test]
+async fn github_secondary_rate_limit_is_waited_out_not_taken_for_an_auth_failure() {
+    let server = MockServer::start().await;
+    let first = || {
+        Mock::given(method("GET"))
+            .and(path("/user/repos"))
+            .and(query_exactly(&[("sort", "updated"), ("per_page", "100")]))
+    };
+    first()
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("retry-after", "1")
+                .insert_header("x-ratelimit-remaining", "4990")
+                .set_body_json(json!({
+                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+                })),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    first()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 1}])))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let spec = spec("github");
+    let started = Instant::now();
+    let got = read_all(
+        &engine(),
+        &spec,
+        "repositories",
+        &mocked(&server, "", &[], TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.ids("id"), ["1"]);
+    assert_eq!(got.retries, 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for retry-after"
+    );
+}
+
 /// `GET /issues` lists every issue and pull request the user can see (`filter=all`, `state=all`),
 /// oldest change first, from the saved cursor less the lookback (`since`). The `Link` next URL
 /// carries every parameter, and is followed as given.
