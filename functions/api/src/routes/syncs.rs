@@ -533,6 +533,28 @@ fn check_mapping(pointer: &str, m: &Mapping) -> Result<(), ApiError> {
     })
 }
 
+/// Refuses a mapping that reads a field the stream's records cannot have, where the stream
+/// declares what they have (its `record_schema`).
+fn check_mapping_fields(
+    pointer: &str,
+    m: &Mapping,
+    stream: &tributary_engine::spec::Stream,
+) -> Result<(), ApiError> {
+    for (index, field) in m.fields.iter().enumerate() {
+        let (from, name) = match &field.from {
+            Some(from) => (from, "from"),
+            None => (&field.to, "to"),
+        };
+        if let Some(why) = stream.cannot_have(from) {
+            return Err(invalid(
+                &format!("{pointer}/fields/{index}/{name}"),
+                &format!("Invalid mapping: `{from}`: {why}."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_model(model: &str) -> Result<(), ApiError> {
     if valid_model(model) {
         Ok(())
@@ -770,6 +792,9 @@ pub async fn create<S: ControlStore>(
             ),
         )
     })?;
+    if let Some(mapping) = &input.mapping {
+        check_mapping_fields("/mapping", mapping, stream)?;
+    }
     let incremental_stream = stream.sync == tributary_engine::spec::SyncMode::Incremental;
     let mode = match input.mode {
         Some(SyncModeDto::Incremental) if !incremental_stream => {
@@ -894,6 +919,12 @@ pub async fn update<S: ControlStore>(
             sync.frequency = f.clone();
         }
         if let Some(mapping) = &patch.mapping {
+            if let Some(m) = mapping
+                && let Some(stream) = tributary_engine::grant::catalog_spec(&sync.provider)
+                    .and_then(|spec| spec.stream(&sync.stream))
+            {
+                check_mapping_fields("/mapping", m, stream)?;
+            }
             sync.mapping = mapping.clone();
         }
         if let Some(p) = guard {

@@ -288,6 +288,28 @@ async fn creation_refuses_each_invalid_field_pointing_at_it_and_stores_nothing()
             "unknown field",
         ),
         (
+            with(json!({"mapping": {"fields": [{"to": "mail", "from": "emial"}]}})),
+            "/mapping/fields/0/from",
+            "has no field `emial`",
+        ),
+        (
+            with(
+                json!({"mapping": {"fields": [{"to": "email"}, {"to": "street", "from": "address.street"}]}}),
+            ),
+            "/mapping/fields/1/from",
+            "has no field `street`",
+        ),
+        (
+            with(json!({"mapping": {"fields": [{"to": "nickname"}]}})),
+            "/mapping/fields/0/to",
+            "has no field `nickname`",
+        ),
+        (
+            with(json!({"mapping": {"fields": [{"to": "domain", "from": "email.domain"}]}})),
+            "/mapping/fields/0/from",
+            "`email` is a string",
+        ),
+        (
             with(json!({"deletion_guard_percent": 101})),
             "/deletion_guard_percent",
             "0 to 100",
@@ -835,4 +857,46 @@ async fn creating_and_triggering_replay_the_first_answer_for_the_same_idempotenc
             .await
             .unwrap();
     assert_eq!(stored.items.len(), 1);
+}
+
+/// A stream that declares its records' fields (Stripe customers) refuses a mapping reading one it
+/// cannot have, on creation and on change; fields it has, nested ones and an open object's keys
+/// (`metadata`) are accepted.
+#[tokio::test]
+async fn a_mapping_reading_a_field_the_stream_cannot_have_is_refused_on_change_too() {
+    let s = setup();
+    let mut body = s.customers();
+    body["mapping"] = json!({"fields": [
+        {"to": "email"},
+        {"to": "city", "from": "address.city"},
+        {"to": "crm", "from": "metadata.crm_id"}
+    ]});
+    let res = s.send("POST", "/v1/syncs", Some(body)).await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let before = s.stored(&id.parse().unwrap()).await;
+
+    let res = s
+        .send(
+            "PATCH",
+            &format!("/v1/syncs/{id}"),
+            Some(json!({"mapping": {"fields": [{"to": "email"}, {"to": "zip", "from": "address.zip"}]}})),
+        )
+        .await;
+    is_problem(&res, 400, "validation_failed");
+    assert_eq!(res.body["errors"][0]["pointer"], "/mapping/fields/1/from");
+    assert_eq!(
+        s.stored(&id.parse().unwrap()).await,
+        before,
+        "nothing changed"
+    );
+
+    let res = s
+        .send(
+            "PATCH",
+            &format!("/v1/syncs/{id}"),
+            Some(json!({"mapping": {"fields": [{"to": "zip", "from": "address.postal_code"}]}})),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
 }

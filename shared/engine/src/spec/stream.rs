@@ -50,6 +50,81 @@ pub struct Stream {
     /// (Zendesk's incremental export answers 403 to a token that is not an admin's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ErrorRule>,
+    /// The fields its records can have, as the provider documents them: a JSON Schema of which
+    /// `type`, `properties`, `items` and `additionalProperties: false` are read. A sync's mapping
+    /// that names a field an object closed by `additionalProperties: false` does not list, or a
+    /// field inside a scalar, is refused ([`Stream::cannot_have`]); an open object may have any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub record_schema: Option<serde_json::Value>,
+}
+
+impl Stream {
+    /// Why a record of this stream cannot have a value at `path` (dotted, array indexes as
+    /// numbers: `address.city`, `tax_ids.data.0.value`), as its `record_schema` says; `None` when
+    /// it may (or when the stream declares no schema).
+    pub fn cannot_have(&self, path: &str) -> Option<String> {
+        let mut node = self.record_schema.as_ref()?;
+        let mut walked = String::new();
+        for segment in path.split('.') {
+            // `type: [string, "null"]` is a string that may be null.
+            let kind = match node.get("type") {
+                Some(serde_json::Value::String(t)) => Some(t.as_str()),
+                Some(serde_json::Value::Array(ts)) => {
+                    let mut named = ts
+                        .iter()
+                        .filter_map(|t| t.as_str())
+                        .filter(|t| *t != "null");
+                    match (named.next(), named.next()) {
+                        (Some(t), None) => Some(t),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let next = if segment.bytes().all(|b| b.is_ascii_digit()) && kind == Some("array") {
+                node.get("items")
+            } else if let Some(field) = node.get("properties").and_then(|p| p.get(segment)) {
+                Some(field)
+            } else if matches!(
+                kind,
+                Some("string" | "number" | "integer" | "boolean" | "null")
+            ) {
+                let at = if walked.is_empty() {
+                    "the record"
+                } else {
+                    walked.as_str()
+                };
+                return Some(format!(
+                    "`{at}` is a {} in `{}` records: it has no `{segment}`",
+                    kind.unwrap_or_default(),
+                    self.name
+                ));
+            } else if node.get("additionalProperties") == Some(&serde_json::Value::Bool(false)) {
+                let at = if walked.is_empty() {
+                    "a record"
+                } else {
+                    walked.as_str()
+                };
+                return Some(format!(
+                    "{at} of the `{}` stream has no field `{segment}`",
+                    self.name
+                ));
+            } else {
+                // An open object (or an unknown shape): anything may be below.
+                return None;
+            };
+            match next {
+                Some(n) => node = n,
+                None => return None,
+            }
+            if !walked.is_empty() {
+                walked.push('.');
+            }
+            walked.push_str(segment);
+        }
+        None
+    }
 }
 
 /// Format of an incremental cursor value.

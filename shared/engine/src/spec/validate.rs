@@ -639,6 +639,14 @@ impl Validator<'_> {
                 self.pagination(&[&base[..], &[P::K("pagination")]].concat(), p);
             }
             self.error_rules(&[&base[..], &[P::K("errors")]].concat(), &s.errors);
+            if let Some(schema) = &s.record_schema
+                && schema.get("type").and_then(serde_json::Value::as_str) != Some("object")
+            {
+                self.err(
+                    &[&base[..], &[P::K("record_schema")]].concat(),
+                    "a record schema describes an object: `type: object`",
+                );
+            }
             match (incremental, &s.incremental) {
                 (true, None) => self.err(
                     &[&base[..], &[P::K("sync")]].concat(),

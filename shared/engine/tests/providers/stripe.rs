@@ -303,3 +303,75 @@ fn stripe_webhook_verifies_as_the_catalog_configures_it() {
     let later = now + time::Duration::seconds(hooks.tolerance_seconds as i64 + 60);
     assert!(verify_webhook(hooks, "whsec_test", &sig, body, later).is_err());
 }
+
+/// Every field of Stripe's documented example customer
+/// (<https://docs.stripe.com/api/customers/object>) is one `customers` records can have; a
+/// misspelt field, a field inside a scalar, or one the Customer object does not list is not.
+#[test]
+fn stripe_customers_declare_the_fields_a_mapping_may_read() {
+    let example = json!({
+        "id": "cus_NffrFeUfNV2Hib", "object": "customer", "address": null, "balance": 0,
+        "created": 1_680_893_993, "currency": null, "default_source": null, "delinquent": false,
+        "description": null, "discount": null, "email": "jennyrosen@example.com",
+        "invoice_prefix": "0759376C",
+        "invoice_settings": {"custom_fields": null, "default_payment_method": null, "footer": null, "rendering_options": null},
+        "livemode": false, "metadata": {}, "name": "Jenny Rosen", "next_invoice_sequence": 1,
+        "phone": null, "preferred_locales": [], "shipping": null, "tax_exempt": "none",
+        "test_clock": null
+    });
+    let spec = spec("stripe");
+    let customers = spec.stream("customers").unwrap();
+    fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(o) if !o.is_empty() => {
+                for (k, v) in o {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let mut paths = Vec::new();
+    leaves("", &example, &mut paths);
+    assert_eq!(paths.len(), 25);
+    for p in &paths {
+        assert_eq!(customers.cannot_have(p), None, "{p}");
+    }
+    for p in [
+        "address.city",
+        "shipping.address.postal_code",
+        "metadata.crm_id",
+        "preferred_locales.0",
+        "invoice_settings.custom_fields.0.value",
+        "tax_ids.data.0.value",
+    ] {
+        assert_eq!(customers.cannot_have(p), None, "{p}");
+    }
+    for (p, why) in [
+        ("emial", "has no field `emial`"),
+        ("address.street", "has no field `street`"),
+        ("email.domain", "`email` is a string"),
+        (
+            "preferred_locales.0.code",
+            "`preferred_locales.0` is a string",
+        ),
+        ("invoice_settings.footer_text", "has no field `footer_text`"),
+    ] {
+        let refused = customers
+            .cannot_have(p)
+            .unwrap_or_else(|| panic!("{p} accepted"));
+        assert!(refused.contains(why), "{p}: {refused}");
+    }
+    // A stream that declares nothing refuses nothing.
+    assert_eq!(
+        spec.stream("charges")
+            .unwrap()
+            .cannot_have("anything.at.all"),
+        None
+    );
+}
