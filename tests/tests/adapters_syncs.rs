@@ -994,6 +994,9 @@ async fn a_page_is_written_with_its_records_and_a_refused_commit_writes_none_of_
     let mut read = records.get_records(&feed, &ids(0..60)).await.unwrap();
     read.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(read, first);
+    // The same page again (an attempt whose answer was lost, retried): done, not a conflict.
+    records.write_page(&feed, &first, &page).await.unwrap();
+    records.commit_page(&feed, &page).await.unwrap();
 
     // Page 1 again (another writer): 50 records go in batches, the last 10 with the commit, which
     // the existing page refuses. The batches' records are written (and stay uncommitted: the

@@ -299,6 +299,26 @@ fn decode_page(it: &Item, operation: &'static str) -> Result<FeedPage, PortError
 }
 
 impl DynamoTable {
+    /// After a commit of `page` was refused because its sequence number exists: success when
+    /// the stored page is this one (same run, same entries: an earlier attempt whose answer was
+    /// lost), [`PortError::Conflict`] when it is another writer's.
+    async fn committed_already(
+        &self,
+        feed: &FeedKey,
+        page: &FeedPage,
+        operation: &'static str,
+    ) -> Result<(), PortError> {
+        let stored = self
+            .get(&pages_pk(feed), &page_sk(page.seq))
+            .await?
+            .map(|it| decode_page(&it, "GetItem"))
+            .transpose()?;
+        match stored {
+            Some(p) if p.run_id == page.run_id && p.entries == page.entries => Ok(()),
+            _ => Err(conflict(operation)),
+        }
+    }
+
     /// Reads `pk`'s items after `after` (from the first when `None`) in sort-key order, at most
     /// `limit`, following the query's pages (each ends at 1 MB read) until `limit` or the end.
     async fn query_after(
@@ -454,6 +474,7 @@ impl RecordStore for DynamoTable {
         if tail.is_empty() {
             return self.commit_page(feed, page).await;
         }
+        let committing = page;
         let page = page_it;
         let mut actions = tail
             .into_iter()
@@ -464,8 +485,14 @@ impl RecordStore for DynamoTable {
         loop {
             match self.transact_checked(actions.clone()).await {
                 Ok(Ok(())) => return Ok(()),
-                // Only the commit has a condition: the page exists (another writer).
-                Ok(Err(_)) => return Err(conflict("TransactWriteItems")),
+                // Only the commit has a condition: the page exists. It may be this very page, from
+                // an attempt whose answer was lost (a 500 or a timeout the SDK retried): then the
+                // transaction, all or nothing, is done.
+                Ok(Err(_)) => {
+                    return self
+                        .committed_already(feed, committing, "TransactWriteItems")
+                        .await;
+                }
                 // Cancelled for another reason (throttled, or a concurrent write of one of its
                 // records): none of it was written, so it is sent again.
                 Err(PortError::Conflict { .. }) if attempt < Backoff::BATCH.max_retries => {
@@ -484,10 +511,7 @@ impl RecordStore for DynamoTable {
         {
             Ok(())
         } else {
-            Err(PortError::Conflict {
-                service: Service::Store,
-                operation: "PutItem",
-            })
+            self.committed_already(feed, page, "PutItem").await
         }
     }
 

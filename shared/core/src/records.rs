@@ -152,7 +152,8 @@ pub trait RecordStore: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Commits a feed page; [`PortError::Conflict`] when a page with its sequence number exists
-    /// (another writer).
+    /// and is another writer's (the same page again, from an attempt whose answer was lost, is
+    /// committed already: `Ok`).
     fn commit_page(
         &self,
         feed: &FeedKey,

@@ -520,8 +520,14 @@ impl RecordStore for MemStore {
     async fn commit_page(&self, feed: &FeedKey, p: &FeedPage) -> Result<(), PortError> {
         self.port("commit_page", Access::Write, "PutItem", |t| {
             let pages = t.syncs.pages.entry(feed_key(feed)).or_default();
-            if pages.contains_key(&p.seq) {
-                return Err(conflict("PutItem"));
+            if let Some(stored) = pages.get(&p.seq) {
+                // This very page again (an attempt whose answer was lost) is done, as in the
+                // adapter; another writer's is a conflict.
+                return if stored.run_id == p.run_id && stored.entries == p.entries {
+                    Ok(())
+                } else {
+                    Err(conflict("PutItem"))
+                };
             }
             pages.insert(p.seq, p.clone());
             Ok(())
