@@ -13,6 +13,7 @@ use tributary_core::tenancy::{Tenant, TenantStatus};
 use crate::testing::{MemStore, NOW, Req, call, deps};
 
 mod actions;
+mod client_credentials;
 mod connect;
 mod connections;
 mod dashboard;

@@ -11,6 +11,10 @@
 //! again. So a rotating refresh token is used once and never written back, and a provider that
 //! revokes the whole family when an old one comes back never sees one.
 //!
+//! A connection without a refresh token whose auth mode grants a token from the credentials it holds
+//! (the OAuth client-credentials grant: no refresh token, the same grant again when the token
+//! expires) is renewed the same way, under the same lease, through [`TokenGrant::regrant`].
+//!
 //! A definitive refusal (`invalid_grant`) moves the connection to `needs_reauth` with an event; a
 //! transient failure gives the lease back and is returned for the caller to retry with backoff.
 
@@ -55,6 +59,19 @@ pub trait TokenGrant: Send + Sync {
         connection: &Connection,
         refresh_token: &SecretString,
     ) -> impl Future<Output = Result<Tokens, GrantFailure>> + Send;
+
+    /// New tokens for `connection`, which holds no refresh token, asked with the credentials it
+    /// holds (`credentials`, opened): the client-credentials grant asks again with the
+    /// connection's own client id and secret. `None` when its auth mode cannot renew a token this
+    /// way (the default): an expired token then stays expired ([`RefreshError::NotRefreshable`]).
+    fn regrant(
+        &self,
+        connection: &Connection,
+        credentials: &std::collections::BTreeMap<String, SecretString>,
+    ) -> impl Future<Output = Option<Result<Tokens, GrantFailure>>> + Send {
+        let _ = (connection, credentials);
+        std::future::ready(None)
+    }
 }
 
 /// What [`Refresher::refresh_idle`] did.
@@ -259,16 +276,30 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
             self.store.release_refresh(tenant, id, holder).await?;
             return Ok((Self::access(&creds)?, false));
         }
-        let Some(refresh_token) = creds.get("refresh_token").cloned() else {
-            self.store.release_refresh(tenant, id, holder).await?;
-            return Err(RefreshError::NotRefreshable);
+        let (outcome, refused) = match creds.get("refresh_token") {
+            Some(refresh_token) => {
+                let refresh_token = SecretString::from(refresh_token.clone());
+                let outcome = self.grant.refresh(&connection, &refresh_token).await;
+                (outcome, "the refresh token")
+            }
+            None => {
+                let held = creds
+                    .iter()
+                    .map(|(k, v)| (k.clone(), SecretString::from(v.clone())))
+                    .collect();
+                match self.grant.regrant(&connection, &held).await {
+                    Some(outcome) => (outcome, "the connection's credentials"),
+                    None => {
+                        self.store.release_refresh(tenant, id, holder).await?;
+                        return Err(RefreshError::NotRefreshable);
+                    }
+                }
+            }
         };
-        let refresh_token = SecretString::from(refresh_token);
-        let outcome = self.grant.refresh(&connection, &refresh_token).await;
         let (note, now) = match &outcome {
             Ok(_) => ("refreshed".to_owned(), self.clock.now_ms()),
             Err(GrantFailure::Definitive(code)) => (
-                format!("needs_reauth: the provider refused the refresh token ({code})"),
+                format!("needs_reauth: the provider refused {refused} ({code})"),
                 self.clock.now_ms(),
             ),
             Err(GrantFailure::Transient(_)) => (
@@ -287,6 +318,9 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                 if let Some(rotated) = &tokens.refresh_token {
                     renewed.insert("refresh_token".into(), rotated.expose_secret().to_owned());
                 }
+                // The monitor's idle refresh keeps refresh tokens alive; a connection without
+                // one (client credentials) is renewed only when it is used.
+                let holds_refresh_token = renewed.contains_key("refresh_token");
                 let sealed = self
                     .vault
                     .seal(
@@ -301,7 +335,7 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                     let now = self.clock.now_ms();
                     connection.credentials = sealed.clone();
                     connection.token_expires_at_ms = tokens.expires_at_ms;
-                    connection.tokens_obtained_at_ms = Some(now);
+                    connection.tokens_obtained_at_ms = holds_refresh_token.then_some(now);
                     connection.updated_at_ms = now;
                     connection.version = read_version.saturating_add(1);
                     let event =
@@ -325,7 +359,7 @@ impl<S: ConnectionStore, G: TokenGrant> Refresher<'_, S, G> {
                 Err(RefreshError::Busy)
             }
             Err(GrantFailure::Definitive(code)) => {
-                let reason = format!("the provider refused the refresh token ({code})");
+                let reason = format!("the provider refused {refused} ({code})");
                 for _ in 0..5 {
                     let read_version = connection.version;
                     let now = self.clock.now_ms();

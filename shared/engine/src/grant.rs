@@ -1,21 +1,24 @@
 //! The provider's token endpoint for [`tributary_core::refresh`]: a refresh-token grant sent by the
-//! engine with the integration's OAuth client (its secret opened from the vault), to the endpoint
-//! the spec names (with the deployment's origin override). Used wherever a token is refreshed: the
-//! API (on demand) and the connector (on demand, and the monitor's daily refresh of idle
-//! connections).
+//! engine with the integration's OAuth client (its secret opened from the vault), or for a
+//! client-credentials connection the same client-credentials grant again with the connection's own
+//! client id and secret, to the endpoint the spec names (with the deployment's origin override).
+//! Used wherever a token is refreshed: the API (on demand) and the connector (on demand, and the
+//! monitor's daily refresh of idle connections).
+
+use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use tributary_core::connection::Connection;
 use tributary_core::integration::{CLIENT_SECRET_PURPOSE, Integration};
 use tributary_core::ports::IntegrationStore;
 use tributary_core::refresh::{GrantFailure, RefreshPolicy, TokenGrant, Tokens};
-use tributary_core::time::Clock;
+use tributary_core::time::{Clock, EpochMillis};
 use tributary_core::vault::{Owner, Vault};
 
 use crate::Engine;
-use crate::oauth::{self, ClientApp, Grant, OAuthError};
+use crate::oauth::{self, ClientApp, Grant, OAuthError, TokenSet};
 use crate::origins::{ProviderOrigins, provider_url};
-use crate::spec::{AuthMode, ProviderSpec};
+use crate::spec::{AuthMode, OAuth2ClientCredentials, ProviderSpec};
 
 /// Refresh-token grants through the engine.
 pub struct EngineGrant<'a, S> {
@@ -110,30 +113,145 @@ impl<S: IntegrationStore> TokenGrant for EngineGrant<'_, S> {
             &Grant::RefreshToken { refresh_token },
         )
         .map_err(|_| broken("the token request cannot be built"))?;
-        let now = time::OffsetDateTime::from_unix_timestamp(self.clock.now_ms() / 1000)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        match oauth::request_token(self.engine.client(), &request, &oauth.token_response, now).await
-        {
-            Ok(tokens) => Ok(Tokens {
-                access_token: tokens.access_token,
-                refresh_token: tokens.refresh_token,
-                expires_at_ms: tokens.expires_at.map(|t| {
-                    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-                }),
-            }),
-            Err(e) => {
-                let definitive = e.is_definitive();
-                tracing::warn!(provider = %spec.id, definitive, "a refresh failed");
-                match (definitive, e) {
-                    (true, OAuthError::Refused { code, .. }) => Err(GrantFailure::Definitive(code)),
-                    (true, _) => Err(GrantFailure::Definitive("refused".into())),
-                    (false, _) => Err(GrantFailure::Transient(
-                        "the provider did not answer".into(),
-                    )),
-                }
+        let now = at(self.clock.now_ms());
+        let answer =
+            oauth::request_token(self.engine.client(), &request, &oauth.token_response, now).await;
+        renewed(
+            spec,
+            answer.map(|t| (t.access_token, t.refresh_token, t.expires_at)),
+        )
+    }
+
+    async fn regrant(
+        &self,
+        connection: &Connection,
+        credentials: &BTreeMap<String, SecretString>,
+    ) -> Option<Result<Tokens, GrantFailure>> {
+        let spec = catalog_spec(&connection.provider)?;
+        let Some(AuthMode::OAuth2ClientCredentials(mode)) =
+            spec.auth.iter().find(|m| m.kind() == connection.auth_mode)
+        else {
+            return None;
+        };
+        Some(
+            self.client_credentials(connection, spec, mode, credentials)
+                .await,
+        )
+    }
+}
+
+impl<S: IntegrationStore> EngineGrant<'_, S> {
+    /// The client-credentials grant again, with the connection's own client id and secret and its
+    /// integration's scopes.
+    async fn client_credentials(
+        &self,
+        connection: &Connection,
+        spec: &ProviderSpec,
+        mode: &OAuth2ClientCredentials,
+        credentials: &BTreeMap<String, SecretString>,
+    ) -> Result<Tokens, GrantFailure> {
+        let integration = self
+            .store
+            .get_integration(&connection.tenant_id, &connection.integration_id)
+            .await
+            .map_err(|_| GrantFailure::Transient("the integration could not be read".into()))?
+            .ok_or_else(|| GrantFailure::Definitive("integration_deleted".into()))?;
+        let (Some(client_id), Some(client_secret)) = (
+            credentials.get("client_id"),
+            credentials.get("client_secret"),
+        ) else {
+            return Err(GrantFailure::Definitive("no_client".into()));
+        };
+        let app = ClientApp {
+            client_id: client_id.expose_secret().to_owned(),
+            client_secret: client_secret.clone(),
+        };
+        let answer = client_credentials_token(
+            self.engine,
+            self.origins,
+            spec,
+            mode,
+            &connection.config,
+            &app,
+            &integration.scopes,
+            self.clock.now_ms(),
+        )
+        .await;
+        // No refresh token is kept: this grant is asked again, never a refresh.
+        renewed(spec, answer.map(|t| (t.access_token, None, t.expires_at)))
+    }
+}
+
+/// `now_ms` as a time.
+fn at(now_ms: EpochMillis) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(now_ms / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `t` in epoch milliseconds.
+pub fn epoch_ms(t: time::OffsetDateTime) -> EpochMillis {
+    EpochMillis::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(EpochMillis::MAX)
+}
+
+type Answer = (
+    SecretString,
+    Option<SecretString>,
+    Option<time::OffsetDateTime>,
+);
+
+/// A token endpoint's answer as the refresher takes it.
+fn renewed(
+    spec: &ProviderSpec,
+    answer: Result<Answer, OAuthError>,
+) -> Result<Tokens, GrantFailure> {
+    match answer {
+        Ok((access_token, refresh_token, expires_at)) => Ok(Tokens {
+            access_token,
+            refresh_token,
+            expires_at_ms: expires_at.map(epoch_ms),
+        }),
+        Err(e) => {
+            let definitive = e.is_definitive();
+            tracing::warn!(provider = %spec.id, definitive, "a refresh failed");
+            match (definitive, e) {
+                (true, OAuthError::Refused { code, .. }) => Err(GrantFailure::Definitive(code)),
+                (true, _) => Err(GrantFailure::Definitive("refused".into())),
+                (false, _) => Err(GrantFailure::Transient(
+                    "the provider did not answer".into(),
+                )),
             }
         }
     }
+}
+
+/// A token by the client-credentials grant of `mode`, asked of its token endpoint (with the
+/// deployment's origin override) for `app`, the end user's own client: `scopes`, or the mode's
+/// when empty. `now_ms` dates `expires_in`. The request is sent once.
+#[allow(clippy::too_many_arguments)]
+pub async fn client_credentials_token(
+    engine: &Engine,
+    origins: &ProviderOrigins,
+    spec: &ProviderSpec,
+    mode: &OAuth2ClientCredentials,
+    config: &BTreeMap<String, String>,
+    app: &ClientApp,
+    scopes: &[String],
+    now_ms: EpochMillis,
+) -> Result<TokenSet, OAuthError> {
+    let mut local = mode.clone();
+    local.token_url = provider_url(origins, &spec.id, &mode.token_url);
+    let scopes = if scopes.is_empty() {
+        &mode.scopes
+    } else {
+        scopes
+    };
+    let request = oauth::token_request(
+        &(&local).into(),
+        config,
+        app,
+        &Grant::ClientCredentials { scopes },
+    )?;
+    oauth::request_token(engine.client(), &request, &mode.token_response, at(now_ms)).await
 }
 
 /// The refresh policy of a provider: its spec's margin, the defaults otherwise.
@@ -162,8 +280,9 @@ pub enum UseError {
     Credentials,
 }
 
-/// A stored connection made ready for the engine: an OAuth access token refreshed first when it
-/// expires within the spec's margin (one refresh at a time across every environment, see
+/// A stored connection made ready for the engine: an OAuth access token refreshed (or, for client
+/// credentials, granted again) first when it expires within the spec's margin (one at a time
+/// across every environment, see
 /// [`tributary_core::refresh`]), the credentials opened from the vault, and the deployment's
 /// origin override applied to the base URL. The credentials live only in the returned value.
 pub async fn usable_connection<S>(
@@ -185,7 +304,7 @@ where
     let mut fresh_token = None;
     if matches!(
         spec.auth.iter().find(|m| m.kind() == connection.auth_mode),
-        Some(AuthMode::OAuth2AuthorizationCode(_))
+        Some(AuthMode::OAuth2AuthorizationCode(_) | AuthMode::OAuth2ClientCredentials(_))
     ) {
         let grant = EngineGrant {
             store,

@@ -28,8 +28,9 @@ use url::Url;
 use crate::connection::{SEGMENT, form_encode};
 use crate::selector::Selector;
 use crate::spec::{
-    ConfigRequest, OAuth2AuthorizationCode, OAuth2ClientCredentials, Revoke, RevokeClientAuth,
-    RevokeStyle, RevokedToken, TokenAuthMethod, TokenEncoding, TokenResponseFields,
+    ConfigRequest, FieldSpec, OAuth2AuthorizationCode, OAuth2ClientCredentials, Revoke,
+    RevokeClientAuth, RevokeStyle, RevokedToken, TokenAuthMethod, TokenEncoding,
+    TokenResponseFields,
 };
 use crate::template::{Context, Template};
 
@@ -158,6 +159,37 @@ impl fmt::Debug for ClientApp {
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
+}
+
+/// The credential fields a connection made with the client-credentials grant is given: the end
+/// user's own app (`client_id`, `client_secret`), then the mode's `extra_credentials`. The access
+/// token is obtained, never given.
+pub fn client_credentials_fields(mode: &OAuth2ClientCredentials) -> Vec<FieldSpec> {
+    let field = |name: &str, label: &str, description: &str, secret| FieldSpec {
+        name: name.to_owned(),
+        label: label.to_owned(),
+        description: Some(description.to_owned()),
+        required: true,
+        secret,
+        pattern: None,
+        default: None,
+    };
+    let mut fields = vec![
+        field(
+            "client_id",
+            "Client ID",
+            "The client ID of your app at the provider.",
+            false,
+        ),
+        field(
+            "client_secret",
+            "Client secret",
+            "The client secret of the same app.",
+            true,
+        ),
+    ];
+    fields.extend(mode.extra_credentials.iter().cloned());
+    fields
 }
 
 /// What the authorization URL carries besides the spec's settings.

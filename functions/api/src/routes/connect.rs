@@ -3,10 +3,12 @@
 //! - `POST /v1/connect/sessions` (tenant): a 30-minute, single-purpose link for one end user: the
 //!   integrations it may connect, the return URL (in every one's allowlist), optionally the
 //!   connection a reconnect updates in place.
-//! - `GET /connect/{token}` (public): the page. Key-based providers get a form rendered from their
-//!   spec's fields; OAuth providers a button that starts the authorization-code flow.
+//! - `GET /connect/{token}` (public): the page. Key-based and client-credentials providers get a
+//!   form rendered from their spec's fields (a client-credentials mode: the end user's app's client
+//!   id and secret); OAuth sign-in providers a button that starts the authorization-code flow.
 //! - `POST /connect/{token}/{integration_id}` (public): the form; checked against the spec (as the
-//!   browser did), verified with the provider, then saved.
+//!   browser did), a client-credentials token obtained, verified with the provider, then saved —
+//!   the same code as `POST /v1/connections`.
 //! - `GET /connect/{token}/{integration_id}/oauth` (public): leaves for the provider with PKCE (S256)
 //!   and a single-use `state` bound to the session.
 //! - `GET /connect/callback` (public): takes the `state` (once), exchanges the code, verifies the
@@ -52,7 +54,7 @@ use crate::problem::ApiError;
 use crate::request::{JsonBody, invalid};
 use crate::response::Created;
 use crate::router::{Api, operations};
-use crate::routes::connections::{Verdict, check_tags, verify};
+use crate::routes::connections::{Verdict, check_tags, given_fields, prove, verify};
 use crate::routes::integrations::provider;
 use crate::routes::store_failure;
 use crate::state::{AppState, Clock, ControlStore, Providers, Secrets, Settings, Store};
@@ -384,18 +386,16 @@ fn mode<'s>(spec: &'s ProviderSpec, integration: &Integration) -> Option<&'s Aut
     spec.auth.iter().find(|m| m.kind() == integration.auth_mode)
 }
 
-/// The form fields of an integration (its connection configuration, and for a key-based one its
-/// credentials), with what was given and what was wrong.
+/// The form fields of an integration (its connection configuration, and `credentials`: for a
+/// key-based or client-credentials one the fields the end user gives), with what was given and
+/// what was wrong.
 fn form_inputs<'s>(
     spec: &'s ProviderSpec,
     auth: &'s AuthMode,
+    credentials: &'s [FieldSpec],
     given: &'s BTreeMap<String, String>,
     errors: &BTreeMap<String, String>,
 ) -> Vec<Input<'s>> {
-    let credentials: &[tributary_engine::spec::FieldSpec] = match auth {
-        AuthMode::ApiKey(_) | AuthMode::Basic(_) => auth.credential_fields(),
-        _ => &[],
-    };
     let obtained: Vec<&str> = match auth {
         AuthMode::OAuth2AuthorizationCode(o) => o.obtained_config().collect(),
         _ => Vec::new(),
@@ -490,27 +490,34 @@ fn render_page(
                     escape(&spec.name),
                     escape(token),
                     integration.id,
-                    inputs(&format!("f{i}"), &form_inputs(spec, auth, given, errors)),
+                    inputs(&format!("f{i}"), &form_inputs(spec, auth, &[], given, errors)),
                     escape(&spec.name)
                 ));
             }
-            AuthMode::ApiKey(_) | AuthMode::Basic(_) => {
+            AuthMode::ApiKey(_) | AuthMode::Basic(_) | AuthMode::OAuth2ClientCredentials(_) => {
                 if let Some(general) = errors.get("") {
                     body.push_str(&format!(
                         "<p class=\"error\" role=\"alert\">{}</p>",
                         escape(general)
                     ));
                 }
+                if matches!(auth, AuthMode::OAuth2ClientCredentials(_)) {
+                    body.push_str(&format!(
+                        "<p>Enter the client ID and secret of your own {} app; a token is obtained with them and renewed when it expires.</p>",
+                        escape(&spec.name)
+                    ));
+                }
+                let credentials = given_fields(auth).unwrap_or_default();
                 body.push_str(&format!(
                     "<form method=\"post\" action=\"/connect/{}/{}\">{}<button type=\"submit\">Connect {}</button></form>",
                     escape(token),
                     integration.id,
-                    inputs(&format!("f{i}"), &form_inputs(spec, auth, given, errors)),
+                    inputs(
+                        &format!("f{i}"),
+                        &form_inputs(spec, auth, &credentials, given, errors)
+                    ),
                     escape(&spec.name)
                 ));
-            }
-            AuthMode::OAuth2ClientCredentials(_) => {
-                body.push_str("<p>This provider cannot be connected from this page.</p>");
             }
         }
         body.push_str("</section>");
@@ -785,7 +792,7 @@ fn chosen<'a>(
     offered.iter().find(|(i, _)| i.id == id)
 }
 
-/// Submits a key-based provider's form.
+/// Submits a credential form (a key-based or client-credentials provider's).
 #[utoipa::path(post, path = "/connect/{token}/{integration_id}", operation_id = "connect_with_credentials", tag = "Connect",
     params(("token" = String, Path, description = "The connect link's token (`cst_…`)"),
            ("integration_id" = String, Path, description = "The integration (`int_…`) the form is for")),
@@ -822,7 +829,9 @@ pub async fn submit_credentials<S: ControlStore>(
     let Some((integration, spec)) = chosen(&offered, &integration_raw) else {
         return unknown_link();
     };
-    let Some(auth @ (AuthMode::ApiKey(_) | AuthMode::Basic(_))) = mode(spec, integration) else {
+    let Some((auth, fields)) =
+        mode(spec, integration).and_then(|auth| Some((auth, given_fields(auth)?)))
+    else {
         return unknown_link();
     };
     let form = headers
@@ -840,11 +849,7 @@ pub async fn submit_credentials<S: ControlStore>(
     let given = form_fields(&body);
     let (config, credentials) = (group(&given, "config."), group(&given, "credentials."));
     let mut errors = field_errors("config", &spec.connection_config, &config);
-    errors.extend(field_errors(
-        "credentials",
-        auth.credential_fields(),
-        &credentials,
-    ));
+    errors.extend(field_errors("credentials", &fields, &credentials));
     let now = clock.now_ms();
     let again = |errors: BTreeMap<String, String>, status| {
         render_page(
@@ -859,14 +864,20 @@ pub async fn submit_credentials<S: ControlStore>(
     if !errors.is_empty() {
         return again(errors, StatusCode::BAD_REQUEST);
     }
-    let secrets = credentials
-        .iter()
-        .map(|(k, v)| (k.clone(), SecretString::from(v.clone())))
-        .collect();
-    let verified = match verify(&engine, &settings, spec, auth.kind(), &config, secrets).await {
-        Ok(Some(Verdict::Accepted)) => true,
-        Ok(None) => false,
-        Ok(Some(Verdict::Refused(status))) => {
+    let proven = match prove(
+        &engine,
+        &settings,
+        now,
+        spec,
+        auth,
+        &integration.scopes,
+        &config,
+        credentials,
+    )
+    .await
+    {
+        Ok(proven) => proven,
+        Err(ApiError::CredentialsRejected { status, .. }) => {
             errors.insert(
                 String::new(),
                 format!(
@@ -893,10 +904,11 @@ pub async fn submit_credentials<S: ControlStore>(
     };
     let made = Made {
         config,
-        credentials,
-        token_expires_at_ms: None,
+        credentials: proven.credentials,
+        token_expires_at_ms: proven.token_expires_at_ms,
+        // No refresh token to keep alive: a client-credentials token is granted again on use.
         tokens_obtained_at_ms: None,
-        verified,
+        verified: proven.verified,
     };
     finish(
         &*store,

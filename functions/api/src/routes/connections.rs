@@ -1,7 +1,8 @@
-//! `/v1/connections`: end users' accounts at providers. A key-based connection (API key, Basic) is
-//! made directly: its configuration and credentials are checked against the provider's spec and
-//! proven with the spec's verification request before anything is saved; the credentials are then
-//! sealed by the vault and never shown again. Every change of a connection is recorded as an event
+//! `/v1/connections`: end users' accounts at providers. A connection made with credentials (an API
+//! key, Basic, or an app's client id and secret for the OAuth client-credentials grant, traded for
+//! an access token first) is made directly: its configuration and credentials are checked against
+//! the provider's spec and proven with the spec's verification request before anything is saved;
+//! the credentials are then sealed by the vault and never shown again. Every change of a connection is recorded as an event
 //! (kept for the tenant's webhooks) in the same write.
 
 use std::collections::BTreeMap;
@@ -45,12 +46,14 @@ const MAX_TAGS: usize = 20;
 /// Largest metadata object, in bytes of its JSON.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-/// A key-based connection to make (OAuth providers connect through a connect session).
+/// A connection to make with credentials: a key-based one, or an app's client id and secret (OAuth
+/// client credentials). Providers whose end users sign in connect through a connect session.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"integration_id": "int_0190d6d8a0f47c0e9b6c7d2f1a3b4c5d", "end_user_id": "user-42", "credentials": {"api_key": "sk_test_…"}, "tags": {"workspace": "acme"}}))]
 pub struct ConnectionIn {
-    /// The integration (`int_…`) to connect through; its auth mode must be key-based.
+    /// The integration (`int_…`) to connect through; its auth mode must take credentials (an API
+    /// key, Basic, or OAuth client credentials).
     #[schema(pattern = "^int_[0-9a-f]{32}$")]
     pub integration_id: String,
     /// The tenant's id of the end user.
@@ -59,7 +62,8 @@ pub struct ConnectionIn {
     /// Connection configuration: the provider's `connection_config` fields (a subdomain, …).
     #[serde(default)]
     pub config: BTreeMap<String, String>,
-    /// Credentials: the auth mode's fields (`api_key`, or `username` and `password`); write-only.
+    /// Credentials: the auth mode's fields (`api_key`, or `username` and `password`, or the app's
+    /// `client_id` and `client_secret`); write-only.
     #[schema(write_only)]
     pub credentials: BTreeMap<String, String>,
     /// Tags: at most 20; keys of letters, digits and `_.:-`.
@@ -401,6 +405,157 @@ fn auth_mode<'s>(spec: &'s ProviderSpec, kind: &str) -> Result<&'s AuthMode, Api
     })
 }
 
+/// The credential fields an end user gives for `mode`: a key-based mode's own, the app's client id
+/// and secret (and the mode's extra fields) for client credentials; `None` for a mode whose end
+/// users sign in at the provider (a connect session).
+pub(crate) fn given_fields(mode: &AuthMode) -> Option<Vec<FieldSpec>> {
+    match mode {
+        AuthMode::ApiKey(_) | AuthMode::Basic(_) => Some(mode.credential_fields().to_vec()),
+        AuthMode::OAuth2ClientCredentials(o) => {
+            Some(tributary_engine::oauth::client_credentials_fields(o))
+        }
+        AuthMode::OAuth2AuthorizationCode(_) => None,
+    }
+}
+
+/// Credentials an end user gave, proven: what to seal, when its token expires, and whether the
+/// provider's verification request accepted them.
+pub(crate) struct Proven {
+    /// The credentials to seal (a client-credentials connection's with its access token).
+    pub credentials: BTreeMap<String, String>,
+    /// When the access token expires, for a client-credentials connection.
+    pub token_expires_at_ms: Option<EpochMillis>,
+    /// Whether the spec's verification request accepted them (`false`: the spec declares none).
+    pub verified: bool,
+}
+
+/// Proves the credentials an end user gave for `mode` (already checked against its fields): a
+/// client-credentials mode first trades the app's client id and secret for an access token (with
+/// `scopes`, the integration's), then the spec's verification request runs with them. The same
+/// for the API and the connect page.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn prove(
+    engine: &Engine,
+    settings: &Config,
+    now_ms: EpochMillis,
+    spec: &ProviderSpec,
+    mode: &AuthMode,
+    scopes: &[String],
+    config: &BTreeMap<String, String>,
+    given: BTreeMap<String, String>,
+) -> Result<Proven, ApiError> {
+    let mut credentials = given;
+    let mut token_expires_at_ms = None;
+    if let AuthMode::OAuth2ClientCredentials(o) = mode {
+        let app = tributary_engine::oauth::ClientApp {
+            client_id: credentials.get("client_id").cloned().unwrap_or_default(),
+            client_secret: SecretString::from(
+                credentials
+                    .get("client_secret")
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        };
+        let tokens = tributary_engine::grant::client_credentials_token(
+            engine,
+            &settings.provider_origins,
+            spec,
+            o,
+            config,
+            &app,
+            scopes,
+            now_ms,
+        )
+        .await
+        .map_err(|e| grant_failure(spec, e))?;
+        credentials.insert(
+            "access_token".into(),
+            tokens.access_token.expose_secret().to_owned(),
+        );
+        token_expires_at_ms = tokens.expires_at.map(tributary_engine::grant::epoch_ms);
+    }
+    let verified = match verify(
+        engine,
+        settings,
+        spec,
+        mode.kind(),
+        config,
+        secrets(&credentials),
+    )
+    .await?
+    {
+        Some(Verdict::Accepted) => true,
+        Some(Verdict::Refused(status)) => return Err(refused(spec, status)),
+        None => false,
+    };
+    Ok(Proven {
+        credentials,
+        token_expires_at_ms,
+        verified,
+    })
+}
+
+/// What a failed client-credentials grant means for the caller: the provider's refusal names the
+/// app's credentials (never their values); an unreachable provider is a 502.
+fn grant_failure(spec: &ProviderSpec, e: tributary_engine::oauth::OAuthError) -> ApiError {
+    use tributary_engine::oauth::OAuthError;
+    use tributary_http::HttpError;
+    let refused = |status: u16, code: &str| {
+        tracing::info!(provider = %spec.id, status, code, "the provider refused the client credentials");
+        let detail = format!(
+            "{} refused this client ID and secret (`{code}`, HTTP {status}); nothing was saved. Check `client_id` and `client_secret` against the app's settings at {}, and that the app is installed where this connection points (its configuration), then retry.",
+            spec.name, spec.name
+        );
+        ApiError::Validation {
+            errors: ["client_id", "client_secret"]
+                .into_iter()
+                .map(|name| FieldError {
+                    pointer: format!("/credentials/{name}"),
+                    detail: format!("{} did not accept this `{name}`.", spec.name),
+                })
+                .collect(),
+            detail,
+        }
+    };
+    match e {
+        OAuthError::Refused { code, status, .. } => refused(status, &code),
+        OAuthError::Http(HttpError::Upstream { status, .. })
+            if matches!(status, 400 | 401 | 403) =>
+        {
+            refused(status, "refused")
+        }
+        OAuthError::Http(HttpError::Egress(denied)) => {
+            tracing::info!(provider = %spec.id, reason = %denied, "the token request was refused by the egress guard");
+            invalid(
+                "/config",
+                "This connection's provider address is not one this deployment may reach (a private, loopback or link-local address).",
+            )
+        }
+        OAuthError::Endpoint { field, .. } => {
+            tracing::info!(provider = %spec.id, field, "the token endpoint cannot be rendered");
+            invalid(
+                "/config",
+                &format!(
+                    "The configuration does not make a usable {} address: check its values.",
+                    spec.name
+                ),
+            )
+        }
+        e => {
+            // The kind only: a provider's answer may quote what it was sent.
+            let kind = match &e {
+                OAuthError::Response(_) => "malformed token response",
+                OAuthError::Http(_) => "http",
+                _ => "other",
+            };
+            tracing::warn!(provider = %spec.id, kind, "the client-credentials grant failed upstream");
+            ApiError::ProviderUnavailable {
+                provider: spec.name.clone(),
+            }
+        }
+    }
+}
+
 fn refused(spec: &ProviderSpec, status: u16) -> ApiError {
     ApiError::CredentialsRejected {
         provider: spec.name.clone(),
@@ -408,12 +563,13 @@ fn refused(spec: &ProviderSpec, status: u16) -> ApiError {
     }
 }
 
-/// Makes a key-based connection: checked against the spec, verified with the provider, then saved
-/// with its credentials sealed.
+/// Makes a connection with credentials: checked against the spec, for OAuth client credentials
+/// traded for an access token (renewed by the same grant when it expires), verified with the
+/// provider, then saved with its credentials sealed.
 #[utoipa::path(post, path = "/v1/connections", operation_id = "create_connection", tag = "Connections", request_body = ConnectionIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h")),
     responses((status = 201, description = "Created and verified", body = ConnectionOut),
-              (status = 400, description = "Invalid body: an unknown or disabled integration, an OAuth integration (connect those through a connect session), configuration or credentials that do not fit the provider's spec, or credentials the provider refused (`credentials_rejected`)", body = ProblemDoc),
+              (status = 400, description = "Invalid body: an unknown or disabled integration, an OAuth sign-in integration (connect those through a connect session), configuration or credentials that do not fit the provider's spec, a client id and secret the provider's token endpoint refused (`validation_failed`, pointing at them), or credentials the provider refused (`credentials_rejected`)", body = ProblemDoc),
               (status = 403, description = "Requires `connections:write`", body = ProblemDoc),
               (status = 409, description = "Same Idempotency-Key in progress", body = ProblemDoc),
               (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDoc),
@@ -469,7 +625,7 @@ pub async fn create<S: ControlStore>(
     }
     let spec = provider(&integration.provider)?;
     let mode = auth_mode(spec, &integration.auth_mode)?;
-    if !matches!(mode, AuthMode::ApiKey(_) | AuthMode::Basic(_)) {
+    let Some(fields) = given_fields(mode) else {
         return Err(invalid(
             "/integration_id",
             &format!(
@@ -477,7 +633,7 @@ pub async fn create<S: ControlStore>(
                 mode.kind()
             ),
         ));
-    }
+    };
     let end_user_id = check_end_user(&input.end_user_id)?;
     check_tags("/tags", &input.tags)?;
     let metadata = check_metadata(input.metadata)?;
@@ -492,28 +648,26 @@ pub async fn create<S: ControlStore>(
         spec,
         "/credentials",
         "credential",
-        mode.credential_fields(),
+        &fields,
         &input.credentials,
     )?;
 
-    let verified = match verify(
+    let proven = prove(
         &engine,
         &settings,
+        clock.now_ms(),
         spec,
-        mode.kind(),
+        mode,
+        &integration.scopes,
         &input.config,
-        secrets(&input.credentials),
+        input.credentials,
     )
-    .await?
-    {
-        Some(Verdict::Accepted) => true,
-        Some(Verdict::Refused(status)) => return Err(refused(spec, status)),
-        None => false,
-    };
+    .await?;
+    let verified = proven.verified;
 
     let now = clock.now_ms();
     let id = ConnectionId::generate();
-    let plain = serde_json::to_vec(&input.credentials).map_err(|_| ApiError::Internal)?;
+    let plain = serde_json::to_vec(&proven.credentials).map_err(|_| ApiError::Internal)?;
     let sealed = vault
         .seal(&owner(&tenant, &id), &plain)
         .await
@@ -533,7 +687,8 @@ pub async fn create<S: ControlStore>(
         status_reason: None,
         status_changed_at_ms: now,
         last_verified_at_ms: verified.then_some(now),
-        token_expires_at_ms: None,
+        token_expires_at_ms: proven.token_expires_at_ms,
+        // No refresh token to keep alive: a client-credentials token is granted again on use.
         tokens_obtained_at_ms: None,
         created_at_ms: now,
         updated_at_ms: now,
@@ -866,9 +1021,12 @@ pub async fn test<S: ControlStore>(
     let mut connection = load(&*store, &caller.tenant, &id).await?;
     let spec = provider(&connection.provider)?;
     let mut fresh_token = None;
-    if connection.auth_mode == "oauth2_authorization_code" {
-        // An OAuth token is tested as its users would get it: refreshed first when it expires
-        // within the margin (one refresh at a time across every environment).
+    if matches!(
+        spec.auth.iter().find(|m| m.kind() == connection.auth_mode),
+        Some(AuthMode::OAuth2AuthorizationCode(_) | AuthMode::OAuth2ClientCredentials(_))
+    ) {
+        // An OAuth token is tested as its users would get it: refreshed (or granted again) first
+        // when it expires within the margin (one at a time across every environment).
         let grant = tributary_engine::grant::EngineGrant {
             store: &*store,
             vault: &vault,
