@@ -39,15 +39,66 @@ pub struct MotoOptions {
     pub serialized: bool,
 }
 
-/// moto's application on werkzeug's threaded server, with one DynamoDB request handled at a time:
-/// a lock around the application (the response read inside it), so connections stay open between
-/// requests (keep-alive, as the SDK expects) while no two DynamoDB requests touch the backend at
-/// once. SQS and Secrets Manager requests pass beside the lock: a queue's long poll
-/// (`ReceiveMessage` waits for messages) held inside it would stall every other request for its
-/// wait, about a second each.
-const SERIALIZED_SERVER: &str = r#"import sys, threading
+/// moto's application on werkzeug's threaded server (what `moto_server` runs), with two changes.
+///
+/// - **Transactions cost their items, as in DynamoDB.** moto's `TransactWriteItems` deep-copies
+///   every table the transaction touches before applying it, to roll back on failure: O(table) a
+///   transaction, which made a sync of 10,000 records (a transaction a page) quadratic and timed
+///   out, and its rollback put back the whole copied table over other requests' writes. Here only
+///   the items the transaction names are saved and put back when it fails.
+/// - **With `serialized` (argument `1`), one DynamoDB request at a time:** a lock around the
+///   application (the response read inside it), so connections stay open between requests
+///   (keep-alive, as the SDK expects) while no two DynamoDB requests touch the backend at once.
+///   SQS and Secrets Manager requests pass beside the lock: a queue's long poll (`ReceiveMessage`
+///   waits for messages) held inside it would stall every other request for its wait, about a
+///   second each.
+const SERVER: &str = r#"import copy, sys, threading
+import moto.dynamodb.models as dynamodb
+from moto.dynamodb.models.table import Table
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+class _TablesAsIs:
+    """`copy` for moto's DynamoDB backend: its tables are not copied (see below)."""
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+dynamodb.copy = _TablesAsIs
+_transact = dynamodb.DynamoDBBackend.transact_write_items
+
+def _key(table, op):
+    if "Item" in op:
+        attrs = op["Item"]
+        key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+        if table.range_key_attr is not None:
+            key[table.range_key_attr] = attrs[table.range_key_attr]
+        return key
+    return op["Key"]
+
+def transact_write_items(self, transact_items):
+    saved = []
+    for action in transact_items:
+        try:
+            _, op = next(iter(action.items()))
+            table = self.get_table(op["TableName"])
+            key = _key(table, op)
+            old = self.get_item(op["TableName"], key)
+            saved.append((op["TableName"], key, None if old is None else old.to_json()["Attributes"]))
+        except Exception:
+            pass  # a malformed action: the transaction itself says what is wrong with it
+    try:
+        return _transact(self, transact_items)
+    except Exception:
+        for table_name, key, old in reversed(saved):
+            if old is None:
+                if self.get_item(table_name, key) is not None:
+                    self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, old)
+        raise
+
+dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
 app = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
 def one_at_a_time(environ, start_response):
@@ -55,7 +106,8 @@ def one_at_a_time(environ, start_response):
         return list(app(environ, start_response))
     with lock:
         return list(app(environ, start_response))
-run_simple(sys.argv[1], int(sys.argv[2]), one_at_a_time, threaded=True)
+serialized = sys.argv[3] == "1"
+run_simple(sys.argv[1], int(sys.argv[2]), one_at_a_time if serialized else app, threaded=True)
 "#;
 
 /// A running moto server, stopped (with its whole process group) when dropped.
@@ -105,17 +157,16 @@ impl MotoServer {
                 .join("moto")
                 .join(format!("moto-{port}.log"))
         });
-        let mut command = if options.serialized {
-            // The venv's interpreter, beside its `moto_server`.
-            let python = binary.with_file_name("python");
-            let mut c = tokio::process::Command::new(python);
-            c.args(["-c", SERIALIZED_SERVER, "127.0.0.1", &port.to_string()]);
-            c
-        } else {
-            let mut c = tokio::process::Command::new(binary);
-            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-            c
-        };
+        // The venv's interpreter, beside its `moto_server`.
+        let python = binary.with_file_name("python");
+        let mut command = tokio::process::Command::new(python);
+        command.args([
+            "-c",
+            SERVER,
+            "127.0.0.1",
+            &port.to_string(),
+            if options.serialized { "1" } else { "0" },
+        ]);
         command.env("MOTO_PORT", port.to_string());
         let mut group = Group::spawn(
             format!("moto server on port {port}"),
