@@ -90,107 +90,88 @@ async fn mailchimp_members_page_by_offset_until_total_items() {
     assert_eq!(got.retries, 1);
 }
 
+/// Reads `stream` from a mock answering `/3.0/{stream}` with two documented pages (offsets 0 and
+/// 2, `total_items` 3, each with the exact query), and returns the ids read.
+async fn two_offset_pages(
+    stream: &str,
+    first: serde_json::Value,
+    second: serde_json::Value,
+) -> Vec<String> {
+    let server = MockServer::start().await;
+    for (offset, body) in [("0", first), ("2", second)] {
+        Mock::given(method("GET"))
+            .and(path(format!("/3.0/{stream}")))
+            .and(header("authorization", basic().as_str()))
+            .and(query_exactly(&[("count", "1000"), ("offset", offset)]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let got = read_all(
+        &engine(),
+        &spec("mailchimp"),
+        stream,
+        &mocked(&server, "/3.0", CONFIG, &creds()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.pages, 2);
+    got.ids("id")
+}
+
 /// Audiences page like every collection: `count` and `offset` on each request, `lists` in the
 /// answer, until the offset reaches `total_items`.
 #[tokio::test]
 async fn mailchimp_lists_page_by_offset_until_total_items() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/3.0/lists"))
-        .and(header("authorization", basic().as_str()))
-        .and(query_exactly(&[("count", "1000"), ("offset", "0")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    let constraints = json!({"may_create": true, "max_instances": 5, "current_total_instances": 3});
+    let ids = two_offset_pages(
+        "lists",
+        json!({
             "lists": [
                 {"id": "57afe96172", "web_id": 123456, "name": "Freddie's Favorite Hats",
                  "stats": {"member_count": 2}, "date_created": "2015-10-21T15:41:36+00:00"},
                 {"id": "a1b2c3d4e5", "web_id": 123457, "name": "Monthly Newsletter",
                  "stats": {"member_count": 5}, "date_created": "2016-01-02T10:00:00+00:00"}
             ],
-            "total_items": 3,
-            "constraints": {"may_create": true, "max_instances": 5, "current_total_instances": 3},
-            "_links": []
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/3.0/lists"))
-        .and(header("authorization", basic().as_str()))
-        .and(query_exactly(&[("count", "1000"), ("offset", "2")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "total_items": 3, "constraints": constraints, "_links": []
+        }),
+        json!({
             "lists": [
                 {"id": "f6e5d4c3b2", "web_id": 123458, "name": "Product Updates",
                  "stats": {"member_count": 9}, "date_created": "2017-03-04T08:30:00+00:00"}
             ],
-            "total_items": 3,
-            "constraints": {"may_create": true, "max_instances": 5, "current_total_instances": 3},
-            "_links": []
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-
-    let got = read_all(
-        &engine(),
-        &spec("mailchimp"),
-        "lists",
-        &mocked(&server, "/3.0", CONFIG, &creds()),
+            "total_items": 3, "constraints": constraints, "_links": []
+        }),
     )
-    .await
-    .unwrap();
-
-    assert_eq!(got.ids("id"), ["57afe96172", "a1b2c3d4e5", "f6e5d4c3b2"]);
-    assert_eq!(got.pages, 2);
+    .await;
+    assert_eq!(ids, ["57afe96172", "a1b2c3d4e5", "f6e5d4c3b2"]);
 }
 
 /// Campaigns page the same way, answered under `campaigns`.
 #[tokio::test]
 async fn mailchimp_campaigns_page_by_offset_until_total_items() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/3.0/campaigns"))
-        .and(header("authorization", basic().as_str()))
-        .and(query_exactly(&[("count", "1000"), ("offset", "0")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    let ids = two_offset_pages(
+        "campaigns",
+        json!({
             "campaigns": [
                 {"id": "42694e9e57", "web_id": 101, "type": "regular", "status": "sent",
                  "create_time": "2024-01-10T09:00:00+00:00", "recipients": {"list_id": "57afe96172"}},
                 {"id": "b03bfc273a", "web_id": 102, "type": "regular", "status": "save",
                  "create_time": "2024-02-11T09:00:00+00:00", "recipients": {"list_id": "57afe96172"}}
             ],
-            "total_items": 3,
-            "_links": []
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/3.0/campaigns"))
-        .and(header("authorization", basic().as_str()))
-        .and(query_exactly(&[("count", "1000"), ("offset", "2")]))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "total_items": 3, "_links": []
+        }),
+        json!({
             "campaigns": [
                 {"id": "7f3b2e1a90", "web_id": 103, "type": "plaintext", "status": "schedule",
                  "create_time": "2024-03-12T09:00:00+00:00", "recipients": {"list_id": "a1b2c3d4e5"}}
             ],
-            "total_items": 3,
-            "_links": []
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-
-    let got = read_all(
-        &engine(),
-        &spec("mailchimp"),
-        "campaigns",
-        &mocked(&server, "/3.0", CONFIG, &creds()),
+            "total_items": 3, "_links": []
+        }),
     )
-    .await
-    .unwrap();
-
-    assert_eq!(got.ids("id"), ["42694e9e57", "b03bfc273a", "7f3b2e1a90"]);
-    assert_eq!(got.pages, 2);
+    .await;
+    assert_eq!(ids, ["42694e9e57", "b03bfc273a", "7f3b2e1a90"]);
 }
 
 #[tokio::test]
