@@ -574,7 +574,10 @@ async fn orchestrate() -> ExitCode {
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
             return ExitCode::FAILURE;
         }
-        let m: Measured = serde_json::from_slice(&out.stdout).expect("figures");
+        // The figures are the last line: the handler's metric lines (EMF) come before it.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        let m: Measured = serde_json::from_str(last).expect("figures");
         results.push(m);
     }
     println!(
