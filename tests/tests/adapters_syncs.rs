@@ -187,6 +187,16 @@ fn feed_of(s: &SyncConfig) -> FeedKey {
     }
 }
 
+/// The feed of a new tenant's connection's `contact` model.
+fn a_feed() -> FeedKey {
+    feed_of(&sync(
+        &TenantId::generate(),
+        &ConnectionId::generate(),
+        "contact",
+        None,
+    ))
+}
+
 fn record(id: &str, page: u64, index: u32, action: RecordAction) -> StoredRecord {
     let data = json!({"id": id, "page": page}).to_string();
     StoredRecord {
@@ -820,13 +830,7 @@ async fn a_reschedule_moves_a_sync_only_while_it_is_still_due_at_the_time_read()
 async fn records_are_written_compared_and_read_beyond_one_batch() {
     let env = env().await;
     let records = env.records();
-    let s = sync(
-        &TenantId::generate(),
-        &ConnectionId::generate(),
-        "contact",
-        None,
-    );
-    let feed = feed_of(&s);
+    let feed = a_feed();
     let written: Vec<StoredRecord> = (0..260)
         .map(|i| {
             let action = if i % 7 == 0 {
@@ -972,13 +976,7 @@ async fn feed_pages_commit_once_and_read_in_sequence_order() {
 async fn a_page_is_written_with_its_records_and_a_refused_commit_writes_none_of_its_transaction() {
     let env = env().await;
     let records = env.records();
-    let s = sync(
-        &TenantId::generate(),
-        &ConnectionId::generate(),
-        "contact",
-        None,
-    );
-    let feed = feed_of(&s);
+    let feed = a_feed();
     let ids = |range: std::ops::Range<u32>| -> Vec<String> {
         range.map(|i| format!("r{i:03}")).collect()
     };
@@ -1121,13 +1119,7 @@ async fn record_ids_walk_the_feed_in_id_order_with_their_last_action() {
 async fn a_feed_is_purged_in_bounded_steps_and_other_feeds_stay() {
     let env = env().await;
     let records = env.records();
-    let s = sync(
-        &TenantId::generate(),
-        &ConnectionId::generate(),
-        "contact",
-        None,
-    );
-    let feed = feed_of(&s);
+    let feed = a_feed();
     let neighbour = FeedKey {
         model: "deal".into(),
         ..feed.clone()
@@ -1159,7 +1151,7 @@ async fn a_feed_is_purged_in_bounded_steps_and_other_feeds_stay() {
         // Each step removes 25 at most.
         let mut left = 0;
         for kind in ["R", "F", "S"] {
-            let pk = format!("{kind}#{}#{}#contact", s.tenant_id, s.connection_id);
+            let pk = format!("{kind}#{}#{}#contact", feed.tenant_id, feed.connection_id);
             left += env.partition(&records, &pk).await.len();
         }
         assert!(
