@@ -6,39 +6,26 @@ use serde_json::Value;
 use crate::client::{HttpClient, SpecClassifier};
 use crate::connection::Bound;
 use crate::error::{EngineError, ErrorClass};
+use crate::input_schema::InputSchema;
 use crate::selector::Selector;
 use crate::spec::{Action, ProviderSpec};
 use crate::template::Template;
 
-/// One place where an input breaks the action's schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// JSON Pointer (RFC 6901) into the input; empty for the input as a whole.
-    pub pointer: String,
-    /// What is wrong there.
-    pub message: String,
-}
+pub use crate::input_schema::Violation;
 
 /// The places where `input` breaks the action's schema, in the validator's order (none when it is
-/// valid). The spec's schema is checked when the catalog is built, so an error here is a spec
+/// valid; [`crate::input_schema`] says which keywords are asserted). The spec's schema is checked when the catalog is built, so an error here is a spec
 /// error.
 pub fn input_violations(
     spec: &ProviderSpec,
     action: &Action,
     input: &Value,
 ) -> Result<Vec<Violation>, EngineError> {
-    let validator =
-        jsonschema::validator_for(&action.input_schema).map_err(|e| EngineError::Spec {
-            spec: spec.id.clone(),
-            message: format!("action {}: invalid input_schema: {e}", action.name),
-        })?;
-    Ok(validator
-        .iter_errors(input)
-        .map(|e| Violation {
-            pointer: e.instance_path.to_string(),
-            message: e.to_string(),
-        })
-        .collect())
+    let schema = InputSchema::compile(&action.input_schema).map_err(|e| EngineError::Spec {
+        spec: spec.id.clone(),
+        message: format!("action {}: invalid input_schema: {e}", action.name),
+    })?;
+    Ok(schema.violations(input))
 }
 
 /// Validates `input` against the action's schema; one message per violation.

@@ -15,6 +15,7 @@ pub mod cursor;
 pub mod engine;
 pub mod error;
 pub mod grant;
+pub mod input_schema;
 pub mod oauth;
 pub mod origins;
 pub mod page;

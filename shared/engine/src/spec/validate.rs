@@ -165,10 +165,10 @@ impl Validator<'_> {
     /// Every action's input schema compiles.
     fn check_schemas(&mut self, spec: &ProviderSpec) {
         for (i, a) in spec.actions.iter().enumerate() {
-            if let Err(e) = jsonschema::validator_for(&a.input_schema) {
+            if let Err(e) = crate::input_schema::InputSchema::compile(&a.input_schema) {
                 self.err(
                     &[P::K("actions"), P::I(i), P::K("input_schema")],
-                    format!("invalid JSON Schema: {e}"),
+                    format!("unusable JSON Schema: {e}"),
                 );
             }
         }
