@@ -882,14 +882,16 @@ async fn save<S: ControlStore>(
 
 /// Changes a connection's tags, metadata, configuration or status. A new configuration, and
 /// turning a connection back on, are verified with the provider first; nothing changes when the
-/// provider refuses.
+/// provider refuses. A client-credentials connection's token is granted for its configuration (a
+/// Shopify token for one shop): a new configuration is granted a new token with the connection's
+/// client id and secret, and verified with it.
 #[utoipa::path(patch, path = "/v1/connections/{connection_id}", operation_id = "update_connection", tag = "Connections", request_body = ConnectionPatch,
     params(("connection_id" = String, Path, description = "Connection id (`conn_…`)", pattern = "^conn_[0-9a-f]{32}$")),
     responses((status = 200, description = "The updated connection", body = ConnectionOut),
               (status = 400, description = "Invalid body, or a configuration the provider refused with these credentials (`credentials_rejected`)", body = ProblemDoc),
               (status = 403, description = "Requires `connections:write`", body = ProblemDoc),
               (status = 404, description = "No such connection for this tenant", body = ProblemDoc),
-              (status = 409, description = "Changed concurrently; retry", body = ProblemDoc),
+              (status = 409, description = "Changed concurrently, or its token is being refreshed; retry", body = ProblemDoc),
               (status = 502, description = "The provider did not answer usably; nothing changed", body = ProblemDoc)))]
 #[allow(clippy::too_many_arguments)]
 pub async fn update<S: ControlStore>(
@@ -936,7 +938,27 @@ pub async fn update<S: ControlStore>(
             let reactivate = matches!(patch.status, Some(SettableStatus::Active))
                 && connection.status != ConnectionStatus::Active;
             let mut kind = ConnectionEventType::Updated;
-            if patch.config.is_some() || reactivate {
+            // The refresh lease this update holds while it writes a newly granted token.
+            let mut lease = None;
+            let new_config = patch.config.as_ref().filter(|c| **c != connection.config);
+            let mode = auth_mode(spec, &connection.auth_mode)?;
+            if let (Some(config), AuthMode::OAuth2ClientCredentials(_)) = (new_config, mode) {
+                // A client-credentials token is granted for the configuration (Shopify's, for
+                // one shop): a new one is granted for the new configuration and verified with it.
+                // Under the refresh lease, so that no refresh of the old token writes over it.
+                let holder = regrant(
+                    &*store,
+                    &vault,
+                    &engine,
+                    &settings,
+                    spec,
+                    &mut connection,
+                    config,
+                    now,
+                )
+                .await?;
+                lease = Some(holder);
+            } else if patch.config.is_some() || reactivate {
                 let config = patch.config.as_ref().unwrap_or(&connection.config);
                 let credentials = open_credentials(&vault, &connection).await?;
                 match verify(
@@ -953,9 +975,9 @@ pub async fn update<S: ControlStore>(
                     Some(Verdict::Accepted) => connection.last_verified_at_ms = Some(now),
                     None => {}
                 }
-                if reactivate && connection.status == ConnectionStatus::NeedsReauth {
-                    kind = ConnectionEventType::Reauthorized;
-                }
+            }
+            if reactivate && connection.status == ConnectionStatus::NeedsReauth {
+                kind = ConnectionEventType::Reauthorized;
             }
             if let Some(config) = patch.config {
                 connection.config = config;
@@ -979,12 +1001,127 @@ pub async fn update<S: ControlStore>(
             connection.version = read_version.saturating_add(1);
             let recorded =
                 ConnectionEvent::of(&connection, kind, connection.status_reason.clone(), now);
-            save(&*store, &connection, read_version, Some(&recorded)).await?;
+            match lease {
+                Some(holder) => {
+                    swap_regranted(&*store, &connection, read_version, &holder, &recorded).await?
+                }
+                None => save(&*store, &connection, read_version, Some(&recorded)).await?,
+            }
             tracing::info!(connection_id = %id, event = kind.as_str(), "connection updated");
             Ok(Json(ConnectionOut::from(connection)))
         },
     )
     .await
+}
+
+/// Grants a client-credentials `connection` a token for its new `config`, proves it (the spec's
+/// verification request) and seals it into the connection with the new configuration; nothing is
+/// written to the store. Returns the refresh lease it took, which the caller's
+/// [`swap_regranted`] releases; on an error the lease is given back here.
+#[allow(clippy::too_many_arguments)]
+async fn regrant<S: ControlStore>(
+    store: &S,
+    vault: &Vault,
+    engine: &Engine,
+    settings: &Config,
+    spec: &ProviderSpec,
+    connection: &mut Connection,
+    config: &BTreeMap<String, String>,
+    now: EpochMillis,
+) -> Result<String, ApiError> {
+    let (tenant, id) = (connection.tenant_id.clone(), connection.id.clone());
+    let holder = tributary_core::ids::EventId::generate().to_string();
+    let lease = tributary_engine::grant::policy(spec).lease;
+    let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    let taken = store
+        .lease_refresh(&tenant, &id, &holder, now, until)
+        .await
+        .map_err(store_failure)?;
+    if !taken {
+        return Err(ApiError::Conflict {
+            detail: "The connection's access token is being refreshed by another request. Retry in a moment.".into(),
+        });
+    }
+    let granted = async {
+        let integration = store
+            .get_integration(&tenant, &connection.integration_id)
+            .await
+            .map_err(store_failure)?
+            .ok_or_else(|| ApiError::Conflict {
+                detail:
+                    "The connection's integration no longer exists: connect again through another."
+                        .into(),
+            })?;
+        let mode = auth_mode(spec, &connection.auth_mode)?;
+        let mut given: BTreeMap<String, String> = open_credentials(vault, connection)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, v.expose_secret().to_owned()))
+            .collect();
+        given.remove("access_token");
+        let proven = prove(
+            engine,
+            settings,
+            now,
+            spec,
+            mode,
+            &integration.scopes,
+            config,
+            given,
+        )
+        .await?;
+        let plain = serde_json::to_vec(&proven.credentials).map_err(|_| ApiError::Internal)?;
+        let sealed = vault
+            .seal(&owner(&tenant, &id), &plain)
+            .await
+            .map_err(vault_failure)?;
+        connection.credentials = sealed;
+        connection.token_expires_at_ms = proven.token_expires_at_ms;
+        if proven.verified {
+            connection.last_verified_at_ms = Some(now);
+        }
+        Ok(())
+    }
+    .await;
+    match granted {
+        Ok(()) => Ok(holder),
+        Err(e) => {
+            if let Err(release) = store.release_refresh(&tenant, &id, &holder).await {
+                tracing::warn!(connection_id = %id, error = %release, "a refresh lease was not given back; it expires by itself");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Writes a connection [`regrant`] renewed and releases its lease, on the condition that the
+/// connection is still at `read_version` and the lease still this update's.
+async fn swap_regranted<S: ControlStore>(
+    store: &S,
+    connection: &Connection,
+    read_version: u64,
+    holder: &str,
+    event: &ConnectionEvent,
+) -> Result<(), ApiError> {
+    let outcome = store
+        .swap_refreshed(connection, read_version, holder, event)
+        .await;
+    match outcome {
+        Ok(tributary_core::ports::RefreshSwap::Swapped) => Ok(()),
+        Ok(tributary_core::ports::RefreshSwap::LeaseLost) => Err(concurrent()),
+        Err(e) => {
+            if let Err(release) = store
+                .release_refresh(&connection.tenant_id, &connection.id, holder)
+                .await
+            {
+                tracing::warn!(connection_id = %connection.id, error = %release, "a refresh lease was not given back; it expires by itself");
+            }
+            match e {
+                PortError::Conflict { .. } => Err(concurrent()),
+                e => Err(store_failure(e)),
+            }
+        }
+    }
 }
 
 /// Checks a connection's credentials with the provider's verification request. Accepted: its

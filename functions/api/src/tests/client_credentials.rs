@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,13 +43,16 @@ struct Shop {
     server: MockServer,
     grants: Arc<AtomicUsize>,
     forms: Arc<Mutex<Vec<Form>>>,
+    /// While set, the token endpoint refuses every request as Shopify refuses a wrong secret.
+    refusing: Arc<AtomicBool>,
 }
 
 async fn shop(delay: Duration) -> Shop {
     let server = MockServer::start().await;
     let grants = Arc::new(AtomicUsize::new(0));
     let forms: Arc<Mutex<Vec<Form>>> = Arc::default();
-    let (counted, seen) = (grants.clone(), forms.clone());
+    let refusing: Arc<AtomicBool> = Arc::default();
+    let (counted, seen, refuse) = (grants.clone(), forms.clone(), refusing.clone());
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
         .respond_with(move |r: &Request| {
@@ -65,7 +68,7 @@ async fn shop(delay: Duration) -> Shop {
                 ("client_secret".to_owned(), SECRET.to_owned()),
                 ("grant_type".to_owned(), "client_credentials".to_owned()),
             ];
-            if !typed || form != documented {
+            if !typed || form != documented || refuse.load(Ordering::SeqCst) {
                 return ResponseTemplate::new(400).set_body_json(json!({
                     "error": "invalid_client",
                     "error_description": "Client credentials are invalid"
@@ -103,6 +106,7 @@ async fn shop(delay: Duration) -> Shop {
         server,
         grants,
         forms,
+        refusing,
     }
 }
 
@@ -587,4 +591,115 @@ async fn the_connect_page_asks_for_the_app_s_credentials_and_connects_with_them(
     assert_eq!(made[0].token_expires_at_ms, Some(NOW + DAY_MS));
     assert_eq!(s.opened(&made[0])["access_token"], "shpat_1");
     assert_eq!(s.opened(&made[0])["client_secret"], SECRET);
+}
+
+impl Setup {
+    async fn patch(&self, connection: &str, body: Value) -> Res {
+        call(
+            &self.d,
+            as_tenant(
+                Req::new("PATCH", &format!("/v1/connections/{connection}")),
+                &self.t,
+            )
+            .json(body),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_new_shop_is_granted_its_own_token_and_verified_with_it() {
+    let s = setup(Duration::ZERO).await;
+    let res = s
+        .connect(json!({"client_id": CLIENT_ID, "client_secret": SECRET}))
+        .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let id = res.body["id"].as_str().unwrap().to_owned();
+
+    let res = s
+        .patch(
+            &id,
+            json!({"config": {"shop": "acme-outlet"}, "tags": {"stage": "moved"}}),
+        )
+        .await;
+
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(res.body["config"]["shop"], "acme-outlet");
+    assert_eq!(res.body["tags"], json!({"stage": "moved"}));
+    assert!(!res.body.to_string().contains("shpat_"), "{:?}", res.body);
+    // A second grant with the same app credentials, and the shop verified with its token.
+    assert_eq!(
+        *s.shop.forms.lock().unwrap(),
+        vec![documented_form(), documented_form()]
+    );
+    assert_eq!(s.tokens_used().await, ["shpat_1", "shpat_2"]);
+    let stored = &s.connections().await[0];
+    assert_eq!(stored.config["shop"], "acme-outlet");
+    assert_eq!(s.opened(stored)["access_token"], "shpat_2");
+    assert_eq!(s.opened(stored)["client_secret"], SECRET);
+    assert_eq!(stored.token_expires_at_ms, Some(NOW + DAY_MS));
+    assert_eq!(
+        s.events().await,
+        [ConnectionEventType::Created, ConnectionEventType::Updated]
+    );
+    // The lease is given back: the connection is used with the new token at once.
+    let res = call(&s.d, s.proxied(&id)).await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(s.tokens_used().await, ["shpat_1", "shpat_2", "shpat_2"]);
+    // The same shop again is not a new grant.
+    let res = s
+        .patch(&id, json!({"config": {"shop": "acme-outlet"}}))
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(s.token_calls().await, 2);
+}
+
+#[tokio::test]
+async fn a_new_shop_waits_for_a_refresh_in_progress_and_a_refused_grant_changes_nothing() {
+    let s = setup(Duration::ZERO).await;
+    let res = s
+        .connect(json!({"client_id": CLIENT_ID, "client_secret": SECRET}))
+        .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let before = s.connections().await[0].clone();
+
+    // Another environment is renewing the token: the update is refused, nothing is granted.
+    assert!(
+        s.d.store
+            .lease_refresh(&s.t, &before.id, "someone-else", NOW, NOW + 60_000)
+            .await
+            .unwrap()
+    );
+    let res = s
+        .patch(&id, json!({"config": {"shop": "acme-outlet"}}))
+        .await;
+    is_problem(&res, 409, "conflict");
+    assert_eq!(s.token_calls().await, 1);
+    s.d.store
+        .release_refresh(&s.t, &before.id, "someone-else")
+        .await
+        .unwrap();
+
+    // The shop refuses the app's credentials: a 400, the connection and its token unchanged, and
+    // the lease given back (a later update goes through).
+    s.shop.refusing.store(true, Ordering::SeqCst);
+    let res = s
+        .patch(&id, json!({"config": {"shop": "acme-outlet"}}))
+        .await;
+    assert_eq!(res.status, 400, "{:?}", res.body);
+    assert_eq!(s.token_calls().await, 2);
+    s.shop.refusing.store(false, Ordering::SeqCst);
+    let after = s.connections().await[0].clone();
+    assert_eq!(after.config, before.config);
+    assert_eq!(after.credentials, before.credentials);
+    assert_eq!(after.version, before.version);
+    let res = s
+        .patch(&id, json!({"config": {"shop": "acme-outlet"}}))
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(
+        s.opened(&s.connections().await[0])["access_token"],
+        "shpat_2"
+    );
 }
