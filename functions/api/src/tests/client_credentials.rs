@@ -594,6 +594,15 @@ async fn the_connect_page_asks_for_the_app_s_credentials_and_connects_with_them(
 }
 
 impl Setup {
+    /// A connection made with the app's credentials: its id.
+    async fn connected(&self) -> String {
+        let res = self
+            .connect(json!({"client_id": CLIENT_ID, "client_secret": SECRET}))
+            .await;
+        assert_eq!(res.status, 201, "{:?}", res.body);
+        res.body["id"].as_str().unwrap().to_owned()
+    }
+
     async fn patch(&self, connection: &str, body: Value) -> Res {
         call(
             &self.d,
@@ -610,11 +619,7 @@ impl Setup {
 #[tokio::test]
 async fn a_new_shop_is_granted_its_own_token_and_verified_with_it() {
     let s = setup(Duration::ZERO).await;
-    let res = s
-        .connect(json!({"client_id": CLIENT_ID, "client_secret": SECRET}))
-        .await;
-    assert_eq!(res.status, 201, "{:?}", res.body);
-    let id = res.body["id"].as_str().unwrap().to_owned();
+    let id = s.connected().await;
 
     let res = s
         .patch(
@@ -657,11 +662,7 @@ async fn a_new_shop_is_granted_its_own_token_and_verified_with_it() {
 #[tokio::test]
 async fn a_new_shop_waits_for_a_refresh_in_progress_and_a_refused_grant_changes_nothing() {
     let s = setup(Duration::ZERO).await;
-    let res = s
-        .connect(json!({"client_id": CLIENT_ID, "client_secret": SECRET}))
-        .await;
-    assert_eq!(res.status, 201, "{:?}", res.body);
-    let id = res.body["id"].as_str().unwrap().to_owned();
+    let id = s.connected().await;
     let before = s.connections().await[0].clone();
 
     // Another environment is renewing the token: the update is refused, nothing is granted.
