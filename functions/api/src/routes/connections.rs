@@ -38,6 +38,7 @@ use crate::request::{Id, JsonBody, invalid, only_query, query_id};
 use crate::response::{Created, Json};
 use crate::router::{Api, operations};
 use crate::routes::integrations::{provider, vault_failure};
+use crate::routes::provider_call::token_busy;
 use crate::routes::store_failure;
 use crate::state::{AppState, Clock, ControlStore, Providers, Secrets, Settings, Store};
 
@@ -941,8 +942,10 @@ pub async fn update<S: ControlStore>(
             // The refresh lease this update holds while it writes a newly granted token.
             let mut lease = None;
             let new_config = patch.config.as_ref().filter(|c| **c != connection.config);
-            let mode = auth_mode(spec, &connection.auth_mode)?;
-            if let (Some(config), AuthMode::OAuth2ClientCredentials(_)) = (new_config, mode) {
+            let mode = spec.auth.iter().find(|m| m.kind() == connection.auth_mode);
+            if let (Some(config), Some(mode @ AuthMode::OAuth2ClientCredentials(_))) =
+                (new_config, mode)
+            {
                 // A client-credentials token is granted for the configuration (Shopify's, for
                 // one shop): a new one is granted for the new configuration and verified with it.
                 // Under the refresh lease, so that no refresh of the old token writes over it.
@@ -952,6 +955,7 @@ pub async fn update<S: ControlStore>(
                     &engine,
                     &settings,
                     spec,
+                    mode,
                     &mut connection,
                     config,
                     now,
@@ -1014,9 +1018,10 @@ pub async fn update<S: ControlStore>(
     .await
 }
 
-/// Grants a client-credentials `connection` a token for its new `config`, proves it (the spec's
-/// verification request) and seals it into the connection with the new configuration; nothing is
-/// written to the store. Returns the refresh lease it took, which the caller's
+/// Takes the refresh lease of a client-credentials `connection`, grants it a token for the new
+/// `config` with its client id and secret, proves it (the spec's verification request) and puts
+/// the sealed credentials and the token's expiry into `connection`; nothing is written to the
+/// store, and the caller sets the configuration. Returns the lease's holder, which the caller's
 /// [`swap_regranted`] releases; on an error the lease is given back here.
 #[allow(clippy::too_many_arguments)]
 async fn regrant<S: ControlStore>(
@@ -1025,6 +1030,7 @@ async fn regrant<S: ControlStore>(
     engine: &Engine,
     settings: &Config,
     spec: &ProviderSpec,
+    mode: &AuthMode,
     connection: &mut Connection,
     config: &BTreeMap<String, String>,
     now: EpochMillis,
@@ -1038,9 +1044,7 @@ async fn regrant<S: ControlStore>(
         .await
         .map_err(store_failure)?;
     if !taken {
-        return Err(ApiError::Conflict {
-            detail: "The connection's access token is being refreshed by another request. Retry in a moment.".into(),
-        });
+        return Err(token_busy());
     }
     let granted = async {
         let integration = store
@@ -1052,7 +1056,6 @@ async fn regrant<S: ControlStore>(
                     "The connection's integration no longer exists: connect again through another."
                         .into(),
             })?;
-        let mode = auth_mode(spec, &connection.auth_mode)?;
         let mut given: BTreeMap<String, String> = open_credentials(vault, connection)
             .await?
             .into_iter()
@@ -1086,11 +1089,17 @@ async fn regrant<S: ControlStore>(
     match granted {
         Ok(()) => Ok(holder),
         Err(e) => {
-            if let Err(release) = store.release_refresh(&tenant, &id, &holder).await {
-                tracing::warn!(connection_id = %id, error = %release, "a refresh lease was not given back; it expires by itself");
-            }
+            give_back(store, connection, &holder).await;
             Err(e)
         }
+    }
+}
+
+/// Releases the refresh lease `holder` took; one not given back expires by itself.
+async fn give_back<S: ControlStore>(store: &S, connection: &Connection, holder: &str) {
+    let (tenant, id) = (&connection.tenant_id, &connection.id);
+    if let Err(e) = store.release_refresh(tenant, id, holder).await {
+        tracing::warn!(connection_id = %id, error = %e, "a refresh lease was not given back; it expires by itself");
     }
 }
 
@@ -1110,12 +1119,7 @@ async fn swap_regranted<S: ControlStore>(
         Ok(tributary_core::ports::RefreshSwap::Swapped) => Ok(()),
         Ok(tributary_core::ports::RefreshSwap::LeaseLost) => Err(concurrent()),
         Err(e) => {
-            if let Err(release) = store
-                .release_refresh(&connection.tenant_id, &connection.id, holder)
-                .await
-            {
-                tracing::warn!(connection_id = %connection.id, error = %release, "a refresh lease was not given back; it expires by itself");
-            }
+            give_back(store, connection, holder).await;
             match e {
                 PortError::Conflict { .. } => Err(concurrent()),
                 e => Err(store_failure(e)),

@@ -87,9 +87,7 @@ pub async fn usable<S: ControlStore>(
         Err(UseError::Refresh(RefreshError::NotFound)) => Err(ApiError::NotFound {
             resource: "connection",
         }),
-        Err(UseError::Refresh(RefreshError::Busy)) => Err(ApiError::Conflict {
-            detail: "The connection's access token is being refreshed by another request. Retry in a moment.".into(),
-        }),
+        Err(UseError::Refresh(RefreshError::Busy)) => Err(token_busy()),
         Err(UseError::Refresh(RefreshError::Transient(_))) => Err(ApiError::ProviderFailed {
             provider: spec.name.clone(),
             detail: "the connection's access token could not be refreshed for now".into(),
@@ -98,6 +96,13 @@ pub async fn usable<S: ControlStore>(
             tracing::error!(connection_id = %id, error = %e, "a connection could not be made usable");
             Err(ApiError::Internal)
         }
+    }
+}
+
+/// Another request holds the connection's refresh lease (it is renewing the token): a 409 to retry.
+pub fn token_busy() -> ApiError {
+    ApiError::Conflict {
+        detail: "The connection's access token is being refreshed by another request. Retry in a moment.".into(),
     }
 }
 
