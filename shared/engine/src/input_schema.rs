@@ -247,10 +247,7 @@ impl Node {
     fn check(&self, value: &Value, at: &mut String, out: &mut Vec<Violation>) {
         match self {
             Self::Bool(true) => {}
-            Self::Bool(false) => out.push(Violation {
-                pointer: at.to_owned(),
-                message: "False schema does not allow this value".into(),
-            }),
+            Self::Bool(false) => refuse(out, at, "False schema does not allow this value".into()),
             Self::Object(k) => k.check(value, at, out),
         }
     }
@@ -390,12 +387,6 @@ impl Keywords {
     }
 
     fn check(&self, value: &Value, at: &mut String, out: &mut Vec<Violation>) {
-        let mut fail = |at: &String, message: String| {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message,
-            });
-        };
         if let Some(types) = &self.types
             && !types.iter().any(|t| t.admits(value))
         {
@@ -405,12 +396,13 @@ impl Keywords {
             } else {
                 format!("{names:?}")
             };
-            fail(at, format!("{value} is not of type {expected}"));
+            refuse(out, at, format!("{value} is not of type {expected}"));
         }
         if let Some(options) = &self.enumeration
             && !options.iter().any(|o| equal(o, value))
         {
-            fail(
+            refuse(
+                out,
                 at,
                 format!("{value} is not one of {}", Value::from(options.clone())),
             );
@@ -418,7 +410,7 @@ impl Keywords {
         if let Some(constant) = &self.constant
             && !equal(constant, value)
         {
-            fail(at, format!("{constant} was expected"));
+            refuse(out, at, format!("{constant} was expected"));
         }
         match value {
             Value::Object(map) => self.check_object(map, at, out),
@@ -433,12 +425,13 @@ impl Keywords {
         if let Some(any) = &self.any_of
             && !any.iter().any(|s| s.accepts(value))
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!(
+            refuse(
+                out,
+                at,
+                format!(
                     "{value} is not valid under any of the schemas listed in the 'anyOf' keyword"
                 ),
-            });
+            );
         }
         if let Some(one) = &self.one_of {
             let valid = one.iter().filter(|s| s.accepts(value)).count();
@@ -452,47 +445,44 @@ impl Keywords {
                         "{value} is valid under more than one of the schemas listed in the 'oneOf' keyword"
                     )
                 };
-                out.push(Violation {
-                    pointer: at.to_owned(),
-                    message,
-                });
+                refuse(out, at, message);
             }
         }
         if let Some(not) = &self.not
             && not.accepts(value)
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("{value} is not allowed here (it matches the 'not' schema)"),
-            });
+            refuse(
+                out,
+                at,
+                format!("{value} is not allowed here (it matches the 'not' schema)"),
+            );
         }
     }
 
     fn check_object(&self, map: &Map<String, Value>, at: &mut String, out: &mut Vec<Violation>) {
         for name in &self.required {
             if !map.contains_key(name) {
-                out.push(Violation {
-                    pointer: at.to_owned(),
-                    message: format!("\"{name}\" is a required property"),
-                });
+                refuse(out, at, format!("\"{name}\" is a required property"));
             }
         }
         let n = map.len() as u64;
         if let Some(min) = self.min_properties
             && n < min
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("the object has fewer than {min} properties"),
-            });
+            refuse(
+                out,
+                at,
+                format!("the object has fewer than {min} properties"),
+            );
         }
         if let Some(max) = self.max_properties
             && n > max
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("the object has more than {max} properties"),
-            });
+            refuse(
+                out,
+                at,
+                format!("the object has more than {max} properties"),
+            );
         }
         let mut unexpected = Vec::new();
         for (name, value) in map {
@@ -507,14 +497,15 @@ impl Keywords {
         }
         if !unexpected.is_empty() {
             let names: Vec<String> = unexpected.iter().map(|n| format!("'{n}'")).collect();
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!(
+            refuse(
+                out,
+                at,
+                format!(
                     "Additional properties are not allowed ({} {} unexpected)",
                     names.join(", "),
                     if names.len() == 1 { "was" } else { "were" }
                 ),
-            });
+            );
         }
     }
 
@@ -523,18 +514,20 @@ impl Keywords {
         if let Some(min) = self.min_items
             && n < min
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("the array has fewer than {min} item{}", plural(min)),
-            });
+            refuse(
+                out,
+                at,
+                format!("the array has fewer than {min} item{}", plural(min)),
+            );
         }
         if let Some(max) = self.max_items
             && n > max
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("the array has more than {max} item{}", plural(max)),
-            });
+            refuse(
+                out,
+                at,
+                format!("the array has more than {max} item{}", plural(max)),
+            );
         }
         if let Some(items) = &self.items {
             for (i, item) in list.iter().enumerate() {
@@ -548,26 +541,25 @@ impl Keywords {
         if let Some(min) = self.min_length
             && chars < min
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("{:?} is shorter than {min} character{}", s, plural(min)),
-            });
+            refuse(
+                out,
+                at,
+                format!("{:?} is shorter than {min} character{}", s, plural(min)),
+            );
         }
         if let Some(max) = self.max_length
             && chars > max
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("{:?} is longer than {max} character{}", s, plural(max)),
-            });
+            refuse(
+                out,
+                at,
+                format!("{:?} is longer than {max} character{}", s, plural(max)),
+            );
         }
         if let Some((source, regex)) = &self.pattern
             && !regex.is_match(s)
         {
-            out.push(Violation {
-                pointer: at.to_owned(),
-                message: format!("{s:?} does not match {source:?}"),
-            });
+            refuse(out, at, format!("{s:?} does not match {source:?}"));
         }
     }
 
@@ -591,13 +583,18 @@ impl Keywords {
             if let Some(bound) = bound
                 && compare(n, bound).is_some_and(|o| refused.contains(&o))
             {
-                out.push(Violation {
-                    pointer: at.to_owned(),
-                    message: format!("{n} is {words} {bound}"),
-                });
+                refuse(out, at, format!("{n} is {words} {bound}"));
             }
         }
     }
+}
+
+/// Records that the value at `at` breaks the schema.
+fn refuse(out: &mut Vec<Violation>, at: &str, message: String) {
+    out.push(Violation {
+        pointer: at.to_owned(),
+        message,
+    });
 }
 
 fn plural(n: u64) -> &'static str {
