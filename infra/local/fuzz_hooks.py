@@ -176,7 +176,10 @@ def use_seeds(context, case, kwargs):
     params = case.path_parameters
     if params and positive(case, ParameterLocation.PATH):
         if "connection_id" in params:
-            params["connection_id"] = fresh_connection() if method == "DELETE" else random.choice(SEEDS["connection_ids"])
+            # Changes and deletions get a connection of their own: a seeded one a generated PATCH
+            # disabled would answer every later proxy call and action with a 409.
+            mine = method in ("DELETE", "PATCH")
+            params["connection_id"] = fresh_connection() if mine else random.choice(SEEDS["connection_ids"])
         if "token" in params:
             params["token"] = fresh_token() if method == "POST" or path.endswith("/oauth") else random.choice(SEEDS["tokens"])
         if path == "/v1/integrations/{integration_id}/webhook-verification-token":
