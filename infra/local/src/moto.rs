@@ -244,8 +244,8 @@ impl MotoServer {
 /// An SDK configuration for a local endpoint: [`REGION`] and dummy credentials.
 pub async fn sdk_config(endpoint_url: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        // The SDK crates are built without a default client; moto speaks plain HTTP on loopback.
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        // The SDK crates are built without a default client; the functions' serves plain HTTP too.
+        .http_client(tributary_aws::sdk::https_client())
         .region(Region::new(REGION))
         .endpoint_url(endpoint_url)
         .credentials_provider(Credentials::new(

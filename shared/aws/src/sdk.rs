@@ -3,19 +3,24 @@
 //! another endpoint, which is how the local stack reaches moto.
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::lazy::Lazy;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
 };
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
 use aws_types::SdkConfig;
 use tributary_core::config::{ConfigError, Env};
 
@@ -67,69 +72,149 @@ pub fn config(env: &Env) -> Result<SdkConfig, ConfigError> {
     Ok(builder.build())
 }
 
-/// The SDK's HTTPS client: hyper 1 and rustls on ring, trusting the Mozilla roots compiled
-/// into the binary, and built on the first request rather than with each service client.
+/// The SDK's HTTP client: the workspace's reqwest on rustls and ring with the compiled-in trust
+/// anchors (`tributary_http::tls`), HTTP/1.1, built on the first request rather than with each
+/// service client.
 ///
-/// The SDK's default client builds its TLS connector when each service client is built, to load
-/// the system trust store at initialization: on Debian 146 files under `/etc/ssl/certs`, on Amazon
-/// Linux one bundle, and in both a constant-time base64 decode of every certificate, repeated for
-/// every service client. That was most of a function's cold start (`make bench-coldstart`).
+/// The SDK's own client (`aws-smithy-http-client`) is a second HTTP stack beside the one provider
+/// calls use, with HTTP/2 and a trust store that takes PEM certificates only, decoded at its first
+/// request; this one shares the provider calls' code and builds from anchors in the binary.
+///
+/// It sends what the SDK signed and nothing it would have to undo: no `Accept-Encoding` (DynamoDB
+/// computes its `x-amz-crc32` over the body as sent, so a body decompressed on the way would fail
+/// the SDK's check), no redirect followed, no proxy from the environment. The SDK's connect and
+/// read timeouts apply; its timeout and connection failures are reported as such, so its retry
+/// policy retries them.
 pub fn https_client() -> SharedHttpClient {
-    SharedHttpClient::new(LazyHttps::default())
+    SharedHttpClient::new(SdkHttp::new(tributary_http::tls::client_config))
 }
 
-/// Builds the real client (and decodes the roots) once, on the first `http_connector` call; the
-/// SDK then caches a connector per connector settings as usual.
-#[derive(Debug, Default)]
-struct LazyHttps {
-    inner: Arc<OnceLock<SharedHttpClient>>,
+/// The connect and read timeouts a connector was built for.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+/// Connectors by the timeouts the SDK asks for (one per distinct pair, as the SDK's own client
+/// caches them), each a reqwest client with its own pool.
+struct SdkHttp {
+    tls: fn() -> rustls::ClientConfig,
+    connectors: Arc<Mutex<Vec<(Timeouts, SharedHttpConnector)>>>,
 }
 
-impl HttpClient for LazyHttps {
+impl SdkHttp {
+    fn new(tls: fn() -> rustls::ClientConfig) -> Self {
+        Self {
+            tls,
+            connectors: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SdkHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdkHttp").finish_non_exhaustive()
+    }
+}
+
+impl HttpClient for SdkHttp {
     fn http_connector(
         &self,
         settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
+        _components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.inner
-            .get_or_init(build_https_client)
-            .http_connector(settings, components)
+        let timeouts = (settings.connect_timeout(), settings.read_timeout());
+        let mut connectors = self
+            .connectors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, connector)) = connectors.iter().find(|(t, _)| *t == timeouts) {
+            return connector.clone();
+        }
+        let connector = SharedHttpConnector::new(SdkConnector::new((self.tls)(), timeouts));
+        connectors.push((timeouts, connector.clone()));
+        connector
     }
 
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        Some(ConnectorMetadata::new("hyper", Some(Cow::Borrowed("1.x"))))
-    }
-}
-
-fn build_https_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
-    let trust = TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(root_bundle());
-    let context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        // Building a context only stores the trust store: it cannot fail for rustls.
-        .unwrap_or_default();
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
+        Some(ConnectorMetadata::new(
+            "reqwest",
+            Some(Cow::Borrowed("0.12")),
         ))
-        .tls_context(context)
-        .build_https()
+    }
 }
 
-/// The `webpki-root-certs` certificates as one PEM bundle, the only form the SDK's trust store takes.
-fn root_bundle() -> Vec<u8> {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::STANDARD;
-    let mut pem = Vec::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2048);
-    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-        pem.extend_from_slice(engine.encode(cert.as_ref()).as_bytes());
-        pem.extend_from_slice(b"\n-----END CERTIFICATE-----\n");
+/// Sends the SDK's requests on one reqwest client (or fails each with why it could not be built).
+#[derive(Debug)]
+struct SdkConnector {
+    client: Result<reqwest::Client, String>,
+}
+
+impl SdkConnector {
+    fn new(tls: rustls::ClientConfig, (connect, read): Timeouts) -> Self {
+        let mut builder = tributary_http::tls::reqwest_builder_with(tls)
+            .no_gzip()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(connect) = connect {
+            builder = builder.connect_timeout(connect);
+        }
+        if let Some(read) = read {
+            builder = builder.read_timeout(read);
+        }
+        Self {
+            client: builder.build().map_err(|e| e.to_string()),
+        }
     }
-    pem
+}
+
+impl HttpConnector for SdkConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(e) => {
+                let e = format!("the HTTP client could not be built: {e}");
+                return HttpConnectorFuture::ready(Err(ConnectorError::other(e.into(), None)));
+            }
+        };
+        let request = match to_reqwest(request) {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e))),
+        };
+        HttpConnectorFuture::new(async move {
+            let response = client.execute(request).await.map_err(connector_error)?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(connector_error)?;
+            let mut answer = http::Response::new(SdkBody::from(body));
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            HttpResponse::try_from(answer).map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// The SDK's request as reqwest's: method, URI, headers and body as signed. Every request of
+/// these services has its body in memory; a streaming body is refused rather than buffered.
+fn to_reqwest(request: HttpRequest) -> Result<reqwest::Request, BoxError> {
+    let body = request
+        .body()
+        .bytes()
+        .map(bytes::Bytes::copy_from_slice)
+        .ok_or("a streaming request body cannot be sent by this client")?;
+    let (parts, _) = request.try_into_http1x()?.into_parts();
+    Ok(reqwest::Request::try_from(http::Request::from_parts(
+        parts, body,
+    ))?)
+}
+
+/// A reqwest failure as the SDK classifies it: timeouts as timeouts, failures to connect or of
+/// the connection (refused, reset, closed mid-response) as I/O, which its retry policy retries.
+fn connector_error(e: reqwest::Error) -> ConnectorError {
+    if e.is_timeout() {
+        ConnectorError::timeout(e.into())
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        ConnectorError::io(e.into())
+    } else {
+        ConnectorError::other(e.into(), None)
+    }
 }
 
 /// The service clients, each built from one [`SdkConfig`] when first used, so a function builds
@@ -191,10 +276,8 @@ impl Clients {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
@@ -206,54 +289,227 @@ mod tests {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = vec![0; 16 * 1024];
-            let n = socket.read(&mut request).await.unwrap();
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            socket.write_all(answer.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&request[..n]).to_lowercase()
+            answer_one(&mut socket, body).await
         });
         (endpoint, server)
     }
 
-    /// Building a service client builds no connector (and decodes no roots); the first request
-    /// builds it, trust store included (a bundle the SDK could not parse would panic here).
-    #[tokio::test]
-    async fn the_https_client_is_built_by_the_first_request_not_by_the_clients() {
-        let lazy = LazyHttps::default();
-        let built = Arc::clone(&lazy.inner);
-        let (endpoint, server) =
-            one_request_server(r#"{"Attributes":{"ApproximateNumberOfMessages":"3"}}"#).await;
+    /// Reads one request from `socket` and answers it with the JSON `body`; yields the request,
+    /// lowercased.
+    async fn answer_one<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut S, body: &str) -> String {
+        let mut request = vec![0; 16 * 1024];
+        let n = socket.read(&mut request).await.unwrap();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        socket.flush().await.unwrap();
+        String::from_utf8_lossy(&request[..n]).to_lowercase()
+    }
+
+    fn sqs_client(endpoint: &str, http: SdkHttp) -> aws_sdk_sqs::Client {
         let config = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-            .endpoint_url(endpoint.clone())
-            .http_client(SharedHttpClient::new(lazy))
+            .endpoint_url(endpoint)
+            .http_client(SharedHttpClient::new(http))
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
             .build();
-        let client = aws_sdk_sqs::Client::from_conf(config);
-        assert!(
-            built.get().is_none(),
-            "the client was built with the service client"
-        );
+        aws_sdk_sqs::Client::from_conf(config)
+    }
 
+    async fn approximate_messages(
+        client: &aws_sdk_sqs::Client,
+        endpoint: &str,
+    ) -> Result<Option<String>, String> {
         let out = client
             .get_queue_attributes()
             .queue_url(format!("{endpoint}/123456789012/jobs"))
             .send()
             .await
-            .unwrap();
-        assert!(built.get().is_some());
-        let attributes = out.attributes.unwrap_or_default();
-        assert_eq!(
-            attributes
-                .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                .map(String::as_str),
-            Some("3")
-        );
+            .map_err(|e| format!("{:?}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(out
+            .attributes
+            .unwrap_or_default()
+            .remove(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+    }
+
+    /// Building a service client builds no connector; the first request builds one, and requests
+    /// with the same timeouts share it.
+    #[tokio::test]
+    async fn a_connector_is_built_by_the_first_request_and_shared_after() {
+        let http = SdkHttp::new(tributary_http::tls::client_config);
+        let built = Arc::clone(&http.connectors);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            // One connection, kept alive: the second request reuses it.
+            let (mut socket, _) = listener.accept().await.unwrap();
+            for _ in 0..2 {
+                answer_one(
+                    &mut socket,
+                    r#"{"Attributes":{"ApproximateNumberOfMessages":"3"}}"#,
+                )
+                .await;
+            }
+        });
+        let client = sqs_client(&endpoint, http);
+        assert!(built.lock().unwrap().is_empty(), "built with the client");
+
+        for _ in 0..2 {
+            assert_eq!(
+                approximate_messages(&client, &endpoint).await.unwrap(),
+                Some("3".to_owned())
+            );
+        }
+        assert_eq!(built.lock().unwrap().len(), 1);
         server.await.unwrap();
+    }
+
+    /// The test certificate authority of `testdata/` (its `localhost` certificate is valid for
+    /// `localhost` and 127.0.0.1 until 2126).
+    fn test_ca() -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(include_bytes!("../testdata/test-ca.der").to_vec().into())
+            .unwrap();
+        tributary_http::tls::client_config_trusting(roots)
+    }
+
+    /// A TLS endpoint on `localhost` with the test certificate: it answers every connection that
+    /// completes a handshake with the JSON `body`, and reports each (negotiated ALPN protocol,
+    /// request) or handshake failure.
+    async fn tls_server(
+        body: &'static str,
+    ) -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<Result<(Option<Vec<u8>>, String), String>>,
+    ) {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let cert = CertificateDer::from(include_bytes!("../testdata/localhost.der").to_vec());
+        let key = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(
+            include_bytes!("../testdata/localhost.key.der").to_vec(),
+        ));
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let (seen, seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                match acceptor.accept(socket).await {
+                    Ok(mut tls) => {
+                        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                        let request = answer_one(&mut tls, body).await;
+                        let _ = seen.send(Ok((alpn, request)));
+                    }
+                    Err(e) => {
+                        let _ = seen.send(Err(e.to_string()));
+                    }
+                }
+            }
+        });
+        (endpoint, seen_rx)
+    }
+
+    /// Over TLS with a server its roots trust, a request goes as the SDK signed it, on HTTP/1.1,
+    /// without asking for a compressed answer (DynamoDB's CRC32 is of the body as sent).
+    #[tokio::test]
+    async fn requests_go_as_signed_over_tls_to_a_server_the_roots_trust() {
+        let (endpoint, mut seen) =
+            tls_server(r#"{"Attributes":{"ApproximateNumberOfMessages":"7"}}"#).await;
+        let client = sqs_client(&endpoint, SdkHttp::new(test_ca));
+        assert_eq!(
+            approximate_messages(&client, &endpoint).await.unwrap(),
+            Some("7".to_owned())
+        );
+        let (alpn, request) = seen.recv().await.unwrap().unwrap();
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert!(request.starts_with("post / http/1.1\r\n"), "{request}");
+        assert!(
+            request.contains("authorization: aws4-hmac-sha256 credential=akidtest/")
+                && request.contains("x-amz-date: ")
+                && request.contains(&format!("host: {}", &endpoint["https://".len()..])),
+            "not as signed: {request}"
+        );
+        assert!(
+            !request.contains("accept-encoding"),
+            "asks for compression: {request}"
+        );
+    }
+
+    /// The compiled-in roots do not trust the test authority: the handshake fails, and no request
+    /// is sent.
+    #[tokio::test]
+    async fn a_server_no_root_trusts_gets_no_request() {
+        let (endpoint, mut seen) = tls_server(r#"{"Attributes":{}}"#).await;
+        let client = sqs_client(&endpoint, SdkHttp::new(tributary_http::tls::client_config));
+        let error = approximate_messages(&client, &endpoint).await.unwrap_err();
+        assert!(error.contains("DispatchFailure"), "{error}");
+        assert!(seen.recv().await.unwrap().is_err(), "a handshake completed");
+    }
+
+    fn request_to(endpoint: &str) -> HttpRequest {
+        HttpRequest::try_from(
+            http::Request::post(format!("{endpoint}/"))
+                .body(SdkBody::from("{}"))
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The SDK retries timeouts and I/O failures: a server that never answers is a read timeout,
+    /// a refused connection is an I/O failure, each reported as such.
+    #[tokio::test]
+    async fn timeouts_and_refused_connections_are_reported_as_the_sdk_retries_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = format!("http://{}", listener.local_addr().unwrap());
+        let _held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            loop {
+                sockets.push(listener.accept().await.unwrap());
+            }
+        });
+        let connector = SdkConnector::new(
+            tributary_http::tls::client_config(),
+            (
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_millis(200)),
+            ),
+        );
+        let error = connector.call(request_to(&silent)).await.unwrap_err();
+        assert!(error.is_timeout(), "{error:?}");
+
+        let closed = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            format!("http://{}", listener.local_addr().unwrap())
+        };
+        let error = connector.call(request_to(&closed)).await.unwrap_err();
+        assert!(error.is_io(), "{error:?}");
+
+        // A streaming body is refused before anything is sent.
+        let streaming = HttpRequest::try_from(
+            http::Request::post(format!("{closed}/"))
+                .body(SdkBody::taken())
+                .unwrap(),
+        )
+        .unwrap();
+        let error = connector.call(streaming).await.unwrap_err();
+        assert!(error.is_user(), "{error:?}");
     }
 
     fn lambda_env(endpoint: &str) -> Env {
@@ -325,32 +581,5 @@ mod tests {
         .unwrap();
         assert_eq!(config.region().map(|r| r.as_ref()), Some("ap-south-1"));
         assert_eq!(config.endpoint_url(), None);
-    }
-
-    /// The bundle holds every compiled-in root, each decoding to the same certificate.
-    #[test]
-    fn the_root_bundle_holds_every_compiled_in_root() {
-        use base64::Engine as _;
-        let bundle = String::from_utf8(root_bundle()).unwrap();
-        let decoded: Vec<Vec<u8>> = bundle
-            .split("-----END CERTIFICATE-----\n")
-            .filter(|block| !block.is_empty())
-            .map(|block| {
-                let body = block
-                    .trim_start_matches("-----BEGIN CERTIFICATE-----\n")
-                    .trim();
-                base64::engine::general_purpose::STANDARD
-                    .decode(body)
-                    .unwrap()
-            })
-            .collect();
-        assert!(decoded.len() > 100);
-        assert_eq!(
-            decoded.len(),
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
-        );
-        for (ours, theirs) in decoded.iter().zip(webpki_root_certs::TLS_SERVER_ROOT_CERTS) {
-            assert_eq!(ours.as_slice(), theirs.as_ref());
-        }
     }
 }

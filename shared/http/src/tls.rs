@@ -1,42 +1,53 @@
-//! TLS for every reqwest client of the workspace: rustls on ring (the provider the AWS SDK's client
-//! uses, so the binaries carry one) with the Mozilla roots compiled in, so building a client reads
-//! no trust-store files. The roots are `webpki-root-certs`' certificates, the ones the AWS SDK's
-//! client is given (`tributary_aws::sdk`), so a binary carries one copy of them (with
-//! `webpki-roots`' anchors beside them it carried two).
+//! TLS for every HTTP client of the workspace, the AWS SDK's included (`tributary_aws::sdk`):
+//! rustls on ring, with the Mozilla roots compiled in as trust anchors (`webpki-roots`), so
+//! building a client reads no trust-store file and parses no certificate.
 
 use std::sync::Arc;
 
-/// A rustls client configuration: ring, TLS 1.2 and 1.3, the `webpki-root-certs` roots (each
-/// parsed into a trust anchor here, when a client is first built), and ALPN offering HTTP/2 before
-/// HTTP/1.1.
+/// A rustls client configuration: ring, TLS 1.2 and 1.3, the compiled-in trust anchors, and ALPN
+/// offering HTTP/1.1 only (the clients are built without HTTP/2).
+#[must_use]
+pub fn client_config() -> rustls::ClientConfig {
+    client_config_trusting(roots())
+}
+
+/// [`client_config`] trusting `roots` instead of the compiled-in anchors: for tests that serve TLS
+/// with a certificate authority of their own.
 ///
 /// # Panics
 ///
 /// Never in practice: the ring provider supports rustls's safe default protocol versions.
 #[must_use]
-pub fn client_config() -> rustls::ClientConfig {
+pub fn client_config_trusting(roots: rustls::RootCertStore) -> rustls::ClientConfig {
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("ring supports the default protocol versions")
-    .with_root_certificates(roots())
+    .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }
 
-/// The compiled-in roots as trust anchors.
-fn roots() -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
-    roots
+/// The compiled-in trust anchors (subject, key and name constraints of each Mozilla root; no
+/// certificate is parsed).
+#[must_use]
+pub fn roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
 }
 
 /// A reqwest builder using [`client_config`]. reqwest is built without a crypto provider of its
 /// own, so a client must start here (`reqwest::Client::new()` would panic for want of one).
 pub fn reqwest_builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder().use_preconfigured_tls(client_config())
+    reqwest_builder_with(client_config())
+}
+
+/// A reqwest builder using `tls` (a [`client_config`] or a [`client_config_trusting`]).
+pub fn reqwest_builder_with(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().use_preconfigured_tls(tls)
 }
 
 #[cfg(test)]
@@ -44,15 +55,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_config_trusts_the_compiled_in_roots_and_offers_h2() {
+    fn the_config_trusts_the_compiled_in_anchors_and_offers_http_1_1_only() {
         let config = client_config();
-        assert!(config.alpn_protocols.first().is_some_and(|p| p == b"h2"));
-        // Every compiled-in certificate is a trust anchor of the configuration.
-        assert_eq!(
-            roots().len(),
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
-        );
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(roots().len(), webpki_roots::TLS_SERVER_ROOTS.len());
         assert!(roots().len() > 100);
         assert!(reqwest_builder().build().is_ok());
+    }
+
+    /// AWS's endpoints chain to Amazon's roots (Amazon Root CA 1 to 4, and Starfield Services
+    /// Root Certificate Authority - G2, which cross-signs them): the SDK's client must trust them.
+    #[test]
+    fn the_anchors_include_the_roots_aws_endpoints_chain_to() {
+        let subjects: Vec<&[u8]> = webpki_roots::TLS_SERVER_ROOTS
+            .iter()
+            .map(|anchor| anchor.subject.as_ref())
+            .collect();
+        for name in [
+            "Amazon Root CA 1",
+            "Amazon Root CA 2",
+            "Amazon Root CA 3",
+            "Amazon Root CA 4",
+            "Starfield Services Root Certificate Authority - G2",
+        ] {
+            assert!(
+                subjects
+                    .iter()
+                    .any(|subject| subject.windows(name.len()).any(|w| w == name.as_bytes())),
+                "{name} is not a compiled-in anchor"
+            );
+        }
     }
 }
