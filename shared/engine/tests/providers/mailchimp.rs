@@ -90,6 +90,67 @@ async fn mailchimp_members_page_by_offset_until_total_items() {
     assert_eq!(got.retries, 1);
 }
 
+/// A 403 with Mailchimp's error document is a refused credential; a 403 without one (Mailchimp's
+/// answer at exceptionally high volumes) is throttling, retried, and the read goes on.
+#[tokio::test]
+async fn mailchimp_403_is_auth_only_with_an_error_document() {
+    let refused = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "type": "https://mailchimp.com/developer/marketing/docs/errors/",
+            "title": "Forbidden",
+            "status": 403,
+            "detail": "The API key provided is linked to a different datacenter",
+            "instance": "2d5d8e5a-0000-0000-0000-000000000001"
+        })))
+        .expect(1)
+        .mount(&refused)
+        .await;
+    let err = read_all(
+        &engine(),
+        &spec("mailchimp"),
+        "lists",
+        &mocked(&refused, "/3.0", CONFIG, &creds()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.class(), tributary_engine::ErrorClass::Auth, "{err}");
+    assert!(err.to_string().contains("different datacenter"), "{err}");
+
+    let throttled = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("content-type", "text/html")
+                .set_body_string("<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD></HTML>"),
+        )
+        .up_to_n_times(1)
+        .mount(&throttled)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/lists"))
+        .and(query_exactly(&[("count", "1000"), ("offset", "0")]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "lists": [{"id": "57afe96172", "name": "Customers"}],
+            "total_items": 1
+        })))
+        .expect(1)
+        .mount(&throttled)
+        .await;
+    let got = read_all(
+        &engine(),
+        &spec("mailchimp"),
+        "lists",
+        &mocked(&throttled, "/3.0", CONFIG, &creds()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.ids("id"), ["57afe96172"]);
+    assert_eq!(got.retries, 1);
+}
+
 /// Reads `stream` from a mock answering `/3.0/{stream}` with two documented pages (offsets 0 and
 /// 2, `total_items` 3, each with the exact query), and returns the ids read.
 async fn two_offset_pages(
