@@ -89,12 +89,14 @@ impl Classify for SpecClassifier<'_> {
             return Some(Failure {
                 class: rule.class.into(),
                 message,
+                retry_after: rule.retry_after.map(Duration::from_secs),
             });
         }
         let class = self.defaults.class_of(status, headers)?;
         Some(Failure {
             class,
             message: json().and_then(|doc| message_of(&doc, None)),
+            retry_after: None,
         })
     }
 

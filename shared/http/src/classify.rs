@@ -37,6 +37,10 @@ pub struct Failure {
     pub class: ErrorClass,
     /// The server's message, if one was found (at most [`MAX_MESSAGE_CHARS`] characters).
     pub message: Option<String>,
+    /// The wait before trying again that the classifier knows without a header (a provider's
+    /// documented fixed wait), for a rate-limited or transient error. A `Retry-After` or reset
+    /// header the server sends comes first.
+    pub retry_after: Option<Duration>,
 }
 
 /// Judges the responses of one server. The client calls it once per final (non-redirect) response.
@@ -160,7 +164,11 @@ impl Classify for Classifier {
         let message = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|doc| error_message(&doc));
-        Some(Failure { class, message })
+        Some(Failure {
+            class,
+            message,
+            retry_after: None,
+        })
     }
 
     fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {

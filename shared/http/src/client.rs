@@ -350,9 +350,16 @@ impl HttpClient {
             }
             let headers = resp.headers().clone();
             let bytes = self.read_capped(resp).await?;
-            if let Some(Failure { class, message }) = cls.classify(status, &headers, &bytes) {
+            if let Some(Failure {
+                class,
+                message,
+                retry_after: known_wait,
+            }) = cls.classify(status, &headers, &bytes)
+            {
                 let retry_after = match class {
-                    ErrorClass::RateLimited | ErrorClass::Transient => cls.retry_after(&headers),
+                    ErrorClass::RateLimited | ErrorClass::Transient => {
+                        cls.retry_after(&headers).or(known_wait)
+                    }
                     _ => None,
                 };
                 return Err(HttpError::Upstream {

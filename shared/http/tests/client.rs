@@ -139,6 +139,7 @@ impl Classify for OkFalse {
             return Some(Failure {
                 class: ErrorClass::Auth,
                 message: Some("ok is false".into()),
+                retry_after: None,
             });
         }
         Classifier::default().classify(status, headers, body)
@@ -164,6 +165,60 @@ async fn a_callers_classifier_judges_the_response() {
 
     assert_eq!(err.class(), ErrorClass::Auth);
     assert!(err.to_string().contains("ok is false"), "{err}");
+}
+
+/// A provider documented to want a fixed wait after a 429, without saying so in a header.
+struct FixedWait;
+
+impl Classify for FixedWait {
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<Failure> {
+        let failure = Classifier::default().classify(status, headers, body)?;
+        Some(Failure {
+            retry_after: (failure.class == ErrorClass::RateLimited)
+                .then(|| Duration::from_secs(30)),
+            ..failure
+        })
+    }
+
+    fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
+        Classifier::default().retry_after(headers)
+    }
+}
+
+/// A classifier's known wait is the error's `retry_after` when the response has no header saying
+/// otherwise (longer than the client sleeps, so it is handed back once); a `Retry-After` wins.
+#[tokio::test]
+async fn a_classifiers_known_wait_applies_unless_the_server_says_otherwise() {
+    let server = MockServer::start().await;
+    Mock::given(path("/quiet"))
+        .respond_with(ResponseTemplate::new(429))
+        .mount(&server)
+        .await;
+    Mock::given(path("/told"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "2"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/told"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+
+    let err = client()
+        .send_with(&OutRequest::get(url(&server, "/quiet")), &FixedWait)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::RateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    assert_eq!(requests(&server).await, 1);
+
+    let started = Instant::now();
+    let resp = client()
+        .send_with(&OutRequest::get(url(&server, "/told")), &FixedWait)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, StatusCode::NO_CONTENT);
+    assert!(started.elapsed() >= Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -180,4 +180,9 @@ pub struct ErrorRule {
     /// provider's own message, when there is one, follows it in parentheses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Seconds to wait before trying again, where the provider documents a fixed wait and sends no
+    /// `Retry-After` (Airtable asks for 30 seconds after a 429). Only for `rate_limited` and
+    /// `transient`, at most 3600; a `Retry-After` or reset header the provider sends comes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }

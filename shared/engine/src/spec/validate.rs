@@ -6,12 +6,15 @@ use std::fmt;
 use serde_json::Value;
 
 use super::{
-    AuthMode, ErrorRule, Handshake, NextUrlSource, Pagination, ProviderSpec, RequestTemplate,
-    SPEC_VERSION, SignatureAlgorithm, SignatureEncoding, SignatureFormat, SyncMode, TimestampUnit,
-    ValueSource, WebhookSecret, WebhookSpec,
+    AuthMode, ErrorClass, ErrorRule, Handshake, NextUrlSource, Pagination, ProviderSpec,
+    RequestTemplate, SPEC_VERSION, SignatureAlgorithm, SignatureEncoding, SignatureFormat,
+    SyncMode, TimestampUnit, ValueSource, WebhookSecret, WebhookSpec,
 };
 use crate::selector::Selector;
 use crate::template::{Template, Var, json_tree_strings};
+
+/// The longest fixed wait an error rule may state: an hour.
+const MAX_RULE_WAIT_SECS: u64 = 3600;
 
 /// What went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +289,20 @@ impl Validator<'_> {
             }
             if rule.message.as_deref().is_some_and(|m| m.trim().is_empty()) {
                 self.err(&at(&[P::K("message")]), "must not be empty");
+            }
+            if let Some(wait) = rule.retry_after {
+                if !matches!(rule.class, ErrorClass::RateLimited | ErrorClass::Transient) {
+                    self.err(
+                        &at(&[P::K("retry_after")]),
+                        "a wait is only for a rate_limited or transient class: other failures are not retried",
+                    );
+                }
+                if !(1..=MAX_RULE_WAIT_SECS).contains(&wait) {
+                    self.err(
+                        &at(&[P::K("retry_after")]),
+                        format!("must be 1 to {MAX_RULE_WAIT_SECS} seconds"),
+                    );
+                }
             }
         }
     }
@@ -1168,6 +1185,37 @@ actions: []
             ],
             "{got:?}"
         );
+    }
+
+    /// A fixed wait belongs to a failure that is retried, and is bounded.
+    #[test]
+    fn an_error_rules_wait_is_for_retried_classes_and_bounded() {
+        assert_eq!(
+            semantic(&spec_with(
+                "",
+                "    errors:\n      - {status: 429, class: rate_limited, retry_after: 30}\n      - {status: 503, class: transient, retry_after: 3600}\n"
+            )),
+            []
+        );
+        let got = semantic(&spec_with(
+            "",
+            "    errors:\n      - {status: 403, class: auth, retry_after: 30}\n      - {status: 429, class: rate_limited, retry_after: 0}\n      - {status: 429, class: rate_limited, retry_after: 3601}\n",
+        ));
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "streams[0].errors[0].retry_after",
+                "streams[0].errors[1].retry_after",
+                "streams[0].errors[2].retry_after"
+            ],
+            "{got:?}"
+        );
+        assert!(
+            got[0].1.contains("only for a rate_limited or transient"),
+            "{got:?}"
+        );
+        assert!(got[1].1.contains("1 to 3600 seconds"), "{got:?}");
     }
 
     /// The Stripe spec with its `webhooks` section replaced by `webhooks` (YAML at column 0).
