@@ -29,6 +29,76 @@ fn salesforce_base_url_is_the_connection_instance_url() {
     );
 }
 
+/// An org that refuses logins from login.salesforce.com and test.salesforce.com connects through
+/// its My Domain login hostname, of any org type; the field takes nothing that would leave
+/// `salesforce.com`.
+#[test]
+fn salesforce_connects_through_a_my_domain_login_hostname() {
+    use tributary_engine::connection::check_fields;
+    use tributary_engine::oauth::{AuthorizationRequest, Pkce, authorization_url};
+    use tributary_engine::spec::AuthMode;
+
+    let spec = spec("salesforce");
+    let Some(AuthMode::OAuth2AuthorizationCode(oauth)) = spec.auth.first() else {
+        panic!("salesforce connects with OAuth");
+    };
+    let redirect = url::Url::parse("https://api.example.com/v1/connect/callback").unwrap();
+    let pkce = Pkce::from_random(&[7; 32]);
+    for (login_domain, host) in [
+        ("login", "login.salesforce.com"),
+        ("test", "test.salesforce.com"),
+        ("acme", ""),
+        ("acme.my", "acme.my.salesforce.com"),
+        (
+            "acme--uat.sandbox.my",
+            "acme--uat.sandbox.my.salesforce.com",
+        ),
+        (
+            "acme-dev-ed.develop.my",
+            "acme-dev-ed.develop.my.salesforce.com",
+        ),
+        ("acme.scratch.my", "acme.scratch.my.salesforce.com"),
+        ("evil.example/x", ""),
+        ("evil.example#", ""),
+        ("acme.my.evil", ""),
+        ("acme.other.my", ""),
+        ("-acme.my", ""),
+    ] {
+        // `instance_url` comes from the token response: only this field's problems count.
+        let problems: Vec<_> =
+            check_fields(&spec.connection_config, [("login_domain", login_domain)])
+                .into_iter()
+                .filter(|(field, _)| field == "login_domain")
+                .collect();
+        assert_eq!(
+            problems.is_empty(),
+            !host.is_empty(),
+            "{login_domain}: {problems:?}"
+        );
+        if host.is_empty() {
+            continue;
+        }
+        let config = std::collections::BTreeMap::from([(
+            "login_domain".to_owned(),
+            login_domain.to_owned(),
+        )]);
+        let url = authorization_url(
+            oauth,
+            &config,
+            &AuthorizationRequest {
+                client_id: "client",
+                redirect_uri: &redirect,
+                state: "st",
+                scopes: None,
+                pkce: Some(&pkce),
+            },
+        )
+        .unwrap();
+        assert_eq!(url.host_str(), Some(host), "{login_domain}");
+        assert_eq!(url.path(), "/services/oauth2/authorize", "{login_domain}");
+    }
+}
+
 #[tokio::test]
 async fn salesforce_soql_query_follows_next_records_url() {
     let server = MockServer::start().await;
