@@ -82,7 +82,10 @@ machete: $(TOOLS)/cargo-machete/.installed
 # builds), so one copy of each dependency is compiled, not one per function: the hakari-managed
 # crate shared/workspace-hack. Fails when it or a member's dependency on it is out of date; `make
 # hakari-fix` regenerates both after a dependency change.
-HAKARI := "$(TOOLS)/cargo-hakari/bin/cargo-hakari" hakari
+# Run as a plain binary, not as `cargo hakari`, it finds cargo through CARGO, which cargo sets only
+# for its own subcommands: without it `hakari-fix` failed to update Cargo.lock ("No such file or
+# directory").
+HAKARI := CARGO="$$(command -v $(CARGO))" "$(TOOLS)/cargo-hakari/bin/cargo-hakari" hakari
 .PHONY: hakari hakari-fix
 hakari: $(TOOLS)/cargo-hakari/.installed
 	$(HAKARI) generate --diff
