@@ -179,9 +179,9 @@ impl HttpConnector for SdkConnector {
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e))),
         };
         HttpConnectorFuture::new(async move {
-            let response = client.execute(request).await.map_err(connector_error)?;
+            let mut response = client.execute(request).await.map_err(connector_error)?;
             let status = response.status();
-            let headers = response.headers().clone();
+            let headers = std::mem::take(response.headers_mut());
             let body = response.bytes().await.map_err(connector_error)?;
             let mut answer = http::Response::new(SdkBody::from(body));
             *answer.status_mut() = status;

@@ -32,8 +32,7 @@ pub fn client_config_trusting(roots: rustls::RootCertStore) -> rustls::ClientCon
 
 /// The compiled-in trust anchors (subject, key and name constraints of each Mozilla root; no
 /// certificate is parsed).
-#[must_use]
-pub fn roots() -> rustls::RootCertStore {
+fn roots() -> rustls::RootCertStore {
     rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
@@ -67,7 +66,9 @@ mod tests {
     /// Root Certificate Authority - G2, which cross-signs them): the SDK's client must trust them.
     #[test]
     fn the_anchors_include_the_roots_aws_endpoints_chain_to() {
-        let subjects: Vec<&[u8]> = webpki_roots::TLS_SERVER_ROOTS
+        let roots = roots();
+        let subjects: Vec<&[u8]> = roots
+            .roots
             .iter()
             .map(|anchor| anchor.subject.as_ref())
             .collect();
