@@ -80,7 +80,9 @@ machete: $(TOOLS)/cargo-machete/.installed
 # Every member builds with the same dependency features whichever subset cargo is asked for (make
 # build, cargo test, cargo lambda watch's per-function `cargo run`, sam build's per-function
 # builds), so one copy of each dependency is compiled, not one per function: the hakari-managed
-# crate shared/workspace-hack. Fails when it or a member's dependency on it is out of date; `make
+# crate shared/workspace-hack. The one exception is the tests' mock server, whose features (HTTP/2)
+# would otherwise reach the functions: test builds compile what it changes a second time
+# (.config/hakari.toml). Fails when the crate or a member's dependency on it is out of date; `make
 # hakari-fix` regenerates both after a dependency change.
 # Run as a plain binary, not as `cargo hakari`, it finds cargo through CARGO, which cargo sets only
 # for its own subcommands: without it `hakari-fix` failed to update Cargo.lock ("No such file or

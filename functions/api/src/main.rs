@@ -1,5 +1,9 @@
 //! The API Lambda: every `/v1` operation behind API Gateway HTTP API, as an axum router.
 
+// The release binary is linked without unwind tables (functions/link/build.rs), so it must never unwind.
+#[cfg(all(tributary_no_unwind_tables, not(panic = "abort"), not(test)))]
+compile_error!("release builds link without unwind tables and need `panic = \"abort\"`");
+
 mod access;
 mod config;
 mod connect_page;

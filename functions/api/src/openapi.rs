@@ -366,6 +366,8 @@ pub struct ApiDoc;
 
 /// The OpenAPI document the API serves: the checked-in `functions/api/openapi.json`, which
 /// `tests::checked_in_openapi_matches_the_code` holds equal to the document the code generates.
+/// The binary carries it without whitespace and gzip-encoded (`routes::docs`).
+#[cfg(test)]
 pub const DOCUMENT: &str = include_str!("../openapi.json");
 
 /// The document with the shared responses, pretty-printed as it is checked in.
@@ -380,6 +382,11 @@ pub fn render(mut doc: utoipa::openapi::OpenApi) -> String {
     // readers ignore; the key appears nowhere else in the document (operations use `operationId`).
     json.replace("\"operation_id\": ", "\"operationId\": ")
 }
+
+/// The build script's minifier, tested here.
+#[cfg(test)]
+#[path = "../minify.rs"]
+mod minify;
 
 #[cfg(test)]
 mod tests {
@@ -588,5 +595,14 @@ mod tests {
                 "OidcIssuerIn.{field}"
             );
         }
+    }
+
+    #[test]
+    fn the_build_script_drops_whitespace_outside_strings_only() {
+        let json = "{ \"a b\" : [ 1 ,\n\t2 ] , \"c\\\" d\" : \"e \\\\\" ,\r\n \"f\" : { } }";
+        let minified = super::minify::minify(json);
+        assert_eq!(minified, r#"{"a b":[1,2],"c\" d":"e \\","f":{}}"#);
+        let parsed = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(parsed(&minified), parsed(json));
     }
 }

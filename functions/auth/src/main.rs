@@ -4,6 +4,10 @@
 // to exceed the default layout query depth.
 #![recursion_limit = "256"]
 
+// The release binary is linked without unwind tables (functions/link/build.rs), so it must never unwind.
+#[cfg(all(tributary_no_unwind_tables, not(panic = "abort"), not(test)))]
+compile_error!("release builds link without unwind tables and need `panic = \"abort\"`");
+
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, run, service_fn};

@@ -1,5 +1,9 @@
 //! The monitor Lambda: invoked by the schedule in `infra/template.yaml`.
 
+// The release binary is linked without unwind tables (functions/link/build.rs), so it must never unwind.
+#[cfg(all(tributary_no_unwind_tables, not(panic = "abort"), not(test)))]
+compile_error!("release builds link without unwind tables and need `panic = \"abort\"`");
+
 mod config;
 mod handler;
 

@@ -41,15 +41,21 @@ static PAGE_POLICY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The checked-in `openapi.json` as served: without whitespace between tokens, gzip-encoded (by the
+/// build script, `functions/api/build.rs`).
+const OPENAPI_JSON_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/openapi.json.gz"));
+
 /// The OpenAPI document.
+///
+/// Gzip-encoded when the request's `Accept-Encoding` allows gzip, decompressed otherwise.
 #[utoipa::path(get, path = "/v1/openapi.json", operation_id = "get_openapi_document", tag = "Reference",
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
-pub async fn openapi(_: Public) -> Response {
-    response::raw(
-        StatusCode::OK,
+pub async fn openapi(_: Public, headers: HeaderMap) -> Response {
+    encoded(
+        &headers,
+        OPENAPI_JSON_GZ,
         "application/json",
-        crate::openapi::DOCUMENT.as_bytes().to_vec(),
-        Some("public, max-age=300"),
+        "public, max-age=300",
     )
 }
 
@@ -80,23 +86,33 @@ pub async fn page(_: Public) -> Response {
 #[utoipa::path(get, path = REDOC_JS, operation_id = "get_docs_renderer", tag = "Reference",
     responses((status = 200, description = "Redoc's standalone bundle", content_type = "text/javascript")))]
 pub async fn redoc(_: Public, headers: HeaderMap) -> Response {
-    let (body, encoding) = if accepts_gzip(&headers) {
-        (REDOC_JS_GZ.to_vec(), Some("gzip"))
+    encoded(
+        &headers,
+        REDOC_JS_GZ,
+        "text/javascript; charset=utf-8",
+        "public, max-age=31536000, immutable",
+    )
+}
+
+/// An embedded gzip member as a 200: as it is when `headers` accept gzip, decompressed otherwise.
+fn encoded(
+    headers: &HeaderMap,
+    gz: &'static [u8],
+    content_type: &'static str,
+    cache: &'static str,
+) -> Response {
+    let (body, encoding) = if accepts_gzip(headers) {
+        (gz.to_vec(), Some("gzip"))
     } else {
-        match gunzip(REDOC_JS_GZ) {
+        match gunzip(gz) {
             Ok(body) => (body, None),
             Err(e) => {
-                tracing::error!(error = %e, "the embedded Redoc bundle does not decompress");
+                tracing::error!(error = %e, content_type, "an embedded body does not decompress");
                 return ApiError::Internal.into_response();
             }
         }
     };
-    let mut response = response::raw(
-        StatusCode::OK,
-        "text/javascript; charset=utf-8",
-        body,
-        Some("public, max-age=31536000, immutable"),
-    );
+    let mut response = response::raw(StatusCode::OK, content_type, body, Some(cache));
     let headers = response.headers_mut();
     headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
     if let Some(encoding) = encoding {
@@ -143,7 +159,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
     gzip.or(any).unwrap_or(false)
 }
 
-/// The bundle as it was before compression; flate2 checks the member's CRC-32 and length.
+/// A body as it was before compression; flate2 checks the member's CRC-32 and length.
 fn gunzip(gz: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut out = Vec::with_capacity(gz.len() * 4);
@@ -296,6 +312,65 @@ mod tests {
             "text/javascript; charset=utf-8"
         );
         assert_eq!(res.body.as_str(), Some(js.as_str()));
+    }
+
+    /// The positions in `json` of the paths' keys, in the order `json` lists them.
+    fn path_order(json: &str, paths: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+        let mut found: Vec<(usize, String)> = paths
+            .keys()
+            .map(|path| {
+                let key = format!("{}:", serde_json::to_string(path).unwrap());
+                let compact = json.find(&key);
+                let pretty = json.find(&key.replace(':', ": "));
+                (
+                    compact.or(pretty).expect("every path is a key"),
+                    path.clone(),
+                )
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, path)| path).collect()
+    }
+
+    #[tokio::test]
+    async fn the_document_is_served_without_whitespace_and_gzip_encoded() {
+        use crate::openapi::DOCUMENT;
+        let checked_in: serde_json::Value = serde_json::from_str(DOCUMENT).unwrap();
+        let d = deps(MemStore::default(), Ok(QueueDepth::default()));
+
+        let res = call(
+            &d,
+            Req::new("GET", "/v1/openapi.json").header("accept-encoding", "gzip, br"),
+        )
+        .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.headers["content-encoding"], "gzip");
+        assert_eq!(res.headers["vary"], "accept-encoding");
+        assert_eq!(res.headers["content-type"], "application/json");
+        assert_eq!(res.headers["cache-control"], "public, max-age=300");
+        let res = openapi(Public, accepting(Some("gzip"))).await;
+        assert_eq!(body(res).await, OPENAPI_JSON_GZ);
+        let served = String::from_utf8(gunzip(OPENAPI_JSON_GZ).unwrap()).unwrap();
+
+        // The same document: the same values, every token and nothing else (a compact
+        // serialization has the same length in any key order), and the paths in their order.
+        let value: serde_json::Value = serde_json::from_str(&served).unwrap();
+        assert_eq!(value, checked_in);
+        assert_eq!(served.len(), checked_in.to_string().len());
+        assert!(
+            served.len() < DOCUMENT.len() * 2 / 3,
+            "{} bytes",
+            served.len()
+        );
+        let paths = checked_in["paths"].as_object().unwrap();
+        assert_eq!(path_order(&served, paths), path_order(DOCUMENT, paths));
+
+        // Decompressed for a client that does not take gzip.
+        let res = call(&d, Req::new("GET", "/v1/openapi.json")).await;
+        assert_eq!(res.status, 200);
+        assert!(res.headers.get("content-encoding").is_none());
+        assert_eq!(res.headers["content-type"], "application/json");
+        assert_eq!(res.body, checked_in);
     }
 
     #[test]
