@@ -59,13 +59,18 @@ for fn in ApiFunction AuthFunction ConnectorFunction MonitorFunction; do
   got=$(od -An -tx2 -j18 -N2 "$bootstrap" | tr -d ' ')
   [ "$got" = "$machine" ] || { echo "sam build: $bootstrap is not a $arch binary (ELF machine $got)" >&2; exit 1; }
   # What keeps the zips small, checked on what ships (README, "Cold start and size"): no unwind
-  # tables (functions/link/build.rs), and no HTTP/2 stack (every client speaks HTTP/1.1; h2 came
-  # in through the tests' wiremock, which .config/hakari.toml keeps out of the workspace-hack). A
-  # stripped binary keeps the source paths of its panic locations, which name each crate.
+  # tables and a position-dependent executable (functions/link/build.rs), and no HTTP/2 stack
+  # (every client speaks HTTP/1.1; h2 came in through the tests' wiremock, which
+  # .config/hakari.toml keeps out of the workspace-hack). A stripped binary keeps the source paths
+  # of its panic locations, which name each crate.
   if readelf -S -W "$bootstrap" | grep -E '\.eh_frame|\.gcc_except_table'; then
     echo "sam build: $bootstrap carries unwind tables (above): functions/link/build.rs did not apply" >&2
     exit 1
   fi
+  # ELF e_type (offset 16): 2 is a position-dependent executable, 3 a position-independent one.
+  etype=$(od -An -tx2 -j16 -N2 "$bootstrap" | tr -d ' ')
+  want=0002; [ "${TRIBUTARY_PIE:-}" = 1 ] && want=0003
+  [ "$etype" = "$want" ] || { echo "sam build: $bootstrap has ELF type $etype, not $want (functions/link/build.rs)" >&2; exit 1; }
   if grep -a -q -E '/h2-[0-9]+\.[0-9]+\.[0-9]+/src/' "$bootstrap"; then
     echo "sam build: $bootstrap links h2, the HTTP/2 stack: a dependency's http2 feature reaches the release build" >&2
     exit 1

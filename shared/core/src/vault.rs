@@ -18,11 +18,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hkdf::Hkdf;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom as _, SystemRandom};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::Sha256;
 
@@ -60,6 +60,9 @@ pub enum VaultError {
     /// The keyring secret could not be read.
     #[error("reading the keyring: {0}")]
     Source(#[from] PortError),
+    /// The operating system's random number generator failed to give a nonce.
+    #[error("the system's random number generator failed")]
+    Entropy,
 }
 
 impl PartialEq for VaultError {
@@ -68,7 +71,9 @@ impl PartialEq for VaultError {
             (Self::Keyring(a), Self::Keyring(b)) | (Self::UnknownKey(a), Self::UnknownKey(b)) => {
                 a == b
             }
-            (Self::Malformed, Self::Malformed) | (Self::Open, Self::Open) => true,
+            (Self::Malformed, Self::Malformed)
+            | (Self::Open, Self::Open)
+            | (Self::Entropy, Self::Entropy) => true,
             (Self::Owner(a), Self::Owner(b)) => a == b,
             (Self::Source(a), Self::Source(b)) => a.to_string() == b.to_string(),
             _ => false,
@@ -168,7 +173,7 @@ impl fmt::Debug for Sealed {
 /// The keyring: every key a value may be sealed under, and the one new values use.
 pub struct Keyring {
     active: String,
-    keys: BTreeMap<String, Aes256Gcm>,
+    keys: BTreeMap<String, LessSafeKey>,
 }
 
 impl Keyring {
@@ -202,7 +207,7 @@ impl Keyring {
                     material.len()
                 )));
             }
-            keys.insert(id.clone(), derive(id, material.as_bytes()));
+            keys.insert(id.clone(), derive(id, material.as_bytes())?);
         }
         if !keys.contains_key(&active) {
             return Err(VaultError::Keyring(format!(
@@ -222,21 +227,21 @@ impl Keyring {
     pub fn seal(&self, owner: &Owner<'_>, plaintext: &[u8]) -> Result<Sealed, VaultError> {
         let aad = owner.aad()?;
         let cipher = &self.keys[&self.active];
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let ciphertext = cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
+        let mut nonce = [0; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| VaultError::Entropy)?;
+        let mut ciphertext = plaintext.to_vec();
+        cipher
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut ciphertext,
             )
             .map_err(|_| VaultError::Open)?;
-        let mut fixed = [0; NONCE_LEN];
-        fixed.copy_from_slice(&nonce);
         Ok(Sealed {
             key_id: self.active.clone(),
-            nonce: fixed,
+            nonce,
             ciphertext,
         })
     }
@@ -248,16 +253,18 @@ impl Keyring {
             .keys
             .get(&sealed.key_id)
             .ok_or_else(|| VaultError::UnknownKey(sealed.key_id.clone()))?;
-        cipher
-            .decrypt(
-                Nonce::from_slice(&sealed.nonce),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &aad,
-                },
+        // ring checks the tag before it hands out anything, and wipes the buffer when it fails.
+        let mut plaintext = sealed.ciphertext.clone();
+        let len = cipher
+            .open_in_place(
+                Nonce::assume_unique_for_key(sealed.nonce),
+                Aad::from(&aad),
+                &mut plaintext,
             )
-            .map(SecretSlice::from)
-            .map_err(|_| VaultError::Open)
+            .map_err(|_| VaultError::Open)?
+            .len();
+        plaintext.truncate(len);
+        Ok(SecretSlice::from(plaintext))
     }
 
     /// Whether `sealed` was sealed under an older key: re-seal it when it is next written.
@@ -406,14 +413,16 @@ impl fmt::Debug for Vault {
     }
 }
 
-/// The AES-256 key of `material` under the key id `id`.
-fn derive(id: &str, material: &[u8]) -> Aes256Gcm {
+/// The AES-256-GCM key of `material` under the key id `id` (ring's, the AEAD that TLS uses too).
+fn derive(id: &str, material: &[u8]) -> Result<LessSafeKey, VaultError> {
     let mut key = [0u8; 32];
     // 32 bytes is far below HKDF-SHA256's output limit (8160 bytes), so expansion cannot fail.
     let _ = Hkdf::<Sha256>::new(Some(AAD_DOMAIN), material).expand(id.as_bytes(), &mut key);
-    let cipher = Aes256Gcm::new(&key.into());
+    let cipher = UnboundKey::new(&AES_256_GCM, &key);
     key.fill(0);
     cipher
+        .map(LessSafeKey::new)
+        .map_err(|_| VaultError::Keyring(format!("key `{id}`: not an AES-256 key")))
 }
 
 fn valid_key_id(id: &str) -> bool {
@@ -452,6 +461,46 @@ mod tests {
     }
 
     const SECRET: &[u8] = br#"{"access_token":"ya29.secret"}"#;
+
+    #[test]
+    fn values_sealed_with_the_aes_gcm_crate_still_open() {
+        // Sealed by the vault when it used the `aes-gcm` crate (commit 6fc6c11).
+        let stored =
+            "v1.k7.mKCgWvaNvYgIEa2796g9bIKX05SIA0hFRxt-6IXeFsrnR3BVGkyuXQl85MQsBmXjD4w7WM23xHKe9g";
+        let ring = keyring("k7", &[("k7", 7)]);
+        let sealed = Sealed::decode(stored).unwrap();
+        let opened = ring.open(&owner("ten_kat", "conn_kat"), &sealed).unwrap();
+        assert_eq!(opened.expose_secret(), SECRET);
+        assert_eq!(
+            ring.open(&owner("ten_kat", "conn_other"), &sealed)
+                .unwrap_err(),
+            VaultError::Open
+        );
+    }
+
+    #[test]
+    fn a_sealed_value_is_aes_256_gcm_that_another_implementation_opens() {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let ring = keyring("k1", &[("k1", 1)]);
+        let me = owner("ten_a", "conn_1");
+        let sealed = ring.seal(&me, SECRET).unwrap();
+        let mut bytes = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(AAD_DOMAIN), key(1).as_bytes())
+            .expand(b"k1", &mut bytes)
+            .unwrap();
+        let other = aes_gcm::Aes256Gcm::new(&bytes.into());
+        let aad = me.aad().unwrap();
+        let opened = other
+            .decrypt(
+                aes_gcm::Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        assert_eq!(opened, SECRET);
+    }
 
     #[test]
     fn a_sealed_value_opens_for_its_owner_after_a_round_trip_through_storage() {
