@@ -69,6 +69,18 @@ const PURGE_PAGE: i32 = 25;
 /// Items one filtered list call reads at most before it answers with what it found and a cursor.
 const MAX_EXAMINED: usize = 1000;
 
+/// How many items the next read of a filtered list asks DynamoDB to examine (its `Limit`), after
+/// reads that asked for `previous` and examined `examined` in all without filling the page. The
+/// first read asks for one more than the page, all a list whose filter passes everything needs;
+/// each further one for four times as many, within what is left of [`MAX_EXAMINED`]: a sparse
+/// filter costs a few round trips, not one per hundred items.
+fn next_ask(previous: usize, examined: usize) -> usize {
+    previous
+        .saturating_mul(4)
+        .min(MAX_EXAMINED.saturating_sub(examined))
+        .max(1)
+}
+
 pub(crate) fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")
 }
@@ -419,6 +431,7 @@ impl DynamoTable {
         let mut found: Vec<(String, T)> = Vec::new();
         let mut start = page.after.clone();
         let mut examined = 0;
+        let mut ask = limit + 1;
         loop {
             let request = self
                 .client()
@@ -436,7 +449,7 @@ impl DynamoTable {
             }
             .set_filter_expression(filter.expression.clone())
             .consistent_read(true)
-            .limit(100);
+            .limit(i32::try_from(ask).unwrap_or(i32::MAX));
             for (k, v) in &filter.names {
                 request = request.expression_attribute_names(k, v);
             }
@@ -452,7 +465,7 @@ impl DynamoTable {
                 .send()
                 .await
                 .map_err(|e| classify(Service::Store, "Query", e, |_| None))?;
-            examined += usize::try_from(out.scanned_count).unwrap_or(100);
+            examined += usize::try_from(out.scanned_count).unwrap_or(ask);
             for it in out.items.unwrap_or_default() {
                 let Some(key) = sort_key(&it) else { continue };
                 found.push((key, decode(&it)?));
@@ -481,7 +494,10 @@ impl DynamoTable {
                         next_after: Some(key),
                     });
                 }
-                Some(key) => start = Some(key),
+                Some(key) => {
+                    start = Some(key);
+                    ask = next_ask(ask, examined);
+                }
             }
         }
     }
@@ -989,5 +1005,33 @@ impl Lease {
             .send()
             .await;
         applied(result).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Limit`s of a filtered list's reads when no item passes, until the cap.
+    fn asks(limit: usize) -> Vec<usize> {
+        let (mut ask, mut examined, mut out) = (limit + 1, 0, Vec::new());
+        loop {
+            out.push(ask);
+            examined += ask;
+            if examined >= MAX_EXAMINED {
+                return out;
+            }
+            ask = next_ask(ask, examined);
+        }
+    }
+
+    #[test]
+    fn a_sparse_filter_is_read_in_a_few_growing_reads_that_stop_at_the_cap() {
+        assert_eq!(asks(50), [51, 204, 745]);
+        assert_eq!(asks(100), [101, 404, 495]);
+        assert_eq!(asks(1), [2, 8, 32, 128, 512, 318]);
+        // A read cut short by the 1 MB response limit: the next asks from what is left.
+        assert_eq!(next_ask(404, 990), 10);
+        assert_eq!(next_ask(404, MAX_EXAMINED), 1);
     }
 }
