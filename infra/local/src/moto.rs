@@ -43,8 +43,8 @@ pub struct MotoOptions {
 ///
 /// - **A Query reads its partition, as in DynamoDB.** moto's `Table.query` sorts every item of
 ///   the table (`all_items`) and then keeps the partition's: O(table) a Query, so the reads of
-///   one tenant slowed down as the fuzzing filled other tenants' partitions (the dashboard's dozen
-///   reads took 8 s). Here a Query on the table's own key is handed its partition only; a Query
+///   one tenant slowed down as the fuzzing filled other tenants' partitions (the dashboard's reads
+///   took 8 s). Here a Query on the table's own key is handed its partition only; a Query
 ///   of an index is left as moto has it.
 /// - **Transactions cost their items, as in DynamoDB.** moto's `TransactWriteItems` deep-copies
 ///   every table the transaction touches before applying it, to roll back on failure: O(table) a
