@@ -58,6 +58,14 @@ fn salesforce_connects_through_a_my_domain_login_hostname() {
             "acme-dev-ed.develop.my.salesforce.com",
         ),
         ("acme.scratch.my", "acme.scratch.my.salesforce.com"),
+        ("acme.demo.my", "acme.demo.my.salesforce.com"),
+        ("acme.free.my", "acme.free.my.salesforce.com"),
+        ("acme.patch.my", "acme.patch.my.salesforce.com"),
+        // A Trailhead Playground's login hostname.
+        (
+            "mindful-koala-rysqkc-dev-ed.trailblaze.my",
+            "mindful-koala-rysqkc-dev-ed.trailblaze.my.salesforce.com",
+        ),
         ("evil.example/x", ""),
         ("evil.example#", ""),
         ("acme.my.evil", ""),
