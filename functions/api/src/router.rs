@@ -22,10 +22,11 @@ use crate::state::{AppState, ControlStore, Deps, JobsQueue};
 
 /// Operations: the axum routes and, in test builds, what documents them.
 ///
-/// The API serves the checked-in `openapi.json` (`crate::openapi::DOCUMENT` in tests), which a test
-/// holds equal to the document built from these operations. So the release binary carries no
-/// document generation: utoipa's generated code for every operation and schema is dead there and
-/// linked out, which keeps it out of the cold start and the zip.
+/// The API serves the checked-in `openapi.json` (embedded minified and gzip-encoded by the build
+/// script; `crate::openapi::DOCUMENT` in tests), which a test holds equal to the document built
+/// from these operations. So the release binary carries no document generation: utoipa's
+/// generated code for every operation and schema is dead there and linked out, which keeps it out
+/// of the cold start and the zip.
 pub struct Api<St> {
     router: Router<St>,
     #[cfg(test)]
